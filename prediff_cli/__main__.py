@@ -1,0 +1,3 @@
+from prediff_cli.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command-line layer: one small module per command; only this layer prints."""

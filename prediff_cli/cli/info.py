@@ -1,0 +1,56 @@
+"""`prediff info`: package versions, the device MindSpore would use, threads."""
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+
+import typer
+from rich.table import Table
+from typing_extensions import Annotated
+
+from prediff_cli import __version__
+from prediff_cli.cli.options import Device, DeviceOpt
+from prediff_cli.cli.reporting import console, guarded
+
+PACKAGES = ("mindspore", "numpy", "typer", "rich", "h5py", "netCDF4", "PyYAML", "imageio", "Pillow", "scipy")
+
+
+def collect_info(device: str = "auto") -> dict:
+    """Versions, device and thread facts as a plain dict."""
+    from prediff_cli.runtime import device_available, resolve_device, thread_info
+
+    versions = {"prediff": __version__, "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "versions": versions,
+        "device": resolve_device(device),
+        "available_devices": [d for d in ("cpu", "gpu", "ascend") if device_available(d)],
+        "platform": platform.platform(),
+        "threads": thread_info(),
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("info")
+    @guarded
+    def info(device: DeviceOpt = Device.auto,
+             as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
+        """Show package versions, the device MindSpore would use and the thread settings."""
+        facts = collect_info(device.value)
+        if as_json:
+            console.print_json(json.dumps(facts))
+            return
+        table = Table(title="prediff info", show_header=False)
+        for name, version in facts["versions"].items():
+            table.add_row(name, version or "[red]not installed[/]")
+        table.add_row("device", facts["device"])
+        table.add_row("available devices", ", ".join(facts["available_devices"]))
+        table.add_row("platform", facts["platform"])
+        for key, value in facts["threads"].items():
+            table.add_row(key, str(value))
+        console.print(table)

@@ -1,0 +1,288 @@
+"""Typed, frozen configuration of every prediff command.
+
+One `Config` object describes a whole experiment: the dataset, the three networks (as the *official*
+constructor arguments, so that published PyTorch weights map one to one), the diffusion schedule, the
+three trainers, the sampler and the scorer. Defaults are the paper's SEVIR-LR configuration (reference
+spec §2-5); the presets `tiny`, `small`, `demo` and `sevirlr` override what differs.
+
+Model sections are converted to plain dicts with `model_kwargs()`; that dict is exactly what
+`models.build(component, kwargs)` takes and what checkpoints embed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Tuple
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """SEVIR-LR dataset layout and sequence cutting (reference spec §1)."""
+
+    root: Optional[str] = None  # dataset root holding CATALOG.csv and data/vil/YEAR/*.h5
+    img_size: int = 128  # frame height = width, pixels (3 km each)
+    raw_seq_len: int = 25  # frames per stored event (10-minute steps)
+    in_len: int = 7  # context frames
+    out_len: int = 6  # target frames
+    stride: int = 6  # frames between the starts of two sequences of one event
+    train_test_split_date: str = "2019-06-01"  # test = events strictly after this date (UTC midnight)
+    val_ratio: float = 0.1  # fraction of train+val sequences drawn for validation
+    split_seed: int = 0  # seed of the random validation draw
+    shuffle_seed: int = 1  # seed of the event-table shuffle of the train+val pool
+    aug_mode: Literal["0", "1", "2"] = "2"  # "0" none, "1" flips + free rotation, "2" flips + 90° rotations
+
+    @property
+    def seq_len(self) -> int:
+        return self.in_len + self.out_len
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# networks: official constructor arguments
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """`AutoencoderKL` constructor arguments (reference spec §2)."""
+
+    in_channels: int = 1
+    out_channels: int = 1
+    down_block_types: Tuple[str, ...] = ("DownEncoderBlock2D",) * 4
+    up_block_types: Tuple[str, ...] = ("UpDecoderBlock2D",) * 4
+    block_out_channels: Tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    act_fn: Literal["silu"] = "silu"
+    latent_channels: int = 64
+    norm_num_groups: int = 32
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """`CuboidTransformerUNet` constructor arguments (reference spec §3.1). Shapes are (T, H, W, C)."""
+
+    input_shape: Tuple[int, ...] = (7, 16, 16, 64)
+    target_shape: Tuple[int, ...] = (6, 16, 16, 64)
+    base_units: int = 256
+    scale_alpha: float = 1.0
+    num_heads: int = 4
+    attn_drop: float = 0.1
+    proj_drop: float = 0.1
+    ffn_drop: float = 0.1
+    downsample: int = 2
+    downsample_type: Literal["patch_merge"] = "patch_merge"
+    upsample_type: Literal["upsample"] = "upsample"
+    upsample_kernel_size: int = 3
+    depth: Tuple[int, ...] = (4, 4)
+    block_attn_patterns: Tuple[str, ...] = ("axial", "axial")
+    num_global_vectors: int = 0
+    use_global_vector_ffn: bool = False
+    use_global_self_attn: bool = True
+    separate_global_qkv: bool = True
+    global_dim_ratio: int = 1
+    ffn_activation: Literal["gelu"] = "gelu"
+    gated_ffn: bool = False
+    norm_layer: Literal["layer_norm"] = "layer_norm"
+    padding_type: Literal["zeros"] = "zeros"
+    checkpoint_level: int = 0
+    pos_embed_type: Literal["t+h+w"] = "t+h+w"
+    use_relative_pos: bool = True
+    self_attn_use_final_proj: bool = True
+    attn_linear_init_mode: str = "0"
+    ffn_linear_init_mode: str = "0"
+    ffn2_linear_init_mode: str = "2"
+    attn_proj_linear_init_mode: str = "2"
+    conv_init_mode: str = "0"
+    down_linear_init_mode: str = "0"
+    up_linear_init_mode: str = "0"
+    global_proj_linear_init_mode: str = "2"
+    norm_init_mode: str = "0"
+    time_embed_channels_mult: int = 4
+    time_embed_use_scale_shift_norm: bool = False
+    time_embed_dropout: float = 0.0
+    unet_res_connect: bool = True
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """`NoisyCuboidTransformerEncoder` constructor arguments (reference spec §5.1)."""
+
+    input_shape: Tuple[int, ...] = (6, 16, 16, 64)
+    out_channels: int = 1
+    base_units: int = 128
+    block_units: Optional[Tuple[int, ...]] = None
+    scale_alpha: float = 1.0
+    depth: Tuple[int, ...] = (1, 1)
+    downsample: int = 2
+    downsample_type: Literal["patch_merge"] = "patch_merge"
+    block_attn_patterns: str = "axial"
+    num_heads: int = 4
+    attn_drop: float = 0.1
+    proj_drop: float = 0.1
+    ffn_drop: float = 0.1
+    ffn_activation: Literal["gelu"] = "gelu"
+    gated_ffn: bool = False
+    norm_layer: Literal["layer_norm"] = "layer_norm"
+    use_inter_ffn: bool = True
+    hierarchical_pos_embed: bool = False
+    pos_embed_type: Literal["t+h+w"] = "t+h+w"
+    padding_type: Literal["zeros"] = "zeros"
+    checkpoint_level: int = 0
+    use_relative_pos: bool = True
+    self_attn_use_final_proj: bool = True
+    num_global_vectors: int = 0
+    use_global_vector_ffn: bool = True
+    use_global_self_attn: bool = False
+    separate_global_qkv: bool = False
+    global_dim_ratio: int = 1
+    attn_linear_init_mode: str = "0"
+    ffn_linear_init_mode: str = "0"
+    ffn2_linear_init_mode: str = "2"
+    attn_proj_linear_init_mode: str = "2"
+    conv_init_mode: str = "0"
+    down_linear_init_mode: str = "0"
+    global_proj_linear_init_mode: str = "2"
+    norm_init_mode: str = "0"
+    time_embed_channels_mult: int = 4
+    time_embed_use_scale_shift_norm: bool = False
+    time_embed_dropout: float = 0.0
+    pool: Literal["attention"] = "attention"
+    readout_seq: bool = True
+    out_len: int = 6
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Latent-diffusion settings (reference spec §4)."""
+
+    timesteps: int = 1000
+    beta_schedule: Literal["linear", "sqrt_linear", "cosine"] = "linear"  # "linear" is linear in sqrt(beta)
+    linear_start: float = 1e-4
+    linear_end: float = 2e-2
+    cosine_s: float = 8e-3
+    parameterization: Literal["eps"] = "eps"
+    learn_logvar: bool = True  # learned per-timestep log-variance in the training loss (§4.3)
+    logvar_init: float = 0.0
+    scale_factor: float = 1.0  # latent scale applied to target latents
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by the three trainers (reference spec §2.7, §4.6, §5.3)."""
+
+    steps: int = 1000  # total optimizer steps
+    micro_batch_size: int = 2  # sequences (or frames, for the VAE) per forward pass
+    total_batch_size: int = 64  # effective batch per optimizer step; accumulation = total / (micro * workers)
+    lr: float = 1e-3
+    betas: Tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # fraction of steps of linear warm-up
+    warmup_min_lr_ratio: float = 0.1  # warm-up starts at this fraction of lr
+    min_lr_ratio: float = 1e-3  # cosine decays to this fraction of lr
+    grad_clip: float = 1.0  # global-norm clipping; 0 disables
+    log_every: int = 10  # optimizer steps between metrics.jsonl lines
+    val_every: int = 100  # optimizer steps between validations
+    val_batches: int = 8  # micro-batches per validation (0 = whole val split)
+    ckpt_every: int = 100  # optimizer steps between last.ckpt saves
+    keep_ckpts: int = 2  # rotated older copies of last.ckpt kept as last-<step>.ckpt
+    ema_decay: float = 0.0  # 0 disables the exponential moving average of the weights
+    # VAE-only loss terms (ignored by the latent trainers)
+    kl_weight: float = 1e-6
+    disc_start: int = 50001  # optimizer step at which the PatchGAN discriminator switches on
+    disc_weight: float = 0.5
+
+
+def _vae_train_default() -> TrainConfig:
+    return TrainConfig(micro_batch_size=16, total_batch_size=512, lr=5e-6, betas=(0.5, 0.9), weight_decay=0.0)
+
+
+def _diffusion_train_default() -> TrainConfig:
+    return TrainConfig(ema_decay=0.9999)
+
+
+def _align_train_default() -> TrainConfig:
+    return TrainConfig(micro_batch_size=32, total_batch_size=128)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# forecasting and scoring
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Ensemble forecasting (`prediff sample`)."""
+
+    samples: int = 8  # ensemble members, denoised as one batch
+    sampler: Literal["ddim", "ddpm", "dpmpp"] = "ddim"
+    steps: int = 50  # solver steps (ddpm always uses every timestep)
+    eta: float = 0.0  # DDIM stochasticity: 0 deterministic, 1 DDPM-like
+    align: Literal["none", "avg_x"] = "none"
+    align_target: Optional[float] = None  # anticipated mean VIL of the target frames, digital 0-255
+    align_factor: Optional[float] = None  # or: anticipated mean = factor x mean of the last context frame
+    guide_scale: float = 50.0
+    couple_members: bool = False  # official behaviour: one 2-norm over all members couples their guidance
+    member_batch: int = 0  # members per UNet call (0 = all at once)
+    gif_members: int = 4  # member panels drawn in the GIF (plus ensemble mean and maximum)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Verification settings (`prediff score`, reference spec §6)."""
+
+    thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # digital VIL, compared with >=
+    eps: float = 1e-4
+    pools: Tuple[int, ...] = (4, 16)  # max-pool sizes of the pooled CSI / CRPS
+    fss_scales: Tuple[int, ...] = (1, 4, 16)  # neighbourhood widths in pixels
+    fss_thresholds: Tuple[float, ...] = (74, 133, 181)
+    batch_size: int = 4  # sequences per model call in whole-split evaluation
+    baselines: Tuple[str, ...] = ("persistence", "optical_flow")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole prediff experiment."""
+
+    preset: str = "sevirlr"  # name of the preset this config started from (informational)
+    seed: int = 0
+    device: Literal["auto", "cpu", "gpu", "ascend"] = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train_vae: TrainConfig = field(default_factory=_vae_train_default)
+    train_diffusion: TrainConfig = field(default_factory=_diffusion_train_default)
+    train_align: TrainConfig = field(default_factory=_align_train_default)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def model_kwargs(self, component: str) -> dict:
+        """Official constructor arguments of `component` ("vae", "unet" or "align") as a JSON-ready dict."""
+        if component not in MODEL_SECTIONS:
+            raise KeyError(f"unknown component {component!r}; valid: {', '.join(MODEL_SECTIONS)}")
+        return to_plain(getattr(self, component))
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+
+MODEL_SECTIONS = ("vae", "unet", "align")
+
+
+def to_plain(obj):
+    """Dataclasses → dicts, tuples → lists, recursively (JSON / YAML ready)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
