@@ -25,6 +25,12 @@ class StateDictMismatch(ValueError):
     """The official state dict does not fit the network; the message lists what differs on one line."""
 
 
+def relative_parameters(net: nn.Cell) -> Dict[str, ms.Parameter]:
+    """Parameters keyed by their path *inside* `net`. (`Parameter.name` gains the attribute path of any cell
+    that later wraps `net`, e.g. `unet.` inside a loss cell; these keys do not.)"""
+    return dict(net.parameters_and_names())
+
+
 def _buffers(net: nn.Cell) -> Dict[str, np.ndarray]:
     out = {}
     for prefix, cell in net.cells_and_names():
@@ -59,7 +65,7 @@ def load_official_state_dict(net: nn.Cell, state: Mapping[str, np.ndarray]) -> N
     Raises `StateDictMismatch` naming the missing, unexpected and mismatched keys if the key set or any
     shape differs, or if a stored buffer disagrees with the network's own; nothing is copied in that case.
     """
-    params = {p.name: p for p in net.get_parameters()}
+    params = relative_parameters(net)
     buffers = _buffers(net)
     assignments = {}
     unexpected, mismatched, bad_buffers = [], [], []
@@ -96,7 +102,7 @@ def official_state_dict(net: nn.Cell) -> Dict[str, np.ndarray]:
 
     Kernels that MindSpore stores with extra unit axes (Conv1d) keep MindSpore's shape;
     `load_official_state_dict` accepts either form."""
-    out = {official_key(p.name): p.asnumpy() for p in net.get_parameters()}
+    out = {official_key(name): p.asnumpy() for name, p in relative_parameters(net).items()}
     out.update(_buffers(net))
     return out
 

@@ -1,0 +1,138 @@
+"""prediff checkpoints: MindSpore `.ckpt` files that carry everything needed to rebuild and resume.
+
+Layout (one MindSpore checkpoint):
+* tensors, grouped by a prefix: `model.<param>` (network weights, MindSpore names), `ema.<param>` (exponential
+  moving average of the weights, if any), `optim.<name>` (optimizer moments and step), `aux.<name>` (other
+  trained tensors: the diffusion loss's learned log-variance, the VAE's discriminator, ...);
+* one string entry `prediff_meta`: JSON with `format` (version), `component` ("vae", "unet", "align"),
+  `model_kwargs` (the official constructor arguments: `models.build(component, model_kwargs)` rebuilds the
+  network), `config` (the whole resolved prediff config, so a run can be resumed or sampled with nothing else),
+  and free-form entries such as `step` and RNG state.
+
+Files are written to a temporary name in the destination folder and renamed, so a crash never leaves a
+half-written checkpoint under the final name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from prediff_cli.errors import InputError
+
+FORMAT_VERSION = 1
+META_KEY = "prediff_meta"
+GROUPS = ("model", "ema", "optim", "aux")
+
+
+@dataclass
+class Checkpoint:
+    """Contents of a prediff checkpoint; arrays are NumPy, keyed by name without the group prefix."""
+
+    component: str
+    model_kwargs: Dict[str, Any]
+    model: Dict[str, np.ndarray]
+    config: Optional[Dict[str, Any]] = None
+    ema: Dict[str, np.ndarray] = field(default_factory=dict)
+    optim: Dict[str, np.ndarray] = field(default_factory=dict)
+    aux: Dict[str, np.ndarray] = field(default_factory=dict)
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    def weights(self, prefer_ema: bool = True) -> Dict[str, np.ndarray]:
+        """The weights to sample with: the EMA copy when present (and preferred), else the raw weights."""
+        return self.ema if (prefer_ema and self.ema) else self.model
+
+
+def save_checkpoint(path, ckpt: Checkpoint) -> Path:
+    """Write `ckpt` to `path` (a `.ckpt` name) atomically."""
+    import mindspore as ms
+
+    path = Path(path)
+    if path.suffix != ".ckpt":
+        raise ValueError(f"checkpoint names end in .ckpt, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for group in GROUPS:
+        for name, value in getattr(ckpt, group).items():
+            entries.append({"name": f"{group}.{name}", "data": ms.Tensor(np.ascontiguousarray(value))})
+    meta = dict(ckpt.meta)
+    meta.update(format=FORMAT_VERSION, component=ckpt.component, model_kwargs=ckpt.model_kwargs,
+                config=ckpt.config)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.ckpt")
+    try:
+        ms.save_checkpoint(entries, str(tmp), append_dict={META_KEY: json.dumps(meta, sort_keys=True)})
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path, component: Optional[str] = None) -> Checkpoint:
+    """Read a prediff checkpoint; `component` (if given) must match the one stored."""
+    import mindspore as ms
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        raw = ms.load_checkpoint(str(path))
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError subclasses for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path} is not a readable MindSpore checkpoint ({first})") from None
+    meta_text = raw.pop(META_KEY, None)
+    if not isinstance(meta_text, str):
+        raise InputError(f"{path} is a MindSpore checkpoint but not a prediff one (no {META_KEY}); "
+                         "convert official PyTorch weights with `prediff convert-weights`")
+    meta = json.loads(meta_text)
+    if meta.get("format", 0) > FORMAT_VERSION:
+        raise InputError(f"{path} was written by a newer prediff (format {meta['format']}); upgrade prediff")
+    stored = meta.pop("component")
+    if component is not None and stored != component:
+        raise InputError(f"{path} holds a {stored} checkpoint, but a {component} checkpoint is needed here")
+    groups: Dict[str, Dict[str, np.ndarray]] = {g: {} for g in GROUPS}
+    for key, value in raw.items():
+        group, _, name = key.partition(".")
+        if group in groups:
+            groups[group][name] = value.asnumpy()
+    kwargs = meta.pop("model_kwargs")
+    config = meta.pop("config", None)
+    meta.pop("format", None)
+    return Checkpoint(component=stored, model_kwargs=kwargs, config=config, meta=meta, **groups)
+
+
+def net_weights(net) -> Dict[str, np.ndarray]:
+    """A network's parameters as NumPy arrays keyed by their path inside `net`."""
+    return {name: p.asnumpy() for name, p in net.parameters_and_names()}
+
+
+def load_weights(net, weights: Mapping[str, np.ndarray], source: str = "checkpoint") -> None:
+    """Copy `weights` into `net`; the names and shapes must match exactly."""
+    import mindspore as ms
+
+    params = dict(net.parameters_and_names())
+    missing = sorted(set(params) - set(weights))
+    unexpected = sorted(set(weights) - set(params))
+    wrong = [n for n in params if n in weights and tuple(weights[n].shape) != tuple(params[n].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("with a different shape", wrong)):
+            if items:
+                parts.append(f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
+        raise InputError(f"{source} does not fit the network built from its config: " + "; ".join(parts))
+    for name, param in params.items():
+        param.set_data(ms.Tensor(np.asarray(weights[name], dtype=ms.dtype_to_nptype(param.dtype))))
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file (provenance of checkpoints in forecast files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
