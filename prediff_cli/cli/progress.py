@@ -1,0 +1,73 @@
+"""Rich live displays for long work: a progress bar with steps, loss, learning rate, it/s and ETA."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from prediff_cli.cli.reporting import console
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class TrainingDisplay:
+    """A `TrainingListener` that renders training progress on the terminal."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            TextColumn("ep {task.fields[epoch]}"), TextColumn("loss {task.fields[loss]}"),
+            TextColumn("lr {task.fields[lr]}"), TextColumn("{task.fields[speed]} it/s"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+        self.task_id: Optional[int] = None
+
+    def on_start(self, start_step: int, total_steps: int) -> None:
+        self.progress.start()
+        self.task_id = self.progress.add_task(self.title, total=total_steps, completed=start_step, epoch="-",
+                                              loss="-", lr="-", speed="-")
+        if start_step:
+            self.progress.console.print(f"resuming at step {start_step} of {total_steps}")
+
+    def on_step(self, record: dict) -> None:
+        self.progress.update(self.task_id, completed=record["step"], epoch=_fmt(record.get("epoch"), ".2f"),
+                             loss=_fmt(record.get("loss"), ".4g"), lr=_fmt(record.get("lr"), ".2e"),
+                             speed=_fmt(record.get("it_s"), ".2f"))
+
+    def on_validation(self, record: dict) -> None:
+        parts = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "step" and isinstance(v, float))
+        self.progress.console.print(f"step {record['step']}: {parts}")
+
+    def on_checkpoint(self, path: Path, kind: str) -> None:
+        pass
+
+    def on_end(self, result) -> None:
+        self.progress.stop()
+
+
+class StepsDisplay:
+    """A simple bar for sampling and evaluation loops (`advance()` per unit of work)."""
+
+    def __init__(self, title: str, total: int, unit: str = "steps"):
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn(unit), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=console, transient=False)
+        self.task_id = self.progress.add_task(title, total=total)
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task_id, n)
+
+    def set_total(self, total: int) -> None:
+        self.progress.update(self.task_id, total=total)

@@ -1,0 +1,1 @@
+"""Pipelines: training, forecasting and evaluation built from config, data, models and io."""

@@ -1,0 +1,47 @@
+"""Official PyTorch weights → a prediff checkpoint, number for number."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prediff_cli import __version__
+from prediff_cli.config import Config, to_plain
+from prediff_cli.errors import InputError
+from prediff_cli.io.checkpoint import Checkpoint, file_sha256, net_weights, save_checkpoint
+from prediff_cli.io.state_dict_file import read_state_dict
+
+
+@dataclass
+class ConversionReport:
+    component: str
+    source: Path
+    output: Path
+    tensors: int
+    parameters: int
+    source_sha256: str
+
+
+def convert_weights(src: Path, component: str, config: Config, out: Path) -> ConversionReport:
+    """Read `src` (official `.pt` state dict or `.npz` of the same keys), check the exact key set and shapes
+    against the `component` network built from `config`, and write `out` (a `.ckpt` embedding the config)."""
+    import models
+
+    if component not in models.COMPONENTS:
+        raise InputError(f"unknown component {component!r}; valid: {', '.join(models.COMPONENTS)}")
+    out = Path(out)
+    if out.suffix != ".ckpt":
+        raise InputError(f"--out must name a .ckpt file, got {out}")
+    state = read_state_dict(src)
+    kwargs = config.model_kwargs(component)
+    net = models.build(component, kwargs)
+    try:
+        models.load_official_state_dict(net, state)
+    except models.StateDictMismatch as exc:
+        raise InputError(f"{src} does not fit the {component} of config '{config.preset}': {exc}") from None
+    digest = file_sha256(src)
+    ckpt = Checkpoint(component=component, model_kwargs=kwargs, config=to_plain(config), model=net_weights(net),
+                      meta={"step": 0, "source": str(src), "source_sha256": digest,
+                            "converted_by": f"prediff {__version__}"})
+    save_checkpoint(out, ckpt)
+    return ConversionReport(component=component, source=Path(src), output=out, tensors=len(state),
+                            parameters=models.count_parameters(net), source_sha256=digest)

@@ -1,0 +1,1 @@
+"""Training: one trainer core (`Trainer`, `TrainStep`) and three losses (VAE, latent diffusion, alignment)."""
