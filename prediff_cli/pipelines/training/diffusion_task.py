@@ -1,0 +1,101 @@
+"""train-diffusion: the latent Earthformer-UNet on a frozen VAE (reference spec §4.2-4.6).
+
+Per micro-batch: context latents = posterior *mean* of the 7 context frames; target latents = a posterior
+*sample* of the 6 target frames (× scale_factor); t ~ U{0..T-1}, ε ~ N(0, I) drawn on the host from the step's
+generator; loss = ε-MSE, optionally weighted by a learned per-timestep log-variance (spec §4.3).
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from prediff_cli.config import Config
+from prediff_cli.pipelines.latents import frozen, jit_encoder, posterior_sample, split_moments
+
+from .lr_schedule import lr_table
+from .task import TrainingTask
+from .train_step import TrainStep
+
+
+class LatentDiffusionLoss(nn.Cell):
+    """`construct(cond, z0, t, noise) -> (loss, simple_mse)`; cond (B,T_in,h,w,L), z0/noise (B,T_out,h,w,L),
+    t int32 (B,)."""
+
+    def __init__(self, unet: nn.Cell, schedule, learn_logvar: bool, logvar_init: float):
+        super().__init__()
+        from models.diffusion import eps_loss, q_sample
+
+        self.unet = unet
+        self.schedule = schedule
+        self._q_sample, self._eps_loss = q_sample, eps_loss
+        self.learn_logvar = bool(learn_logvar)
+        self.logvar = Parameter(Tensor(np.full(len(schedule.betas), logvar_init, np.float32)), name="logvar",
+                                requires_grad=self.learn_logvar)
+
+    def construct(self, cond, z0, t, noise):
+        zt = self._q_sample(z0, t, noise, self.schedule)
+        eps = self.unet(zt, t, cond)
+        simple = ops.mean(ops.square(eps - noise))
+        if self.learn_logvar:
+            loss = self._eps_loss(eps, noise, t, self.logvar)
+        else:
+            loss = simple
+        return loss, simple
+
+
+class DiffusionTask(TrainingTask):
+    component = "unet"
+
+    def __init__(self, config: Config, unet: nn.Cell, vae: nn.Cell, *, accum_steps: int, total_steps: int,
+                 grad_reducer=None):
+        from models.diffusion import make_schedule
+
+        d, tr = config.diffusion, config.train_diffusion
+        self.net = unet
+        self.model_kwargs = config.model_kwargs("unet")
+        self.in_len = config.data.in_len
+        self.timesteps = d.timesteps
+        self.scale_factor = d.scale_factor
+        self.encode = jit_encoder(frozen(vae))
+        self.loss_cell = LatentDiffusionLoss(unet, make_schedule(d.timesteps, d.beta_schedule, d.linear_start,
+                                                                 d.linear_end, d.cosine_s),
+                                             d.learn_logvar, d.logvar_init)
+        params = list(unet.trainable_params()) + ([self.loss_cell.logvar] if d.learn_logvar else [])
+        self.train_steps = [TrainStep(self.loss_cell, params,
+                                      lr_schedule=lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio,
+                                                           tr.min_lr_ratio),
+                                      betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
+                                      accum_steps=accum_steps, grad_reducer=grad_reducer, name="unet")]
+
+    def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
+        moments = self.encode(Tensor(batch))
+        mean, _ = split_moments(moments)
+        cond = mean[:, :self.in_len]
+        post_noise = Tensor(rng.standard_normal(mean[:, self.in_len:].shape, dtype=np.float32))
+        z0 = posterior_sample(moments[:, self.in_len:], post_noise) * self.scale_factor
+        b = batch.shape[0]
+        t = Tensor(rng.integers(0, self.timesteps, size=(b,)).astype(np.int32))
+        noise = Tensor(rng.standard_normal(z0.shape, dtype=np.float32))
+        return cond, z0, t, noise
+
+    def optimizer_step(self, step: int, batches: List[np.ndarray], rng: np.random.Generator) -> Dict[str, float]:
+        out = self.train_steps[0]([self._inputs(b, rng) for b in batches])
+        return {"loss": out["loss"], "mse": out["aux"][0], "lr": out["lr"], "grad_norm": out["grad_norm"]}
+
+    def validation_metrics(self, batch: np.ndarray, rng: np.random.Generator) -> Dict[str, float]:
+        loss, simple = self.loss_cell(*self._inputs(batch, rng))
+        return {"val_loss": float(simple.asnumpy()), "val_weighted_loss": float(loss.asnumpy())}
+
+    def set_train(self, mode: bool) -> None:
+        self.net.set_train(mode)
+
+    def aux_state(self) -> Dict[str, np.ndarray]:
+        return {"logvar": self.loss_cell.logvar.asnumpy()}
+
+    def load_aux_state(self, state: Dict[str, np.ndarray]) -> None:
+        if set(state) != {"logvar"}:
+            raise ValueError("the checkpoint's auxiliary tensors are not those of a diffusion run (logvar)")
+        self.loss_cell.logvar.set_data(Tensor(state["logvar"]))
