@@ -1,0 +1,137 @@
+"""Convolutional building blocks of the PreDiff VAE (diffusers-0.13 `AutoencoderKL` layout, spec §2.1).
+
+Every cell keeps the attribute names of the official module, so its parameters carry the official
+state_dict names (MindSpore's GroupNorm leaves are `gamma`/`beta` instead of `weight`/`bias`).
+Layout NCHW throughout. Weights use MindSpore's defaults for `nn.Conv2d`/`nn.Dense`, which equal
+PyTorch's (kaiming-uniform with a = √5 for weights, U(±1/√fan_in) for biases); GroupNorm starts at
+gamma = 1, beta = 0.
+"""
+from __future__ import annotations
+
+from mindspore import Tensor, nn, ops
+
+from .attention import AttentionBlock
+
+EPS = 1e-6  # every GroupNorm of the VAE uses eps 1e-6
+ACTIVATIONS = ("silu", "swish")  # the official ResnetBlock2D treats both names as x·sigmoid(x)
+
+
+def check_activation(act_fn: str) -> None:
+    if act_fn not in ACTIVATIONS:
+        raise ValueError(f"unsupported act_fn {act_fn!r}; valid: {', '.join(ACTIVATIONS)}")
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding=0) -> nn.Conv2d:
+    """PyTorch-style Conv2d with bias; `padding` is an int or (top, bottom, left, right)."""
+    mode = "pad" if padding else "valid"
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode=mode, padding=padding,
+                     has_bias=True)
+
+
+def group_norm(num_groups: int, channels: int) -> nn.GroupNorm:
+    if channels % num_groups:
+        raise ValueError(f"norm_num_groups={num_groups} does not divide {channels} channels")
+    return nn.GroupNorm(num_groups, channels, eps=EPS)
+
+
+class ResnetBlock2D(nn.Cell):
+    """Pre-activation residual block without time embedding (dropout 0, output scale 1).
+
+    (N, C_in, H, W) → (N, C_out, H, W): `shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))))))`,
+    `shortcut` = 1×1 `conv_shortcut` when C_in ≠ C_out, else identity.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int):
+        super().__init__()
+        self.norm1 = group_norm(groups, in_channels)
+        self.conv1 = conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(groups, out_channels)
+        self.conv2 = conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv_shortcut = conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def construct(self, x: Tensor) -> Tensor:
+        h = self.conv1(ops.silu(self.norm1(x)))
+        h = self.conv2(ops.silu(self.norm2(h)))
+        if self.conv_shortcut is not None:
+            x = self.conv_shortcut(x)
+        return x + h
+
+
+class Downsample2D(nn.Cell):
+    """(N, C, H, W) → (N, C, ⌈H/2⌉, ⌈W/2⌉): zero-pad right and bottom by one pixel, 3×3 conv stride 2.
+
+    The one-sided pad is folded into the convolution's own (top, bottom, left, right) padding: same
+    numbers as a separate pad, measured ~3x faster on CPU than pad + conv.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = conv2d(channels, channels, 3, stride=2, padding=(0, 1, 0, 1))
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample2D(nn.Cell):
+    """(N, C, H, W) → (N, C, 2H, 2W): nearest-neighbour ×2, then 3×3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = conv2d(channels, channels, 3, padding=1)
+
+    def construct(self, x: Tensor) -> Tensor:
+        _, _, h, w = x.shape
+        # ops.interpolate (nearest, explicit size) is exact and measured faster on CPU than a
+        # broadcast-and-reshape copy or ResizeNearestNeighbor.
+        return self.conv(ops.interpolate(x, size=(2 * h, 2 * w), mode="nearest"))
+
+
+class DownEncoderBlock2D(nn.Cell):
+    """`num_layers` ResnetBlock2D (first one C_in → C_out), then an optional Downsample2D."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, groups: int, add_downsample: bool):
+        super().__init__()
+        self.resnets = nn.CellList([ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups)
+                                    for i in range(num_layers)])
+        self.downsamplers = nn.CellList([Downsample2D(out_channels)]) if add_downsample else None
+
+    def construct(self, x: Tensor) -> Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.downsamplers is not None:
+            for downsampler in self.downsamplers:
+                x = downsampler(x)
+        return x
+
+
+class UpDecoderBlock2D(nn.Cell):
+    """`num_layers` ResnetBlock2D (first one C_in → C_out), then an optional Upsample2D."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, groups: int, add_upsample: bool):
+        super().__init__()
+        self.resnets = nn.CellList([ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups)
+                                    for i in range(num_layers)])
+        self.upsamplers = nn.CellList([Upsample2D(out_channels)]) if add_upsample else None
+
+    def construct(self, x: Tensor) -> Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.upsamplers is not None:
+            for upsampler in self.upsamplers:
+                x = upsampler(x)
+        return x
+
+
+class UNetMidBlock2D(nn.Cell):
+    """resnet → self-attention → resnet at constant width C (registered as `attentions.0`, `resnets.0/1`)."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.attentions = nn.CellList([AttentionBlock(channels, groups, EPS)])
+        self.resnets = nn.CellList([ResnetBlock2D(channels, channels, groups),
+                                    ResnetBlock2D(channels, channels, groups)])
+
+    def construct(self, x: Tensor) -> Tensor:
+        x = self.resnets[0](x)
+        x = self.attentions[0](x)
+        return self.resnets[1](x)
