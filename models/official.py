@@ -94,7 +94,7 @@ def load_official_state_dict(net: nn.Cell, state: Mapping[str, np.ndarray]) -> N
         raise StateDictMismatch(_summary(missing, unexpected, mismatched, bad_buffers))
     for name, value in assignments.items():
         param = params[name]
-        param.set_data(ms.Tensor(value.astype(ms.dtype_to_nptype(param.dtype), copy=False)))
+        param.set_data(ms.Tensor(value, dtype=param.dtype))
 
 
 def official_state_dict(net: nn.Cell) -> Dict[str, np.ndarray]:

@@ -126,7 +126,7 @@ def load_weights(net, weights: Mapping[str, np.ndarray], source: str = "checkpoi
                 parts.append(f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
         raise InputError(f"{source} does not fit the network built from its config: " + "; ".join(parts))
     for name, param in params.items():
-        param.set_data(ms.Tensor(np.asarray(weights[name], dtype=ms.dtype_to_nptype(param.dtype))))
+        param.set_data(ms.Tensor(np.asarray(weights[name]), dtype=param.dtype))
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:

@@ -17,6 +17,9 @@ from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 class TrainStep:
     """Optimizes `params` on the scalar loss returned first by `loss_cell`.
 
+    Further outputs of the loss cell are not differentiated: scalar ones are averaged over the micro-batches
+    and returned as floats (`aux`), larger ones are handed back as tensors, per micro-batch (`tensors`).
+
     `lr_schedule` holds the learning rate of every optimizer step (see `lr_schedule.lr_table`); the optimizer
     indexes it with its own step counter, which is saved with the optimizer state, so a resumed run continues
     the schedule where it stopped. `accum_steps` micro-batches make one optimizer step (their gradients are
@@ -84,8 +87,9 @@ class TrainStep:
 
     # ------------------------------------------------------------------------------------------------------------
     def __call__(self, micro_batches: Sequence[Sequence[Tensor]]) -> Dict[str, object]:
-        """One optimizer step over `accum_steps` micro-batches. Returns host floats: the mean loss, the mean of
-        every aux output, the pre-clipping gradient norm and the learning rate that was used."""
+        """One optimizer step over `accum_steps` micro-batches. Returns the mean loss, the mean of every scalar
+        aux output, the non-scalar outputs of each micro-batch, the pre-clipping gradient norm and the learning
+        rate that was used."""
         if len(micro_batches) != self.accum_steps:
             raise ValueError(f"{self.name}: expected {self.accum_steps} micro-batches, got {len(micro_batches)}")
         lr = self.current_lr()
@@ -95,9 +99,12 @@ class TrainStep:
         else:
             collected = [self._accumulate(*inputs) for inputs in micro_batches]
             norm = self._apply()
-        values = np.array([[float(o.asnumpy()) for o in out] for out in collected], dtype=np.float64).mean(axis=0)
-        return {"loss": float(values[0]), "aux": [float(v) for v in values[1:]], "grad_norm": float(norm.asnumpy()),
-                "lr": lr}
+        scalar = [i for i, o in enumerate(collected[0]) if o.size == 1]
+        values = np.array([[float(out[i].asnumpy()) for i in scalar] for out in collected],
+                          dtype=np.float64).mean(axis=0)
+        tensors = [tuple(o for o in out if o.size != 1) for out in collected]
+        return {"loss": float(values[0]), "aux": [float(v) for v in values[1:]], "tensors": tensors,
+                "grad_norm": float(norm.asnumpy()), "lr": lr}
 
     def current_lr(self) -> float:
         step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
