@@ -14,7 +14,7 @@ from prediff_cli.config import Config
 from prediff_cli.pipelines.latents import frozen, jit_encoder, posterior_sample
 
 from .lr_schedule import lr_table
-from .task import TrainingTask
+from .task import TrainingTask, reducer as _reducer
 from .train_step import TrainStep
 
 
@@ -45,7 +45,7 @@ class AlignTask(TrainingTask):
     component = "align"
 
     def __init__(self, config: Config, align_net: nn.Cell, vae: nn.Cell, *, accum_steps: int, total_steps: int,
-                 grad_reducer=None):
+                 reducer_factory=None):
         from models.diffusion import make_schedule
 
         d, tr = config.diffusion, config.train_align
@@ -57,11 +57,13 @@ class AlignTask(TrainingTask):
         self.encode = jit_encoder(frozen(vae))
         self.loss_cell = AlignmentLoss(align_net, make_schedule(d.timesteps, d.beta_schedule, d.linear_start,
                                                                 d.linear_end, d.cosine_s))
-        self.train_steps = [TrainStep(self.loss_cell, list(align_net.trainable_params()),
+        params = list(align_net.trainable_params())
+        self.train_steps = [TrainStep(self.loss_cell, params,
                                       lr_schedule=lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio,
                                                            tr.min_lr_ratio),
                                       betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
-                                      accum_steps=accum_steps, grad_reducer=grad_reducer, name="align")]
+                                      accum_steps=accum_steps,
+                                      grad_reducer=_reducer(reducer_factory, params), name="align")]
 
     def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
         target_frames = batch[:, self.in_len:]

@@ -16,7 +16,7 @@ from prediff_cli.config import Config
 from prediff_cli.pipelines.latents import frozen, jit_encoder, posterior_sample, split_moments
 
 from .lr_schedule import lr_table
-from .task import TrainingTask
+from .task import TrainingTask, reducer as _reducer
 from .train_step import TrainStep
 
 
@@ -50,7 +50,7 @@ class DiffusionTask(TrainingTask):
     component = "unet"
 
     def __init__(self, config: Config, unet: nn.Cell, vae: nn.Cell, *, accum_steps: int, total_steps: int,
-                 grad_reducer=None):
+                 reducer_factory=None):
         from models.diffusion import make_schedule
 
         d, tr = config.diffusion, config.train_diffusion
@@ -68,7 +68,8 @@ class DiffusionTask(TrainingTask):
                                       lr_schedule=lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio,
                                                            tr.min_lr_ratio),
                                       betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
-                                      accum_steps=accum_steps, grad_reducer=grad_reducer, name="unet")]
+                                      accum_steps=accum_steps,
+                                      grad_reducer=_reducer(reducer_factory, params), name="unet")]
 
     def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
         moments = self.encode(Tensor(batch))

@@ -4,12 +4,17 @@ The `Trainer` owns everything else (data positions, randomness, logging, validat
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from mindspore import nn
 
 from .train_step import TrainStep
+
+
+def reducer(factory: Optional[Callable], params) -> Optional[nn.Cell]:
+    """A data-parallel gradient reducer for `params` (None when training in one process)."""
+    return None if factory is None else factory(list(params))
 
 
 class TrainingTask:
@@ -22,6 +27,8 @@ class TrainingTask:
     train_steps: List[TrainStep]
     #: name of the validation metric that selects best.ckpt (lower is better)
     monitor: str = "val_loss"
+    #: extra provenance stored in every checkpoint's meta (e.g. the frozen VAE's path and hash)
+    extra_meta: Dict[str, object] = {}
 
     def optimizer_step(self, step: int, batches: List[np.ndarray], rng: np.random.Generator) -> Dict[str, float]:
         """One optimizer step on `batches` (one NTHWC float32 array per micro-batch); `rng` is this step's own

@@ -189,7 +189,7 @@ class Trainer:
                 self.listener.on_checkpoint(path, "best")
 
     def _checkpoint(self, step: int) -> Checkpoint:
-        meta = {"step": step, "rng": {"seed": self.config.seed, "step": step}, "best_val": self.best_val,
+        meta = {**self.task.extra_meta, "step": step, "rng": {"seed": self.config.seed, "step": step}, "best_val": self.best_val,
                 "trainer": to_plain(self.section), "accum_steps": self.accum_steps, "world_size": self.world_size}
         ema = {}
         if self.ema is not None:

@@ -21,7 +21,7 @@ from prediff_cli.config import Config
 from prediff_cli.io.checkpoint import net_weights
 
 from .lr_schedule import lr_table
-from .task import TrainingTask
+from .task import TrainingTask, reducer as _reducer
 from .train_step import TrainStep
 
 
@@ -70,8 +70,8 @@ class VAETask(TrainingTask):
     component = "vae"
     monitor = "val_loss"
 
-    def __init__(self, config: Config, vae: nn.Cell, *, accum_steps: int, total_steps: int, grad_reducer=None,
-                 disc_grad_reducer=None):
+    def __init__(self, config: Config, vae: nn.Cell, *, accum_steps: int, total_steps: int,
+                 reducer_factory=None):
         from models.vae import NLayerDiscriminator, posterior
 
         tr = config.train_vae
@@ -88,12 +88,12 @@ class VAETask(TrainingTask):
         self.gen_loss = VAEGeneratorLoss(vae, self.disc, tr.kl_weight)
         self.disc_loss = VAEDiscriminatorLoss(self.disc)
         self.train_steps = [
-            TrainStep(self.gen_loss, list(vae.trainable_params()), lr_schedule=lrs, grad_reducer=grad_reducer,
-                      name="vae", **common),
+            TrainStep(self.gen_loss, list(vae.trainable_params()), lr_schedule=lrs,
+                      grad_reducer=_reducer(reducer_factory, vae.trainable_params()), name="vae", **common),
             # the discriminator starts at disc_start; its own step counter indexes the tail of the schedule
             TrainStep(self.disc_loss, list(self.disc.trainable_params()),
-                      lr_schedule=lrs[min(self.disc_start, total_steps - 1):], grad_reducer=disc_grad_reducer,
-                      name="disc", **common),
+                      lr_schedule=lrs[min(self.disc_start, total_steps - 1):],
+                      grad_reducer=_reducer(reducer_factory, self.disc.trainable_params()), name="disc", **common),
         ]
         self._adaptive = self._adaptive_weight_fn(vae, self.disc, posterior)
 

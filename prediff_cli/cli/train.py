@@ -1,0 +1,127 @@
+"""`prediff train-vae`, `prediff train-diffusion`, `prediff train-align`: one trainer core, three losses.
+
+The three commands share every option; the latent trainers also take `--vae`. With `--workers N > 1` the
+command re-launches itself under MindSpore's `msrun` with N data-parallel workers.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from prediff_cli.cli.options import ConfigOpt, DataOpt, Device, DeviceOpt, SeedOpt, SetOpt, resolve_config
+from prediff_cli.cli.reporting import echo, guarded
+from prediff_cli.errors import PrediffError
+
+RunDirOpt = Annotated[Optional[Path], typer.Option(
+    "--run-dir", metavar="DIR", help="Where checkpoints, metrics.jsonl and config.yaml go (default runs/<name>).")]
+StepsOpt = Annotated[Optional[int], typer.Option(
+    "--steps", min=1, help="Total optimizer steps (overrides the config's train_*.steps).")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run in --run-dir from its last.ckpt, with the config stored there.")]
+VaeOpt = Annotated[Optional[Path], typer.Option(
+    "--vae", metavar="CKPT", help="Frozen VAE checkpoint (from train-vae or convert-weights).")]
+WorkersOpt = Annotated[int, typer.Option(
+    "--workers", min=1, help="Data-parallel workers launched with MindSpore's msrun (1 = this process only).")]
+MsrunTimeoutOpt = Annotated[int, typer.Option(
+    "--msrun-timeout", min=10, help="Seconds before a data-parallel launch is abandoned (msrun waits for "
+                                    "workers that die before joining).")]
+
+COMMANDS = {
+    # command name: (component, default run dir, help)
+    "train-vae": ("vae", "runs/vae", "Train the frame VAE: L1 + KL + hinge PatchGAN (reference spec §2.5)."),
+    "train-diffusion": ("unet", "runs/diffusion",
+                        "Train the latent Earthformer-UNet on a frozen VAE: ε-prediction (spec §4)."),
+    "train-align": ("align", "runs/align",
+                    "Train the knowledge-alignment network on a frozen VAE: average intensity (spec §5)."),
+}
+
+
+def run_train_command(command: str, cfg, *, run_dir: Optional[Path], steps: Optional[int], resume: bool,
+                      vae: Optional[Path], workers: int, msrun_timeout: int = 900) -> None:
+    component, default_dir, _ = COMMANDS[command]
+    run_dir = Path(run_dir or default_dir)
+    if workers > 1:
+        _launch_msrun(workers, run_dir, msrun_timeout)
+        return
+    from prediff_cli.cli.progress import TrainingDisplay
+    from prediff_cli.pipelines.training.run import TrainRequest, run_training
+
+    display = TrainingDisplay(f"{command} ")
+    result = run_training(TrainRequest(component=component, config=cfg, run_dir=run_dir, steps=steps,
+                                       resume=resume, vae_checkpoint=vae), listener=display)
+    if result.status == "interrupted":
+        echo(f"interrupted at step {result.step}; saved {result.last_checkpoint} — continue with --resume")
+        raise typer.Exit(130)
+    best = f", best {result.best_checkpoint} (val {result.best_val:.4g})" if result.best_checkpoint else ""
+    echo(f"done: step {result.step}, last {result.last_checkpoint}{best}; metrics in {run_dir / 'metrics.jsonl'}")
+
+
+def _launch_msrun(workers: int, run_dir: Path, timeout: int) -> None:
+    """Re-run this exact command under msrun with `workers` local workers (and without --workers)."""
+    import shutil
+
+    msrun = shutil.which("msrun")
+    if msrun is None:
+        raise PrediffError("msrun (installed with MindSpore) is not on PATH; cannot launch data-parallel workers")
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--workers":
+            skip = True
+            continue
+        if arg.startswith("--workers="):
+            continue
+        argv.append(arg)
+    log_dir = run_dir / "msrun_logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = 8118 + os.getpid() % 1000
+    cmd = [msrun, f"--worker_num={workers}", f"--local_worker_num={workers}", f"--master_port={port}",
+           "--join=True", f"--log_dir={log_dir}", sys.executable, "-m", "prediff_cli"] + argv
+    echo(f"launching {workers} workers: {' '.join(shlex.quote(c) for c in cmd)}")
+    try:
+        proc = subprocess.run(cmd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise PrediffError(f"data-parallel run did not finish within {timeout} s; see {log_dir}") from None
+    if proc.returncode != 0:
+        raise PrediffError(f"data-parallel run failed (exit {proc.returncode}); worker logs in {log_dir}")
+    echo(f"data-parallel run finished; worker logs in {log_dir}")
+
+
+def _make_command(app: typer.Typer, command: str, takes_vae: bool) -> None:
+    doc = COMMANDS[command][2]
+
+    if takes_vae:
+        def train(config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
+                  device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
+                  steps: StepsOpt = None, resume: ResumeOpt = False, vae: VaeOpt = None, workers: WorkersOpt = 1,
+                  msrun_timeout: MsrunTimeoutOpt = 900):
+            cfg = resolve_config(config, sets, data, device, seed)
+            run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=vae, workers=workers,
+                              msrun_timeout=msrun_timeout)
+    else:
+        def train(config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
+                  device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
+                  steps: StepsOpt = None, resume: ResumeOpt = False, workers: WorkersOpt = 1,
+                  msrun_timeout: MsrunTimeoutOpt = 900):
+            cfg = resolve_config(config, sets, data, device, seed)
+            run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=None, workers=workers,
+                              msrun_timeout=msrun_timeout)
+
+    train.__doc__ = doc
+    train.__name__ = command.replace("-", "_")
+    app.command(command, help=doc)(guarded(train))
+
+
+def register(app: typer.Typer) -> None:
+    _make_command(app, "train-vae", takes_vae=False)
+    _make_command(app, "train-diffusion", takes_vae=True)
+    _make_command(app, "train-align", takes_vae=True)
