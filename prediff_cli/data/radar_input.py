@@ -1,0 +1,114 @@
+"""The forecast input: 7 context frames (and, when present, 6 truth frames) from an HDF5 file.
+
+Accepted layouts of the `vil` dataset:
+* SEVIR: (N, H, W, T) uint8 digital VIL 0–255 — `event` picks N;
+* a single sequence: (T, H, W), uint8 0–255 or float. Floats whose maximum is ≤ 1 are taken as already on the
+  0–1 scale; larger floats as the digital 0–255 scale.
+Context = frames start … start+6; truth = the next 6 frames when the file has them.
+When the file sits in a SEVIR(-LR) tree (root/data/vil/YEAR/x.h5 next to root/CATALOG.csv), the catalog gives the
+frames' UTC times and the grid corners; otherwise both are None and the caller supplies a reference time.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import h5py
+import numpy as np
+
+from prediff_cli.errors import InputError
+from prediff_cli.io.grid import Grid
+
+from .catalog import find_event
+from .sevir import frame_time
+
+
+@dataclass
+class RadarInput:
+    context: np.ndarray  # (in_len, H, W) float32 on 0–1
+    truth: Optional[np.ndarray]  # (out_len, H, W) float32 on 0–1, or None
+    context_times: Optional[List[dt.datetime]]  # UTC of each context frame (last = forecast reference time)
+    grid: Optional[Grid]
+    source: Path
+    event: int
+    start: int
+
+    @property
+    def reference_time(self) -> Optional[dt.datetime]:
+        return self.context_times[-1] if self.context_times else None
+
+
+def _catalog_metadata(path: Path, event: int, start: int, in_len: int):
+    """(context times, grid) from the SEVIR catalog above `path`, or (None, None)."""
+    parts = path.resolve().parts
+    if "data" not in parts:
+        return None, None
+    i = len(parts) - 1 - parts[::-1].index("data")
+    root = Path(*parts[:i])
+    catalog = root / "CATALOG.csv"
+    if not catalog.is_file():
+        return None, None
+    try:
+        record = find_event(catalog, Path(*parts[i + 1:]).as_posix(), event)
+    except InputError:
+        return None, None
+    if record is None:
+        return None, None
+    times = [frame_time(record, start + k) for k in range(in_len)]
+    return times, Grid.from_corners(record.corners, record.proj)
+
+
+def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_len: int = 6) -> RadarInput:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path} is not an HDF5 file; expected a 'vil' dataset in SEVIR layout (N,H,W,T) or (T,H,W)")
+    if event < 0 or start < 0:
+        raise InputError(f"--event and --start must be >= 0 (got {event}, {start})")
+    try:
+        with h5py.File(path, "r") as h5:
+            if "vil" not in h5 or not isinstance(h5["vil"], h5py.Dataset):
+                raise InputError(f"{path} has no 'vil' dataset (found: {', '.join(sorted(h5.keys())) or 'nothing'})")
+            vil = h5["vil"]
+            sevir_layout = vil.ndim == 4
+            if sevir_layout:
+                n, h, w, t = vil.shape
+                if event >= n:
+                    raise InputError(f"--event {event} is out of range: {path} holds {n} event(s) (0..{n - 1})")
+                frames = np.moveaxis(vil[event], -1, 0)
+            elif vil.ndim == 3:
+                if event != 0:
+                    raise InputError(f"--event {event} given, but {path} holds a single (T,H,W) sequence")
+                frames = vil[()]
+            else:
+                raise InputError(f"'vil' in {path} has shape {vil.shape}; expected (N,H,W,T) or (T,H,W)")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    t = frames.shape[0]
+    if start + in_len > t:
+        raise InputError(f"{path} has {t} frames; --start {start} needs at least {start + in_len} "
+                         f"({in_len} context frames)")
+    if frames.dtype == np.uint8:
+        scaled = frames.astype(np.float32) / 255.0
+    elif np.issubdtype(frames.dtype, np.floating) or np.issubdtype(frames.dtype, np.integer):
+        values = frames.astype(np.float32)
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"'vil' in {path} contains NaN or infinite values")
+        if values.min() < 0:
+            raise InputError(f"'vil' in {path} has negative values (min {values.min():g}); VIL is 0–255 or 0–1")
+        if values.max() > 255:
+            raise InputError(f"'vil' in {path} exceeds 255 (max {values.max():g}); expected 0–255 or 0–1")
+        scaled = values if values.max() <= 1.0 and np.issubdtype(frames.dtype, np.floating) else values / 255.0
+    else:
+        raise InputError(f"'vil' in {path} has dtype {frames.dtype}; expected uint8 or float")
+    context = np.ascontiguousarray(scaled[start:start + in_len])
+    truth = None
+    if start + in_len + out_len <= t:
+        truth = np.ascontiguousarray(scaled[start + in_len:start + in_len + out_len])
+    times, grid = _catalog_metadata(path, event, start, in_len) if sevir_layout else (None, None)
+    return RadarInput(context=context, truth=truth, context_times=times, grid=grid, source=path, event=event,
+                      start=start)
+
