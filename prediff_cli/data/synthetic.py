@@ -129,14 +129,19 @@ def _file_name(when: dt.datetime) -> str:
     return f"vil/{when.year}/SEVIR_VIL_STORMEVENTS_{when.year}_{half}.h5"
 
 
+def check_destination(dest: Path) -> None:
+    """Refuse to write over an existing, non-empty destination."""
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DownloadError(f"destination {dest} already exists and is not empty; choose another --dest")
+
+
 def write_synthetic_dataset(dest, events: int = 48, seed: int = 0,
                             progress: Optional[Callable[[int, int], None]] = None) -> Path:
     """Write `events` synthetic events as a SEVIR-LR tree at `dest` (which must not exist or be empty)."""
     dest = Path(dest)
     if events < 1:
         raise DownloadError(f"--events must be at least 1, got {events}")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise DownloadError(f"destination {dest} already exists and is not empty; choose another --dest")
+    check_destination(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
