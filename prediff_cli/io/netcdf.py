@@ -1,0 +1,187 @@
+"""Ensemble forecasts as CF-1.8 NetCDF (conventions.md).
+
+Layout:
+* `vil(member, time, y, x)` float32 on the SEVIR *digital* scale 0–255 (units "1"; the comment gives the
+  decode to kg m⁻²). Values are the model's output ×255, clipped to [0, 255] (the raw extremes are kept in the
+  `raw_min` / `raw_max` attributes); float32 keeps the model's resolution, zlib keeps the file small.
+* `vil_context(context_time, y, x)`: the observed context frames on the same scale.
+* `time` (valid times, "minutes since" the forecast reference time), `forecast_period` (lead, minutes), scalar
+  `forecast_reference_time`, `context_time`; `member` with standard_name "realization".
+* With a grid: the Lambert azimuthal equal-area `grid_mapping` variable, x/y cell centres in metres (y descends:
+  row 0 is north) and 2-D `lat`/`lon`.
+* Global provenance attributes (prediff version, sampler, steps, alignment, seed, checkpoint hashes, config).
+Nothing time-of-run dependent is written, so the same forecast gives the same bytes. The file is written under a
+temporary name and renamed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import netCDF4
+import numpy as np
+
+from prediff_cli.errors import InputError
+
+from .atomic import atomic_path
+from .grid import EARTH_RADIUS_M, LAT_0, LON_0, Grid
+
+VIL_COMMENT = ("SEVIR digital VIL X (0-255). Physical VIL in kg m-2: 0 if X <= 5; (X - 2) / 90.66 if 5 < X <= 18; "
+               "exp((X - 83.9) / 38.9) if X > 18.")
+TIME_FMT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass
+class ForecastFile:
+    """A forecast read back: fields on the 0–1 model scale."""
+
+    forecast: np.ndarray  # (M, T, H, W)
+    context: Optional[np.ndarray]  # (T_in, H, W) or None
+    reference_time: dt.datetime
+    lead_minutes: np.ndarray  # (T,)
+    times: list  # valid datetimes (T,)
+    grid: Optional[Grid]
+    attrs: Dict[str, object] = field(default_factory=dict)
+
+
+def _minutes_units(reference: dt.datetime) -> str:
+    return f"minutes since {reference.strftime(TIME_FMT)}"
+
+
+def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, lead_minutes: Sequence[int],
+                   context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
+                   grid: Optional[Grid] = None, attrs: Optional[Dict[str, object]] = None) -> Path:
+    """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside."""
+    forecast = np.asarray(forecast, dtype=np.float32)
+    m, t, h, w = forecast.shape
+    lead = np.asarray(lead_minutes, dtype=np.float64)
+    if len(lead) != t:
+        raise ValueError(f"{len(lead)} lead times for {t} forecast frames")
+    with atomic_path(path) as tmp:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+            ds.set_fill_off()
+            ds.createDimension("member", m)
+            ds.createDimension("time", t)
+            ds.createDimension("y", h)
+            ds.createDimension("x", w)
+            units = _minutes_units(reference_time)
+
+            member = ds.createVariable("member", "i4", ("member",))
+            member[:] = np.arange(m)
+            member.setncatts({"standard_name": "realization", "long_name": "ensemble member"})
+            time = ds.createVariable("time", "f8", ("time",))
+            time[:] = lead
+            time.setncatts({"standard_name": "time", "long_name": "valid time", "units": units,
+                            "calendar": "standard", "axis": "T"})
+            period = ds.createVariable("forecast_period", "f8", ("time",))
+            period[:] = lead
+            period.setncatts({"standard_name": "forecast_period", "long_name": "lead time", "units": "minutes"})
+            ref = ds.createVariable("forecast_reference_time", "f8", ())
+            ref.assignValue(0.0)
+            ref.setncatts({"standard_name": "forecast_reference_time", "units": units, "calendar": "standard"})
+
+            coords = "forecast_reference_time forecast_period"
+            grid_name = None
+            if grid is not None:
+                grid_name = "lambert_azimuthal_equal_area"
+                crs = ds.createVariable(grid_name, "i4", ())
+                crs.setncatts({"grid_mapping_name": "lambert_azimuthal_equal_area",
+                               "latitude_of_projection_origin": LAT_0, "longitude_of_projection_origin": LON_0,
+                               "false_easting": 0.0, "false_northing": 0.0, "earth_radius": EARTH_RADIUS_M,
+                               "proj4": grid.proj})
+                xs, ys = grid.coordinates(h, w)
+                x = ds.createVariable("x", "f8", ("x",))
+                x[:] = xs
+                x.setncatts({"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"})
+                y = ds.createVariable("y", "f8", ("y",))
+                y[:] = ys
+                y.setncatts({"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
+                lat, lon = grid.lat_lon(h, w)
+                for name, values, std, unit in (("lat", lat, "latitude", "degrees_north"),
+                                                ("lon", lon, "longitude", "degrees_east")):
+                    var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
+                    var[:] = values.astype(np.float32)
+                    var.setncatts({"standard_name": std, "units": unit})
+                coords += " lat lon"
+
+            vil_attrs = {"long_name": "vertically integrated liquid (SEVIR digital scale)", "units": "1",
+                         "valid_range": np.array([0.0, 255.0], np.float32), "comment": VIL_COMMENT,
+                         "coordinates": coords}
+            if grid_name:
+                vil_attrs["grid_mapping"] = grid_name
+            scaled = forecast * 255.0
+            vil = ds.createVariable("vil", "f4", ("member", "time", "y", "x"), zlib=True, complevel=4,
+                                    chunksizes=(1, 1, h, w))
+            vil[:] = np.clip(scaled, 0.0, 255.0)
+            vil.setncatts(dict(vil_attrs, raw_min=np.float32(scaled.min()), raw_max=np.float32(scaled.max())))
+
+            if context is not None:
+                context = np.asarray(context, dtype=np.float32)
+                ds.createDimension("context_time", len(context))
+                cminutes = np.asarray(context_minutes if context_minutes is not None
+                                      else -10.0 * np.arange(len(context) - 1, -1, -1), dtype=np.float64)
+                ct = ds.createVariable("context_time", "f8", ("context_time",))
+                ct[:] = cminutes
+                ct.setncatts({"standard_name": "time", "long_name": "observation time", "units": units,
+                              "calendar": "standard"})
+                cvar = ds.createVariable("vil_context", "f4", ("context_time", "y", "x"), zlib=True, complevel=4,
+                                         chunksizes=(1, h, w))
+                cvar[:] = np.clip(context * 255.0, 0.0, 255.0)
+                cattrs = dict(vil_attrs, long_name="observed vertically integrated liquid (SEVIR digital scale)")
+                cattrs["coordinates"] = coords.replace("forecast_period", "").replace("  ", " ").strip()
+                cvar.setncatts(cattrs)
+
+            base = {"Conventions": "CF-1.8", "title": "PreDiff ensemble precipitation nowcast (VIL)",
+                    "institution": "prediff", "source": "PreDiff latent diffusion (MindSpore)",
+                    "references": "Gao et al., PreDiff: Precipitation Nowcasting with Latent Diffusion Models, "
+                                  "NeurIPS 2023",
+                    "history": "created by prediff sample"}
+            for key, value in {**base, **(attrs or {})}.items():
+                if value is None:
+                    continue
+                ds.setncattr(key, value if isinstance(value, (int, float, str, np.ndarray)) else str(value))
+    return Path(path)
+
+
+def read_forecast(path) -> ForecastFile:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"forecast file not found: {path}")
+    try:
+        ds = netCDF4.Dataset(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path} is not a readable NetCDF file ({exc})") from None
+    with ds:
+        if "vil" not in ds.variables:
+            raise InputError(f"{path} is not a prediff forecast: it has no 'vil' variable")
+        vil = ds.variables["vil"]
+        if vil.dimensions != ("member", "time", "y", "x"):
+            raise InputError(f"{path}: 'vil' has dimensions {vil.dimensions}; expected (member, time, y, x)")
+        vil.set_auto_mask(False)
+        forecast = np.asarray(vil[:], dtype=np.float32) / 255.0
+        time = ds.variables["time"]
+        lead = np.asarray(time[:], dtype=np.float64)
+        reference = dt.datetime.strptime(time.units.split("since", 1)[1].strip(), TIME_FMT)
+        times = [reference + dt.timedelta(minutes=float(v)) for v in lead]
+        context = None
+        if "vil_context" in ds.variables:
+            cvar = ds.variables["vil_context"]
+            cvar.set_auto_mask(False)
+            context = np.asarray(cvar[:], dtype=np.float32) / 255.0
+        grid = None
+        if "lat" in ds.variables and "lambert_azimuthal_equal_area" in ds.variables:
+            lat, lon = ds.variables["lat"][:], ds.variables["lon"][:]
+            x, y = ds.variables["x"][:], ds.variables["y"][:]
+            dx, dy = float(x[1] - x[0]), float(y[0] - y[1])
+            from .grid import laea_inverse
+
+            lat0, lon0 = laea_inverse(x[0] - dx / 2, y[-1] - dy / 2)
+            lat1, lon1 = laea_inverse(x[-1] + dx / 2, y[0] + dy / 2)
+            grid = Grid(float(lat0), float(lon0), float(lat1), float(lon1),
+                        proj=ds.variables["lambert_azimuthal_equal_area"].getncattr("proj4"))
+            del lat, lon
+        attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+    return ForecastFile(forecast=forecast, context=context, reference_time=reference, lead_minutes=lead, times=times,
+                        grid=grid, attrs=attrs)

@@ -1,0 +1,1 @@
+"""Pictures of forecasts: the SEVIR VIL colormap, animated GIFs and PNG summary grids."""
