@@ -42,6 +42,18 @@ def load_config(source: str = "tiny", overrides: Sequence[str] = (),
     return config_from_dict(raw)
 
 
+def override_config(config: Config, overrides: Sequence[str] = (),
+                    values: Optional[Mapping[str, Any]] = None) -> Config:
+    """`config` with `section.key=value` text overrides and dotted-key `values` applied, re-validated."""
+    raw = to_plain(config)
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value)
+    for key, value in (values or {}).items():
+        _set_dotted(raw, key, value)
+    return config_from_dict(raw)
+
+
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Build a `Config` from a (possibly partial) nested dict, e.g. one embedded in a checkpoint."""
     return _build(Config, raw, prefix="")

@@ -6,7 +6,8 @@ Accepted layouts of the `vil` dataset:
   0–1 scale; larger floats as the digital 0–255 scale.
 Context = frames start … start+6; truth = the next 6 frames when the file has them.
 When the file sits in a SEVIR(-LR) tree (root/data/vil/YEAR/x.h5 next to root/CATALOG.csv), the catalog gives the
-frames' UTC times and the grid corners; otherwise both are None and the caller supplies a reference time.
+frames' UTC times and the grid corners. Otherwise a `time_utc` dataset in the file (ISO UTC time of frame 0 of each
+event) gives the times; failing both, times are None and the caller supplies a reference time.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from prediff_cli.errors import InputError
 from prediff_cli.io.grid import Grid
 
 from .catalog import find_event
-from .sevir import frame_time
+from .sevir import FRAME_MINUTES, frame_time
 
 
 @dataclass
@@ -58,6 +59,22 @@ def _catalog_metadata(path: Path, event: int, start: int, in_len: int):
         return None, None
     times = [frame_time(record, start + k) for k in range(in_len)]
     return times, Grid.from_corners(record.corners, record.proj)
+
+
+def _embedded_times(path: Path, event: int, start: int, in_len: int):
+    """Frame times from a `time_utc` dataset in the file itself (UTC of frame 0, one per event), or None."""
+    with h5py.File(path, "r") as h5:
+        if "time_utc" not in h5:
+            return None
+        values = np.atleast_1d(h5["time_utc"][()])
+    if event >= len(values):
+        return None
+    text = values[event].decode() if isinstance(values[event], bytes) else str(values[event])
+    try:
+        first = dt.datetime.fromisoformat(text.replace("Z", "")).replace(tzinfo=None)
+    except ValueError:
+        raise InputError(f"{path}: time_utc entry {text!r} is not an ISO date-time") from None
+    return [first + dt.timedelta(minutes=FRAME_MINUTES * (start + k)) for k in range(in_len)]
 
 
 def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_len: int = 6) -> RadarInput:
@@ -109,6 +126,8 @@ def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_
     if start + in_len + out_len <= t:
         truth = np.ascontiguousarray(scaled[start + in_len:start + in_len + out_len])
     times, grid = _catalog_metadata(path, event, start, in_len) if sevir_layout else (None, None)
+    if times is None:
+        times = _embedded_times(path, event, start, in_len)
     return RadarInput(context=context, truth=truth, context_times=times, grid=grid, source=path, event=event,
                       start=start)
 

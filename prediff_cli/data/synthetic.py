@@ -194,14 +194,19 @@ def write_synthetic_dataset(dest, events: int = 48, seed: int = 0,
 
 
 def write_radar_file(path, events: int = 3, seed: int = 0) -> Path:
-    """A small forecast-input file: `vil` uint8 (events, 128, 128, 25) in SEVIR layout, written atomically."""
+    """A small forecast-input file: `vil` uint8 (events, 128, 128, 25) in SEVIR layout plus `time_utc` (frame 0 of
+    each event, ISO UTC), written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         vil = np.stack([storm_event(np.random.default_rng([seed, 10_000 + i])) for i in range(events)])
+        first = dt.datetime(2019, 7, 1, 18, 0)
+        times = [(first + dt.timedelta(hours=6 * i)).strftime("%Y-%m-%dT%H:%M:%S") for i in range(events)]
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset("vil", data=vil, track_times=False, compression="gzip", compression_opts=4)
+            # UTC of each event's frame 0, so forecasts from this file carry real timestamps
+            h5.create_dataset("time_utc", data=np.array([t.encode() for t in times]), track_times=False)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

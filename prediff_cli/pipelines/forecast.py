@@ -1,0 +1,219 @@
+"""From a radar file and checkpoints to an ensemble forecast (`prediff sample`).
+
+1. Read the 7 context frames (and the truth, when the file has it).
+2. Load the VAE, the UNet (its EMA weights when the checkpoint has them) and, for aligned sampling, the alignment
+   network; check that their shapes fit together.
+3. Encode the context once (posterior mean), repeat it for the N members.
+4. Denoise all members as one batch (`EnsembleSampler`), optionally steered toward an anticipated mean intensity.
+5. Decode the target latents frame by frame → (N, 6, H, W) on 0–1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from prediff_cli import __version__
+from prediff_cli.config import Config, config_to_yaml
+from prediff_cli.errors import InputError
+from prediff_cli.io.checkpoint import Checkpoint, file_sha256, load_checkpoint, load_weights
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
+ALIGN_CHOICES = ("none", "avg_x")
+
+
+@dataclass
+class Checkpoints:
+    vae: Optional[Path] = None
+    unet: Optional[Path] = None
+    align: Optional[Path] = None
+
+
+def resolve_checkpoints(given: Checkpoints, need_align: bool) -> Checkpoints:
+    """Fill missing paths from the bundled demo model; explain what is missing otherwise."""
+    demo = Checkpoints(DEMO_DIR / "vae.ckpt", DEMO_DIR / "unet.ckpt", DEMO_DIR / "align.ckpt")
+    out = Checkpoints(given.vae or demo.vae, given.unet or demo.unet, given.align or demo.align)
+    for name, path in (("--vae", out.vae), ("--unet", out.unet)) + ((("--align-net", out.align),) if need_align
+                                                                     else ()):
+        if not Path(path).is_file():
+            source = "the bundled demo model is not installed" if path in (demo.vae, demo.unet, demo.align) \
+                else f"{path} does not exist"
+            raise InputError(f"no checkpoint for {name}: {source}; pass {name} CKPT (from `prediff train-*` or "
+                             "`prediff convert-weights`)")
+    return out
+
+
+@dataclass
+class Networks:
+    vae: object
+    unet: object
+    align: Optional[object]
+    config: Config
+    hashes: Dict[str, str] = field(default_factory=dict)
+
+
+def _build(ckpt: Checkpoint, source: Path, prefer_ema: bool = True):
+    import models
+
+    net = models.build(ckpt.component, ckpt.model_kwargs)
+    load_weights(net, ckpt.weights(prefer_ema), source=str(source))
+    net.set_train(False)
+    return net
+
+
+def load_networks(paths: Checkpoints, need_align: bool) -> Networks:
+    """Build the networks from their checkpoints; the UNet checkpoint's config is the forecast's config."""
+    from prediff_cli.config import config_from_dict
+
+    vae_ckpt = load_checkpoint(paths.vae, component="vae")
+    unet_ckpt = load_checkpoint(paths.unet, component="unet")
+    latent = int(vae_ckpt.model_kwargs["latent_channels"])
+    in_shape = unet_ckpt.model_kwargs["input_shape"]
+    if in_shape[-1] != latent:
+        raise InputError(f"--unet {paths.unet} expects {in_shape[-1]} latent channels but --vae {paths.vae} "
+                         f"produces {latent}")
+    config = config_from_dict(unet_ckpt.config) if unet_ckpt.config else None
+    if config is None:
+        raise InputError(f"{paths.unet} carries no config; re-save it with this version of prediff")
+    align = None
+    hashes = {"vae": file_sha256(paths.vae), "unet": file_sha256(paths.unet)}
+    if need_align:
+        align_ckpt = load_checkpoint(paths.align, component="align")
+        if list(align_ckpt.model_kwargs["input_shape"]) != list(unet_ckpt.model_kwargs["target_shape"]):
+            raise InputError(f"--align-net {paths.align} takes latents {align_ckpt.model_kwargs['input_shape']} "
+                             f"but the UNet produces {unet_ckpt.model_kwargs['target_shape']}")
+        align = _build(align_ckpt, paths.align)
+        hashes["align"] = file_sha256(paths.align)
+    return Networks(vae=_build(vae_ckpt, paths.vae), unet=_build(unet_ckpt, paths.unet), align=align,
+                    config=config, hashes=hashes)
+
+
+@dataclass
+class AlignmentRequest:
+    mode: str = "none"  # "none" or "avg_x"
+    target: Optional[float] = None  # anticipated mean VIL of the target frames, digital 0–255
+    factor: Optional[float] = None  # anticipated mean = factor × mean of the last context frame
+    oracle_factor: Optional[float] = None  # evaluation only: factor × the true future mean (the paper's choice)
+
+    def describe(self) -> str:
+        if self.mode == "none":
+            return "none"
+        if self.target is not None:
+            return f"avg_x target {self.target:g} (digital VIL)"
+        if self.oracle_factor is not None:
+            return f"avg_x oracle {self.oracle_factor:g} x true future mean (evaluation only)"
+        return f"avg_x factor {self.factor if self.factor is not None else 1.0:g} x last context frame mean"
+
+
+def alignment_target(request: AlignmentRequest, context: np.ndarray, truth: Optional[np.ndarray]) -> float:
+    """ŷ on the 0–1 scale: the anticipated mean intensity of the 6 target frames."""
+    if request.target is not None:
+        if not 0 <= request.target <= 255:
+            raise InputError(f"--align-target {request.target:g} is outside the digital VIL range 0–255")
+        return request.target / 255.0
+    if request.oracle_factor is not None:
+        if truth is None:
+            raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
+        return float(request.oracle_factor * truth.mean())
+    factor = 1.0 if request.factor is None else request.factor
+    if factor < 0:
+        raise InputError(f"--align-factor {factor:g} must be >= 0")
+    return float(factor * context[-1].mean())
+
+
+@dataclass
+class ForecastResult:
+    members: np.ndarray  # (M, T_out, H, W) on 0–1
+    context: np.ndarray  # (T_in, H, W)
+    truth: Optional[np.ndarray]
+    lead_minutes: list
+    y_hat: Optional[float]
+    seconds: float
+    network_evaluations: int
+
+
+def forecast_latents(nets: Networks, context: np.ndarray, *, samples: int, sampler: str, steps: int, eta: float,
+                     y_hat: Optional[float], guide_scale: float, couple_members: bool, seed: int,
+                     member_batch: int = 0, progress: Optional[Callable[[], None]] = None) -> np.ndarray:
+    """Steps 3-5 for one context (T_in, H, W) → members (M, T_out, H, W) on 0–1."""
+    from prediff_cli.pipelines.latents import jit_decoder, jit_encoder, split_moments
+    from prediff_cli.pipelines.sampler import EnsembleSampler
+    import models.diffusion as D
+    from mindspore import Tensor
+
+    cfg = nets.config
+    d = cfg.diffusion
+    schedule = D.make_schedule(d.timesteps, d.beta_schedule, d.linear_start, d.linear_end, d.cosine_s)
+    encode, decode = jit_encoder(nets.vae), jit_decoder(nets.vae, d.scale_factor)
+    moments = encode(Tensor(context[None, ..., None].astype(np.float32)))
+    cond = split_moments(moments)[0].asnumpy()  # (1, T_in, h, w, L), the posterior mean (spec §4.2)
+    sampler_obj = EnsembleSampler(nets.unet, schedule, sampler=sampler, steps=steps, eta=eta,
+                                  align_net=nets.align if y_hat is not None else None, guide_scale=guide_scale,
+                                  couple_members=couple_members)
+    target_shape = tuple(cfg.unet.target_shape)
+    rng = np.random.default_rng(seed)
+    chunk = member_batch or samples
+    latents = []
+    for start in range(0, samples, chunk):
+        m = min(chunk, samples - start)
+        y = None if y_hat is None else np.full((m, 1), y_hat, np.float32)
+        latents.append(sampler_obj.sample(np.repeat(cond, m, axis=0), rng, y, target_shape, progress))
+    z = np.concatenate(latents)
+    frames = decode(Tensor(z)).asnumpy()  # (M, T_out, H, W, 1)
+    return frames[..., 0]
+
+
+def run_forecast(nets: Networks, context: np.ndarray, truth: Optional[np.ndarray], *, samples: int, sampler: str,
+                 steps: int, eta: float, alignment: AlignmentRequest, guide_scale: float, couple_members: bool,
+                 seed: int, member_batch: int = 0, progress=None) -> ForecastResult:
+    y_hat = None if alignment.mode == "none" else alignment_target(alignment, context, truth)
+    start = time.perf_counter()
+    members = forecast_latents(nets, context, samples=samples, sampler=sampler, steps=steps, eta=eta, y_hat=y_hat,
+                               guide_scale=guide_scale, couple_members=couple_members, seed=seed,
+                               member_batch=member_batch, progress=progress)
+    seconds = time.perf_counter() - start
+    from prediff_cli.pipelines.sampler import solver_timesteps
+
+    evaluations = len(solver_timesteps(sampler, steps, nets.config.diffusion.timesteps))
+    step_minutes = 10
+    return ForecastResult(members=members, context=context, truth=truth,
+                          lead_minutes=[step_minutes * (k + 1) for k in range(members.shape[1])], y_hat=y_hat,
+                          seconds=seconds, network_evaluations=evaluations)
+
+
+def provenance(nets: Networks, paths: Checkpoints, *, sampler: str, steps: int, eta: float,
+               alignment: AlignmentRequest, y_hat: Optional[float], guide_scale: float, couple_members: bool,
+               seed: int, source: Path, event: int, start: int, evaluations: int) -> Dict[str, object]:
+    """Global attributes of the forecast file."""
+    return {
+        "prediff_version": __version__, "sampler": sampler, "solver_steps": int(evaluations),
+        "requested_steps": int(steps), "eta": float(eta), "alignment": alignment.describe(),
+        "alignment_target_vil": float(y_hat * 255.0) if y_hat is not None else "none",
+        "guide_scale": float(guide_scale) if y_hat is not None else 0.0,
+        "members_coupled": int(bool(couple_members)), "seed": int(seed),
+        "vae_checkpoint": Path(paths.vae).name, "vae_sha256": nets.hashes["vae"],
+        "unet_checkpoint": Path(paths.unet).name, "unet_sha256": nets.hashes["unet"],
+        "align_checkpoint": Path(paths.align).name if nets.align is not None else "none",
+        "align_sha256": nets.hashes.get("align", "none"),
+        "input_file": Path(source).name, "input_event": int(event), "input_start_frame": int(start),
+        "prediff_config": config_to_yaml(nets.config),
+    }
+
+
+def reference_time_of(context_times, reference: Optional[dt.datetime], source: Path) -> dt.datetime:
+    """The forecast reference time = time of the last context frame."""
+    if context_times:
+        return context_times[-1]
+    if reference is not None:
+        return reference
+    raise InputError(f"{source} carries no timestamps (not in a SEVIR catalog tree and no time_utc); pass "
+                     "--reference-time YYYY-MM-DDTHH:MM (UTC of the last context frame)")
+
+
+def with_sample_overrides(config: Config, **values) -> Config:
+    return dataclasses.replace(config, sample=dataclasses.replace(config.sample, **values))

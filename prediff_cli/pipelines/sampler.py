@@ -1,0 +1,110 @@
+"""The ensemble sampling loop: all members denoised as one batch, one compiled step per solver step.
+
+`EnsembleSampler.sample` is the whole reverse process, kept short and in plain sight:
+
+    (1) z ~ N(0, I) for every member                                   (M, T_out, h, w, L)
+    (2) for each timestep of the solver (DDPM: 999 … 0; DDIM / DPM-Solver++: a trailing sub-sequence):
+          one compiled call = UNet ε̂(z, t, context) [+ alignment gradient ∇_z F] + the solver update
+    (3) return z (≈ z_0, the target latents)
+
+Noise comes from a NumPy generator seeded by the caller, so the same seed gives the same forecast. The solver
+coefficients are fed as tensors, so every step reuses one compiled graph; there is no host round trip inside the
+loop (nothing is read back until the end).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+
+import models.diffusion as D
+
+SAMPLERS = ("ddpm", "ddim", "dpmpp")
+
+
+class DenoisingNetworks(nn.Cell):
+    """Holds the UNet and the alignment network together, so that their parameters have distinct names
+    (`unet.*`, `align_net.*`) inside one compiled graph."""
+
+    def __init__(self, unet: nn.Cell, align_net: Optional[nn.Cell] = None):
+        super().__init__()
+        self.unet = unet
+        self.align_net = align_net
+
+
+def solver_timesteps(sampler: str, steps: int, timesteps: int) -> np.ndarray:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    if sampler == "ddpm":
+        return np.arange(timesteps - 1, -1, -1)
+    return D.ddim_timesteps(steps, timesteps)
+
+
+class EnsembleSampler:
+    def __init__(self, unet: nn.Cell, schedule, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
+                 align_net: Optional[nn.Cell] = None, guide_scale: float = 50.0, couple_members: bool = False):
+        self.nets = DenoisingNetworks(unet, align_net)
+        self.nets.set_train(False)
+        self.schedule = schedule
+        self.sampler = sampler
+        self.timesteps = solver_timesteps(sampler, steps, schedule.num_timesteps)
+        self.eta = float(eta)
+        self.aligned = align_net is not None
+        self.guide_scale = float(guide_scale)
+        self.couple = bool(couple_members)
+        self._step = self._compile()
+
+    @property
+    def network_evaluations(self) -> int:
+        return len(self.timesteps)
+
+    def _compile(self):
+        nets, schedule, scale, couple = self.nets, self.schedule, self.guide_scale, self.couple
+        align = self.nets.align_net if self.aligned else None
+        eta = self.eta
+
+        if self.sampler == "ddpm":
+            @ms.jit
+            def step(z, t, t_prev, cond, noise, y_hat):
+                return D.ddpm_step(nets.unet, z, t, cond, noise, schedule, align, y_hat, scale, couple)
+        elif self.sampler == "ddim":
+            @ms.jit
+            def step(z, t, t_prev, cond, noise, y_hat):
+                return D.ddim_step(nets.unet, z, t, t_prev, cond, noise, eta, schedule, align, y_hat, scale, couple)
+        else:
+            @ms.jit
+            def step(z, t, cond, prev_x0, ratio, a, w_cur, w_prev, y_hat):
+                return D.dpmpp_2m_step(nets.unet, z, t, cond, prev_x0, ratio, a, w_cur, w_prev, schedule, align,
+                                       y_hat, scale, couple)
+        return step
+
+    def sample(self, cond: np.ndarray, rng: np.random.Generator, y_hat: Optional[np.ndarray] = None,
+               target_shape=None, progress: Optional[Callable[[], None]] = None) -> np.ndarray:
+        """cond (M, T_in, h, w, L) context latents (one row per member) → target latents (M, T_out, h, w, L).
+        `y_hat` (M, 1): anticipated mean intensity on 0–1, required when sampling with alignment."""
+        if self.aligned and y_hat is None:
+            raise ValueError("aligned sampling needs y_hat")
+        m = cond.shape[0]
+        shape = (m,) + tuple(target_shape)
+        cond_t = Tensor(np.ascontiguousarray(cond, dtype=np.float32))
+        y = Tensor(np.asarray(y_hat if y_hat is not None else np.zeros((m, 1)), dtype=np.float32))
+        z = Tensor(rng.standard_normal(shape, dtype=np.float32))  # (1)
+        steps = self.timesteps
+        if self.sampler == "dpmpp":
+            coefs = [Tensor(c) for c in D.dpmpp_coefficients(self.schedule, steps)]
+            prev = Tensor(np.zeros(shape, np.float32))
+        zeros = Tensor(np.zeros(shape, np.float32))
+        needs_noise = self.sampler == "ddpm" or self.eta > 0
+        for i, t in enumerate(steps):  # (2)
+            t_vec = Tensor(np.full((m,), t, np.int32))
+            if self.sampler == "dpmpp":
+                z, prev = self._step(z, t_vec, cond_t, prev, coefs[0][i], coefs[1][i], coefs[2][i], coefs[3][i], y)
+            else:
+                t_prev = Tensor(np.full((m,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
+                noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if needs_noise else zeros
+                z = self._step(z, t_vec, t_prev, cond_t, noise, y)
+            if progress is not None:
+                progress()
+        return z.asnumpy()  # (3)
