@@ -28,3 +28,39 @@ def official_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+TINY_STEPS = 30
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic SEVIR-LR tree shared by the tests (16 events: 3 sequences each)."""
+    from prediff_cli.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", events=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, synthetic_root):
+    """The three trainers at `tiny` for TINY_STEPS steps each: {"vae"|"unet"|"align": (run_dir, result)}."""
+    from prediff_cli.config import load_config
+    from prediff_cli.pipelines.training.run import TrainRequest, run_training
+
+    base = tmp_path_factory.mktemp("runs")
+    cfg = load_config("tiny", values={"data.root": str(synthetic_root)})
+    out = {}
+    for component in ("vae", "unet", "align"):
+        run_dir = base / component
+        vae = out["vae"][0] / "last.ckpt" if component != "vae" else None
+        result = run_training(TrainRequest(component=component, config=cfg, run_dir=run_dir, steps=TINY_STEPS,
+                                           vae_checkpoint=vae))
+        out[component] = (run_dir, result)
+    return out
+
+
+@pytest.fixture(scope="session")
+def radar_file(tmp_path_factory) -> Path:
+    from prediff_cli.data.synthetic import write_radar_file
+
+    return write_radar_file(tmp_path_factory.mktemp("radar") / "radar.h5", events=2, seed=5)
