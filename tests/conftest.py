@@ -30,7 +30,7 @@ def repo_root() -> Path:
     return REPO
 
 
-TINY_STEPS = 30
+TINY_STEPS = 24
 
 
 @pytest.fixture(scope="session")

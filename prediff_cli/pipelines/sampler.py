@@ -93,7 +93,9 @@ class EnsembleSampler:
         z = Tensor(rng.standard_normal(shape, dtype=np.float32))  # (1)
         steps = self.timesteps
         if self.sampler == "dpmpp":
-            coefs = [Tensor(c) for c in D.dpmpp_coefficients(self.schedule, steps)]
+            # one 0-d tensor per coefficient and step, made before the loop (indexing a tensor inside the loop would
+            # add host-side ops to every step)
+            coefs = [[Tensor(np.float32(v)) for v in c] for c in D.dpmpp_coefficients(self.schedule, steps)]
             prev = Tensor(np.zeros(shape, np.float32))
         zeros = Tensor(np.zeros(shape, np.float32))
         needs_noise = self.sampler == "ddpm" or self.eta > 0
