@@ -1,0 +1,134 @@
+"""`prediff sample`: reproducible ensembles, alignment that moves the forecast, CF-NetCDF, GIF, clean failures."""
+import datetime as dt
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from prediff_cli.cli.app import app
+from prediff_cli.io.netcdf import read_forecast
+
+
+@pytest.fixture(scope="module")
+def ckpts(tiny_runs):
+    return ["--vae", str(tiny_runs["vae"][0] / "last.ckpt"), "--unet", str(tiny_runs["unet"][0] / "last.ckpt"),
+            "--align-net", str(tiny_runs["align"][0] / "last.ckpt")]
+
+
+def _sample(radar_file, out, ckpts, *extra):
+    result = CliRunner().invoke(app, ["sample", "--input", str(radar_file), "--out", str(out), "--samples", "3",
+                                      "--steps", "6", "--seed", "11", *ckpts, *extra])
+    assert result.exit_code == 0, result.output
+    return read_forecast(out / "forecast.nc")
+
+
+def _md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory, radar_file, ckpts):
+    out = tmp_path_factory.mktemp("plain")
+    return out, _sample(radar_file, out, ckpts, "--align", "none")
+
+
+def test_same_seed_same_file_and_members_differ(tmp_path, radar_file, ckpts, plain):
+    out, fc = plain
+    again = tmp_path / "again"
+    _sample(radar_file, again, ckpts, "--align", "none")
+    assert _md5(again / "forecast.nc") == _md5(out / "forecast.nc")
+    assert fc.forecast.shape == (3, 6, 128, 128)
+    assert np.abs(fc.forecast[0] - fc.forecast[1]).mean() > 1e-3
+    other = _sample(radar_file, tmp_path / "other", ckpts, "--align", "none", "--seed", "12")
+    assert not np.array_equal(other.forecast, fc.forecast)
+
+
+def test_alignment_moves_the_forecast_mean(tmp_path, radar_file, ckpts, plain):
+    _, base = plain
+    high = _sample(radar_file, tmp_path / "high", ckpts, "--align-target", "120")
+    low = _sample(radar_file, tmp_path / "low", ckpts, "--align-target", "0")
+    assert high.forecast.mean() > base.forecast.mean() > low.forecast.mean()
+    assert high.attrs["alignment"].startswith("avg_x target 120")
+
+
+def test_netcdf_is_cf_and_opens_in_xarray(radar_file, plain):
+    xr = pytest.importorskip("xarray")
+    out, fc = plain
+    ds = xr.open_dataset(out / "forecast.nc")
+    assert ds["vil"].dims == ("member", "time", "y", "x")
+    assert ds.attrs["Conventions"] == "CF-1.8" and ds["member"].attrs["standard_name"] == "realization"
+    start = dt.datetime(2019, 7, 1, 18, 0)  # time_utc of event 0 in the radar file; context = frames 0..6
+    reference = np.datetime64(start + dt.timedelta(minutes=60))
+    assert ds["forecast_reference_time"].values == reference
+    expected = [reference + np.timedelta64(10 * (k + 1), "m") for k in range(6)]
+    assert list(ds["time"].values) == expected
+    assert ds["vil"].attrs["units"] == "1" and "kg m-2" in ds["vil"].attrs["comment"]
+    for key in ("prediff_version", "sampler", "solver_steps", "seed", "unet_sha256", "vae_sha256", "prediff_config"):
+        assert key in ds.attrs
+    assert ds.attrs["sampler"] == "ddim" and ds.attrs["solver_steps"] == 6
+    np.testing.assert_allclose(ds["vil"].values / 255.0, np.clip(fc.forecast, 0, 1), atol=1e-6)
+    assert ds["vil_context"].shape == (7, 128, 128)
+    with h5py.File(radar_file) as h5:
+        np.testing.assert_allclose(ds["vil_context"].values, np.moveaxis(h5["vil"][0, :, :, :7], -1, 0), atol=1e-4)
+    assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
+
+
+def test_gif_and_png(plain):
+    iio = pytest.importorskip("imageio.v3")
+    from PIL import Image
+
+    from prediff_cli.visualization.canvas import full_palette
+
+    out, _ = plain
+    frames = iio.imread(out / "forecast.gif", index=None)
+    assert frames.shape[0] == 7 + 6
+    allowed = {tuple(c) for c in full_palette().tolist()}
+    used = {tuple(c) for c in np.unique(frames.reshape(-1, 3), axis=0).tolist()}
+    assert used <= allowed
+    assert {(40, 190, 40), (235, 235, 235)} <= used  # storm colours and text are drawn
+    png = Image.open(out / "forecast.png")
+    assert png.size[0] > 7 * 256 and png.size[1] > 4 * 256
+
+
+def test_sample_dpmpp_and_ddpm_run(tmp_path, radar_file, ckpts):
+    fc = _sample(radar_file, tmp_path / "dpm", ckpts, "--sampler", "dpmpp", "--align", "none")
+    assert fc.attrs["sampler"] == "dpmpp" and fc.attrs["solver_steps"] == 6
+    assert np.isfinite(fc.forecast).all()
+
+
+def _bad_inputs(tmp_path):
+    missing = tmp_path / "missing.h5"
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)
+    nan = tmp_path / "nan.h5"
+    with h5py.File(nan, "w") as h5:
+        h5["vil"] = np.full((13, 128, 128), np.nan, np.float32)
+    short = tmp_path / "short.h5"
+    with h5py.File(short, "w") as h5:
+        h5["vil"] = np.zeros((1, 128, 128, 5), np.uint8)
+    return [(missing, "not found"), (corrupt, "cannot read"), (nan, "NaN"), (short, "needs at least 7")]
+
+
+def test_bad_inputs_fail_cleanly(tmp_path, ckpts):
+    runner = CliRunner()
+    for path, message in _bad_inputs(tmp_path):
+        out = tmp_path / f"out_{path.stem}"
+        result = runner.invoke(app, ["sample", "--input", str(path), "--out", str(out), *ckpts])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+        assert not out.exists() or not any(out.iterdir())
+
+
+def test_option_errors(tmp_path, radar_file, ckpts):
+    runner = CliRunner()
+    both = runner.invoke(app, ["sample", "--input", str(radar_file), "--out", str(tmp_path / "a"), *ckpts,
+                               "--align-target", "10", "--align-factor", "2"])
+    assert both.exit_code == 2 and "at most one" in both.output
+    oracle = runner.invoke(app, ["sample", "--input", str(radar_file), "--out", str(tmp_path / "b"), *ckpts,
+                                 "--start", "18", "--align-oracle", "2"])
+    assert oracle.exit_code == 2 and "needs the truth frames" in oracle.output
+    nockpt = runner.invoke(app, ["sample", "--input", str(radar_file), "--out", str(tmp_path / "c"),
+                                 "--unet", str(tmp_path / "none.ckpt"), "--vae", ckpts[1]])
+    assert nockpt.exit_code == 2 and "--unet" in nockpt.output
