@@ -1,0 +1,1 @@
+"""Forecast verification: streaming scores (init / accumulate / compute) on the 0–1 VIL scale."""
