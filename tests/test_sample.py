@@ -5,6 +5,7 @@ import hashlib
 import h5py
 import numpy as np
 import pytest
+from mindspore import Tensor, nn
 from typer.testing import CliRunner
 
 from prediff_cli.cli.app import app
@@ -45,12 +46,55 @@ def test_same_seed_same_file_and_members_differ(tmp_path, radar_file, ckpts, pla
     assert not np.array_equal(other.forecast, fc.forecast)
 
 
-def test_alignment_moves_the_forecast_mean(tmp_path, radar_file, ckpts, plain):
+def test_alignment_options_reach_the_forecast(tmp_path, radar_file, ckpts, plain):
     _, base = plain
     high = _sample(radar_file, tmp_path / "high", ckpts, "--align-target", "120")
-    low = _sample(radar_file, tmp_path / "low", ckpts, "--align-target", "0")
-    assert high.forecast.mean() > base.forecast.mean() > low.forecast.mean()
-    assert high.attrs["alignment"].startswith("avg_x target 120")
+    assert not np.array_equal(high.forecast, base.forecast)
+    assert high.attrs["alignment"].startswith("avg_x target 120") and high.attrs["alignment_target_vil"] == 120.0
+    assert high.attrs["align_sha256"] != "none" and base.attrs["align_sha256"] == "none"
+    factor = _sample(radar_file, tmp_path / "factor", ckpts, "--align", "avg_x")
+    assert factor.attrs["alignment"].startswith("avg_x factor 1")
+    assert factor.attrs["alignment_target_vil"] == pytest.approx(factor.context[-1].mean() * 255, rel=1e-4)
+
+
+class IntensityProbe(nn.Cell):
+    """A known-good alignment model: per frame, a linear read-out of the latent channel means fitted to the pixel
+    mean intensity (offset so that the targets 0 and 1 lie on either side of its predictions)."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.w = Tensor(weights.astype(np.float32))
+
+    def construct(self, z, t):
+        return (z.mean(axis=(2, 3)) * self.w).sum(axis=-1, keepdims=True) + 0.5
+
+
+def test_guidance_raises_and_lowers_the_forecast(tiny_runs, synthetic_root, radar_file):
+    """Same seed, same members: a high anticipated intensity raises the forecast mean over unguided sampling, a low
+    one lowers it, and a larger guide scale moves it further."""
+    from prediff_cli.config import load_config
+    from prediff_cli.data import open_dataset
+    from prediff_cli.data.radar_input import read_radar_input
+    from prediff_cli.pipelines.forecast import Checkpoints, forecast_latents, load_networks
+    from prediff_cli.pipelines.latents import jit_encoder, split_moments
+
+    runs = {k: v[0] / "last.ckpt" for k, v in tiny_runs.items()}
+    nets = load_networks(Checkpoints(runs["vae"], runs["unet"], runs["align"]), need_align=False)
+    train = open_dataset(load_config("tiny", values={"data.root": str(synthetic_root)}).data).split("train")
+    frames = np.stack([train[i] for i in range(0, len(train), 3)])
+    latents = split_moments(jit_encoder(nets.vae)(Tensor(frames)))[0].asnumpy()
+    features = latents.mean(axis=(2, 3)).reshape(-1, latents.shape[-1])
+    coef, *_ = np.linalg.lstsq(features, frames.mean(axis=(2, 3, 4)).reshape(-1) - features.mean(), rcond=None)
+    nets.align = IntensityProbe(coef)
+    context = read_radar_input(radar_file).context
+
+    def mean_vil(y_hat, scale=100.0):
+        return forecast_latents(nets, context, samples=2, sampler="ddim", steps=6, eta=0.0, y_hat=y_hat,
+                                guide_scale=scale, couple_members=False, seed=3).mean() * 255
+
+    none, low, high = mean_vil(None), mean_vil(0.0), mean_vil(1.0)
+    assert low < none < high
+    assert mean_vil(1.0, scale=300.0) > high
 
 
 def test_netcdf_is_cf_and_opens_in_xarray(radar_file, plain):
