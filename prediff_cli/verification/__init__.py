@@ -1,1 +1,24 @@
-"""Forecast verification: streaming scores (init / accumulate / compute) on the 0–1 VIL scale."""
+"""Forecast verification on the 0–1 VIL scale: streaming scores (init / accumulate / compute) and plots.
+
+Layout everywhere: forecast (B, M, T, H, W) — cases, ensemble members (1 for a deterministic forecast), lead
+times, rows, columns — and truth (B, T, H, W). `Scorer` bundles every score into the scores.json layout;
+`get_metric(name)` gives a single streaming score; `plots` draws PNG figures of a compute() result
+(imported on demand: it needs matplotlib).
+"""
+from .categorical import (DEFAULT_THRESHOLDS, Contingency, bias_official, contingency_counts, csi,
+                          frequency_bias, pod, sucr, threshold_key)
+from .continuous import ContinuousErrors, mae, mse
+from .crps import CRPS, crps_ensemble
+from .ensemble import RankHistogram, SpreadSkill, observation_ranks
+from .fss import DEFAULT_SCALES, FSS, fss_sums
+from .pooling import max_pool
+from .registry import get_metric, metric_names
+from .scorer import DEFAULT_POOLS, Scorer
+from .ssim import SSIM, ssim_frames
+
+__all__ = [
+    "CRPS", "DEFAULT_POOLS", "DEFAULT_SCALES", "DEFAULT_THRESHOLDS", "FSS", "SSIM", "Contingency",
+    "ContinuousErrors", "RankHistogram", "Scorer", "SpreadSkill", "bias_official", "contingency_counts",
+    "crps_ensemble", "csi", "frequency_bias", "fss_sums", "get_metric", "mae", "max_pool", "metric_names", "mse",
+    "observation_ranks", "pod", "ssim_frames", "sucr", "threshold_key",
+]

@@ -42,6 +42,11 @@ def check_thresholds(thresholds) -> Tuple[float, ...]:
     return tuple(values)
 
 
+def plain_thresholds(thresholds) -> list:
+    """Thresholds for JSON: 16 rather than 16.0 where a threshold is a whole number."""
+    return [int(t) if float(t).is_integer() else float(t) for t in thresholds]
+
+
 def threshold_key(threshold: float) -> str:
     """"16" for 16.0, "16.5" for 16.5: the key of a threshold in the score dicts."""
     return str(int(threshold)) if float(threshold).is_integer() else f"{threshold:g}"
@@ -162,7 +167,7 @@ class Contingency(StreamingScore):
         self.eps = float(eps)
 
     def settings(self) -> dict:
-        return {"thresholds": list(self.thresholds), "pool": self.pool, "eps": self.eps}
+        return {"thresholds": plain_thresholds(self.thresholds), "pool": self.pool, "eps": self.eps}
 
     def accumulate(self, forecast, truth) -> None:
         forecast, truth = check_pair(forecast, truth, allow_nan=True)

@@ -24,7 +24,7 @@ import numpy as np
 
 from prediff_cli.errors import ConfigError
 
-from .categorical import DEFAULT_THRESHOLDS, check_thresholds, threshold_key
+from .categorical import DEFAULT_THRESHOLDS, check_thresholds, plain_thresholds, threshold_key
 from .inputs import check_pair, to_digital
 from .streaming import StreamingScore, ratio, to_json
 
@@ -114,7 +114,7 @@ class FSS(StreamingScore):
         self.scales = check_scales(scales)
 
     def settings(self) -> dict:
-        return {"thresholds": list(self.thresholds), "scales": list(self.scales)}
+        return {"thresholds": plain_thresholds(self.thresholds), "scales": list(self.scales)}
 
     def accumulate(self, forecast, truth) -> None:
         forecast, truth = check_pair(forecast, truth)
