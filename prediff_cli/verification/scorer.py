@@ -156,7 +156,7 @@ class Scorer:
         pools = (1,) + self.pools
         pooled = {p: (max_pool(forecast, p), max_pool(truth, p)) for p in pools}
         self.members.accumulate_pooled(pooled)
-        mean = forecast.mean(axis=1, keepdims=True, dtype=np.float32) if m > 1 else forecast
+        mean = forecast.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32) if m > 1 else forecast
         if m > 1:
             self.ensemble_mean.accumulate_pooled({p: (max_pool(mean, p), pooled[p][1]) for p in pools})
         for p, score in self.crps.items():
