@@ -1,0 +1,36 @@
+"""Reference forecasts scored beside the model: persistence and optical-flow extrapolation.
+
+Every baseline has `extrapolate(context (T_in, H, W), n_leads) → (n_leads, H, W)` and the batched
+`forecast(context (B, T_in, H, W), n_leads) → (B, n_leads, H, W)`, VIL on the 0–1 scale.
+`get_baseline(name, **options)` builds one by name.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from prediff_cli.errors import ConfigError
+
+from .extrapolation import semi_lagrangian
+from .optical_flow import OpticalFlow, estimate_motion
+from .persistence import Persistence
+
+BASELINES: Dict[str, Callable] = {"persistence": Persistence, "optical_flow": OpticalFlow}
+
+
+def baseline_names() -> tuple:
+    return tuple(BASELINES)
+
+
+def get_baseline(name: str, **options):
+    """A baseline forecaster by name ("persistence", "optical_flow"); ConfigError listing the valid names."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}")
+    try:
+        return BASELINES[key](**options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for baseline {name!r}: {exc}") from None
+
+
+__all__ = ["BASELINES", "OpticalFlow", "Persistence", "baseline_names", "estimate_motion", "get_baseline",
+           "semi_lagrangian"]
