@@ -72,7 +72,15 @@ def setup_runtime(device: str = "auto", seed: Optional[int] = None) -> str:
 
     name = resolve_device(device)
     if _current is None:
-        ms.set_device(_TARGETS[name])
+        try:
+            ms.set_device(_TARGETS[name])
+        except RuntimeError:
+            # MindSpore fixes the device once a kernel has run (e.g. in a library user's own code); that is fine
+            # when it is the one we want
+            active = ms.get_context("device_target")
+            if active != _TARGETS[name]:
+                raise PrediffError(f"MindSpore already runs on {active} in this process; cannot switch to "
+                                   f"{name}") from None
         ms.set_context(mode=ms.PYNATIVE_MODE)
         _current = name
     elif _current != name:

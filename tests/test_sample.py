@@ -75,7 +75,7 @@ def test_guidance_raises_and_lowers_the_forecast(tiny_runs, synthetic_root, rada
     from prediff_cli.config import load_config
     from prediff_cli.data import open_dataset
     from prediff_cli.data.radar_input import read_radar_input
-    from prediff_cli.pipelines.forecast import Checkpoints, forecast_latents, load_networks
+    from prediff_cli.pipelines.forecast import Checkpoints, Forecaster, load_networks
     from prediff_cli.pipelines.latents import jit_encoder, split_moments
 
     runs = {k: v[0] / "last.ckpt" for k, v in tiny_runs.items()}
@@ -89,8 +89,10 @@ def test_guidance_raises_and_lowers_the_forecast(tiny_runs, synthetic_root, rada
     context = read_radar_input(radar_file).context
 
     def mean_vil(y_hat, scale=100.0):
-        return forecast_latents(nets, context, samples=2, sampler="ddim", steps=6, eta=0.0, y_hat=y_hat,
-                                guide_scale=scale, couple_members=False, seed=3).mean() * 255
+        forecaster = Forecaster(nets, sampler="ddim", steps=6, eta=0.0, aligned=y_hat is not None, guide_scale=scale,
+                                couple_members=False)
+        y = None if y_hat is None else np.array([y_hat])
+        return forecaster.run(context[None], 2, y, np.random.default_rng(3)).mean() * 255
 
     none, low, high = mean_vil(None), mean_vil(0.0), mean_vil(1.0)
     assert low < none < high

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -137,53 +136,71 @@ class ForecastResult:
     network_evaluations: int
 
 
-def forecast_latents(nets: Networks, context: np.ndarray, *, samples: int, sampler: str, steps: int, eta: float,
-                     y_hat: Optional[float], guide_scale: float, couple_members: bool, seed: int,
-                     member_batch: int = 0, progress: Optional[Callable[[], None]] = None) -> np.ndarray:
-    """Steps 3-5 for one context (T_in, H, W) → members (M, T_out, H, W) on 0–1."""
-    from prediff_cli.pipelines.latents import jit_decoder, jit_encoder, split_moments
-    from prediff_cli.pipelines.sampler import EnsembleSampler
-    import models.diffusion as D
-    from mindspore import Tensor
+class Forecaster:
+    """Encoder, compiled sampler and decoder built once; `run` forecasts many contexts, each with N members, in
+    batches of `member_batch` sequences (0 = everything at once)."""
 
-    cfg = nets.config
-    d = cfg.diffusion
-    schedule = D.make_schedule(d.timesteps, d.beta_schedule, d.linear_start, d.linear_end, d.cosine_s)
-    encode, decode = jit_encoder(nets.vae), jit_decoder(nets.vae, d.scale_factor)
-    moments = encode(Tensor(context[None, ..., None].astype(np.float32)))
-    cond = split_moments(moments)[0].asnumpy()  # (1, T_in, h, w, L), the posterior mean (spec §4.2)
-    sampler_obj = EnsembleSampler(nets.unet, schedule, sampler=sampler, steps=steps, eta=eta,
-                                  align_net=nets.align if y_hat is not None else None, guide_scale=guide_scale,
-                                  couple_members=couple_members)
-    target_shape = tuple(cfg.unet.target_shape)
-    rng = np.random.default_rng(seed)
-    chunk = member_batch or samples
-    latents = []
-    for start in range(0, samples, chunk):
-        m = min(chunk, samples - start)
-        y = None if y_hat is None else np.full((m, 1), y_hat, np.float32)
-        latents.append(sampler_obj.sample(np.repeat(cond, m, axis=0), rng, y, target_shape, progress))
-    z = np.concatenate(latents)
-    frames = decode(Tensor(z)).asnumpy()  # (M, T_out, H, W, 1)
-    return frames[..., 0]
+    def __init__(self, nets: Networks, *, sampler: str, steps: int, eta: float, aligned: bool, guide_scale: float,
+                 couple_members: bool):
+        from prediff_cli.pipelines.latents import jit_decoder, jit_encoder
+        from prediff_cli.pipelines.sampler import EnsembleSampler
+        import models.diffusion as D
+
+        if aligned and nets.align is None:
+            raise InputError("aligned sampling needs an alignment network (--align-net)")
+        d = nets.config.diffusion
+        self.nets = nets
+        self.schedule = D.make_schedule(d.timesteps, d.beta_schedule, d.linear_start, d.linear_end, d.cosine_s)
+        self.encode, self.decode = jit_encoder(nets.vae), jit_decoder(nets.vae, d.scale_factor)
+        self.sampler = EnsembleSampler(nets.unet, self.schedule, sampler=sampler, steps=steps, eta=eta,
+                                       align_net=nets.align if aligned else None, guide_scale=guide_scale,
+                                       couple_members=couple_members)
+        self.aligned = aligned
+        self.target_shape = tuple(nets.config.unet.target_shape)
+
+    @property
+    def network_evaluations(self) -> int:
+        return self.sampler.network_evaluations
+
+    def context_latents(self, contexts: np.ndarray) -> np.ndarray:
+        """(B, T_in, H, W) on 0–1 → posterior means (B, T_in, h, w, L) (spec §4.2: the context uses the mean)."""
+        from mindspore import Tensor
+        from prediff_cli.pipelines.latents import split_moments
+
+        return split_moments(self.encode(Tensor(contexts[..., None].astype(np.float32))))[0].asnumpy()
+
+    def run(self, contexts: np.ndarray, samples: int, y_hat: Optional[np.ndarray], rng: np.random.Generator,
+            member_batch: int = 0, progress: Optional[Callable[[], None]] = None) -> np.ndarray:
+        """contexts (B, T_in, H, W), y_hat (B,) on 0–1 or None → members (B, M, T_out, H, W) on 0–1."""
+        from mindspore import Tensor
+
+        b = contexts.shape[0]
+        cond = np.repeat(self.context_latents(contexts), samples, axis=0)  # (B·M, ...), members adjacent
+        y = None if y_hat is None else np.repeat(np.asarray(y_hat, np.float32).reshape(b, 1), samples, axis=0)
+        chunk = member_batch or (b * samples)
+        latents = []
+        for s in range(0, b * samples, chunk):
+            part = slice(s, min(s + chunk, b * samples))
+            latents.append(self.sampler.sample(cond[part], rng, None if y is None else y[part], self.target_shape,
+                                               progress))
+        frames = self.decode(Tensor(np.concatenate(latents))).asnumpy()[..., 0]
+        return frames.reshape((b, samples) + frames.shape[1:])
 
 
 def run_forecast(nets: Networks, context: np.ndarray, truth: Optional[np.ndarray], *, samples: int, sampler: str,
                  steps: int, eta: float, alignment: AlignmentRequest, guide_scale: float, couple_members: bool,
                  seed: int, member_batch: int = 0, progress=None) -> ForecastResult:
+    """One context (T_in, H, W) → an N-member forecast."""
     y_hat = None if alignment.mode == "none" else alignment_target(alignment, context, truth)
+    forecaster = Forecaster(nets, sampler=sampler, steps=steps, eta=eta, aligned=y_hat is not None,
+                            guide_scale=guide_scale, couple_members=couple_members)
     start = time.perf_counter()
-    members = forecast_latents(nets, context, samples=samples, sampler=sampler, steps=steps, eta=eta, y_hat=y_hat,
-                               guide_scale=guide_scale, couple_members=couple_members, seed=seed,
-                               member_batch=member_batch, progress=progress)
+    members = forecaster.run(context[None], samples, None if y_hat is None else np.array([y_hat]),
+                             np.random.default_rng(seed), member_batch, progress)[0]
     seconds = time.perf_counter() - start
-    from prediff_cli.pipelines.sampler import solver_timesteps
-
-    evaluations = len(solver_timesteps(sampler, steps, nets.config.diffusion.timesteps))
-    step_minutes = 10
     return ForecastResult(members=members, context=context, truth=truth,
-                          lead_minutes=[step_minutes * (k + 1) for k in range(members.shape[1])], y_hat=y_hat,
-                          seconds=seconds, network_evaluations=evaluations)
+                          lead_minutes=[10 * (k + 1) for k in range(members.shape[1])], y_hat=y_hat,
+                          seconds=seconds, network_evaluations=forecaster.network_evaluations)
 
 
 def provenance(nets: Networks, paths: Checkpoints, *, sampler: str, steps: int, eta: float,
@@ -213,7 +230,3 @@ def reference_time_of(context_times, reference: Optional[dt.datetime], source: P
         return reference
     raise InputError(f"{source} carries no timestamps (not in a SEVIR catalog tree and no time_utc); pass "
                      "--reference-time YYYY-MM-DDTHH:MM (UTC of the last context frame)")
-
-
-def with_sample_overrides(config: Config, **values) -> Config:
-    return dataclasses.replace(config, sample=dataclasses.replace(config.sample, **values))
