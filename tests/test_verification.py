@@ -428,3 +428,28 @@ def test_metric_lookup_by_name():
     assert get_metric("CRPS", pool=16).settings() == {"pool": 16}
     with pytest.raises(ConfigError, match="valid metrics: contingency, csi"):
         get_metric("accuracy")
+
+
+# --------------------------------------------------------------------------------------------- plots
+
+def test_score_plots_are_written_as_png(tmp_path):
+    from PIL import Image
+
+    from prediff_cli.verification.plots import plot_csi_by_lead_time, write_score_plots
+
+    forecast, truth = _ensemble(np.random.default_rng(19), b=2, m=4, t=3, h=32, w=32)
+    results = {}
+    for label, fc in (("model", forecast), ("persistence", np.repeat(truth[:, :1], 3, axis=1))):
+        scorer = Scorer(fss_scales=(1,))
+        scorer.accumulate(fc, truth)
+        results[label] = scorer.compute()
+    paths = write_score_plots(results, tmp_path / "plots", lead_minutes=[10, 20, 30])
+    assert [p.name for p in paths] == ["csi_by_threshold.png", "csi_pool16_by_threshold.png",
+                                       "csi_by_lead_time.png", "rank_histogram.png"]
+    for path in paths:
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.size[0] > 300 and img.size[1] > 200
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in paths)
+    with pytest.raises(InputError, match="threshold '75'"):
+        plot_csi_by_lead_time(results, tmp_path / "bad.png", threshold="75")
+    assert not (tmp_path / "bad.png").exists()
