@@ -415,6 +415,10 @@ def test_bad_inputs_give_one_line_errors():
     scorer.accumulate(forecast, truth)
     with pytest.raises(InputError, match="members"):
         scorer.accumulate(forecast[:, :1], truth)
+    with pytest.raises(InputError, match="0–1 scale"):
+        Scorer().accumulate(forecast * 255, truth * 255)
+    with pytest.raises(InputError, match="floating-point"):
+        Scorer().accumulate((forecast * 255).astype(np.uint8), truth)
     with pytest.raises(InputError, match="nothing to score"):
         Scorer().compute()
     with pytest.raises(ConfigError, match="pooling size"):

@@ -35,8 +35,9 @@ def check_pair(forecast, truth, *, allow_nan: bool = False) -> Tuple[np.ndarray,
     if forecast.size == 0:
         raise InputError(f"empty forecast of shape {forecast.shape}")
     for name, arr in (("forecast", forecast), ("truth", truth)):
-        if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
-            raise InputError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise InputError(f"{name} must be floating-point VIL on the 0–1 scale (digital VIL / 255), "
+                             f"got dtype {arr.dtype}")
     forecast = forecast.astype(np.float32, copy=False)
     truth = truth.astype(np.float32, copy=False)
     if not allow_nan:
@@ -44,6 +45,15 @@ def check_pair(forecast, truth, *, allow_nan: bool = False) -> Tuple[np.ndarray,
             if not np.isfinite(arr).all():
                 raise InputError(f"{name} contains NaN or infinite values; scores need finite VIL on the 0–1 scale")
     return forecast, truth
+
+
+def check_scale(truth: np.ndarray) -> None:
+    """InputError if the observations are clearly not on the 0–1 scale (e.g. digital 0–255 values passed as is).
+    Forecasts are not checked: a model may overshoot slightly and is scored as is (not clipped)."""
+    low, high = float(truth.min()), float(truth.max())
+    if low < -0.5 or high > 1.5:
+        raise InputError(f"truth ranges over [{low:g}, {high:g}]; expected VIL on the 0–1 scale "
+                         "(divide digital VIL by 255)")
 
 
 def to_digital(x01: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ from .continuous import ContinuousErrors
 from .crps import CRPS
 from .ensemble import RankHistogram, SpreadSkill
 from .fss import DEFAULT_SCALES, FSS
-from .inputs import check_pair, to_digital
+from .inputs import check_pair, check_scale, to_digital
 from .pooling import check_pool, max_pool
 from .ssim import SSIM
 from .streaming import SETTINGS_KEY, StreamingScore
@@ -149,6 +149,7 @@ class Scorer:
         M and T must stay the same for the whole evaluation; B, and the split of cases into calls, are free
         (the result does not depend on them)."""
         forecast, truth = check_pair(forecast, truth)
+        check_scale(truth)
         b, m, t = forecast.shape[:3]
         if self.n_cases and (m, t) != (self.n_members, self.n_leads):
             raise InputError(f"this batch has {m} members and {t} lead times, earlier batches had "

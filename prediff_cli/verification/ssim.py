@@ -1,22 +1,24 @@
 """Structural similarity (SSIM) of forecast and observed frames, per frame, averaged.
 
-Settings of the official evaluation (torchmetrics `StructuralSimilarityIndexMeasure` defaults, reference spec
-§6.4): Gaussian window 11×11 with σ = 1.5, k1 = 0.01, k2 = 0.03, SSIM map restricted to the pixels whose whole
-window lies inside the frame (torchmetrics pads, filters and crops the padded border again, which is the same
-"valid" region; so does the MindSpore port's OpenCV version), mean over that region per frame, then mean over
-frames.
+Settings of the official evaluation (torchmetrics 1.2.0 `StructuralSimilarityIndexMeasure` defaults, reference
+spec §6.4): Gaussian window 11×11 with σ = 1.5, k1 = 0.01, k2 = 0.03. torchmetrics 1.2.0 reflect-pads by 5 pixels,
+filters, then crops those 5 pixels again, so its SSIM map covers exactly the pixels whose whole window lies inside
+the frame ("valid" region, 118×118 of 128×128; the MindSpore port's OpenCV version does the same); the map is
+averaged per frame, then over all frames. Here the same valid region is computed directly. (Later torchmetrics
+releases average the reflect-padded full map instead and clamp negative variances; those differ slightly.)
 
 Data range: fixed to 1 (the 0–1 VIL scale), i.e. C1 = (0.01·1)², C2 = (0.03·1)². torchmetrics with
 `data_range=None` instead infers the range from each update batch (max of the forecast and truth value ranges),
 which makes a score depend on how cases are batched; with a fixed range the score is a property of each frame
-pair and streams exactly. On SEVIR the inferred range is close to 1 whenever a batch contains a strong storm.
+pair and streams exactly. The inferred range equals 1 only for batches whose values span the whole 0–1 scale
+(intense echoes near digital 255 plus clear air); for weaker batches it is smaller and torchmetrics' SSIM lower.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from prediff_cli.errors import ConfigError
+from prediff_cli.errors import ConfigError, InputError
 
 from .inputs import check_pair
 from .streaming import StreamingScore, ratio, to_json
@@ -47,9 +49,10 @@ def ssim_frames(forecast: np.ndarray, truth: np.ndarray, *, data_range: float = 
     Frames must be at least `window` pixels on each side. The truth's local moments are computed once and reused
     for every member.
     """
-    if window % 2 != 1 or min(forecast.shape[-2:]) < window:
-        raise ConfigError(f"SSIM needs an odd window no larger than the frame; window {window}, "
-                          f"frame {forecast.shape[-2:]}")
+    if window % 2 != 1:
+        raise ConfigError(f"SSIM needs an odd window size, got {window}")
+    if min(forecast.shape[-2:]) < window:
+        raise InputError(f"SSIM needs frames of at least {window}×{window} pixels, got {forecast.shape[-2:]}")
     taps = gaussian_window(window, sigma).astype(np.float32)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     x = np.asarray(forecast, np.float32)
