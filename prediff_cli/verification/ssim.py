@@ -11,7 +11,7 @@ Data range: fixed to 1 (the 0–1 VIL scale), i.e. C1 = (0.01·1)², C2 = (0.03�
 `data_range=None` instead infers the range from each update batch (max of the forecast and truth value ranges),
 which makes a score depend on how cases are batched; with a fixed range the score is a property of each frame
 pair and streams exactly. The inferred range equals 1 only for batches whose values span the whole 0–1 scale
-(intense echoes near digital 255 plus clear air); for weaker batches it is smaller and torchmetrics' SSIM lower.
+(intense echoes near digital 255 plus clear air); for weaker batches it is smaller and torchmetrics' SSIM usually lower.
 """
 from __future__ import annotations
 
