@@ -365,6 +365,15 @@ def test_state_round_trip_and_resume(tmp_path):
     with pytest.raises(InputError, match="settings"):
         other.load_state_dict(first.state_dict())
 
+    path = resumed.save_state(tmp_path / "scorer.state")  # any suffix; written atomically
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scorer.state", "state.npz"]
+    again = Scorer(fss_scales=(1, 3))
+    again.load_state(path)
+    assert again.compute() == resumed.compute()
+    (tmp_path / "broken.npz").write_bytes(b"not a state")
+    with pytest.raises(InputError, match="cannot read scorer state"):
+        again.load_state(tmp_path / "broken.npz")
+
 
 def test_per_lead_time_entries_are_consistent_with_totals():
     forecast, truth = _ensemble(np.random.default_rng(16), b=2, m=3, t=5, h=32, w=32)

@@ -183,10 +183,10 @@ class Contingency(StreamingScore):
         self._state["fas"] += fas
 
     def counts(self, per_lead: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(hits, misses, fas), each (L,) or, with per_lead, (L, T)."""
+        """(hits, misses, fas), each (L,) or, with per_lead, (L, T); copies of the totals."""
         self._require_data()
         arrays = tuple(self._state[k] for k in ("hits", "misses", "fas"))
-        return arrays if per_lead else tuple(a.sum(axis=1) for a in arrays)
+        return tuple(a.copy() for a in arrays) if per_lead else tuple(a.sum(axis=1) for a in arrays)
 
     def compute(self) -> dict:
         hits, misses, fas = self.counts()

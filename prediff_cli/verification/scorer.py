@@ -4,7 +4,7 @@
     for forecast, truth in cases:           # forecast (B, M, T, H, W), truth (B, T, H, W), VIL on 0–1
         scorer.accumulate(forecast, truth)
     scores = scorer.compute()               # JSON-ready dict (layout below)
-    np.savez(path, **scorer.state_dict())   # resumable: Scorer().load_state_dict(np.load(path))
+    scorer.save_state("state.npz")           # resumable: Scorer(same settings).load_state("state.npz")
 
 Every member of an ensemble counts as one forecast for the deterministic scores (official accumulation: the
 counts of all members add up against the same truth); the same scores of the member mean are reported
@@ -27,11 +27,13 @@ compute() layout (threshold keys are strings such as "16"; "avg" is the mean ove
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
 from prediff_cli.errors import ConfigError, InputError
+from prediff_cli.io.atomic import atomic_path
 
 from .categorical import (DEFAULT_EPS, DEFAULT_THRESHOLDS, SCORES, Contingency, check_thresholds,
                           plain_thresholds)
@@ -81,10 +83,6 @@ class DeterministicScores:
         self.scores["continuous"].accumulate_checked(forecast, truth)
         self.scores["ssim"].accumulate_checked(forecast, truth)
         self.scores["fss"].accumulate_digital(forecast255, truth255)
-
-    @property
-    def empty(self) -> bool:
-        return self.scores["continuous"].empty
 
     def compute(self) -> dict:
         out, lead = {}, {}
@@ -209,6 +207,22 @@ class Scorer:
             if not score.empty:
                 state.update({f"{prefix}/{k}": v for k, v in score.state_dict().items()})
         return state
+
+    def save_state(self, path) -> Path:
+        """Write `state_dict()` to an .npz file (temporary name, then renamed: never half-written)."""
+        path = Path(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **self.state_dict())
+        return path
+
+    def load_state(self, path) -> None:
+        """Continue from a file written by `save_state`; InputError if unreadable or made with other settings."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                state = {key: saved[key] for key in saved.files}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read scorer state {str(path)!r}: {exc}") from None
+        self.load_state_dict(state)
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Continue from a `state_dict()` (e.g. `np.load(path)`); InputError if it was made with other settings."""
