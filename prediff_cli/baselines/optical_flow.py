@@ -19,10 +19,11 @@ Using all context pairs at once (one motion assumed constant over the context, 1
 averages out the frame-to-frame noise of radar echoes. The result is in pixels per frame interval, (dy, dx).
 
 Why not a library: pysteps (the forecasters' toolkit) ships only a source distribution that needs Cython to
-build, requires opencv-python, pyproj, matplotlib, jsmin and jsonschema, and its Lucas–Kanade needs OpenCV;
-current OpenCV wheels (opencv-python-headless 4.12+/5.x, ~60 MB) require NumPy 2, which MindSpore 2.10 cannot
-use. This estimator needs nothing beyond SciPy, runs in ~0.1 s per 128×128 case, and recovers a translation
-to a small fraction of a pixel (tests/test_baselines.py).
+build, requires opencv-python, pyproj, matplotlib, jsmin and jsonschema, and its Lucas–Kanade needs OpenCV.
+OpenCV itself (opencv-python-headless, Farnebäck/DIS flow) is a ~50 MB wheel whose releases from 4.12 on require
+NumPy 2, which MindSpore 2.10 cannot use (4.11 would have to be pinned). This estimator needs nothing beyond
+SciPy, takes ~0.06 s per 7×128×128 context, and recovers a translation to a few hundredths of a pixel
+(tests/test_baselines.py).
 """
 from __future__ import annotations
 
