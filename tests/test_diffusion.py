@@ -133,7 +133,7 @@ def test_ddim_step_closed_form():
 
 def test_ddim_eta_one_has_the_ddpm_variance():
     sched = D.default_schedule()
-    ac, pv = sched.arrays["alphas_cumprod"].astype(np.float64), sched.arrays["posterior_variance"]
+    pv = sched.arrays["posterior_variance"]
     zeros = np.zeros((1, 1, 1, 1, 1), np.float32)
     ones = np.ones_like(zeros)
     for t in (10, 500, 990):

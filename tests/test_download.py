@@ -1,7 +1,6 @@
 """`prediff download sevir-lr` against an HTTP server on 127.0.0.1 that the test starts itself."""
 import http.server
 import io
-import os
 import shutil
 import threading
 import zipfile

@@ -1,5 +1,4 @@
 """Trainer building blocks: LR schedule, TrainStep (accumulation, clipping), EMA, checkpoint files."""
-import math
 
 import numpy as np
 import pytest

@@ -16,7 +16,6 @@ returns x̂0 — DPM-Solver++'s "lower order final", which keeps few-step runs s
 from __future__ import annotations
 
 import numpy as np
-from mindspore import ops
 
 from .ddim import corrected_eps, ddim_timesteps
 from .ddpm import predict_x0

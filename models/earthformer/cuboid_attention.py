@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Sequence, Tuple
 
 import numpy as np
-import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from .init import init_linear, normal_table

@@ -10,7 +10,7 @@ out_layers.{0 norm, 1 SiLU, 2 dropout, 3 conv}. The last conv starts at zero, so
 """
 from __future__ import annotations
 
-from mindspore import nn, ops
+from mindspore import nn
 
 from .init import init_linear, zero_cell
 

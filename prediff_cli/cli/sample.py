@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import ConfigOpt, Device, DeviceOpt, SeedOpt, SetOpt
+from prediff_cli.cli.options import Device, DeviceOpt, SeedOpt, SetOpt
 from prediff_cli.cli.reporting import echo, guarded
 from prediff_cli.errors import InputError
 

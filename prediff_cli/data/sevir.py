@@ -19,7 +19,7 @@ import datetime as dt
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import h5py
 import numpy as np

@@ -23,7 +23,7 @@ SEVIR_PROJ = "+proj=laea +lat_0=38 +lon_0=-98 +units=m +a=6370997.0 +ellps=spher
 
 def laea_forward(lat, lon, lat0: float = LAT_0, lon0: float = LON_0, radius: float = EARTH_RADIUS_M):
     """Degrees → metres (x east, y north) relative to the projection origin."""
-    phi, lam = np.radians(lat), np.radians(lon)
+    phi = np.radians(lat)
     phi1, dlam = np.radians(lat0), np.radians(lon) - np.radians(lon0)
     k = np.sqrt(2.0 / (1.0 + np.sin(phi1) * np.sin(phi) + np.cos(phi1) * np.cos(phi) * np.cos(dlam)))
     x = radius * k * np.cos(phi) * np.sin(dlam)

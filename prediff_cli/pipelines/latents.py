@@ -5,8 +5,9 @@ rest of the pipeline speaks NTHWC everywhere: pixels (B, T, H, W, 1) on 0–1 �
 """
 from __future__ import annotations
 
-import mindspore as ms
 from mindspore import nn, ops
+
+from prediff_cli.pipelines.compile import compiled
 
 
 class SequenceEncoder(nn.Cell):
@@ -64,7 +65,7 @@ def jit_encoder(vae: nn.Cell):
     """A compiled pixels → moments function for a frozen VAE."""
     encoder = SequenceEncoder(vae)
 
-    @ms.jit
+    @compiled
     def encode(x):
         return encoder(x)
 
@@ -75,7 +76,7 @@ def jit_decoder(vae: nn.Cell, scale_factor: float = 1.0):
     """A compiled latents → pixels function for a frozen VAE."""
     decoder = SequenceDecoder(vae, scale_factor)
 
-    @ms.jit
+    @compiled
     def decode(z):
         return decoder(z)
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
+
+from prediff_cli.pipelines.compile import compiled
 
 import models.diffusion as D
 
@@ -66,15 +67,15 @@ class EnsembleSampler:
         eta = self.eta
 
         if self.sampler == "ddpm":
-            @ms.jit
+            @compiled
             def step(z, t, t_prev, cond, noise, y_hat):
                 return D.ddpm_step(nets.unet, z, t, cond, noise, schedule, align, y_hat, scale, couple)
         elif self.sampler == "ddim":
-            @ms.jit
+            @compiled
             def step(z, t, t_prev, cond, noise, y_hat):
                 return D.ddim_step(nets.unet, z, t, t_prev, cond, noise, eta, schedule, align, y_hat, scale, couple)
         else:
-            @ms.jit
+            @compiled
             def step(z, t, cond, prev_x0, ratio, a, w_cur, w_prev, y_hat):
                 return D.dpmpp_2m_step(nets.unet, z, t, cond, prev_x0, ratio, a, w_cur, w_prev, schedule, align,
                                        y_hat, scale, couple)

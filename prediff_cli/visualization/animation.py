@@ -18,7 +18,7 @@ import numpy as np
 
 from prediff_cli.io.atomic import atomic_path
 
-from .canvas import LABEL_H, draw_legend, draw_text, grid_layout, legend_width, new_image, panel_size, paste_field
+from .canvas import draw_legend, draw_text, grid_layout, legend_width, new_image, panel_size, paste_field
 
 TITLE_H, MARGIN, COLUMNS = 24, 6, 4
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 

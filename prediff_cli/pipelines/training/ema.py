@@ -11,6 +11,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from prediff_cli.pipelines.compile import compiled
+
 
 class EMA:
     """Shadow copies of `net`'s parameters; `update()` after every optimizer step."""
@@ -24,7 +26,7 @@ class EMA:
         self.num_updates = Parameter(Tensor(0, ms.int32), name="ema.num_updates", requires_grad=False)
         params, shadow, counter, top = self.params, self.shadow, self.num_updates, self.decay
 
-        @ms.jit
+        @compiled
         def _update():
             n = ops.cast(counter, ms.float32)
             decay = ops.minimum((1.0 + n) / (10.0 + n), top)

@@ -13,6 +13,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from prediff_cli.pipelines.compile import compiled
+
 
 class TrainStep:
     """Optimizes `params` on the scalar loss returned first by `loss_cell`.
@@ -56,7 +58,7 @@ class TrainStep:
             return norm
 
         if self.accum_steps == 1:
-            @ms.jit
+            @compiled
             def fused(*inputs):
                 outputs, grads = grad_fn(*inputs)
                 norm = finish(grads)
@@ -68,14 +70,14 @@ class TrainStep:
                                          for i, p in enumerate(self.params)])
             accum, scale = self.accum, 1.0 / self.accum_steps
 
-            @ms.jit
+            @compiled
             def accumulate(*inputs):
                 outputs, grads = grad_fn(*inputs)
                 for a, g in zip(accum, grads):
                     ops.assign_add(a, g * scale)
                 return outputs
 
-            @ms.jit
+            @compiled
             def apply():
                 grads = tuple(a * 1.0 for a in accum)
                 norm = finish(grads)

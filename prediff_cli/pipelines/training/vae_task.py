@@ -17,6 +17,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import ParameterTuple, Tensor, nn, ops
 
+from prediff_cli.pipelines.compile import compiled
+
 from prediff_cli.config import Config
 from prediff_cli.io.checkpoint import net_weights
 
@@ -112,7 +114,7 @@ class VAETask(TrainingTask):
         grad_nll = ms.grad(nll_fn, None, last)
         grad_g = ms.grad(g_fn, None, last)
 
-        @ms.jit
+        @compiled
         def adaptive(x, noise):
             a = grad_nll(x, noise)[0]
             b = grad_g(x, noise)[0]

@@ -1,0 +1,71 @@
+"""Benchmark plumbing: time a callable (warm-up excluded) and run a measurement in its own process so that its
+peak resident memory is its own.
+
+`isolated(module, function, **kwargs)` runs `module.function(**kwargs)` in a fresh Python and returns its result
+(a JSON-ready dict) with `peak_rss_mb` added. Results are synchronised with `.asnumpy()` (MindSpore's CPU backend
+has no synchronize()).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict
+
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+os.environ.setdefault("GLOG_v", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> Dict[str, float]:
+    """First call (compile + run) and the median of `repeats` further calls, in seconds."""
+    t0 = time.perf_counter()
+    _sync(fn())
+    first = time.perf_counter() - t0
+    for _ in range(max(warmup - 1, 0)):
+        _sync(fn())
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _sync(fn())
+        runs.append(time.perf_counter() - t0)
+    runs.sort()
+    return {"first_call_s": round(first, 4), "median_s": round(runs[len(runs) // 2], 4),
+            "min_s": round(runs[0], 4)}
+
+
+def _sync(out):
+    if isinstance(out, (tuple, list)):
+        for o in out:
+            _sync(o)
+    elif hasattr(out, "asnumpy"):
+        out.asnumpy()
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def isolated(module: str, function: str, timeout: float = 3600, **kwargs) -> dict:
+    code = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); import {module} as m; "
+            f"from benchmarks.measure import peak_rss_mb; r = m.{function}(**json.loads(sys.argv[1])); "
+            f"r['peak_rss_mb'] = peak_rss_mb(); print('RESULT ' + json.dumps(r))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True,
+                              timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s", **kwargs}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": " | ".join(tail), **kwargs}
+
+
+def emit(result) -> None:
+    print(json.dumps(result, indent=2))
