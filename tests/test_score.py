@@ -1,0 +1,124 @@
+"""`prediff score`: both modes, baselines on the same cases, clean mismatch errors, resumable evaluation."""
+import datetime as dt
+import json
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from prediff_cli.cli.app import app
+from prediff_cli.config import load_config
+from prediff_cli.io.netcdf import write_forecast
+
+
+@pytest.fixture(scope="module")
+def ckpts(tiny_runs):
+    return {k: str(v[0] / "last.ckpt") for k, v in tiny_runs.items()}
+
+
+@pytest.fixture(scope="module")
+def forecast_nc(tmp_path_factory, radar_file, ckpts):
+    out = tmp_path_factory.mktemp("fc")
+    result = CliRunner().invoke(app, ["sample", "--input", str(radar_file), "--out", str(out), "--samples", "3",
+                                      "--steps", "4", "--vae", ckpts["vae"], "--unet", ckpts["unet"]])
+    assert result.exit_code == 0, result.output
+    return out / "forecast.nc"
+
+
+def _score(*args):
+    return CliRunner().invoke(app, ["score", *args])
+
+
+def test_score_a_forecast_file(tmp_path, forecast_nc, radar_file):
+    result = _score("--forecast", str(forecast_nc), "--truth", str(radar_file), "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "CSI-M (avg)" in result.output and "persistence" in result.output
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    for key in ("csi", "pod", "sucr", "bias", "bias_official", "csi_pool4", "csi_pool16", "mse", "mae", "ssim",
+                "crps", "fss", "spread_skill", "per_lead_time", "baselines", "settings"):
+        assert key in scores, key
+    assert set(scores["csi"]) == {"16", "74", "133", "160", "181", "219", "avg"}
+    assert set(scores["baselines"]) == {"persistence", "optical_flow"}
+    assert scores["n_members"] == 3 and scores["settings"]["mode"] == "forecast"
+    assert len(scores["per_lead_time"]["mse"]) == 6
+    for name in ("csi_by_threshold.png", "csi_by_lead_time.png", "rank_histogram.png", "config.yaml"):
+        assert (tmp_path / name).is_file()
+
+
+def _write_nc(path, members, radar_file, leads=range(10, 70, 10), reference=dt.datetime(2019, 7, 1, 19, 0)):
+    with h5py.File(radar_file) as h5:
+        context = np.moveaxis(h5["vil"][0, :, :, :7], -1, 0) / 255.0
+    write_forecast(path, members, reference_time=reference, lead_minutes=list(leads), context=context)
+    return path
+
+
+def test_perfect_forecast_scores_perfectly(tmp_path, radar_file):
+    with h5py.File(radar_file) as h5:
+        truth = np.moveaxis(h5["vil"][0, :, :, 7:13], -1, 0).astype(np.float32) / 255.0
+    nc = _write_nc(tmp_path / "perfect.nc", np.stack([truth, truth]), radar_file)
+    result = _score("--forecast", str(nc), "--truth", str(radar_file), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    present = [k for k, v in scores["csi"].items() if k != "avg" and (truth * 255 >= float(k)).any()]
+    assert present and all(scores["csi"][k] == pytest.approx(1.0, abs=1e-4) for k in present)
+    assert scores["crps"]["pool1"] == pytest.approx(0.0, abs=1e-6) and scores["mse"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("event", "other frames"), ("size", "grid sizes differ"), ("leads", "lead times differ"),
+    ("time", "times differ"), ("no_truth", "no frames"),
+])
+def test_mismatches_give_one_line(tmp_path, radar_file, forecast_nc, case, message):
+    args = ["--forecast", str(forecast_nc), "--truth", str(radar_file)]
+    if case == "event":
+        args += ["--event", "1"]
+    elif case == "size":
+        nc = tmp_path / "small.nc"
+        write_forecast(nc, np.zeros((1, 6, 64, 64), np.float32), reference_time=dt.datetime(2019, 7, 1, 19),
+                       lead_minutes=range(10, 70, 10))
+        args = ["--forecast", str(nc), "--truth", str(radar_file)]
+    elif case == "leads":
+        nc = _write_nc(tmp_path / "leads.nc", np.zeros((1, 6, 128, 128), np.float32), radar_file,
+                       leads=range(5, 35, 5))
+        args = ["--forecast", str(nc), "--truth", str(radar_file)]
+    elif case == "time":
+        nc = _write_nc(tmp_path / "time.nc", np.zeros((1, 6, 128, 128), np.float32), radar_file,
+                       reference=dt.datetime(2020, 1, 1))
+        args = ["--forecast", str(nc), "--truth", str(radar_file)]
+    elif case == "no_truth":
+        args += ["--start", "18"]
+    result = _score(*args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "scores.json").exists()
+
+
+def test_mode_choice_errors(tmp_path, forecast_nc):
+    assert "choose one mode" in _score("--out", str(tmp_path)).output
+    assert "needs --truth" in _score("--forecast", str(forecast_nc), "--out", str(tmp_path)).output
+
+
+def test_split_evaluation_resumes_to_the_same_scores(tmp_path, synthetic_root, tiny_runs, ckpts):
+    from prediff_cli.pipelines.score_run import ScoreOptions, run_score
+
+    cfg = load_config("tiny", ["score.batch_size=2"], {"data.root": str(synthetic_root)})
+    base = dict(split="test", limit=4, samples=2, steps=3, vae=ckpts["vae"], unet=ckpts["unet"])
+    full, _ = run_score(cfg, ScoreOptions(out=tmp_path / "full", **base))
+    assert full["n_cases"] == 4 and not (tmp_path / "full" / ".evaluation").exists()
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_batch(done, total):
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_score(cfg, ScoreOptions(out=tmp_path / "part", **base), stop_after_first_batch)
+    assert json.loads((tmp_path / "part" / ".evaluation" / "progress.json").read_text())["done"] == 2
+    with pytest.raises(Exception, match="--resume"):
+        run_score(cfg, ScoreOptions(out=tmp_path / "part", **base))
+    resumed, _ = run_score(cfg, ScoreOptions(out=tmp_path / "part", resume=True, **base))
+    assert resumed["csi"] == full["csi"] and resumed["crps"] == full["crps"]
+    assert resumed["baselines"]["optical_flow"]["mse"] == full["baselines"]["optical_flow"]["mse"]
