@@ -106,6 +106,18 @@ def load_checkpoint(path, component: Optional[str] = None) -> Checkpoint:
     return Checkpoint(component=stored, model_kwargs=kwargs, config=config, meta=meta, **groups)
 
 
+def inference_checkpoint(ckpt: Checkpoint, prefer_ema: bool = True) -> Checkpoint:
+    """The part of `ckpt` that sampling needs: the (EMA) weights as `model`, the config, the step.
+
+    Optimizer moments, the discriminator and other training-only tensors are dropped (they are 2-10x the
+    weights), so the result cannot be resumed, only sampled from or fine-tuned from scratch.
+    """
+    meta = {k: v for k, v in ckpt.meta.items() if k in ("step", "name")}
+    meta["exported_from"] = "ema" if (prefer_ema and ckpt.ema) else "model"
+    return Checkpoint(component=ckpt.component, model_kwargs=dict(ckpt.model_kwargs), config=ckpt.config,
+                      model=dict(ckpt.weights(prefer_ema)), meta=meta)
+
+
 def net_weights(net) -> Dict[str, np.ndarray]:
     """A network's parameters as NumPy arrays keyed by their path inside `net`."""
     return {name: p.asnumpy() for name, p in net.parameters_and_names()}
