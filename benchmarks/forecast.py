@@ -1,0 +1,162 @@
+"""The forecast path at the paper configuration (`sevirlr`) against this machine's fp32 matmul peak.
+
+    python -m benchmarks.forecast [--preset sevirlr] [--members 8] [--timed-steps 3] [--skip-batch1]
+
+Prints JSON with: the measured fp32 matmul rate (GFLOP/s, 2048² compiled matmul); UNet forward seconds at batch 1
+and batch `members` (and their ratio to the matmul floor, using the official network's 653 GFLOP per member
+forward measured with the official code, reference in issue 8); VAE seconds per encoded and per decoded frame and
+the encode-7 + decode-(6·members) total against its conv FLOP floor (counted from the network's own Conv2d
+shapes); one guided solver step at batch `members`; and end-to-end seconds for an aligned `members`-member forecast
+with dpmpp-20, DDIM-50 and DDPM-1000 (solver loops timed for `--timed-steps` steps and extrapolated) next to the
+official sampler's sequential DDPM-1000 (members one at a time). Each part runs in its own process.
+"""
+from __future__ import annotations
+
+import argparse
+
+from benchmarks.measure import emit, isolated
+
+UNET_GFLOP_PER_MEMBER = 653.0  # official CuboidTransformerUNet forward at the paper configuration (issue 8)
+
+
+def matmul_rate(n: int = 2048, repeats: int = 5) -> dict:
+    import numpy as np
+    import mindspore as ms
+    from mindspore import Tensor, ops
+
+    from benchmarks.measure import timed
+
+    a = Tensor(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
+
+    @ms.jit
+    def mm(x):
+        return ops.matmul(x, x)
+
+    t = timed(lambda: mm(a), repeats)
+    return {"n": n, "seconds": t["min_s"], "gflops": round(2 * n**3 / t["min_s"] / 1e9, 1)}
+
+
+def unet_forward(preset: str, batch: int, repeats: int = 2) -> dict:
+    import numpy as np
+    import mindspore as ms
+    from mindspore import Tensor
+
+    import models
+    from benchmarks.measure import timed
+    from prediff_cli.config import load_config
+
+    cfg = load_config(preset)
+    net = models.build("unet", cfg.model_kwargs("unet"))
+    net.set_train(False)
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((batch, *cfg.unet.target_shape), dtype=np.float32))
+    cond = Tensor(rng.standard_normal((batch, *cfg.unet.input_shape), dtype=np.float32))
+    t = Tensor(np.full((batch,), 500, np.int32))
+
+    @ms.jit
+    def forward(x, t, cond):
+        return net(x, t, cond)
+
+    return {"preset": preset, "batch": batch, **timed(lambda: forward(x, t, cond), repeats)}
+
+
+def conv_flops(net, x) -> float:
+    """FLOPs of every Conv2d in one PyNative call of `net(x)` (2·Cin/groups·Cout·k²·Hout·Wout per conv)."""
+    from mindspore import nn
+
+    total = [0.0]
+    handles = []
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, nn.Conv2d):
+            def hook(c, inputs, output):
+                kh, kw = c.kernel_size
+                b, cout, h, w = output.shape
+                total[0] += 2.0 * b * cout * h * w * kh * kw * c.in_channels / c.group
+            handles.append(cell.register_forward_hook(hook))
+    net(x)
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def vae_coding(preset: str, members: int, repeats: int = 2) -> dict:
+    import numpy as np
+    from mindspore import Tensor
+
+    import models
+    from benchmarks.measure import timed
+    from prediff_cli.config import load_config
+    from prediff_cli.pipelines.latents import jit_decoder, jit_encoder
+
+    cfg = load_config(preset)
+    vae = models.build("vae", cfg.model_kwargs("vae"))
+    vae.set_train(False)
+    size, t_in = cfg.data.img_size, cfg.unet.input_shape[0]
+    t_out, h, w, c = cfg.unet.target_shape
+    rng = np.random.default_rng(0)
+    frames = Tensor(rng.random((1, t_in, size, size, 1), dtype=np.float32))
+    latents = Tensor(rng.standard_normal((members, t_out, h, w, c), dtype=np.float32))
+    encode, decode = jit_encoder(vae), jit_decoder(vae)
+    enc, dec = timed(lambda: encode(frames), repeats), timed(lambda: decode(latents), repeats)
+    one = Tensor(rng.random((1, 1, size, size), dtype=np.float32))
+    enc_flops = conv_flops(vae.encoder, one) + conv_flops(vae.quant_conv, vae.encoder(one))
+    z = Tensor(rng.standard_normal((1, c, h, w), dtype=np.float32))
+    dec_flops = conv_flops(vae.post_quant_conv, z) + conv_flops(vae.decoder, vae.post_quant_conv(z))
+    return {"preset": preset, "encode_frames": t_in, "decode_frames": members * t_out,
+            "encode_s": enc["min_s"], "decode_s": dec["min_s"],
+            "encode_per_frame_s": round(enc["min_s"] / t_in, 4),
+            "decode_per_frame_s": round(dec["min_s"] / (members * t_out), 4),
+            "conv_gflop": round((enc_flops * t_in + dec_flops * members * t_out) / 1e9, 1)}
+
+
+def guided_forecast(preset: str, members: int, timed_steps: int) -> dict:
+    from benchmarks.sample import build_forecaster, timed_forecast
+
+    forecaster, cfg = build_forecaster(preset, "ddim-50", aligned=True)
+    r = timed_forecast(forecaster, cfg, members, timed_steps)
+    return {"preset": preset, "members": members, "per_step_s": r["per_step_s"],
+            "encode_decode_s": r["encode_decode_s"], "timed_steps": r["timed_steps"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="sevirlr")
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--timed-steps", type=int, default=3)
+    parser.add_argument("--skip-batch1", action="store_true")
+    args = parser.parse_args()
+    m = args.members
+    peak = isolated("benchmarks.forecast", "matmul_rate")
+    gflops = peak.get("gflops")
+    unet = {} if args.skip_batch1 else {"batch1": isolated("benchmarks.forecast", "unet_forward", preset=args.preset,
+                                                           batch=1)}
+    unet[f"batch{m}"] = isolated("benchmarks.forecast", "unet_forward", preset=args.preset, batch=m)
+    vae = isolated("benchmarks.forecast", "vae_coding", preset=args.preset, members=m)
+    step = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=m,
+                    timed_steps=args.timed_steps)
+    out = {"benchmark": "forecast", "preset": args.preset, "members": m, "matmul": peak, "unet_forward": unet,
+           "vae": vae, "guided_step": step}
+    if gflops:
+        if args.preset == "sevirlr":
+            for key, r in unet.items():
+                if "min_s" in r:
+                    floor = UNET_GFLOP_PER_MEMBER * r["batch"] / gflops
+                    r.update(floor_s=round(floor, 2), times_floor=round(r["min_s"] / floor, 2))
+        if "conv_gflop" in vae:
+            floor = vae["conv_gflop"] / gflops
+            vae.update(floor_s=round(floor, 2), times_floor=round((vae["encode_s"] + vae["decode_s"]) / floor, 2))
+    if "per_step_s" in step:
+        coding, per = step["encode_decode_s"], step["per_step_s"]
+        e2e = {name: round(coding + n * per, 1) for name, n in (("dpmpp-20", 20), ("ddim-50", 50), ("ddpm-1000", 1000))}
+        out["end_to_end_s"] = e2e
+        one = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=1,
+                       timed_steps=args.timed_steps)
+        if "per_step_s" in one:
+            official = m * (one["encode_decode_s"] + 1000 * one["per_step_s"])
+            out["sequential_ddpm1000_s"] = round(official, 1)
+            out["speedup_vs_sequential_ddpm1000"] = {k: round(official / v, 1) for k, v in e2e.items()}
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()

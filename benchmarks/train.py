@@ -1,0 +1,76 @@
+"""Training throughput: steps/s and peak RSS of each trainer at each preset, compiled vs PyNative.
+
+    python -m benchmarks.train [--presets tiny small sevirlr] [--modes jit pynative] [--steps 6]
+
+Each (preset, trainer, mode) runs `run_training` in its own process at micro-batch 1 (total batch 1) on a small
+synthetic dataset; the latent trainers get a randomly initialised VAE of the same preset. Steps/s is the median
+of the per-step rates after the first two steps (which include graph compilation); `first_steps_s` is the
+wall time of those two. PyNative is `PREDIFF_JIT=0`.
+"""
+from __future__ import annotations
+
+import argparse
+
+from benchmarks.measure import emit, isolated
+
+
+def measure(preset: str, component: str, mode: str, steps: int, data: str) -> dict:
+    import json
+    import os
+    import tempfile
+    import time
+    from pathlib import Path
+
+    os.environ["PREDIFF_JIT"] = "1" if mode == "jit" else "0"
+    import models
+    from prediff_cli.config import load_config
+    from prediff_cli.config.schema import to_plain
+    from prediff_cli.io.checkpoint import Checkpoint, net_weights, save_checkpoint
+    from prediff_cli.pipelines.training.run import TrainRequest, run_training
+
+    section = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}[component]
+    values = {"data.root": data, f"{section}.micro_batch_size": 1, f"{section}.total_batch_size": 1,
+              f"{section}.log_every": 1, f"{section}.val_every": 10**6, f"{section}.ckpt_every": 10**6}
+    cfg = load_config(preset, values=values)
+    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    vae_ckpt = None
+    if component != "vae":
+        vae = models.build("vae", cfg.model_kwargs("vae"))
+        vae_ckpt = save_checkpoint(work / "vae.ckpt", Checkpoint(component="vae", model_kwargs=cfg.model_kwargs("vae"),
+                                                                  model=net_weights(vae), config=to_plain(cfg)))
+        del vae
+    start = time.perf_counter()
+    run_training(TrainRequest(component=component, config=cfg, run_dir=work / "run", steps=steps,
+                              vae_checkpoint=vae_ckpt))
+    total = time.perf_counter() - start
+    records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = sorted(r["it_s"] for r in records if "it_s" in r and r["step"] > 2)
+    steady = rates[len(rates) // 2] if rates else None
+    return {"preset": preset, "trainer": component, "mode": mode, "micro_batch": 1, "steps": steps,
+            "steps_per_s": steady, "s_per_step": round(1.0 / steady, 3) if steady else None,
+            "first_steps_s": round(total - (steps - 2) / steady, 2) if steady else None,
+            "wall_s_incl_setup_and_final_checkpoint": round(total, 2)}
+
+
+def main() -> None:
+    import tempfile
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "sevirlr"])
+    parser.add_argument("--modes", nargs="+", default=["jit", "pynative"])
+    parser.add_argument("--trainers", nargs="+", default=["vae", "unet", "align"])
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+
+    from prediff_cli.data.synthetic import write_synthetic_dataset
+
+    data = write_synthetic_dataset(Path(tempfile.mkdtemp(prefix="bench-data-")) / "synthetic", events=12, seed=0)
+    results = [isolated("benchmarks.train", "measure", preset=preset, component=component, mode=mode,
+                        steps=args.steps, data=str(data))
+               for preset in args.presets for component in args.trainers for mode in args.modes]
+    emit({"benchmark": "train", "results": results})
+
+
+if __name__ == "__main__":
+    main()
