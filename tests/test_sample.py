@@ -178,3 +178,21 @@ def test_option_errors(tmp_path, radar_file, ckpts):
     nockpt = runner.invoke(app, ["sample", "--input", str(radar_file), "--out", str(tmp_path / "c"),
                                  "--unet", str(tmp_path / "none.ckpt"), "--vae", ckpts[1]])
     assert nockpt.exit_code == 2 and "--unet" in nockpt.output
+
+
+def test_inference_export_samples_like_the_training_checkpoint(tmp_path, radar_file, tiny_runs, plain):
+    """The exported (demo-style) checkpoints drop optimizer state but give the same forecast (EMA weights)."""
+    from prediff_cli.io.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
+
+    exported = []
+    for component in ("vae", "unet", "align"):
+        full = load_checkpoint(tiny_runs[component][0] / "last.ckpt", component=component)
+        slim = inference_checkpoint(full)
+        assert not slim.optim and not slim.ema and slim.config == full.config
+        for name, value in full.weights().items():
+            np.testing.assert_array_equal(slim.model[name], value)
+        path = save_checkpoint(tmp_path / f"{component}.ckpt", slim)
+        assert path.stat().st_size < (tiny_runs[component][0] / "last.ckpt").stat().st_size
+        exported += [f"--{'align-net' if component == 'align' else component}", str(path)]
+    fc = _sample(radar_file, tmp_path / "out", exported, "--align", "none")
+    np.testing.assert_array_equal(fc.forecast, plain[1].forecast)

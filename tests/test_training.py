@@ -165,3 +165,20 @@ def test_sigint_saves_a_loadable_checkpoint(tmp_path, synthetic_root, tiny_runs)
     ckpt = load_checkpoint(run_dir / "last.ckpt", component="align")
     assert 2 <= ckpt.meta["step"] < 500
     assert b"continue with --resume" in out
+
+
+@pytest.mark.slow
+def test_two_data_parallel_workers_end_with_equal_weights(tmp_path, synthetic_root):
+    """`--workers 2` relaunches under msrun; both ranks train on different shards and end on identical weights."""
+    run_dir = tmp_path / "dp"
+    cmd = [sys.executable, "-m", "prediff_cli", "train-vae", "--config", "tiny", "--data", str(synthetic_root),
+           "--steps", "3", "--set", "train_vae.micro_batch_size=2", "--set", "train_vae.total_batch_size=4",
+           "--run-dir", str(run_dir), "--workers", "2", "--msrun-timeout", "400"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=480)
+    logs = "".join(p.read_text(errors="replace")[-2000:] for p in (run_dir / "msrun_logs").glob("*.log"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs
+    ranks = [json.loads((run_dir / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [3, 3]
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+    ckpt = load_checkpoint(run_dir / "last.ckpt", component="vae")
+    assert ckpt.meta["world_size"] == 2 and ckpt.meta["accum_steps"] == 1

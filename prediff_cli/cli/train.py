@@ -67,7 +67,9 @@ def _launch_msrun(workers: int, run_dir: Path, timeout: int) -> None:
     """Re-run this exact command under msrun with `workers` local workers (and without --workers)."""
     import shutil
 
-    msrun = shutil.which("msrun")
+    # the msrun installed beside this interpreter (a venv need not be on PATH), else the one on PATH
+    sibling = Path(sys.executable).parent / "msrun"
+    msrun = str(sibling) if sibling.is_file() else shutil.which("msrun")
     if msrun is None:
         raise PrediffError("msrun (installed with MindSpore) is not on PATH; cannot launch data-parallel workers")
     argv, skip = [], False
@@ -85,10 +87,13 @@ def _launch_msrun(workers: int, run_dir: Path, timeout: int) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     port = 8118 + os.getpid() % 1000
     cmd = [msrun, f"--worker_num={workers}", f"--local_worker_num={workers}", f"--master_port={port}",
-           "--join=True", f"--log_dir={log_dir}", sys.executable, "-m", "prediff_cli"] + argv
+           "--join=True", f"--log_dir={log_dir}", "python", "-m", "prediff_cli"] + argv
+    # msrun starts each worker as a bare `python`: put this interpreter's folder first on PATH so the workers run
+    # the same Python (and virtual environment) as this command
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     echo(f"launching {workers} workers: {' '.join(shlex.quote(c) for c in cmd)}")
     try:
-        proc = subprocess.run(cmd, timeout=timeout)
+        proc = subprocess.run(cmd, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise PrediffError(f"data-parallel run did not finish within {timeout} s; see {log_dir}") from None
     if proc.returncode != 0:

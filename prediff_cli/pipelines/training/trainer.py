@@ -13,6 +13,7 @@ SIGINT/SIGTERM; older copies rotated to `last-<step>.ckpt`), `best.ckpt` (lowest
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -160,6 +161,8 @@ class Trainer:
                     last_ckpt = self._save_last(step)
         finally:
             self._restore_signal_handlers(previous)
+        if self.world_size > 1:
+            self._write_rank_digest()
         result = TrainingResult(status=status, step=self.task.step_count(), last_checkpoint=last_ckpt,
                                 best_checkpoint=self.run_dir / "best.ckpt" if (self.run_dir / "best.ckpt").exists()
                                 else None, last_metrics=last_record, best_val=self.best_val)
@@ -187,6 +190,20 @@ class Trainer:
             if self.is_main:
                 path = save_checkpoint(self.run_dir / "best.ckpt", self._checkpoint(step))
                 self.listener.on_checkpoint(path, "best")
+
+    def _write_rank_digest(self) -> None:
+        """Data parallel: every rank records a digest of its final weights in ranks/rank-<r>.json, so that
+        replicas that drifted apart (gradients not averaged) are visible rather than silently saved by rank 0."""
+        digest = hashlib.sha256()
+        for name, value in sorted(net_weights(self.task.net).items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        folder = self.run_dir / "ranks"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".rank-{self.rank}.json.tmp"
+        tmp.write_text(json.dumps({"rank": self.rank, "world_size": self.world_size, "step": self.task.step_count(),
+                                   "weights_sha256": digest.hexdigest()}) + "\n")
+        os.replace(tmp, folder / f"rank-{self.rank}.json")
 
     def _checkpoint(self, step: int) -> Checkpoint:
         meta = {**self.task.extra_meta, "step": step, "rng": {"seed": self.config.seed, "step": step}, "best_val": self.best_val,
