@@ -14,6 +14,13 @@ import argparse
 from benchmarks.measure import emit
 
 
+def _summed(fn):
+    """v → sum(fn(v)), a scalar loss whose gradient is fn's backward (a closure: jit rejects default arguments)."""
+    def total(v):
+        return fn(v).sum()
+    return total
+
+
 def measure(rows: int, channels: int) -> dict:
     import numpy as np
     import mindspore as ms
@@ -55,10 +62,7 @@ def measure(rows: int, channels: int) -> dict:
     kernels = {}
     for fn in (gelu, gelu_erf_composed, gelu_tanh_composed, gelu_sigmoid_approx, layer_norm, softmax, relu, multiply,
                matmul):
-        def total(v, fn=fn):
-            return fn(v).sum()
-
-        forward, grad = ms.jit(fn), ms.jit(ms.grad(total))
+        forward, grad = ms.jit(fn), ms.jit(ms.grad(_summed(fn)))
         kernels[fn.__name__] = {"forward_ms": round(timed(lambda: forward(x), 5)["min_s"] * 1e3, 2),
                                 "grad_ms": round(timed(lambda: grad(x), 5)["min_s"] * 1e3, 2)}
     flops = 2.0 * rows * channels * (channels // 4)
