@@ -81,7 +81,8 @@ def setup_runtime(device: str = "auto", seed: Optional[int] = None) -> str:
             if active != _TARGETS[name]:
                 raise PrediffError(f"MindSpore already runs on {active} in this process; cannot switch to "
                                    f"{name}") from None
-        ms.set_context(mode=ms.PYNATIVE_MODE)
+        # the paper-size UNet's compiled train step nests deeper than MindSpore's default limit of 1000 calls
+        ms.set_context(mode=ms.PYNATIVE_MODE, max_call_depth=10000)
         _current = name
     elif _current != name:
         raise PrediffError(f"device already set to {_current} in this process; cannot switch to {name}")
