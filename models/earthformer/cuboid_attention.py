@@ -102,6 +102,7 @@ class CuboidSelfAttentionLayer(nn.Cell):
             self._index = relative_position_index(self.cuboid_size)
             # the official code slices the constructor-size index to the effective volume
             self.bias_index = Tensor(self._index[:self.volume, :self.volume].reshape(-1).astype(np.int32))
+        self._matmul_tb = ops.MatMul(transpose_b=True)
 
     def official_buffers(self):
         return {"relative_position_index": self._index} if self.use_relative_pos else {}
@@ -115,16 +116,23 @@ class CuboidSelfAttentionLayer(nn.Cell):
         x = x.reshape((b,) + self.split_shape + (c,))
         x = ops.transpose(x, self.forward_perm).reshape(b, self.num_cuboids, self.volume, c)
         nh, hc, n, v = self.num_heads, self.head_dim, self.num_cuboids, self.volume
-        qkv = self.qkv(x).reshape(b, n, v, 3, nh, hc)
-        qkv = ops.transpose(qkv, (3, 0, 4, 1, 2, 5))  # (3, B, heads, N, V, hc)
-        q, k, val = qkv[0] * self.scale, qkv[1], qkv[2]
-        score = ops.matmul(q, ops.transpose(k, (0, 1, 2, 4, 3)))  # (B, heads, N, V, V)
+        # q, k, v from three 2-D matmuls on slices of the fused weight: slicing a (…, 3, heads, hc) activation
+        # costs more on CPU than the projection itself; the 1/sqrt(hc) scale is folded into the q weight
+        rows = x.reshape(-1, c)
+        weight = self.qkv.weight  # (3C, C)
+        q = self._matmul_tb(rows, weight[:c] * self.scale)
+        k = self._matmul_tb(rows, weight[c:2 * c])
+        val = self._matmul_tb(rows, weight[2 * c:])
+        q = ops.transpose(q.reshape(b, n, v, nh, hc), (0, 1, 3, 2, 4))  # (B, N, heads, V, hc)
+        k = ops.transpose(k.reshape(b, n, v, nh, hc), (0, 1, 3, 4, 2))  # (B, N, heads, hc, V)
+        val = ops.transpose(val.reshape(b, n, v, nh, hc), (0, 1, 3, 2, 4))
+        score = ops.matmul(q, k)  # (B, N, heads, V, V)
         if self.use_relative_pos:
             bias = ops.gather(self.relative_position_bias_table, self.bias_index, 0).reshape(v, v, nh)
-            score = score + ops.transpose(bias, (2, 0, 1))[None, :, None]
+            score = score + ops.transpose(bias, (2, 0, 1))
         weights = self.attn_drop(ops.softmax(score, axis=-1))
-        out = ops.matmul(weights, val)  # (B, heads, N, V, hc)
-        out = ops.transpose(out, (0, 2, 3, 1, 4)).reshape(b, n, v, c)
+        out = ops.matmul(weights, val)  # (B, N, heads, V, hc)
+        out = ops.transpose(out, (0, 1, 3, 2, 4)).reshape(b, n, v, c)
         if self.use_final_proj:
             out = self.proj_drop(self.proj(out))
         # (B, N, V, C) → (B, T, H, W, C)
