@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 from mindspore import nn, ops
 
+from ..kernels import GroupNorm
 from .attention_pool import AttentionPool3d
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .options import block_widths, check_supported, level_cuboids, level_patterns
@@ -78,8 +79,9 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
             TimeEmbedResBlock(mem_shapes[i][-1], mem_shapes[i][-1], dropout=time_embed_dropout,
                               emb_channels=time_channels) for i in range(self.num_blocks)])
         last = mem_shapes[-1]
-        # official indices: out.0 GroupNorm(min(C, 32), C), out.1 SiLU, out.2 attention pool; on (B·T, C, h·w)
-        self.out = nn.SequentialCell([nn.GroupNorm(min(last[-1], 32), last[-1], eps=1e-5), nn.SiLU(),
+        # official indices: out.0 GroupNorm(min(C, 32), C), out.1 SiLU, out.2 attention pool; on (B·T, C, h·w);
+        # the SiLU runs fused inside the norm, an Identity holds its index
+        self.out = nn.SequentialCell([GroupNorm(min(last[-1], 32), last[-1], eps=1e-5, silu=True), nn.Identity(),
                                       AttentionPool3d(last[1] * last[2], last[-1], num_heads, out_channels)])
 
     def construct(self, zt, t):

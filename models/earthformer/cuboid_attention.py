@@ -18,6 +18,7 @@ from typing import Sequence, Tuple
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from ..kernels import LayerNorm
 from .init import init_linear, normal_table
 
 STRATEGIES = ("l", "d")
@@ -89,7 +90,7 @@ class CuboidSelfAttentionLayer(nn.Cell):
         self.volume = int(np.prod(eff))
         self.num_cuboids = int(np.prod(padded)) // self.volume
 
-        self.norm = nn.LayerNorm((dim,), epsilon=1e-5)
+        self.norm = LayerNorm(dim, epsilon=1e-5)
         self.qkv = init_linear(nn.Dense(dim, 3 * dim, has_bias=False), attn_linear_init_mode)
         self.attn_drop = nn.Dropout(p=attn_drop)
         if use_final_proj:

@@ -1,8 +1,9 @@
 """Pre-norm position-wise FFN: out = x + Drop(ffn_2(Drop(GELU(ffn_1(LN(x)))))), hidden width 4·C."""
 from __future__ import annotations
 
-from mindspore import nn, ops
+from mindspore import nn
 
+from ..kernels import Gelu, LayerNorm
 from .init import init_linear
 
 
@@ -14,11 +15,12 @@ class PositionwiseFFN(nn.Cell):
             raise ValueError(f"unsupported ffn_activation {activation!r}; valid: gelu")
         self.ffn_1 = init_linear(nn.Dense(units, hidden_size), linear_init_mode)
         self.ffn_2 = init_linear(nn.Dense(hidden_size, units), ffn2_linear_init_mode)
-        self.layer_norm = nn.LayerNorm((units,), epsilon=1e-5)
+        self.layer_norm = LayerNorm(units, epsilon=1e-5)
+        self.activation = Gelu()
         self.activation_dropout = nn.Dropout(p=dropout)
         self.dropout = nn.Dropout(p=dropout)
 
     def construct(self, x):
-        out = ops.gelu(self.ffn_1(self.layer_norm(x)), approximate="none")
+        out = self.activation(self.ffn_1(self.layer_norm(x)))
         out = self.dropout(self.ffn_2(self.activation_dropout(out)))
         return out + x

@@ -5,6 +5,7 @@ from typing import Sequence, Tuple
 
 from mindspore import nn, ops
 
+from ..kernels import LayerNorm
 from .init import init_linear
 
 
@@ -18,7 +19,7 @@ class PatchMerging3D(nn.Cell):
         self.downsample = tuple(int(d) for d in downsample)
         merged = self.downsample[0] * self.downsample[1] * self.downsample[2] * dim
         self.reduction = init_linear(nn.Dense(merged, out_dim, has_bias=False), linear_init_mode)
-        self.norm = nn.LayerNorm((merged,), epsilon=1e-5)
+        self.norm = LayerNorm(merged, epsilon=1e-5)
         self.out_dim = out_dim
 
     def out_shape(self, shape: Sequence[int]) -> Tuple[int, int, int, int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mindspore import nn
 
+from ..kernels import GroupNorm
 from .init import init_linear, zero_cell
 
 
@@ -30,11 +31,14 @@ class TimeEmbedResBlock(nn.Cell):
         if use_scale_shift_norm:
             raise ValueError("time_embed_use_scale_shift_norm=True is not supported; valid: False")
         self.use_embed = emb_channels > 0
-        self.in_layers = nn.SequentialCell([nn.GroupNorm(_groups(channels), channels, eps=1e-5), nn.SiLU(),
-                                            conv3d(channels, out_channels, 3)])
+        # the SiLU after each GroupNorm runs inside the norm (one fused pass); the Identity keeps the official
+        # Sequential indices, and so the parameter names
+        self.in_layers = nn.SequentialCell([GroupNorm(_groups(channels), channels, eps=1e-5, silu=True),
+                                            nn.Identity(), conv3d(channels, out_channels, 3)])
         if self.use_embed:
             self.emb_layers = nn.SequentialCell([nn.SiLU(), init_linear(nn.Dense(emb_channels, out_channels), "0")])
-        self.out_layers = nn.SequentialCell([nn.GroupNorm(_groups(out_channels), out_channels, eps=1e-5), nn.SiLU(),
+        self.out_layers = nn.SequentialCell([GroupNorm(_groups(out_channels), out_channels, eps=1e-5, silu=True),
+                                             nn.Identity(),
                                              nn.Dropout(p=dropout), zero_cell(conv3d(out_channels, out_channels, 3))])
         self.has_skip = channels != out_channels
         if self.has_skip:

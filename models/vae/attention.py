@@ -5,6 +5,8 @@ import math
 
 from mindspore import Tensor, nn, ops
 
+from ..kernels import GroupNorm
+
 
 class AttentionBlock(nn.Cell):
     """(N, C, H, W) → (N, C, H, W): x + proj_attn(softmax(q kᵀ / √C) v) over the L = H·W positions.
@@ -20,7 +22,7 @@ class AttentionBlock(nn.Cell):
         if channels % groups:
             raise ValueError(f"norm_num_groups={groups} does not divide {channels} channels")
         self.scale = 1.0 / math.sqrt(channels)
-        self.group_norm = nn.GroupNorm(groups, channels, eps=eps)
+        self.group_norm = GroupNorm(groups, channels, eps=eps)
         self.query = nn.Dense(channels, channels)
         self.key = nn.Dense(channels, channels)
         self.value = nn.Dense(channels, channels)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from . import posterior
 from .blocks import (DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, check_activation, conv2d,
@@ -38,7 +38,7 @@ class Encoder(nn.Cell):
                                add_downsample=i < len(chans) - 1)
             for i in range(len(chans))])
         self.mid_block = UNetMidBlock2D(chans[-1], norm_num_groups)
-        self.conv_norm_out = group_norm(norm_num_groups, chans[-1])
+        self.conv_norm_out = group_norm(norm_num_groups, chans[-1], silu=True)
         self.conv_out = conv2d(chans[-1], 2 * latent_channels, 3, padding=1)
 
     def construct(self, x: Tensor) -> Tensor:
@@ -46,7 +46,7 @@ class Encoder(nn.Cell):
         for block in self.down_blocks:
             h = block(h)
         h = self.mid_block(h)
-        return self.conv_out(ops.silu(self.conv_norm_out(h)))
+        return self.conv_out(self.conv_norm_out(h))
 
 
 class Decoder(nn.Cell):
@@ -65,7 +65,7 @@ class Decoder(nn.Cell):
             UpDecoderBlock2D(chans[max(i - 1, 0)], chans[i], layers_per_block + 1, norm_num_groups,
                              add_upsample=i < len(chans) - 1)
             for i in range(len(chans))])
-        self.conv_norm_out = group_norm(norm_num_groups, chans[-1])
+        self.conv_norm_out = group_norm(norm_num_groups, chans[-1], silu=True)
         self.conv_out = conv2d(chans[-1], out_channels, 3, padding=1)
 
     def construct(self, z: Tensor) -> Tensor:
@@ -73,7 +73,7 @@ class Decoder(nn.Cell):
         h = self.mid_block(h)
         for block in self.up_blocks:
             h = block(h)
-        return self.conv_out(ops.silu(self.conv_norm_out(h)))
+        return self.conv_out(self.conv_norm_out(h))
 
 
 class AutoencoderKL(nn.Cell):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from mindspore import Tensor, nn, ops
 
+from ..kernels import GroupNorm
 from .attention import AttentionBlock
 
 EPS = 1e-6  # every GroupNorm of the VAE uses eps 1e-6
@@ -28,10 +29,11 @@ def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 
                      has_bias=True)
 
 
-def group_norm(num_groups: int, channels: int) -> nn.GroupNorm:
+def group_norm(num_groups: int, channels: int, silu: bool = False) -> GroupNorm:
+    """GroupNorm with eps 1e-6; `silu=True` applies the SiLU that follows it in the same fused pass."""
     if channels % num_groups:
         raise ValueError(f"norm_num_groups={num_groups} does not divide {channels} channels")
-    return nn.GroupNorm(num_groups, channels, eps=EPS)
+    return GroupNorm(num_groups, channels, eps=EPS, silu=silu)
 
 
 class ResnetBlock2D(nn.Cell):
@@ -43,15 +45,15 @@ class ResnetBlock2D(nn.Cell):
 
     def __init__(self, in_channels: int, out_channels: int, groups: int):
         super().__init__()
-        self.norm1 = group_norm(groups, in_channels)
+        self.norm1 = group_norm(groups, in_channels, silu=True)
         self.conv1 = conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(groups, out_channels)
+        self.norm2 = group_norm(groups, out_channels, silu=True)
         self.conv2 = conv2d(out_channels, out_channels, 3, padding=1)
         self.conv_shortcut = conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def construct(self, x: Tensor) -> Tensor:
-        h = self.conv1(ops.silu(self.norm1(x)))
-        h = self.conv2(ops.silu(self.norm2(h)))
+        h = self.conv1(self.norm1(x))  # norm1/norm2 include the SiLU
+        h = self.conv2(self.norm2(h))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         return x + h

@@ -1,0 +1,140 @@
+"""Drop-in GELU, GroupNorm(+SiLU) and LayerNorm cells that run the fused CPU kernels in inference.
+
+Each cell keeps the parameter names of the MindSpore layer it replaces (`gamma`, `beta`), so the official
+parameter tree and the weight conversion are unchanged. While a cell is in training mode, or when the kernel
+library is unavailable (`library.library_path()` is None), it runs MindSpore's own ops, so training and the
+gradients it needs are exactly those of the standard layers. In inference the fused kernel runs; its gradient
+(needed for knowledge-alignment guidance, which differentiates the alignment network in eval mode) is the
+analytic one written below with standard ops, recomputing the statistics from the input.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from .library import library_path
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _custom(function: str, bprop=None):
+    path = library_path()
+    if path is None:
+        return None
+    return ops.Custom(f"{path}:{function}", out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x,
+                      func_type="aot", bprop=bprop)
+
+
+def _gelu_bprop(x, out, dout):
+    """d/dx x·Φ(x) = Φ(x) + x·φ(x)."""
+    cdf = 0.5 * (1.0 + ops.erf(x * _INV_SQRT2))
+    pdf = ops.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return (dout * (cdf + x * pdf),)
+
+
+def _normalized_grad(xhat, rstd, g, axes):
+    """Input gradient of y = x̂·γ + β given g = dy·γ, with x̂ = (x − μ)·rstd normalised over `axes`."""
+    mean_g = g.mean(axis=axes, keep_dims=True)
+    mean_gx = (g * xhat).mean(axis=axes, keep_dims=True)
+    return rstd * (g - mean_g - xhat * mean_gx)
+
+
+class Gelu(nn.Cell):
+    """Exact (erf) GELU, any shape."""
+
+    def __init__(self):
+        super().__init__()
+        self._kernel = _custom("GeluExact", _gelu_bprop)
+        self.fused = self._kernel is not None
+
+    def construct(self, x):
+        if self.training or not self.fused:
+            return ops.gelu(x, approximate="none")
+        return self._kernel(x)
+
+
+class _GroupNormKernel(nn.Cell):
+    """The fused kernel with its analytic gradient as a Cell `bprop`: the constants live on the instance, so two
+    norms with different groups/eps/SiLU never share a compiled gradient."""
+
+    def __init__(self, kernel, groups: int, eps: float, silu: bool):
+        super().__init__()
+        self.kernel, self.groups, self.eps, self.silu = kernel, groups, eps, silu
+        self.options = Tensor(np.array([groups, eps, float(silu)], np.float32))
+
+    def construct(self, x, gamma, beta):
+        return self.kernel(x, gamma, beta, self.options)
+
+    def bprop(self, x, gamma, beta, out, dout):
+        shape = x.shape
+        xg = x.reshape(shape[0], self.groups, -1)
+        mean = xg.mean(axis=2, keep_dims=True)
+        centred = xg - mean
+        rstd = ops.rsqrt((centred * centred).mean(axis=2, keep_dims=True) + self.eps)
+        xhat = (centred * rstd).reshape(shape)
+        channel = (1, -1) + (1,) * (len(shape) - 2)
+        if self.silu:
+            pre = xhat * gamma.reshape(channel) + beta.reshape(channel)
+            sig = ops.sigmoid(pre)
+            dout = dout * sig * (1.0 + pre * (1.0 - sig))
+        reduce_axes = (0,) + tuple(range(2, len(shape)))
+        dgamma = (dout * xhat).sum(axis=reduce_axes)
+        dbeta = dout.sum(axis=reduce_axes)
+        g = (dout * gamma.reshape(channel)).reshape(shape[0], self.groups, -1)
+        dx = _normalized_grad(xhat.reshape(shape[0], self.groups, -1), rstd, g, 2).reshape(shape)
+        return dx, dgamma, dbeta
+
+
+class GroupNorm(nn.GroupNorm):
+    """`nn.GroupNorm` on (B, C, *spatial), optionally followed by SiLU in the same pass (`silu=True`)."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, silu: bool = False):
+        super().__init__(num_groups, num_channels, eps=eps)
+        self.silu = silu
+        kernel = _custom("GroupNormSilu")
+        self.fused = kernel is not None
+        self._fused_norm = _GroupNormKernel(kernel, int(num_groups), float(eps), bool(silu)) if self.fused else None
+
+    def construct(self, x):
+        if self.training or not self.fused:
+            out = super().construct(x)
+            return ops.silu(out) if self.silu else out
+        return self._fused_norm(x, self.gamma, self.beta)
+
+
+class _LayerNormKernel(nn.Cell):
+    def __init__(self, kernel, eps: float):
+        super().__init__()
+        self.kernel, self.eps = kernel, eps
+        self.options = Tensor(np.array([eps], np.float32))
+
+    def construct(self, x, gamma, beta):
+        return self.kernel(x, gamma, beta, self.options)
+
+    def bprop(self, x, gamma, beta, out, dout):
+        mean = x.mean(axis=-1, keep_dims=True)
+        centred = x - mean
+        rstd = ops.rsqrt((centred * centred).mean(axis=-1, keep_dims=True) + self.eps)
+        xhat = centred * rstd
+        rows = (-1, x.shape[-1])
+        dgamma = (dout * xhat).reshape(rows).sum(axis=0)
+        dbeta = dout.reshape(rows).sum(axis=0)
+        return _normalized_grad(xhat, rstd, dout * gamma, -1), dgamma, dbeta
+
+
+class LayerNorm(nn.LayerNorm):
+    """`nn.LayerNorm` over the last axis only."""
+
+    def __init__(self, channels: int, epsilon: float = 1e-5):
+        super().__init__((channels,), epsilon=epsilon)
+        kernel = _custom("LayerNormLast")
+        self.fused = kernel is not None
+        self._fused_norm = _LayerNormKernel(kernel, float(epsilon)) if self.fused else None
+
+    def construct(self, x):
+        if self.training or not self.fused:
+            return super().construct(x)
+        return self._fused_norm(x, self.gamma, self.beta)

@@ -1,0 +1,133 @@
+"""The fused CPU kernels (models/kernels): they build here, equal MindSpore's own layers forward and backward,
+and the networks fall back to the standard ops when they are switched off."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import mindspore as ms
+import pytest
+from mindspore import Tensor, nn
+
+from models.kernels import Gelu, GroupNorm, LayerNorm, library_path, unavailable_reason
+
+ROOT = Path(__file__).resolve().parents[1]
+rng = np.random.default_rng(0)
+
+
+def _t(*shape, scale=1.0, shift=0.0):
+    return Tensor((rng.standard_normal(shape) * scale + shift).astype(np.float32))
+
+
+def _affine(cell, channels):
+    cell.gamma.set_data(_t(channels))
+    cell.beta.set_data(_t(channels))
+    return cell
+
+
+def test_library_builds_on_this_machine():
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    assert library_path() is not None, unavailable_reason()
+    assert Path(library_path()).is_file()
+
+
+def _fused_and_standard(cell, x):
+    """(output with the fused kernel, output of the standard layer) for the same cell and input."""
+    assert cell.fused
+    cell.set_train(False)
+    fused = ms.jit(cell.construct)(x).asnumpy()
+    cell.set_train(True)  # training mode runs MindSpore's own ops
+    standard = cell(x).asnumpy()
+    cell.set_train(False)
+    return fused, standard
+
+
+CASES = [
+    ("gelu", lambda: Gelu(), (64, 96), 3.0, 0.0),
+    ("groupnorm+silu", lambda: _affine(GroupNorm(8, 32, eps=1e-6, silu=True), 32), (2, 32, 5, 7), 3.0, 40.0),
+    ("groupnorm, one group per channel", lambda: _affine(GroupNorm(12, 12, eps=1e-5), 12), (2, 12, 3, 4, 5), 2.0, 1.0),
+    ("layernorm", lambda: _affine(LayerNorm(48), 48), (3, 5, 48), 2.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("name,make,shape,scale,shift", CASES, ids=[c[0] for c in CASES])
+def test_forward_equals_the_standard_layer(name, make, shape, scale, shift):
+    if library_path() is None:
+        pytest.skip(unavailable_reason())
+    # a large mean (shift 40) checks the variance is taken around the mean, not as E[x²] − mean²
+    fused, standard = _fused_and_standard(make(), _t(*shape, scale=scale, shift=shift))
+    np.testing.assert_allclose(fused, standard, atol=2e-5 * max(1.0, np.abs(standard).max()))
+
+
+@pytest.mark.parametrize("name,make,shape,scale,shift", CASES, ids=[c[0] for c in CASES])
+def test_gradient_equals_the_standard_layer(name, make, shape, scale, shift):
+    if library_path() is None:
+        pytest.skip(unavailable_reason())
+    cell = make()
+    x, w = _t(*shape, scale=scale, shift=shift), _t(*shape)
+    params = cell.trainable_params()
+
+    def loss(v):
+        return (cell(v) * w).sum()
+
+    grad = ms.grad(loss, grad_position=0, weights=params if params else None)
+    cell.set_train(True)
+    standard = grad(x)
+    cell.set_train(False)
+    for fused in (grad(x), ms.jit(grad)(x)):
+        for a, b in zip(_flat(fused), _flat(standard), strict=True):
+            np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), atol=1e-4, rtol=1e-4)
+
+
+def _flat(out):
+    if isinstance(out, (tuple, list)):
+        return [leaf for o in out for leaf in _flat(o)]
+    return [out]
+
+
+class TwoNorms(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.a = _affine(GroupNorm(4, 16, eps=1e-5, silu=True), 16)
+        self.b = _affine(GroupNorm(16, 16, eps=1e-2, silu=False), 16)
+
+    def construct(self, x):
+        return self.b(self.a(x))
+
+
+def test_norms_with_different_settings_keep_their_own_gradient_in_one_graph():
+    if library_path() is None:
+        pytest.skip(unavailable_reason())
+    net, x, w = TwoNorms(), _t(2, 16, 6, scale=2.0), _t(2, 16, 6)
+
+    def loss(v):
+        return (net(v) * w).sum()
+
+    net.set_train(True)
+    standard = ms.grad(loss)(x).asnumpy()
+    net.set_train(False)
+    np.testing.assert_allclose(ms.jit(ms.grad(loss))(x).asnumpy(), standard, atol=1e-4)
+
+
+def test_switched_off_by_environment(tmp_path):
+    code = ("import mindspore; from models.kernels import Gelu, library_path, unavailable_reason; "
+            "print(library_path(), Gelu().fused, unavailable_reason())")
+    env = {**os.environ, "PREDIFF_KERNELS": "0", "PREDIFF_KERNEL_DIR": str(tmp_path / "k")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[:2] == ["None", "False"]
+    assert "PREDIFF_KERNELS=0" in out.stdout
+    assert not (tmp_path / "k").exists()
+
+
+def test_build_goes_to_the_cache_dir_by_source_hash(tmp_path):
+    if library_path() is None:
+        pytest.skip(unavailable_reason())
+    code = "from models.kernels import library_path; print(library_path())"
+    env = {**os.environ, "PREDIFF_KERNEL_DIR": str(tmp_path / "k")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    built = Path(out.stdout.strip())
+    assert built.parent == tmp_path / "k" and built.name.startswith("cpu_kernels-") and built.suffix == ".so"
+    assert [p.name for p in (tmp_path / "k").iterdir()] == [built.name]  # no temporary file left behind
