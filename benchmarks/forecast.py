@@ -1,14 +1,17 @@
 """The forecast path at the paper configuration (`sevirlr`) against this machine's fp32 matmul peak.
 
-    python -m benchmarks.forecast [--preset sevirlr] [--members 8] [--timed-steps 3] [--skip-batch1]
+    python -m benchmarks.forecast [--preset sevirlr] [--members 8] [--member-batch N] [--timed-steps 3]
+                                  [--skip-batch1]
 
 Prints JSON with: the measured fp32 matmul rate (GFLOP/s, 2048² compiled matmul); UNet forward seconds at batch 1
 and batch `members` (and their ratio to the matmul floor, using the official network's 653 GFLOP per member
 forward measured with the official code, reference in issue 8); VAE seconds per encoded and per decoded frame and
 the encode-7 + decode-(6·members) total against its conv FLOP floor (counted from the network's own Conv2d
-shapes); one guided solver step at batch `members`; and end-to-end seconds for an aligned `members`-member forecast
-with dpmpp-20, DDIM-50 and DDPM-1000 (solver loops timed for `--timed-steps` steps and extrapolated) next to the
-official sampler's sequential DDPM-1000 (members one at a time). Each part runs in its own process.
+shapes); one guided solver step at the member batch (`--member-batch`, default the preset's `sample.member_batch`,
+0 = all members in one call); and end-to-end seconds for an aligned `members`-member forecast — encode-7 + decode-all
+from the VAE part plus ⌈members / member batch⌉ × steps guided steps — with dpmpp-20, DDIM-50 and DDPM-1000 (solver
+loops timed for `--timed-steps` steps and extrapolated) next to the official sampler's sequential DDPM-1000 (members
+one at a time: 8 × (coding of one member + 1000 one-member steps)). Each part runs in its own process.
 """
 from __future__ import annotations
 
@@ -122,20 +125,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="sevirlr")
     parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--member-batch", type=int, default=None,
+                        help="members per UNet call in the guided step (default: the preset's sample.member_batch)")
     parser.add_argument("--timed-steps", type=int, default=3)
     parser.add_argument("--skip-batch1", action="store_true")
     args = parser.parse_args()
     m = args.members
+    if args.member_batch is None:
+        from prediff_cli.config import load_config
+        args.member_batch = load_config(args.preset).sample.member_batch
+    mb = min(args.member_batch or m, m)
+    chunks = -(-m // mb)
     peak = isolated("benchmarks.forecast", "matmul_rate")
     gflops = peak.get("gflops")
     unet = {} if args.skip_batch1 else {"batch1": isolated("benchmarks.forecast", "unet_forward", preset=args.preset,
                                                            batch=1)}
     unet[f"batch{m}"] = isolated("benchmarks.forecast", "unet_forward", preset=args.preset, batch=m)
     vae = isolated("benchmarks.forecast", "vae_coding", preset=args.preset, members=m)
-    step = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=m,
+    step = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=mb,
                     timed_steps=args.timed_steps)
-    out = {"benchmark": "forecast", "preset": args.preset, "members": m, "matmul": peak, "unet_forward": unet,
-           "vae": vae, "guided_step": step}
+    out = {"benchmark": "forecast", "preset": args.preset, "members": m, "member_batch": mb, "matmul": peak,
+           "unet_forward": unet, "vae": vae, "guided_step": step}
     if gflops:
         if args.preset == "sevirlr":
             for key, r in unet.items():
@@ -145,9 +155,11 @@ def main() -> None:
         if "conv_gflop" in vae:
             floor = vae["conv_gflop"] / gflops
             vae.update(floor_s=round(floor, 2), times_floor=round((vae["encode_s"] + vae["decode_s"]) / floor, 2))
-    if "per_step_s" in step:
-        coding, per = step["encode_decode_s"], step["per_step_s"]
-        e2e = {name: round(coding + n * per, 1) for name, n in (("dpmpp-20", 20), ("ddim-50", 50), ("ddpm-1000", 1000))}
+    if "per_step_s" in step and "decode_s" in vae:
+        coding, per = vae["encode_s"] + vae["decode_s"], step["per_step_s"]
+        step["per_member_step_s"] = round(per / mb, 3)
+        e2e = {name: round(coding + chunks * n * per, 1)
+               for name, n in (("dpmpp-20", 20), ("ddim-50", 50), ("ddpm-1000", 1000))}
         out["end_to_end_s"] = e2e
         one = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=1,
                        timed_steps=args.timed_steps)

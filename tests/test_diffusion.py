@@ -175,7 +175,7 @@ class GaussianEps(nn.Cell):
         return ops.sqrt(1 - a) * (z - ops.sqrt(a) * self.m) / (a * self.s2 + 1 - a)
 
 
-def _solve(kind, steps, z_t, model):
+def _solve(kind, steps, z_t, model, eta=0.0, seed=0):
     sched = D.default_schedule()
     ts = D.ddim_timesteps(steps)
     z = Tensor(z_t)
@@ -184,10 +184,13 @@ def _solve(kind, steps, z_t, model):
             t_prev = int(ts[i + 1]) if i + 1 < len(ts) else -1
             z = D.ddim_step(model, z, int(t), t_prev, None, ops.zeros_like(z))
         return z.asnumpy()
-    coef = D.dpmpp_coefficients(sched, ts)
+    ratio, a, w_cur, w_prev, noise_scale = D.dpmpp_coefficients(sched, ts, eta)
+    rng = np.random.default_rng(seed)
     prev = ops.zeros_like(z)
     for i, t in enumerate(ts):
-        z, prev = D.dpmpp_2m_step(model, z, int(t), None, prev, *(float(c[i]) for c in coef), sched)
+        noise = Tensor(rng.standard_normal(z.shape).astype(np.float32)) if eta > 0 else None
+        z, prev = D.dpmpp_2m_step(model, z, int(t), None, prev, float(ratio[i]), float(a[i]), float(w_cur[i]),
+                                  float(w_prev[i]), sched, noise=noise, noise_scale=float(noise_scale[i]))
     return z.asnumpy()
 
 
@@ -224,3 +227,33 @@ def test_compiled_ddim_step_equals_eager(official_dir):
     eager = step(*args).asnumpy()
     compiled = ms.jit(step)(*args).asnumpy()
     np.testing.assert_allclose(compiled, eager, atol=1e-5)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_dpmpp_coefficients_keep_the_marginals(eta):
+    """For an exact x̂0 a step maps z_s ~ N(α_s x0, σ_s²) to N(α_t x0, σ_t²): a + ratio·α_s = α_t (first-order
+    weights) and ratio²σ_s² + noise² = σ_t², for every η; η = 0 has no noise."""
+    sched = D.default_schedule()
+    ts = D.dpmpp_timesteps(20)
+    ac = sched.arrays["alphas_cumprod"].astype(np.float64)
+    ratio, a, w_cur, w_prev, noise = (c.astype(np.float64) for c in D.dpmpp_coefficients(sched, ts, eta))
+    alpha, sigma = np.sqrt(ac[ts]), np.sqrt(1 - ac[ts])
+    np.testing.assert_allclose(a[:-1] + ratio[:-1] * alpha[:-1], alpha[1:], rtol=1e-5)
+    np.testing.assert_allclose(ratio[:-1] ** 2 * sigma[:-1] ** 2 + noise[:-1] ** 2, sigma[1:] ** 2, rtol=1e-4)
+    np.testing.assert_allclose(w_cur + w_prev, 1.0, rtol=1e-6)
+    assert (ratio[-1], a[-1], noise[-1]) == (0.0, 1.0, 0.0)
+    assert (noise == 0).all() if eta == 0 else (noise[:-1] > 0).all()
+    with pytest.raises(ValueError, match="outside"):
+        D.dpmpp_coefficients(sched, ts, 1.5)
+
+
+def test_stochastic_dpm_solver_samples_the_data_distribution():
+    """SDE-DPM-Solver++(2M) with the exact ε-model of N(m, s²) data: 20 steps give samples with that mean and
+    spread (a wrong noise scale would widen or shrink them), and they differ from the deterministic endpoint."""
+    m, s = 0.3, 0.5
+    model = GaussianEps(m, s)
+    z_t = np.random.default_rng(1).standard_normal((8, 2, 16, 16, 4)).astype(np.float32)
+    out = _solve("dpmpp", 20, z_t, model, eta=1.0)
+    assert abs(out.mean() - m) < 0.02 and abs(out.std() / s - 1) < 0.03
+    ode = _solve("dpmpp", 20, z_t, model)
+    assert np.abs(out - ode).mean() > 0.1 * s

@@ -141,9 +141,13 @@ def test_gif_and_png(plain):
 
 
 def test_sample_dpmpp_and_ddpm_run(tmp_path, radar_file, ckpts):
-    fc = _sample(radar_file, tmp_path / "dpm", ckpts, "--sampler", "dpmpp", "--align", "none")
+    fc = _sample(radar_file, tmp_path / "dpm", ckpts, "--sampler", "dpmpp", "--align", "none", "--eta", "0")
     assert fc.attrs["sampler"] == "dpmpp" and fc.attrs["solver_steps"] == 6
     assert np.isfinite(fc.forecast).all()
+    sde = [_sample(radar_file, tmp_path / f"sde{i}", ckpts, "--sampler", "dpmpp", "--align", "none", "--eta", "1")
+           for i in range(2)]
+    np.testing.assert_array_equal(sde[0].forecast, sde[1].forecast)  # fresh noise per step, but seeded
+    assert np.abs(sde[0].forecast - fc.forecast).max() > 0.1  # the SDE form does add noise (float noise ~1e-5)
 
 
 def _bad_inputs(tmp_path):

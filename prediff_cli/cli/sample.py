@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
         sampler: Annotated[Optional[Sampler], typer.Option(
             "--sampler", help="ddim (fast), dpmpp (fastest, 20 steps), ddpm (faithful, 1000 steps).")] = None,
         steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Solver steps (ddim/dpmpp).")] = None,
-        eta: Annotated[Optional[float], typer.Option("--eta", min=0.0, max=1.0, help="DDIM noise (0-1).")] = None,
+        eta: Annotated[Optional[float], typer.Option(
+            "--eta", min=0.0, max=1.0,
+            help="Solver noise for ddim/dpmpp: 0 deterministic (ODE), 1 stochastic (SDE).")] = None,
         align: Annotated[Optional[Align], typer.Option(
             "--align", help="Knowledge alignment toward an anticipated mean intensity.")] = None,
         align_target: Annotated[Optional[float], typer.Option(

@@ -220,7 +220,7 @@ class SampleConfig:
     samples: int = 8  # ensemble members, denoised as one batch
     sampler: Literal["ddim", "ddpm", "dpmpp"] = "ddim"
     steps: int = 50  # solver steps (ddpm always uses every timestep)
-    eta: float = 0.0  # DDIM stochasticity: 0 deterministic, 1 DDPM-like
+    eta: float = 0.0  # DDIM / DPM-Solver++ noise: 0 deterministic (ODE), 1 stochastic (DDPM-like / SDE)
     align: Literal["none", "avg_x"] = "none"
     align_target: Optional[float] = None  # anticipated mean VIL of the target frames, digital 0-255
     align_factor: Optional[float] = None  # or: anticipated mean = factor x mean of the last context frame

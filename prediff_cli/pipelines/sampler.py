@@ -3,7 +3,8 @@
 `EnsembleSampler.sample` is the whole reverse process, kept short and in plain sight:
 
     (1) z ~ N(0, I) for every member                                   (M, T_out, h, w, L)
-    (2) for each timestep of the solver (DDPM: 999 … 0; DDIM / DPM-Solver++: a trailing sub-sequence):
+    (2) for each timestep of the solver (DDPM: 999 … 0; DDIM / DPM-Solver++: a trailing sub-sequence;
+        η > 0 draws fresh noise for DDIM and for DPM-Solver++'s SDE form):
           one compiled call = UNet ε̂(z, t, context) [+ alignment gradient ∇_z F] + the solver update
     (3) return z (≈ z_0, the target latents)
 
@@ -76,9 +77,9 @@ class EnsembleSampler:
                 return D.ddim_step(nets.unet, z, t, t_prev, cond, noise, eta, schedule, align, y_hat, scale, couple)
         else:
             @compiled
-            def step(z, t, cond, prev_x0, ratio, a, w_cur, w_prev, y_hat):
+            def step(z, t, cond, prev_x0, ratio, a, w_cur, w_prev, noise, noise_scale, y_hat):
                 return D.dpmpp_2m_step(nets.unet, z, t, cond, prev_x0, ratio, a, w_cur, w_prev, schedule, align,
-                                       y_hat, scale, couple)
+                                       y_hat, scale, couple, noise, noise_scale)
         return step
 
     def sample(self, cond: np.ndarray, rng: np.random.Generator, y_hat: Optional[np.ndarray] = None,
@@ -96,17 +97,18 @@ class EnsembleSampler:
         if self.sampler == "dpmpp":
             # one 0-d tensor per coefficient and step, made before the loop (indexing a tensor inside the loop would
             # add host-side ops to every step)
-            coefs = [[Tensor(np.float32(v)) for v in c] for c in D.dpmpp_coefficients(self.schedule, steps)]
+            coefs = [[Tensor(np.float32(v)) for v in c]
+                     for c in D.dpmpp_coefficients(self.schedule, steps, self.eta)]
             prev = Tensor(np.zeros(shape, np.float32))
         zeros = Tensor(np.zeros(shape, np.float32))
         needs_noise = self.sampler == "ddpm" or self.eta > 0
         for i, t in enumerate(steps):  # (2)
             t_vec = Tensor(np.full((m,), t, np.int32))
+            noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if needs_noise else zeros
             if self.sampler == "dpmpp":
-                z, prev = self._step(z, t_vec, cond_t, prev, coefs[0][i], coefs[1][i], coefs[2][i], coefs[3][i], y)
+                z, prev = self._step(z, t_vec, cond_t, prev, *(c[i] for c in coefs[:4]), noise, coefs[4][i], y)
             else:
                 t_prev = Tensor(np.full((m,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
-                noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if needs_noise else zeros
                 z = self._step(z, t_vec, t_prev, cond_t, noise, y)
             if progress is not None:
                 progress()
