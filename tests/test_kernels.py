@@ -1,5 +1,6 @@
 """The fused CPU kernels (models/kernels): they build here, equal MindSpore's own layers forward and backward,
 and the networks fall back to the standard ops when they are switched off."""
+import json
 import os
 import shutil
 import subprocess
@@ -131,3 +132,14 @@ def test_build_goes_to_the_cache_dir_by_source_hash(tmp_path):
     built = Path(out.stdout.strip())
     assert built.parent == tmp_path / "k" and built.name.startswith("cpu_kernels-") and built.suffix == ".so"
     assert [p.name for p in (tmp_path / "k").iterdir()] == [built.name]  # no temporary file left behind
+
+
+def test_info_reports_the_kernels():
+    from typer.testing import CliRunner
+
+    from prediff_cli.cli.app import app
+
+    result = CliRunner().invoke(app, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    reported = json.loads(result.output)["cpu_kernels"]
+    assert reported == (library_path() or f"off ({unavailable_reason()})")

@@ -1,4 +1,4 @@
-"""`prediff info`: package versions, the device MindSpore would use, threads."""
+"""`prediff info`: package versions, the device MindSpore would use, threads, the fused CPU kernels."""
 from __future__ import annotations
 
 import json
@@ -18,6 +18,7 @@ PACKAGES = ("mindspore", "numpy", "typer", "rich", "h5py", "netCDF4", "PyYAML", 
 
 def collect_info(device: str = "auto") -> dict:
     """Versions, device and thread facts as a plain dict."""
+    from models.kernels import library_path, unavailable_reason
     from prediff_cli.runtime import device_available, resolve_device, thread_info
 
     versions = {"prediff": __version__, "python": platform.python_version()}
@@ -32,6 +33,7 @@ def collect_info(device: str = "auto") -> dict:
         "available_devices": [d for d in ("cpu", "gpu", "ascend") if device_available(d)],
         "platform": platform.platform(),
         "threads": thread_info(),
+        "cpu_kernels": library_path() or f"off ({unavailable_reason()})",
     }
 
 
@@ -40,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @guarded
     def info(device: DeviceOpt = Device.auto,
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
-        """Show package versions, the device MindSpore would use and the thread settings."""
+        """Show package versions, the device MindSpore would use, the thread settings and the fused CPU kernels."""
         facts = collect_info(device.value)
         if as_json:
             console.print_json(json.dumps(facts))
@@ -53,4 +55,5 @@ def register(app: typer.Typer) -> None:
         table.add_row("platform", facts["platform"])
         for key, value in facts["threads"].items():
             table.add_row(key, str(value))
+        table.add_row("fused CPU kernels", facts["cpu_kernels"])
         console.print(table)
