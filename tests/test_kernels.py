@@ -12,7 +12,8 @@ import mindspore as ms
 import pytest
 from mindspore import Tensor, nn
 
-from models.kernels import Gelu, GroupNorm, LayerNorm, library_path, unavailable_reason
+from models.kernels import (ChannelsFirst, ChannelsLast, Gelu, GroupNorm, LayerNorm, library_path,
+                            unavailable_reason)
 
 ROOT = Path(__file__).resolve().parents[1]
 rng = np.random.default_rng(0)
@@ -51,6 +52,8 @@ CASES = [
     ("groupnorm+silu", lambda: _affine(GroupNorm(8, 32, eps=1e-6, silu=True), 32), (2, 32, 5, 7), 3.0, 40.0),
     ("groupnorm, one group per channel", lambda: _affine(GroupNorm(12, 12, eps=1e-5), 12), (2, 12, 3, 4, 5), 2.0, 1.0),
     ("layernorm", lambda: _affine(LayerNorm(48), 48), (3, 5, 48), 2.0, 1.0),
+    ("channels first", lambda: ChannelsFirst(), (2, 3, 37, 5, 40), 1.0, 0.0),  # sizes off the 32-tile grid
+    ("channels last", lambda: ChannelsLast(), (2, 40, 3, 37, 5), 1.0, 0.0),
 ]
 
 
@@ -68,7 +71,8 @@ def test_gradient_equals_the_standard_layer(name, make, shape, scale, shift):
     if library_path() is None:
         pytest.skip(unavailable_reason())
     cell = make()
-    x, w = _t(*shape, scale=scale, shift=shift), _t(*shape)
+    x = _t(*shape, scale=scale, shift=shift)
+    w = _t(*cell(x).shape)
     params = cell.trainable_params()
 
     def loss(v):

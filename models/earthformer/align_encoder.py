@@ -10,14 +10,13 @@ from typing import Optional, Sequence
 
 from mindspore import nn, ops
 
-from ..kernels import GroupNorm
+from ..kernels import ChannelsFirst, ChannelsLast, GroupNorm
 from .attention_pool import AttentionPool3d
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .options import block_widths, check_supported, level_cuboids, level_patterns
 from .sampling_layers import PatchMerging3D
 from .stack_block import StackCuboidSelfAttentionBlock
 from .time_embed_block import TimeEmbedResBlock
-from .unet import to_ncthw, to_nthwc
 
 
 class NoisyCuboidTransformerEncoder(nn.Cell):
@@ -78,6 +77,7 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
         self.down_time_embed_blocks = nn.CellList([
             TimeEmbedResBlock(mem_shapes[i][-1], mem_shapes[i][-1], dropout=time_embed_dropout,
                               emb_channels=time_channels) for i in range(self.num_blocks)])
+        self.to_ncthw, self.to_nthwc = ChannelsFirst(), ChannelsLast()
         last = mem_shapes[-1]
         # official indices: out.0 GroupNorm(min(C, 32), C), out.1 SiLU, out.2 attention pool; on (B·T, C, h·w);
         # the SiLU runs fused inside the norm, an Identity holds its index
@@ -87,14 +87,14 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
     def construct(self, zt, t):
         """zt (B, T, H, W, C), t int (B,) → (B, out_len, out_channels)."""
         b = zt.shape[0]
-        x = to_nthwc(self.first_proj(to_ncthw(zt)))
+        x = self.to_nthwc(self.first_proj(self.to_ncthw(zt)))
         x = self.pos_embed(x)
         t_emb = self.time_embed(self.timestep_embedding(t))
         for i in range(self.num_blocks):
             if i > 0:
                 x = self.downsample_layers[i - 1](x)
             for block in self.down_self_blocks[i]:
-                x = to_nthwc(self.down_time_embed_blocks[i](to_ncthw(x), t_emb))
+                x = self.to_nthwc(self.down_time_embed_blocks[i](self.to_ncthw(x), t_emb))
                 x = block(x)
         x = x[:, x.shape[1] - self.out_len:]
         _, tt, hh, ww, cc = x.shape

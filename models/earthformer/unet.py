@@ -15,20 +15,13 @@ from typing import Sequence
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from ..kernels import ChannelsFirst, ChannelsLast
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .init import init_linear
 from .options import block_widths, check_supported, level_cuboids, level_patterns
 from .sampling_layers import PatchMerging3D, Upsample3DLayer
 from .stack_block import StackCuboidSelfAttentionBlock
 from .time_embed_block import TimeEmbedResBlock
-
-
-def to_ncthw(x):
-    return ops.transpose(x, (0, 4, 1, 2, 3))
-
-
-def to_nthwc(x):
-    return ops.transpose(x, (0, 2, 3, 4, 1))
 
 
 class CuboidTransformerUNet(nn.Cell):
@@ -107,10 +100,12 @@ class CuboidTransformerUNet(nn.Cell):
         indicator = np.zeros((1, t_in + t_out, h, w, 1), np.float32)
         indicator[:, :t_in] = 1.0
         self.obs_indicator = Tensor(indicator)
+        # (B, T, H, W, C) ↔ (B, C, T, H, W) around the 3-D conv blocks (fused tiled transposes in inference)
+        self.to_ncthw, self.to_nthwc = ChannelsFirst(), ChannelsLast()
 
     def _level(self, x, t_emb, time_block, blocks):
         for block in blocks:
-            x = to_nthwc(time_block(to_ncthw(x), t_emb))
+            x = self.to_nthwc(time_block(self.to_ncthw(x), t_emb))
             x = block(x)
         return x
 
@@ -118,7 +113,7 @@ class CuboidTransformerUNet(nn.Cell):
         """x (B, T_out, H, W, C), t int (B,), cond (B, T_in, H, W, C) → ε (B, T_out, H, W, C)."""
         x = ops.concat((cond, x), axis=1)
         x = ops.concat((x, ops.broadcast_to(self.obs_indicator, x.shape[:-1] + (1,))), axis=-1)
-        x = to_nthwc(self.first_proj(to_ncthw(x)))
+        x = self.to_nthwc(self.first_proj(self.to_ncthw(x)))
         x = self.pos_embed(x)
         t_emb = self.time_embed(self.timestep_embedding(t))
         skips = []

@@ -172,4 +172,38 @@ int LayerNormLast(int nparam, void **params, int *ndims, int64_t **shapes, const
   return 0;
 }
 
+// Batched 2-D transpose through 32 x 32 tiles: x (B, M, N) -> y (B, N, M).
+static void transpose_batched(const float *__restrict x, float *__restrict y, int64_t batch, int64_t m, int64_t n) {
+  constexpr int64_t tile = 32;
+  const int64_t tiles_m = (m + tile - 1) / tile, tiles_n = (n + tile - 1) / tile;
+#pragma omp parallel for schedule(static)
+  for (int64_t job = 0; job < batch * tiles_m * tiles_n; ++job) {
+    const int64_t b = job / (tiles_m * tiles_n), rest = job % (tiles_m * tiles_n);
+    const int64_t i0 = (rest / tiles_n) * tile, j0 = (rest % tiles_n) * tile;
+    const int64_t i1 = i0 + tile < m ? i0 + tile : m, j1 = j0 + tile < n ? j0 + tile : n;
+    const float *xb = x + b * m * n;
+    float *yb = y + b * m * n;
+    for (int64_t j = j0; j < j1; ++j)
+      for (int64_t i = i0; i < i1; ++i) yb[j * m + i] = xb[i * n + j];
+  }
+}
+
+// (B, d1, ..., dk, C) -> (B, C, d1, ..., dk). params: x, y.
+int ToChannelsFirst(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 2 || ndims[0] < 3) return 1;
+  const int64_t batch = shapes[0][0], channels = shapes[0][ndims[0] - 1];
+  const int64_t inner = element_count(ndims[0], shapes[0]) / (batch * channels);
+  transpose_batched(static_cast<const float *>(params[0]), static_cast<float *>(params[1]), batch, inner, channels);
+  return 0;
+}
+
+// (B, C, d1, ..., dk) -> (B, d1, ..., dk, C). params: x, y.
+int ToChannelsLast(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 2 || ndims[0] < 3) return 1;
+  const int64_t batch = shapes[0][0], channels = shapes[0][1];
+  const int64_t inner = element_count(ndims[0], shapes[0]) / (batch * channels);
+  transpose_batched(static_cast<const float *>(params[0]), static_cast<float *>(params[1]), batch, channels, inner);
+  return 0;
+}
+
 }  // extern "C"
