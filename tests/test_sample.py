@@ -215,3 +215,15 @@ def test_bundled_demo_model_forecasts_the_example_file(tmp_path, repo_root):
     assert fc.forecast.shape == (2, 6, 128, 128) and np.isfinite(fc.forecast).all()
     used = json.loads((out / "run.json").read_text())["checkpoints"]
     assert {k: Path(v).parent.name for k, v in used.items()} == {"vae": "demo", "unet": "demo", "align": "demo"}
+
+
+@pytest.mark.parametrize("sampler,steps,expected", [("dpmpp", None, 20), ("dpmpp", 7, 7), ("ddim", None, 50),
+                                                    ("ddpm", None, 1000)])
+def test_choosing_a_sampler_brings_its_default_step_count(sampler, steps, expected):
+    from prediff_cli.config import load_config, override_config
+    from prediff_cli.pipelines.sample_run import SampleOptions, _sample_settings
+
+    base = override_config(load_config("tiny"), ["sample.sampler=ddim", "sample.steps=33"])
+    resolved = _sample_settings(SampleOptions(input=Path("x.h5"), sampler=sampler, steps=steps), base)
+    assert resolved.sample.sampler == sampler
+    assert resolved.sample.steps == (33 if sampler == "ddim" else expected)  # the config's own sampler keeps its steps

@@ -47,7 +47,9 @@ def register(app: typer.Typer) -> None:
         samples: Annotated[Optional[int], typer.Option("--samples", "-n", min=1, help="Ensemble members.")] = None,
         sampler: Annotated[Optional[Sampler], typer.Option(
             "--sampler", help="ddim (fast), dpmpp (fastest, 20 steps), ddpm (faithful, 1000 steps).")] = None,
-        steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Solver steps (ddim/dpmpp).")] = None,
+        steps: Annotated[Optional[int], typer.Option(
+            "--steps", min=1,
+            help="Solver steps (ddim/dpmpp; default: the config's, or 50 / 20 when --sampler changes it).")] = None,
         eta: Annotated[Optional[float], typer.Option(
             "--eta", min=0.0, max=1.0,
             help="Solver noise for ddim/dpmpp: 0 deterministic (ODE), 1 stochastic (SDE).")] = None,

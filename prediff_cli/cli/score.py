@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Score at most N sequences.")] = None,
         samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Ensemble members (mode 2).")] = 8,
         sampler: Annotated[str, typer.Option("--sampler", help="ddim, dpmpp or ddpm (mode 2).")] = "ddim",
-        steps: Annotated[int, typer.Option("--steps", min=1, help="Solver steps (mode 2).")] = 50,
+        steps: Annotated[Optional[int], typer.Option(
+            "--steps", min=1, help="Solver steps (mode 2; default ddim 50, dpmpp 20).")] = None,
         eta: Annotated[float, typer.Option(
             "--eta", min=0.0, max=1.0, help="Solver noise for ddim/dpmpp (mode 2): 0 ODE, 1 SDE.")] = 0.0,
         align: Annotated[str, typer.Option("--align", help="none or avg_x (mode 2).")] = "none",

@@ -213,6 +213,10 @@ def _align_train_default() -> TrainConfig:
 # forecasting and scoring
 
 
+# solver steps used when a sampler is chosen on the command line without --steps (ddpm always runs every timestep)
+DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000}
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """Ensemble forecasting (`prediff sample`)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from prediff_cli.config import load_config, override_config, write_resolved_config
+from prediff_cli.config.schema import DEFAULT_SOLVER_STEPS
 from prediff_cli.errors import InputError
 
 
@@ -43,6 +44,8 @@ def _sample_settings(options: SampleOptions, checkpoint_config):
     values = {f"sample.{k}": v for k, v in dict(samples=options.samples, sampler=options.sampler, steps=options.steps,
                                                   eta=options.eta, align=options.align,
                                                   guide_scale=options.guide_scale).items() if v is not None}
+    if options.sampler is not None and options.steps is None and options.sampler != base.sample.sampler:
+        values["sample.steps"] = DEFAULT_SOLVER_STEPS[options.sampler]  # e.g. --sampler dpmpp → 20 steps
     if options.couple_members:
         values["sample.couple_members"] = True
     if options.align_target is not None or options.align_factor is not None or options.align_oracle is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 from prediff_cli.config import Config
+from prediff_cli.config.schema import DEFAULT_SOLVER_STEPS
 from prediff_cli.errors import InputError
 
 
@@ -20,7 +21,7 @@ class ScoreOptions:
     limit: Optional[int] = None
     samples: int = 8
     sampler: str = "ddim"
-    steps: int = 50
+    steps: Optional[int] = None  # None: the sampler's default (ddim 50, dpmpp 20)
     eta: float = 0.0
     align: str = "none"
     align_target: Optional[float] = None
@@ -66,7 +67,9 @@ def run_score(config: Config, options: ScoreOptions,
     setup_runtime(config.device, config.seed)
     nets = load_networks(paths, need_align=mode != "none")
     request = SplitRequest(split=options.split, limit=options.limit, samples=options.samples,
-                           sampler=options.sampler, steps=options.steps, eta=options.eta, alignment=alignment,
+                           sampler=options.sampler,
+                           steps=options.steps or DEFAULT_SOLVER_STEPS.get(options.sampler, 50),
+                           eta=options.eta, alignment=alignment,
                            guide_scale=options.guide_scale, resume=options.resume,
                            extra_settings={"checkpoints": {k: str(getattr(paths, k)) for k in nets.hashes},
                                            "sha256": nets.hashes})
