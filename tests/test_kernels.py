@@ -147,3 +147,9 @@ def test_info_reports_the_kernels():
     assert result.exit_code == 0, result.output
     reported = json.loads(result.output)["cpu_kernels"]
     assert reported == (library_path() or f"off ({unavailable_reason()})")
+
+
+def test_other_dtypes_take_the_standard_path():
+    x = Tensor(np.linspace(-3, 3, 24, dtype=np.float16).reshape(4, 6))
+    cell = Gelu()
+    np.testing.assert_array_equal(ms.jit(cell.construct)(x).asnumpy(), ms.ops.gelu(x).asnumpy())

@@ -6,7 +6,8 @@ parameter tree and the weight conversion are unchanged. While a cell is in train
 library is unavailable (`library.library_path()` is None), it runs MindSpore's own ops, so training and the
 gradients it needs are exactly those of the standard layers. In inference the fused kernel runs; its gradient
 (needed for knowledge-alignment guidance, which differentiates the alignment network in eval mode) is the
-analytic one written below with standard ops, recomputing the statistics from the input.
+analytic one written below with standard ops, recomputing the statistics from the input. The kernels are float32
+only; other dtypes take the standard path.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import math
 
 import numpy as np
 from mindspore import Tensor, nn, ops
+from mindspore.common import dtype as mstype
 
 from .library import library_path
 
@@ -52,7 +54,7 @@ class Gelu(nn.Cell):
         self.fused = self._kernel is not None
 
     def construct(self, x):
-        if self.training or not self.fused:
+        if self.training or not self.fused or x.dtype != mstype.float32:
             return ops.gelu(x, approximate="none")
         return self._kernel(x)
 
@@ -100,7 +102,7 @@ class GroupNorm(nn.GroupNorm):
         self._fused_norm = _GroupNormKernel(kernel, int(num_groups), float(eps), bool(silu)) if self.fused else None
 
     def construct(self, x):
-        if self.training or not self.fused:
+        if self.training or not self.fused or x.dtype != mstype.float32:
             out = super().construct(x)
             return ops.silu(out) if self.silu else out
         return self._fused_norm(x, self.gamma, self.beta)
@@ -136,7 +138,7 @@ class LayerNorm(nn.LayerNorm):
         self._fused_norm = _LayerNormKernel(kernel, float(epsilon)) if self.fused else None
 
     def construct(self, x):
-        if self.training or not self.fused:
+        if self.training or not self.fused or x.dtype != mstype.float32:
             return super().construct(x)
         return self._fused_norm(x, self.gamma, self.beta)
 
@@ -168,7 +170,7 @@ class ChannelsFirst(nn.Cell):
         self.fused = self._kernel is not None
 
     def construct(self, x):
-        if self.training or not self.fused:
+        if self.training or not self.fused or x.dtype != mstype.float32:
             return ops.transpose(x, _first_perm(len(x.shape)))
         return self._kernel(x)
 
@@ -182,6 +184,6 @@ class ChannelsLast(nn.Cell):
         self.fused = self._kernel is not None
 
     def construct(self, x):
-        if self.training or not self.fused:
+        if self.training or not self.fused or x.dtype != mstype.float32:
             return ops.transpose(x, _last_perm(len(x.shape)))
         return self._kernel(x)
