@@ -38,6 +38,13 @@ def _gelu_bprop(x, out, dout):
     return (dout * (cdf + x * pdf),)
 
 
+def _standardized(x, axis, eps):
+    """(x̂, rstd): x normalised to zero mean and unit variance over `axis`, and 1/sqrt(var + eps) (kept dims)."""
+    centred = x - x.mean(axis=axis, keep_dims=True)
+    rstd = ops.rsqrt((centred * centred).mean(axis=axis, keep_dims=True) + eps)
+    return centred * rstd, rstd
+
+
 def _normalized_grad(xhat, rstd, g, axes):
     """Input gradient of y = x̂·γ + β given g = dy·γ, with x̂ = (x − μ)·rstd normalised over `axes`."""
     mean_g = g.mean(axis=axes, keep_dims=True)
@@ -73,11 +80,8 @@ class _GroupNormKernel(nn.Cell):
 
     def bprop(self, x, gamma, beta, out, dout):
         shape = x.shape
-        xg = x.reshape(shape[0], self.groups, -1)
-        mean = xg.mean(axis=2, keep_dims=True)
-        centred = xg - mean
-        rstd = ops.rsqrt((centred * centred).mean(axis=2, keep_dims=True) + self.eps)
-        xhat = (centred * rstd).reshape(shape)
+        xhat_g, rstd = _standardized(x.reshape(shape[0], self.groups, -1), 2, self.eps)
+        xhat = xhat_g.reshape(shape)
         channel = (1, -1) + (1,) * (len(shape) - 2)
         if self.silu:
             pre = xhat * gamma.reshape(channel) + beta.reshape(channel)
@@ -87,7 +91,7 @@ class _GroupNormKernel(nn.Cell):
         dgamma = (dout * xhat).sum(axis=reduce_axes)
         dbeta = dout.sum(axis=reduce_axes)
         g = (dout * gamma.reshape(channel)).reshape(shape[0], self.groups, -1)
-        dx = _normalized_grad(xhat.reshape(shape[0], self.groups, -1), rstd, g, 2).reshape(shape)
+        dx = _normalized_grad(xhat_g, rstd, g, 2).reshape(shape)
         return dx, dgamma, dbeta
 
 
@@ -118,10 +122,7 @@ class _LayerNormKernel(nn.Cell):
         return self.kernel(x, gamma, beta, self.options)
 
     def bprop(self, x, gamma, beta, out, dout):
-        mean = x.mean(axis=-1, keep_dims=True)
-        centred = x - mean
-        rstd = ops.rsqrt((centred * centred).mean(axis=-1, keep_dims=True) + self.eps)
-        xhat = centred * rstd
+        xhat, rstd = _standardized(x, -1, self.eps)
         rows = (-1, x.shape[-1])
         dgamma = (dout * xhat).reshape(rows).sum(axis=0)
         dbeta = dout.reshape(rows).sum(axis=0)
