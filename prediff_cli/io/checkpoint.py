@@ -9,14 +9,13 @@ Layout (one MindSpore checkpoint):
   network), `config` (the whole resolved prediff config, so a run can be resumed or sampled with nothing else),
   and free-form entries such as `step` and RNG state.
 
-Files are written to a temporary name in the destination folder and renamed, so a crash never leaves a
-half-written checkpoint under the final name.
+Files are written to a temporary name in the destination folder, fsync'ed and renamed (`io.atomic`), so a crash
+never leaves a half-written checkpoint under the final name.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
@@ -24,6 +23,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 
 from prediff_cli.errors import InputError
+from prediff_cli.io.atomic import atomic_path
 
 FORMAT_VERSION = 1
 META_KEY = "prediff_meta"
@@ -63,13 +63,8 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
     meta = dict(ckpt.meta)
     meta.update(format=FORMAT_VERSION, component=ckpt.component, model_kwargs=ckpt.model_kwargs,
                 config=ckpt.config)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.ckpt")
-    try:
+    with atomic_path(path) as tmp:
         ms.save_checkpoint(entries, str(tmp), append_dict={META_KEY: json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
