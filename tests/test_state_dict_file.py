@@ -1,6 +1,7 @@
 """Reading official PyTorch state dicts without PyTorch."""
 import io
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -88,3 +89,320 @@ def test_errors(tmp_path):
     npz = tmp_path / "w.npz"
     np.savez(npz, **{"param/a.weight": np.ones(2, np.float32)})
     assert list(read_state_dict(npz)) == ["a.weight"]
+
+
+# -- hostile files ----------------------------------------------------------------------------------------------
+# The `.pt` reader is a security boundary: each crafted file below must end in one InputError line, never in a
+# crash, an out-of-bounds read or an allocation far beyond the file. The files are written here with `pickle` and
+# `zipfile` alone, with stand-ins for torch's names registered in sys.modules only while pickling.
+
+
+class _Marker:
+    """Stands for one storage: the Pickler below writes `pid` as its persistent id."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+
+class _Call:
+    """Pickles as a call `fn(*args)`, i.e. GLOBAL fn + args + REDUCE."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+class _TorchPickle:
+    """Builds `data.pkl` bytes the way `torch.save` writes them."""
+
+    def __init__(self, monkeypatch):
+        import collections
+        import sys
+        import types
+
+        self._collections = collections
+        torch_mod, utils_mod = types.ModuleType("torch"), types.ModuleType("torch._utils")
+        self.types = {}
+        for name in ("FloatStorage", "LongStorage", "BFloat16Storage", "ComplexFloatStorage"):
+            stub = type(name, (), {})
+            stub.__module__, stub.__qualname__ = "torch", name
+            setattr(torch_mod, name, stub)
+            self.types[name] = stub
+        self.fns = {}
+        for name in ("_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter"):
+            def fn(*args):  # never called: only its GLOBAL name goes into the pickle
+                raise AssertionError
+            fn.__module__, fn.__qualname__, fn.__name__ = "torch._utils", name, name
+            setattr(utils_mod, name, fn)
+            self.fns[name] = fn
+        # monkeypatch restores whatever was there (a real torch too) when the test ends
+        monkeypatch.setitem(sys.modules, "torch", torch_mod)
+        monkeypatch.setitem(sys.modules, "torch._utils", utils_mod)
+
+    def storage(self, key, numel, kind="FloatStorage"):
+        return _Marker(("storage", self.types[kind], key, "cpu", numel))
+
+    def tensor(self, storage, offset, size, stride):
+        return _Call(self.fns["_rebuild_tensor_v2"], storage, offset, size, stride, False,
+                     self._collections.OrderedDict())
+
+    def call(self, name, *args):
+        return _Call(self.fns[name], *args)
+
+    def dict(self, **entries):
+        return self._collections.OrderedDict(entries)
+
+    def dump(self, obj) -> bytes:
+        buf = io.BytesIO()
+
+        class Pickler(pickle.Pickler):
+            def persistent_id(self, obj):
+                return obj.pid if isinstance(obj, _Marker) else None
+
+        Pickler(buf, protocol=2).dump(obj)
+        return buf.getvalue()
+
+
+@pytest.fixture
+def tp(monkeypatch):
+    return _TorchPickle(monkeypatch)
+
+
+def _write_pt(path, pkl, records=(), byteorder="little", prefix="archive", compress=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{prefix}/data.pkl", pkl)
+        if byteorder is not None:
+            z.writestr(f"{prefix}/byteorder", byteorder)
+        for key, raw in dict(records).items():
+            z.writestr(f"{prefix}/data/{key}", raw, compress_type=compress)
+    return path
+
+
+def _f32(*values):
+    return np.array(values, "<f4").tobytes()
+
+
+def _one_tensor(tp, path, numel, offset, size, stride, record=None):
+    """A state dict {"w": tensor} over one float storage of `numel` declared elements."""
+    pkl = tp.dump(tp.dict(w=tp.tensor(tp.storage("0", numel), offset, size, stride)))
+    return _write_pt(path, pkl, {"0": _f32(*range(numel)) if record is None else record})
+
+
+def _view_past_end(tp, path):  # a 1-float storage viewed as 72 floats
+    return _one_tensor(tp, path, 1, 0, (72,), (1,))
+
+
+def _offset_1e12(tp, path):
+    return _one_tensor(tp, path, 4, 10 ** 12, (2,), (1,))
+
+
+def _storage_type_str(tp, path):
+    pkl = tp.dump(tp.dict(w=tp.tensor(_Marker(("storage", "FloatStorage", "0", "cpu", 1)), 0, (1,), (1,))))
+    return _write_pt(path, pkl, {"0": _f32(1)})
+
+
+def _huge_storage(tp, path):  # declares 2**28 floats (1 GiB) over a 4-byte record, viewed whole
+    return _one_tensor(tp, path, 2 ** 28, 0, (2 ** 28,), (1,), record=_f32(1))
+
+
+def _pickle_bytes_pt(path, pkl):
+    return _write_pt(path, pkl, {"0": _f32(1)})
+
+
+BAD_PT = {
+    # name: (build(tp, path) -> path, pattern the message must match)
+    "view past the storage end": (_view_past_end, r"reads element 71 of storage '0', which has 1 elements"),
+    "offset 10**12": (_offset_1e12, r"offset 1000000000000"),
+    "offset not an int": (lambda tp, p: _one_tensor(tp, p, 4, 1.5, (2,), (1,)), r"offset 1\.5"),
+    "negative stride": (lambda tp, p: _one_tensor(tp, p, 4, 3, (2,), (-1,)), r"stride is \(-1,\)"),
+    "bool size": (lambda tp, p: _one_tensor(tp, p, 4, 0, (True,), (1,)), r"size is \(True,\)"),
+    "huge stride": (lambda tp, p: _one_tensor(tp, p, 4, 0, (2,), (2 ** 70,)), r"stride is"),
+    "size not a tuple": (lambda tp, p: _one_tensor(tp, p, 4, 0, "ab", (1,)), r"size is 'ab'"),
+    "too many dims": (lambda tp, p: _one_tensor(tp, p, 4, 0, (1,) * 40, (1,) * 40), r"at most 32 ints"),
+    "size/stride lengths differ": (lambda tp, p: _one_tensor(tp, p, 4, 0, (2, 2), (1,)), r"different lengths"),
+    "broadcast view far beyond the file": (lambda tp, p: _one_tensor(tp, p, 1, 0, (2 ** 40,), (0,)),
+                                           r"far more than the 4 bytes of data"),
+    "storage numel 2**28 in a 4-byte record": (_huge_storage, r"declares 268435456 x FloatStorage .* holds 4 bytes"),
+    "storage numel not an int": (lambda tp, p: _one_tensor(tp, p, "4", 0, (1,), (1,), record=_f32(1)),
+                                 r"declares '4' elements"),
+    "record missing": (lambda tp, p: _write_pt(p, tp.dump(tp.dict(w=tp.tensor(tp.storage("7", 1), 0, (1,), (1,)))),
+                                               {"0": _f32(1)}),
+                       r"storage record 'archive/data/7' is missing"),
+    "zip bomb record disagreeing with its numel": (
+        lambda tp, p: _write_pt(p, tp.dump(tp.dict(w=tp.tensor(tp.storage("0", 1), 0, (1,), (1,)))),
+                                {"0": bytes(16 << 20)}, compress=zipfile.ZIP_DEFLATED),
+        r"holds 16777216 bytes"),
+    "record compressed beyond what deflate can reach": (
+        lambda tp, p: _write_pt(p, tp.dump(tp.dict(w=tp.tensor(tp.storage("0", 1 << 22), 0, (1,), (1,)))),
+                                {"0": bytes(16 << 20)}, compress=zipfile.ZIP_BZIP2),
+        r"claims to expand from \d+ to 16777216 bytes; refusing a possible zip bomb"),
+    "storage type given as a string": (_storage_type_str, r"unsupported tensor storage type 'FloatStorage'; expected one of torch\.FloatStorage"),
+    "unknown storage type": (
+        lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=tp.tensor(
+            tp.storage("0", 1, "ComplexFloatStorage"), 0, (1,), (1,))))),
+        r"references 'torch\.ComplexFloatStorage'"),
+    "pid of the wrong length": (
+        lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=tp.tensor(_Marker(("storage", "0")), 0, (1,), (1,))))),
+        r"unsupported persistent object \('storage', '0'\)"),
+    "pid not a tuple": (lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=_Marker("storage")))),
+                        r"unsupported persistent object 'storage'"),
+    "storage key not a string": (
+        lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=tp.tensor(
+            _Marker(("storage", tp.types["FloatStorage"], 0, "cpu", 1)), 0, (1,), (1,))))),
+        r"storage key 0 is not"),
+    "a storage used as a tensor": (lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=tp.storage("0", 1)))),
+                                   r"entry 'w' is a _Storage, not a tensor"),
+    "rebuild with too few arguments": (
+        lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=tp.call("_rebuild_tensor_v2", tp.storage("0", 1), 0)))),
+        r"_rebuild_tensor_v2 is called with 2 arguments; expected 6 or 7"),
+    "rebuild on a non-storage": (
+        lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=tp.call("_rebuild_tensor_v2", "x", 0, (1,), (1,),
+                                                                    False, {})))),
+        r"a tensor is built on 'x'; expected a storage"),
+    "rebuild_parameter on a non-array": (
+        lambda tp, p: _pickle_bytes_pt(p, tp.dump(tp.dict(w=tp.call("_rebuild_parameter", [1.0], False, {})))),
+        r"_rebuild_parameter is called with \[1\.0\]; expected a tensor"),
+    "nested dict of non-tensors": (lambda tp, p: _pickle_bytes_pt(p, tp.dump({"w": {"x": [1, 2]}})),
+                                   r"entry 'w' is a dict, not a tensor"),
+    "non-dict top level": (
+        lambda tp, p: _pickle_bytes_pt(p, tp.dump([tp.tensor(tp.storage("0", 1), 0, (1,), (1,))])),
+        r"holds a list at the top level; expected a state dict"),
+    "byteorder neither little nor big": (
+        lambda tp, p: _write_pt(p, tp.dump(tp.dict(w=tp.tensor(tp.storage("0", 1), 0, (1,), (1,)))),
+                                {"0": _f32(1)}, byteorder="middle"),
+        r"byteorder record holds b'middle'"),
+    "an opcode that raises TypeError": (lambda tp, p: _pickle_bytes_pt(p, b"\x80\x02ccollections\nOrderedDict\n"
+                                                                          b"K\x05\x85R."),
+                                        r"not a readable PyTorch state dict \(TypeError"),
+    "pickle global with markup in its module": (lambda tp, p: _pickle_bytes_pt(p, b"\x80\x02c[/red]evil\nx\n)R."),
+                                                r"references '\[/red\]evil\.x'"),
+    "memo index of 2**31": (lambda tp, p: _pickle_bytes_pt(p, b"\x80\x02}r\xff\xff\xff\x7f."),
+                            r"memo entry 2147483647"),
+    "bytearray8 of 2**40 bytes": (lambda tp, p: _pickle_bytes_pt(p, b"\x80\x05\x96" + (2 ** 40).to_bytes(8, "little")
+                                                                 + b"xx."),
+                                  r"(?i)bytearray8"),
+    "bytearray8 opcode": (lambda tp, p: _pickle_bytes_pt(p, b"\x80\x05\x96" + (2).to_bytes(8, "little") + b"xx."),
+                          r"opcode BYTEARRAY8"),
+    "huge data.pkl": (lambda tp, p: _write_pt(p, tp.dump("x" * (9 << 20)), compress=zipfile.ZIP_DEFLATED),
+                      r"data\.pkl declares 943\d+ bytes"),
+}
+
+
+def _duplicate_pkl(tp, path):
+    pkl = tp.dump(tp.dict(w=tp.tensor(tp.storage("0", 1), 0, (1,), (1,))))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("a/data.pkl", pkl)
+        z.writestr("b/data.pkl", pkl)
+    return path
+
+
+def _truncated_zip(tp, path):
+    good = _one_tensor(tp, path, 4, 0, (4,), (1,))
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+BAD_PT.update({
+    "two data.pkl records": (_duplicate_pkl, r"holds 2 data\.pkl records"),
+    "truncated zip": (_truncated_zip, r"damaged or truncated zip archive"),
+})
+
+
+@pytest.mark.parametrize("case", list(BAD_PT))
+def test_hostile_pt_is_one_input_error(tmp_path, tp, case):
+    build, pattern = BAD_PT[case]
+    path = build(tp, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match=pattern) as info:
+        read_state_dict(path)
+    message = str(info.value)
+    assert type(message) is str and "\n" not in message and len(message) < 600, message
+
+
+def test_huge_storage_is_refused_before_reading(tmp_path, tp):
+    import tracemalloc
+
+    path = _huge_storage(tp, tmp_path / "huge.pt")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="declares 268435456"):
+            read_state_dict(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20
+
+
+def test_valid_pt_reads_back_exactly(tmp_path, tp):
+    floats, longs = tp.storage("0", 6), tp.storage("1", 4, "LongStorage")
+    halves = tp.storage("2", 2, "BFloat16Storage")
+    state = tp.dict(
+        w=tp.tensor(floats, 0, (2, 3), (3, 1)),
+        wt=tp.tensor(floats, 0, (3, 2), (1, 3)),  # transposed: non-contiguous
+        every_other=tp.tensor(floats, 1, (2, 1), (2, 10 ** 9)),  # a size-1 dim may have any stride
+        scalar=tp.tensor(longs, 2, (), ()),  # 0-d
+        head=tp.tensor(longs, 0, (2,), (1,)),  # two tensors sharing one storage at different offsets
+        tail=tp.tensor(longs, 2, (2,), (1,)),
+        bf16=tp.tensor(halves, 0, (2,), (1,)),
+        empty=tp.tensor(floats, 6, (0, 3), (3, 1)),
+        param=tp.call("_rebuild_parameter", tp.tensor(floats, 5, (1,), (1,)), True, tp.dict()),
+    )
+    bf16 = (np.array([1.5, -2.0], np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+    path = _write_pt(tmp_path / "ok.pt", tp.dump(state),
+                     {"0": _f32(0, 1, 2, 3, 4, 5), "1": np.array([7, 8, 9, 10], "<i8").tobytes(), "2": bf16})
+    out = read_state_dict(path)
+    expected = {
+        "w": np.array([[0, 1, 2], [3, 4, 5]], np.float32),
+        "wt": np.array([[0, 3], [1, 4], [2, 5]], np.float32),
+        "every_other": np.array([[1], [3]], np.float32),
+        "scalar": np.array(9, np.int64),
+        "head": np.array([7, 8], np.int64),
+        "tail": np.array([9, 10], np.int64),
+        "bf16": np.array([1.5, -2.0], np.float32),
+        "empty": np.zeros((0, 3), np.float32),
+        "param": np.array([5], np.float32),
+    }
+    assert list(out) == list(expected)
+    for key, want in expected.items():
+        assert type(out[key]) is np.ndarray and out[key].dtype == want.dtype and out[key].shape == want.shape, key
+        np.testing.assert_array_equal(out[key], want)
+
+
+def test_npz_with_a_lying_header_is_refused(tmp_path):
+    path = tmp_path / "huge.npz"
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 40,)})
+    npy.write(_f32(1, 2))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("w.npy", npy.getvalue())
+    with pytest.raises(InputError, match=r"declares shape \(1099511627776,\) of float32"):
+        read_state_dict(path)
+    not_zip = tmp_path / "single.npz"
+    np.save(not_zip.with_suffix(".npy"), np.ones(2))
+    not_zip.write_bytes(not_zip.with_suffix(".npy").read_bytes())
+    with pytest.raises(InputError, match="not a zip archive"):
+        read_state_dict(not_zip)
+
+
+@pytest.mark.parametrize("case", ["view past the storage end", "storage numel 2**28 in a 4-byte record",
+                                  "pid of the wrong length"])
+def test_cli_reports_a_hostile_pt_in_one_line(tmp_path, tp, repo_root, case):
+    # Each starts MindSpore (~5 s), so only three: an out-of-bounds view, an allocation bomb, a malformed pickle.
+    import os
+    import subprocess
+    import sys
+
+    build, pattern = BAD_PT[case]
+    bad = build(tp, tmp_path / "bad.pt")
+    out = tmp_path / "x.ckpt"
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    proc = subprocess.run([sys.executable, "-m", "prediff_cli", "convert-weights", str(bad), "--component", "align",
+                           "--out", str(out), "--config", "tiny"],
+                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode > 0, (proc.returncode, proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert re.search(pattern, lines[0]), lines[0]  # the reader's message, not a later shape mismatch
+    assert "Traceback" not in proc.stderr and not out.exists()

@@ -6,11 +6,25 @@ persistent id `("storage", <dtype class>, <key>, <device>, <numel>)` whose bytes
 We unpickle with a restricted `Unpickler` that knows only those few names and builds NumPy arrays from the raw
 bytes, so no arbitrary code from the file can run. The older non-zip format needs PyTorch itself: if torch is
 installed (the `convert` extra), it is used with `weights_only=True`.
+
+The file is untrusted input (weights downloaded from anywhere), so this module is a security boundary: every
+malformed file ends in one `InputError` line, and nothing is allocated or viewed before its size has been checked
+against what the archive really holds. In particular:
+- a storage's declared element count must match the size of its record, checked on the zip directory before the
+  record is read, and a compressed record may not claim to expand more than deflate ever can;
+- every tensor view (offset, sizes, strides) is bound-checked against its storage before a strided view exists,
+  and all tensors together may not grow far beyond the stored data (broadcast views with stride 0);
+- `data.pkl` is size-capped and pre-scanned with `pickletools` so the C unpickler never sees opcodes that make it
+  allocate by a number from the file (a huge memo index, a `bytearray8` length) rather than by the bytes present.
 """
 from __future__ import annotations
 
 import collections
+import io
+import math
 import pickle
+import pickletools
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Dict
@@ -25,80 +39,284 @@ _STORAGE_DTYPES = {
     "ByteStorage": np.uint8, "BoolStorage": np.bool_, "BFloat16Storage": "bfloat16",
 }
 
+# ~200 bytes of pickle per tensor, so 8 MiB is tens of thousands of tensors; the cap bounds the Python objects a
+# hostile pickle can make (each opcode byte can create one).
+_MAX_PICKLE_BYTES = 8 << 20
+# Deflate cannot expand more than ~1032x; a record claiming more is a bomb from some other compressor.
+_MAX_EXPANSION = 1100
+# Numbers from the file beyond this are refused before any arithmetic or NumPy call sees them (2**48 elements is
+# 256 TiB even at one byte each, far past any checkpoint).
+_MAX_COUNT = 1 << 48
+# NumPy 1.x arrays have at most 32 dimensions.
+_MAX_NDIM = 32
+# All rebuilt tensors together may hold this multiple of the storage bytes read, plus a fixed allowance: views
+# sharing one storage (tied weights) repeat it, a stride-0 broadcast view can multiply it without limit.
+_VIEW_FACTOR, _VIEW_ALLOWANCE = 4, 64 << 20
+
+
+def _show(obj, limit: int = 80) -> str:
+    """`repr` of something taken from the file, on one line and short, for an error message."""
+    try:
+        text = repr(obj)
+    except Exception:  # a deeply nested value can exhaust the recursion limit inside repr
+        text = f"<{type(obj).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_expansion(path: Path, info: zipfile.ZipInfo) -> None:
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_EXPANSION * max(info.compress_size, 1):
+        raise InputError(f"{path}: zip entry {_show(info.filename)} claims to expand from {info.compress_size} "
+                         f"to {info.file_size} bytes; refusing a possible zip bomb")
+
+
+def _check_unique_names(path: Path, archive: zipfile.ZipFile) -> None:
+    names = archive.namelist()
+    if len(names) != len(set(names)):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InputError(f"{path}: the zip archive holds entry {_show(dup)} more than once")
+
 
 class _StorageType:
+    """What `torch.FloatStorage` etc. unpickle to: only its name matters."""
+
     def __init__(self, name: str):
         self.name = name
 
+    def __setstate__(self, state):  # refuse BUILD, which would otherwise rewrite our attributes
+        raise InputError("the checkpoint tries to modify a storage type object")
 
-def _bfloat16_to_float32(raw: bytes) -> np.ndarray:
-    bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-    return bits.view(np.float32)
-
-
-def _rebuild_tensor(storage, offset, size, stride, *_ignored):
-    flat = storage
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    if not size:
-        return flat[int(offset)].copy()
-    itemsize = flat.itemsize
-    view = np.lib.stride_tricks.as_strided(flat[int(offset):], shape=size,
-                                           strides=tuple(s * itemsize for s in stride))
-    return np.array(view, copy=True)
+    def __repr__(self):
+        return f"torch.{self.name}"
 
 
-def _rebuild_parameter(data, *_ignored):
-    return data
+class _Storage:
+    """A storage loaded from `data/<key>`: a flat array, never a tensor itself."""
+
+    __slots__ = ("array", "key", "type_name", "numel")
+
+    def __init__(self, array: np.ndarray, key: str, type_name: str, numel: int):
+        self.array, self.key, self.type_name, self.numel = array, key, type_name, numel
+
+    def __setstate__(self, state):  # refuse BUILD, which would otherwise replace `array`
+        raise InputError("the checkpoint tries to modify a tensor storage object")
+
+    def __repr__(self):
+        return f"<storage {self.key!r}: {self.numel} x {self.type_name}>"
+
+
+def _prescan_pickle(path: Path, data: bytes) -> None:
+    """Walk the opcodes without executing them (pickletools reads only bytes that are present) and refuse those
+    that would make the C unpickler allocate by a count written in the file."""
+    puts = 0
+    try:
+        for opcode, arg, _pos in pickletools.genops(data):
+            name = opcode.name
+            if name in ("BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER"):
+                raise InputError(f"{path}: data.pkl uses the pickle opcode {name}, which a state dict never holds")
+            if name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                # A pickler numbers memo entries 0, 1, 2, ...; the C unpickler grows its memo table to twice
+                # the index, so an index far ahead of the entries seen would allocate gigabytes.
+                if not _is_int(arg) or arg < 0 or arg > puts:
+                    raise InputError(f"{path}: data.pkl stores memo entry {_show(arg)} after only {puts} entries")
+                puts += 1
+            elif name == "MEMOIZE":
+                puts += 1
+    except InputError:
+        raise
+    except Exception as exc:  # genops raises ValueError for truncated or unknown opcodes
+        raise InputError(f"{path}: data.pkl is not a valid pickle ({_one_line(exc)})") from None
 
 
 class _TorchZipUnpickler(pickle.Unpickler):
-    _ALLOWED = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    }
+    def __init__(self, data: bytes, path: Path, archive: zipfile.ZipFile, prefix: str, byteorder: str):
+        super().__init__(io.BytesIO(data))
+        self._path, self._archive, self._prefix, self._byteorder = path, archive, prefix, byteorder
+        self._storages: Dict[str, _Storage] = {}
+        self._stored_bytes = 0  # bytes of storage records read so far
+        self._view_bytes = 0  # bytes of all tensors rebuilt so far
+        self._allowed = {
+            ("collections", "OrderedDict"): collections.OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor_v2,
+            ("torch._utils", "_rebuild_tensor"): self._rebuild_tensor_v1,
+            ("torch._utils", "_rebuild_parameter"): self._rebuild_parameter,
+        }
 
-    def __init__(self, fh, archive: zipfile.ZipFile, prefix: str, byteorder: str):
-        super().__init__(fh)
-        self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
-        self._storages: Dict[str, np.ndarray] = {}
+    def _fail(self, message: str) -> InputError:
+        return InputError(f"{self._path}: {message}")
 
     def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
+        if (module, name) in self._allowed:
+            return self._allowed[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
-        raise InputError(f"the checkpoint references {module}.{name}, which a plain state dict does not contain")
+        raise self._fail(f"the checkpoint references {_show(f'{module}.{name}')}, "
+                         "which a plain state dict does not contain")
+
+    # -- storages -------------------------------------------------------------------------------------------------
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise InputError(f"unsupported persistent object in the checkpoint: {pid!r}")
-        storage_type, key = pid[1], str(pid[2])
-        if key not in self._storages:
-            raw = self._archive.read(f"{self._prefix}/data/{key}")
-            dtype = _STORAGE_DTYPES.get(getattr(storage_type, "name", ""))
-            if dtype is None:
-                raise InputError(f"unsupported tensor storage type {storage_type!r} in the checkpoint")
-            if dtype == "bfloat16":
-                self._storages[key] = _bfloat16_to_float32(raw)
-            else:
-                dt = np.dtype(dtype).newbyteorder("<" if self._byteorder == "little" else ">")
-                self._storages[key] = np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype), copy=False)
-        return self._storages[key]
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise self._fail(f"unsupported persistent object {_show(pid)}; "
+                             "expected ('storage', type, key, device, numel)")
+        _tag, storage_type, key, location, numel = pid
+        if not isinstance(storage_type, _StorageType):
+            raise self._fail(f"unsupported tensor storage type {_show(storage_type)}; "
+                             f"expected one of torch.{', torch.'.join(_STORAGE_DTYPES)}")
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise self._fail(f"storage key {_show(key)} is not a short non-empty string")
+        if not isinstance(location, str):
+            raise self._fail(f"storage device {_show(location)} is not a string")
+        if not _is_int(numel) or not 0 <= numel <= _MAX_COUNT:
+            raise self._fail(f"storage {key!r} declares {_show(numel)} elements; expected an int in 0..2**48")
+        cached = self._storages.get(key)
+        if cached is not None:
+            if (cached.type_name, cached.numel) != (storage_type.name, numel):
+                raise self._fail(f"storage {key!r} is declared as {numel} x {storage_type.name} here and as "
+                                 f"{cached.numel} x {cached.type_name} before")
+            return cached
+        storage = _Storage(self._load_storage(key, storage_type.name, numel), key, storage_type.name, numel)
+        self._storages[key] = storage
+        return storage
+
+    def _load_storage(self, key: str, type_name: str, numel: int) -> np.ndarray:
+        dtype = _STORAGE_DTYPES[type_name]
+        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        name = _record(self._prefix, f"data/{key}")
+        try:
+            info = self._archive.getinfo(name)
+        except KeyError:
+            raise self._fail(f"storage record {name!r} is missing from the archive") from None
+        nbytes = numel * itemsize
+        # Checked on the zip directory, before reading: a record of another size means the declared count lies,
+        # and trusting it would allocate by the count rather than by the bytes in the file.
+        if info.file_size != nbytes:
+            raise self._fail(f"storage {key!r} declares {numel} x {type_name} ({nbytes} bytes) but its record "
+                             f"{name!r} holds {info.file_size} bytes")
+        _check_expansion(self._path, info)
+        raw = self._archive.read(info)
+        if len(raw) != nbytes:
+            raise self._fail(f"storage record {name!r} is truncated ({len(raw)} of {nbytes} bytes)")
+        self._stored_bytes += nbytes
+        order = "<" if self._byteorder == "little" else ">"
+        if dtype == "bfloat16":
+            bits = np.frombuffer(raw, dtype=f"{order}u2").astype(np.uint32) << 16
+            return bits.view(np.float32)
+        if dtype is np.bool_:  # bytes other than 0/1 are not valid NumPy bools
+            return np.frombuffer(raw, dtype=np.uint8) != 0
+        dt = np.dtype(dtype).newbyteorder(order)
+        return np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype), copy=False)
+
+    # -- tensors --------------------------------------------------------------------------------------------------
+
+    def _rebuild_tensor_v2(self, *args):
+        # torch: (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+        if len(args) not in (6, 7):
+            raise self._fail(f"_rebuild_tensor_v2 is called with {len(args)} arguments; expected 6 or 7")
+        if not isinstance(args[4], bool) or not isinstance(args[5], dict):
+            raise self._fail("_rebuild_tensor_v2 is called with requires_grad "
+                             f"{_show(args[4])} and hooks {_show(args[5])}; expected a bool and a dict")
+        if len(args) == 7 and args[6] is not None and not isinstance(args[6], dict):
+            raise self._fail(f"_rebuild_tensor_v2 is called with metadata {_show(args[6])}; expected a dict")
+        return self._view(*args[:4])
+
+    def _rebuild_tensor_v1(self, *args):
+        if len(args) != 4:
+            raise self._fail(f"_rebuild_tensor is called with {len(args)} arguments; expected 4")
+        return self._view(*args)
+
+    def _rebuild_parameter(self, *args):
+        # torch: (data, requires_grad, backward_hooks)
+        if len(args) != 3:
+            raise self._fail(f"_rebuild_parameter is called with {len(args)} arguments; expected 3")
+        if type(args[0]) is not np.ndarray:
+            raise self._fail(f"_rebuild_parameter is called with {_show(args[0])}; expected a tensor")
+        return args[0]
+
+    def _view(self, storage, offset, size, stride) -> np.ndarray:
+        if not isinstance(storage, _Storage):
+            raise self._fail(f"a tensor is built on {_show(storage)}; expected a storage")
+        shape = self._dims(size, "size")
+        steps = self._dims(stride, "stride")
+        if len(shape) != len(steps):
+            raise self._fail(f"a tensor on storage {storage.key!r} has size {_show(size)} and stride "
+                             f"{_show(stride)} of different lengths")
+        if not _is_int(offset) or not 0 <= offset <= _MAX_COUNT:
+            raise self._fail(f"a tensor on storage {storage.key!r} has offset {_show(offset)}; "
+                             "expected a non-negative int")
+        flat = storage.array
+        if 0 in shape:  # an empty tensor reads no element; only its offset must lie within the storage
+            if offset > storage.numel or math.prod(max(s, 1) for s in shape) > _MAX_COUNT:
+                raise self._fail(f"an empty tensor of size {shape} at offset {offset} does not fit storage "
+                                 f"{storage.key!r} of {storage.numel} elements")
+            return np.empty(shape, dtype=flat.dtype)
+        # The last element a view reads sits at offset + sum((size - 1) * stride); it must lie in the storage,
+        # otherwise as_strided would read whatever memory follows the buffer.
+        last = offset + sum((n - 1) * s for n, s in zip(shape, steps))
+        if last >= storage.numel:
+            raise self._fail(f"a tensor of size {shape}, stride {steps}, offset {offset} reads element {last} "
+                             f"of storage {storage.key!r}, which has {storage.numel} elements")
+        numel = math.prod(shape)
+        self._view_bytes += numel * flat.itemsize
+        if self._view_bytes > _VIEW_FACTOR * self._stored_bytes + _VIEW_ALLOWANCE:
+            raise self._fail(f"a tensor of size {shape} on storage {storage.key!r} ({storage.numel} elements) "
+                             f"brings the tensors to {self._view_bytes} bytes, far more than the "
+                             f"{self._stored_bytes} bytes of data in the file")
+        # A dimension of size 1 is never stepped over, so its stride (bound-checked only through size - 1 = 0)
+        # is dropped rather than passed to NumPy, where a huge value could overflow.
+        byte_steps = tuple(s * flat.itemsize if n > 1 else 0 for n, s in zip(shape, steps))
+        view = np.lib.stride_tricks.as_strided(flat[offset:], shape=shape, strides=byte_steps, writeable=False)
+        return np.array(view, copy=True)
+
+    def _dims(self, value, what: str) -> tuple:
+        if not isinstance(value, (tuple, list)) or len(value) > _MAX_NDIM:
+            raise self._fail(f"a tensor {what} is {_show(value)}; expected a tuple of at most {_MAX_NDIM} ints")
+        if not all(_is_int(v) and 0 <= v <= _MAX_COUNT for v in value):
+            raise self._fail(f"a tensor {what} is {_show(value)}; expected non-negative ints up to 2**48")
+        return tuple(value)
+
+
+def _record(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
 
 
 def _read_torch_zip(path: Path) -> dict:
     with zipfile.ZipFile(path) as archive:
-        pkl = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        _check_unique_names(path, archive)
+        pkl = [i for i in archive.infolist() if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
         if not pkl:
             raise InputError(f"{path} is a zip file but not a PyTorch checkpoint (no data.pkl)")
-        prefix = pkl[0][: -len("/data.pkl")] if "/" in pkl[0] else ""
+        if len(pkl) > 1:
+            raise InputError(f"{path} holds {len(pkl)} data.pkl records; a PyTorch checkpoint has exactly one")
+        info = pkl[0]
+        prefix = info.filename[: -len("/data.pkl")] if "/" in info.filename else ""
+        if info.file_size > _MAX_PICKLE_BYTES:
+            raise InputError(f"{path}: data.pkl declares {info.file_size} bytes; a state dict's is at most "
+                             f"{_MAX_PICKLE_BYTES} bytes")
+        _check_expansion(path, info)
+        byteorder = "little"
         names = set(archive.namelist())
-        byteorder_name = f"{prefix}/byteorder" if prefix else "byteorder"
-        byteorder = archive.read(byteorder_name).decode().strip() if byteorder_name in names else "little"
-        with archive.open(pkl[0]) as fh:
-            return _TorchZipUnpickler(fh, archive, prefix, byteorder).load()
+        byteorder_name = _record(prefix, "byteorder")
+        if byteorder_name in names:
+            byteorder_info = archive.getinfo(byteorder_name)
+            raw = archive.read(byteorder_info) if byteorder_info.file_size <= 16 else b"(too long)"
+            byteorder = raw.decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise InputError(f"{path}: the byteorder record holds {_show(raw)}; expected 'little' or 'big'")
+        data = archive.read(info)
+        if len(data) > _MAX_PICKLE_BYTES:
+            raise InputError(f"{path}: data.pkl is larger than {_MAX_PICKLE_BYTES} bytes")
+        _prescan_pickle(path, data)
+        return _TorchZipUnpickler(data, path, archive, prefix, byteorder).load()
 
 
 def _read_with_torch(path: Path) -> dict:
@@ -110,7 +328,65 @@ def _read_with_torch(path: Path) -> dict:
     import torch
 
     obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict):
+        return obj
     return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in obj.items()}
+
+
+def _check_npz(path: Path) -> None:
+    """Compare every member's `.npy` header with its zip entry before NumPy reads it: `np.load` allocates the
+    array the header declares and only then reads, so a lying header would allocate by its word alone."""
+    with zipfile.ZipFile(path) as archive:
+        _check_unique_names(path, archive)
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise InputError(f"{path}: entry {_show(info.filename)} is not a .npy array")
+            _check_expansion(path, info)
+            with archive.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise InputError(f"{path}: entry {_show(info.filename)} uses .npy format version "
+                                     f"{_show(version)}; supported: 1.0 and 2.0")
+                header_end = fh.tell()
+            if dtype.hasobject:
+                raise InputError(f"{path}: entry {_show(info.filename)} holds Python objects, not numbers")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if info.file_size - header_end != nbytes:
+                raise InputError(f"{path}: entry {_show(info.filename)} declares shape {_show(shape)} of "
+                                 f"{dtype} ({nbytes} bytes) but holds {info.file_size - header_end} bytes")
+
+
+def _read_npz(path: Path) -> dict:
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path} is not a readable .npz file (not a zip archive)")
+    try:
+        _check_npz(path)
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            if any(k.startswith("param/") for k in keys):
+                return {k[len("param/"):]: z[k] for k in keys if k.startswith("param/")}
+            return {k: z[k] for k in keys}
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile, zlib and NumPy's header parser raise many kinds; all mean a bad file
+        raise InputError(f"{path} is not a readable .npz file ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def _read_pt(path: Path):
+    if zipfile.is_zipfile(path):
+        return _read_torch_zip(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK"):
+        raise InputError(f"{path} is a damaged or truncated zip archive, not a readable PyTorch checkpoint")
+    # The legacy format is a pickle (protocol 2 starts with 0x80) or, before PyTorch 0.4, a tar archive.
+    if not head.startswith(b"\x80") and not tarfile.is_tarfile(path):
+        raise InputError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor the legacy format)")
+    return _read_with_torch(path)
 
 
 def read_state_dict(path) -> Dict[str, np.ndarray]:
@@ -123,27 +399,28 @@ def read_state_dict(path) -> Dict[str, np.ndarray]:
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
     if path.suffix == ".npz":
+        obj = _read_npz(path)
+    else:
         try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.files)
-                if any(k.startswith("param/") for k in keys):
-                    return {k[len("param/"):]: z[k] for k in keys if k.startswith("param/")}
-                return {k: z[k] for k in keys}
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{path} is not a readable .npz file ({exc})") from None
-    try:
-        obj = _read_torch_zip(path) if zipfile.is_zipfile(path) else _read_with_torch(path)
-    except InputError:
-        raise
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path} is not a readable PyTorch state dict ({type(exc).__name__}: {exc})") from None
+            obj = _read_pt(path)
+        except InputError:
+            raise
+        except Exception as exc:
+            # A hostile pickle or zip can make the unpickler, zipfile or zlib raise almost anything (TypeError,
+            # struct.error, RecursionError, MemoryError, ...); each means the file is bad, never a crash.
+            # KeyboardInterrupt is not an Exception and still stops the program.
+            raise InputError(f"{path} is not a readable PyTorch state dict "
+                             f"({type(exc).__name__}: {_one_line(exc)})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise InputError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors")
+        raise InputError(f"{path} holds a {type(obj).__name__} at the top level; expected a state dict "
+                         "(a dict of name to tensor)")
     out = {}
     for key, value in obj.items():
+        if not isinstance(key, str):
+            raise InputError(f"{path}: key {_show(key)} is not a string; a state dict maps names to tensors")
         if not isinstance(value, np.ndarray):
-            raise InputError(f"{path}: entry {key!r} is not a tensor")
-        out[str(key)] = value
+            raise InputError(f"{path}: entry {_show(key)} is a {type(value).__name__}, not a tensor")
+        out[key] = value
     return out
