@@ -25,8 +25,9 @@ def sevir_lr(
     sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the archive.")] = None,
 ):
     """Download, verify and unpack SEVIR-LR (resumes an interrupted transfer)."""
-    from prediff_cli.data.download import download_sevir_lr, resolve_url
+    from prediff_cli.data.download import check_url, download_sevir_lr, resolve_url
 
+    check_url(resolve_url(url))
     echo(f"downloading {resolve_url(url)}")
     with Progress(TextColumn("[bold]sevir_lr.zip"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:

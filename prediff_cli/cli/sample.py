@@ -37,7 +37,7 @@ def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
 
 def register(app: typer.Typer) -> None:
     @app.command("sample")
-    @guarded
+    @guarded(oom_hint="try fewer --samples or members per call (--set sample.member_batch=N)")
     def sample(
         input: Annotated[Path, typer.Option("--input", "-i", help="HDF5 with a 'vil' dataset: SEVIR (N,H,W,T) "
                                                                    "or (T,H,W).")],
@@ -69,6 +69,11 @@ def register(app: typer.Typer) -> None:
         unet: Annotated[Optional[Path], typer.Option("--unet", help="UNet checkpoint (default: demo model).")] = None,
         align_net: Annotated[Optional[Path], typer.Option(
             "--align-net", help="Alignment checkpoint (default: demo model).")] = None,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Replace a forecast already in --out (default: refuse).")] = False,
+        allow_mismatch: Annotated[bool, typer.Option(
+            "--allow-mismatch", help="Sample even when the UNet or alignment network was trained on another VAE.")
+        ] = False,
         reference_time: Annotated[Optional[str], typer.Option(
             "--reference-time", help="UTC of the last context frame, when the input carries no times.")] = None,
         config: Annotated[Optional[str], typer.Option(
@@ -90,7 +95,8 @@ def register(app: typer.Typer) -> None:
                                 align_factor=align_factor, align_oracle=align_oracle, guide_scale=guide_scale,
                                 couple_members=couple_members, vae=vae, unet=unet, align_net=align_net,
                                 reference_time=_parse_time(reference_time), config=config, sets=list(sets or []),
-                                device=device.value, seed=seed)
+                                device=device.value, seed=seed, overwrite=overwrite,
+                                allow_mismatch=allow_mismatch)
         display = None
 
         def progress(total: int):

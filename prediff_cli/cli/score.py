@@ -43,7 +43,7 @@ def render_table(scores: dict) -> Table:
 
 def register(app: typer.Typer) -> None:
     @app.command("score")
-    @guarded
+    @guarded(oom_hint="try fewer --samples, a smaller --set score.batch_size=N or sample.member_batch=N")
     def score(
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder for scores.json, plots, config.")] = Path("scores"),
         forecast: Annotated[Optional[Path], typer.Option(
@@ -70,6 +70,11 @@ def register(app: typer.Typer) -> None:
         unet: Annotated[Optional[Path], typer.Option("--unet")] = None,
         align_net: Annotated[Optional[Path], typer.Option("--align-net")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted evaluation in --out.")] = False,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Replace scores already in --out (default: refuse).")] = False,
+        allow_mismatch: Annotated[bool, typer.Option(
+            "--allow-mismatch", help="Score even when the UNet or alignment network was trained on another VAE.")
+        ] = False,
         config: ConfigOpt = "tiny",
         sets: SetOpt = None,
         data: DataOpt = None,
@@ -89,7 +94,8 @@ def register(app: typer.Typer) -> None:
         options = ScoreOptions(out=out, forecast=forecast, truth=truth, event=event, start=start, split=split,
                                limit=limit, samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                                align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
-                               guide_scale=guide_scale, vae=vae, unet=unet, align_net=align_net, resume=resume)
+                               guide_scale=guide_scale, vae=vae, unet=unet, align_net=align_net, resume=resume,
+                               overwrite=overwrite, allow_mismatch=allow_mismatch)
         display = {}
 
         def progress(done: int, total: int) -> None:

@@ -9,6 +9,7 @@ A user YAML may start from a preset with `base: <preset>`; every other top-level
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence, Union
@@ -16,8 +17,9 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 import yaml
 
 from prediff_cli.errors import ConfigError
+from prediff_cli.io.atomic import atomic_write_text
 
-from .schema import Config, to_plain
+from .schema import LIMITS, Config, to_plain
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -67,11 +69,7 @@ def write_resolved_config(config: Config, directory: Path, name: str = "config.y
     """Write the resolved config next to a command's outputs (temporary name, then rename)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(config_to_yaml(config))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(directory / name, config_to_yaml(config))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -248,46 +246,46 @@ def _coerce(value: Any, tp, key: str):
     raise ConfigError(f"config key {key!r} has an unsupported type {tp!r}")  # pragma: no cover
 
 
+def _check_ranges(obj, prefix: str) -> None:
+    """Every numeric field (each element of a tuple field) finite and inside its `schema.LIMITS` range."""
+    for name, allowed in LIMITS.get(type(obj), {}).items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        for i, item in enumerate(value if isinstance(value, tuple) else (value,)):
+            key = prefix + name + (f"[{i}]" if isinstance(value, tuple) else "")
+            kind = "an integer" if isinstance(item, int) else "a number"
+            if not (math.isfinite(item) and allowed.contains(item)):
+                raise ConfigError(f"config key {key!r}: {item!r} is not valid; expected {kind} "
+                                  f"{allowed.describe()}")
+
+
 def _validate(obj, prefix: str) -> None:
-    """Cross-field checks that a type alone cannot express."""
-    from .schema import DataConfig, SampleConfig, TrainConfig
+    """Range checks of every numeric field, then cross-field checks that a type alone cannot express."""
+    from .schema import DataConfig, SampleConfig, TrainConfig, VAEConfig
 
     def fail(key: str, msg: str):
         raise ConfigError(f"config key {prefix + key!r}: {msg}")
 
+    _check_ranges(obj, prefix)
+    if isinstance(obj, VAEConfig):
+        bad = [c for c in obj.block_out_channels if c % obj.norm_num_groups]
+        if bad:
+            fail("norm_num_groups", f"{obj.norm_num_groups} does not divide the block channels "
+                                    f"{list(obj.block_out_channels)}; GroupNorm needs whole groups")
+
     if isinstance(obj, TrainConfig):
-        for name in ("steps", "micro_batch_size", "total_batch_size", "log_every", "val_every", "ckpt_every"):
-            if getattr(obj, name) < 1:
-                fail(name, f"{getattr(obj, name)} is not valid; expected an integer >= 1")
         if obj.total_batch_size % obj.micro_batch_size:
             fail("total_batch_size", f"{obj.total_batch_size} is not a multiple of micro_batch_size "
                                      f"{obj.micro_batch_size}")
-        if obj.lr <= 0:
-            fail("lr", f"{obj.lr} is not valid; expected a positive number")
-        if not 0.0 <= obj.ema_decay < 1.0:
-            fail("ema_decay", f"{obj.ema_decay} is not valid; expected 0 <= ema_decay < 1 (0 disables EMA)")
-        if not 0.0 <= obj.warmup_ratio <= 1.0:
-            fail("warmup_ratio", f"{obj.warmup_ratio} is not valid; expected a fraction in [0, 1]")
     if isinstance(obj, DataConfig):
-        if obj.in_len < 1 or obj.out_len < 1:
-            fail("in_len", "in_len and out_len must be >= 1")
         if obj.seq_len > obj.raw_seq_len:
             fail("raw_seq_len", f"{obj.raw_seq_len} frames cannot hold in_len + out_len = {obj.seq_len}")
-        if obj.stride < 1:
-            fail("stride", f"{obj.stride} is not valid; expected an integer >= 1")
-        if not 0.0 <= obj.val_ratio < 1.0:
-            fail("val_ratio", f"{obj.val_ratio} is not valid; expected a fraction in [0, 1)")
         import datetime as _dt
         try:
             _dt.date.fromisoformat(obj.train_test_split_date)
         except ValueError:
             fail("train_test_split_date", f"{obj.train_test_split_date!r} is not a date like 2019-06-01")
     if isinstance(obj, SampleConfig):
-        if obj.samples < 1:
-            fail("samples", f"{obj.samples} is not valid; expected an integer >= 1")
-        if obj.steps < 1:
-            fail("steps", f"{obj.steps} is not valid; expected an integer >= 1")
-        if not 0.0 <= obj.eta <= 1.0:
-            fail("eta", f"{obj.eta} is not valid; expected 0 <= eta <= 1")
         if obj.align_target is not None and obj.align_factor is not None:
             fail("align_target", "give either align_target or align_factor, not both")

@@ -281,6 +281,77 @@ class Config:
 MODEL_SECTIONS = ("vae", "unet", "align")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# allowed ranges of every numeric field, checked in the loader's one validation pass (a tuple field: each element)
+
+
+@dataclass(frozen=True)
+class Range:
+    """lo <= value <= hi, with `lo_open` / `hi_open` making a bound strict; None = unbounded."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            return False
+        return True
+
+    def describe(self) -> str:
+        def num(v):
+            return f"{v:g}" if isinstance(v, float) else str(v)
+
+        low = None if self.lo is None else f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        high = None if self.hi is None else f"{'<' if self.hi_open else '<='} {num(self.hi)}"
+        if low and high:
+            return f"{num(self.lo)} {'<' if self.lo_open else '<='} value {'<' if self.hi_open else '<='} " \
+                   f"{num(self.hi)}"
+        return low or high or "(any finite value)"
+
+
+POSITIVE_INT, NON_NEGATIVE = Range(1), Range(0)
+POSITIVE = Range(0.0, lo_open=True)
+FRACTION = Range(0.0, 1.0)
+DROPOUT = Range(0.0, 1.0, hi_open=True)
+DIGITAL_VIL = Range(0.0, 255.0)
+
+_NETWORK_COMMON = {"input_shape": POSITIVE_INT, "base_units": POSITIVE_INT, "scale_alpha": POSITIVE,
+                   "num_heads": POSITIVE_INT, "attn_drop": DROPOUT, "proj_drop": DROPOUT, "ffn_drop": DROPOUT,
+                   "downsample": POSITIVE_INT, "depth": POSITIVE_INT, "num_global_vectors": NON_NEGATIVE,
+                   "global_dim_ratio": POSITIVE_INT, "checkpoint_level": Range(0, 2),
+                   "time_embed_channels_mult": POSITIVE_INT, "time_embed_dropout": DROPOUT}
+
+LIMITS = {
+    DataConfig: {"img_size": POSITIVE_INT, "raw_seq_len": POSITIVE_INT, "in_len": POSITIVE_INT,
+                 "out_len": POSITIVE_INT, "stride": POSITIVE_INT, "val_ratio": Range(0.0, 1.0, hi_open=True),
+                 "split_seed": Range(0, 2 ** 32 - 1), "shuffle_seed": Range(0, 2 ** 32 - 1)},
+    VAEConfig: {"in_channels": POSITIVE_INT, "out_channels": POSITIVE_INT, "block_out_channels": POSITIVE_INT,
+                "layers_per_block": POSITIVE_INT, "latent_channels": POSITIVE_INT, "norm_num_groups": POSITIVE_INT},
+    UNetConfig: {**_NETWORK_COMMON, "target_shape": POSITIVE_INT, "upsample_kernel_size": POSITIVE_INT},
+    AlignConfig: {**_NETWORK_COMMON, "out_channels": POSITIVE_INT, "block_units": POSITIVE_INT,
+                  "out_len": POSITIVE_INT},
+    DiffusionConfig: {"timesteps": Range(1, 100_000), "linear_start": POSITIVE, "linear_end": POSITIVE,
+                      "cosine_s": POSITIVE, "scale_factor": POSITIVE, "logvar_init": Range()},
+    TrainConfig: {"steps": POSITIVE_INT, "micro_batch_size": POSITIVE_INT, "total_batch_size": POSITIVE_INT,
+                  "lr": POSITIVE, "betas": Range(0.0, 1.0, hi_open=True), "weight_decay": Range(0.0),
+                  "warmup_ratio": FRACTION, "warmup_min_lr_ratio": FRACTION, "min_lr_ratio": FRACTION,
+                  "grad_clip": Range(0.0), "log_every": POSITIVE_INT, "val_every": POSITIVE_INT,
+                  "val_batches": NON_NEGATIVE, "ckpt_every": POSITIVE_INT, "keep_ckpts": NON_NEGATIVE,
+                  "ema_decay": Range(0.0, 1.0, hi_open=True), "kl_weight": Range(0.0), "disc_start": NON_NEGATIVE,
+                  "disc_weight": Range(0.0)},
+    SampleConfig: {"samples": Range(1, 4096), "steps": POSITIVE_INT, "eta": FRACTION, "align_target": DIGITAL_VIL,
+                   "align_factor": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
+                   "gif_members": NON_NEGATIVE},
+    ScoreConfig: {"thresholds": DIGITAL_VIL, "eps": POSITIVE, "pools": POSITIVE_INT, "fss_scales": POSITIVE_INT,
+                  "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT},
+    Config: {"seed": Range(0, 2 ** 32 - 1)},  # MindSpore's set_seed takes 0 .. 2**32 - 1
+}
+
+
 def to_plain(obj):
     """Dataclasses → dicts, tuples → lists, recursively (JSON / YAML ready)."""
     if dataclasses.is_dataclass(obj):

@@ -77,8 +77,49 @@ def _embedded_times(path: Path, event: int, start: int, in_len: int):
     return [first + dt.timedelta(minutes=FRAME_MINUTES * (start + k)) for k in range(in_len)]
 
 
+#: bounds on what an input file may declare before frames are read (a crafted file can declare anything)
+MAX_SIDE, MAX_FRAMES = 4096, 100_000
+
+
+def _read_frames(path: Path, event: int, start: int, count: int):
+    """(frames (T', H, W) — at most `count` frames from `start` —, total frames T, SEVIR layout?, maximum of a
+    float sequence or None) of the `vil` dataset, reading only what is needed after checking its declared shape
+    and type."""
+    with h5py.File(path, "r") as h5:
+        if "vil" not in h5 or not isinstance(h5["vil"], h5py.Dataset):
+            raise InputError(f"{path} has no 'vil' dataset (found: {', '.join(sorted(h5.keys())) or 'nothing'})")
+        vil = h5["vil"]
+        if vil.dtype.kind not in "uif" or vil.dtype.itemsize > 8:
+            raise InputError(f"'vil' in {path} has dtype {vil.dtype}; expected uint8 or float")
+        if vil.ndim == 4:
+            n, h, w, t = vil.shape
+            if event >= n:
+                raise InputError(f"--event {event} is out of range: {path} holds {n} event(s) (0..{n - 1})")
+        elif vil.ndim == 3:
+            if event != 0:
+                raise InputError(f"--event {event} given, but {path} holds a single (T,H,W) sequence")
+            t, h, w = vil.shape
+        else:
+            raise InputError(f"'vil' in {path} has shape {vil.shape}; expected (N,H,W,T) or (T,H,W)")
+        if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and 1 <= t <= MAX_FRAMES):
+            raise InputError(f"'vil' in {path} declares {h}x{w} pixels and {t} frames; expected 1..{MAX_SIDE} "
+                             f"pixels a side and 1..{MAX_FRAMES} frames")
+        def window(a: int, b: int) -> np.ndarray:
+            return np.moveaxis(vil[event, :, :, a:b], -1, 0) if vil.ndim == 4 else vil[a:b]
+
+        frames = window(start, min(start + count, t)) if start < t else np.zeros((0, h, w), vil.dtype)
+        # the scale of float data (0-1 or 0-255) is told by the whole sequence's maximum, read in slabs
+        peak = None
+        if vil.dtype.kind == "f":
+            slab = max(1, (1 << 24) // max(h * w, 1))
+            peak = max(float(np.nanmax(window(a, min(a + slab, t)), initial=0.0)) for a in range(0, t, slab))
+        return frames, t, vil.ndim == 4, peak
+
+
 def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_len: int = 6) -> RadarInput:
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; expected an HDF5 file with a 'vil' dataset")
     if not path.is_file():
         raise InputError(f"input file not found: {path}")
     if not h5py.is_hdf5(path):
@@ -86,25 +127,9 @@ def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_
     if event < 0 or start < 0:
         raise InputError(f"--event and --start must be >= 0 (got {event}, {start})")
     try:
-        with h5py.File(path, "r") as h5:
-            if "vil" not in h5 or not isinstance(h5["vil"], h5py.Dataset):
-                raise InputError(f"{path} has no 'vil' dataset (found: {', '.join(sorted(h5.keys())) or 'nothing'})")
-            vil = h5["vil"]
-            sevir_layout = vil.ndim == 4
-            if sevir_layout:
-                n, h, w, t = vil.shape
-                if event >= n:
-                    raise InputError(f"--event {event} is out of range: {path} holds {n} event(s) (0..{n - 1})")
-                frames = np.moveaxis(vil[event], -1, 0)
-            elif vil.ndim == 3:
-                if event != 0:
-                    raise InputError(f"--event {event} given, but {path} holds a single (T,H,W) sequence")
-                frames = vil[()]
-            else:
-                raise InputError(f"'vil' in {path} has shape {vil.shape}; expected (N,H,W,T) or (T,H,W)")
-    except OSError as exc:
+        frames, t, sevir_layout, peak = _read_frames(path, event, start, in_len + out_len)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
-    t = frames.shape[0]
     if start + in_len > t:
         raise InputError(f"{path} has {t} frames; --start {start} needs at least {start + in_len} "
                          f"({in_len} context frames)")
@@ -118,13 +143,13 @@ def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_
             raise InputError(f"'vil' in {path} has negative values (min {values.min():g}); VIL is 0–255 or 0–1")
         if values.max() > 255:
             raise InputError(f"'vil' in {path} exceeds 255 (max {values.max():g}); expected 0–255 or 0–1")
-        scaled = values if values.max() <= 1.0 and np.issubdtype(frames.dtype, np.floating) else values / 255.0
+        scaled = values if peak is not None and peak <= 1.0 else values / 255.0
     else:
         raise InputError(f"'vil' in {path} has dtype {frames.dtype}; expected uint8 or float")
-    context = np.ascontiguousarray(scaled[start:start + in_len])
+    context = np.ascontiguousarray(scaled[:in_len])
     truth = None
     if start + in_len + out_len <= t:
-        truth = np.ascontiguousarray(scaled[start + in_len:start + in_len + out_len])
+        truth = np.ascontiguousarray(scaled[in_len:in_len + out_len])
     times, grid = _catalog_metadata(path, event, start, in_len) if sevir_layout else (None, None)
     if times is None:
         times = _embedded_times(path, event, start, in_len)

@@ -107,7 +107,7 @@ def inference_checkpoint(ckpt: Checkpoint, prefer_ema: bool = True) -> Checkpoin
     Optimizer moments, the discriminator and other training-only tensors are dropped (they are 2-10x the
     weights), so the result cannot be resumed, only sampled from or fine-tuned from scratch.
     """
-    meta = {k: v for k, v in ckpt.meta.items() if k in ("step", "name")}
+    meta = {k: v for k, v in ckpt.meta.items() if k in ("step", "name", "vae_checkpoint")}
     meta["exported_from"] = "ema" if (prefer_ema and ckpt.ema) else "model"
     return Checkpoint(component=ckpt.component, model_kwargs=dict(ckpt.model_kwargs), config=ckpt.config,
                       model=dict(ckpt.weights(prefer_ema)), meta=meta)
@@ -134,6 +134,17 @@ def load_weights(net, weights: Mapping[str, np.ndarray], source: str = "checkpoi
         raise InputError(f"{source} does not fit the network built from its config: " + "; ".join(parts))
     for name, param in params.items():
         param.set_data(ms.Tensor(np.asarray(weights[name]), dtype=param.dtype))
+
+
+def weights_sha256(weights: Mapping[str, np.ndarray]) -> str:
+    """Hex SHA-256 of a set of weights (names, dtypes, shapes and values): the same network weights give the same
+    digest whichever file holds them (a training checkpoint, its exported inference copy, a converted file)."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        value = np.ascontiguousarray(weights[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}\n".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:

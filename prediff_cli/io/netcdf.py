@@ -145,8 +145,73 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
     return Path(path)
 
 
+#: bounds on what a forecast file may declare before its arrays are read (a crafted file can declare anything)
+MAX_MEMBERS, MAX_LEADS, MAX_SIDE = 4096, 1000, 4096
+MAX_VALUES = 1 << 28  # 1 GiB of float32
+
+
+def _decode_times(var, path: Path, name: str) -> list:
+    """CF-decoded datetimes of a time variable (any `<unit> since <date>` with a standard calendar), or one line."""
+    units = getattr(var, "units", None)
+    if not isinstance(units, str) or "since" not in units:
+        raise InputError(f"{path}: {name!r} has no CF time units (like 'minutes since 2019-06-01 12:00:00')")
+    calendar = getattr(var, "calendar", "standard")
+    values = np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan).ravel()
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{path}: {name!r} holds missing or non-finite times")
+    try:
+        decoded = netCDF4.num2date(values, units, calendar if isinstance(calendar, str) else "standard",
+                                   only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"{path}: cannot decode {name!r} with units {units!r} ({exc})") from None
+    return [d.replace(tzinfo=None) for d in np.atleast_1d(decoded)]
+
+
+def _read_values(var, path: Path, expected_dims: tuple) -> np.ndarray:
+    if var.dimensions != expected_dims:
+        raise InputError(f"{path}: {var.name!r} has dimensions {var.dimensions}; expected {expected_dims}")
+    shape = tuple(int(n) for n in var.shape)
+    limits = {"member": MAX_MEMBERS, "time": MAX_LEADS, "context_time": MAX_LEADS, "y": MAX_SIDE, "x": MAX_SIDE}
+    for dim, n in zip(expected_dims, shape):
+        if not 1 <= n <= limits[dim]:
+            raise InputError(f"{path}: dimension {dim!r} of {var.name!r} has length {n}; expected 1..{limits[dim]}")
+    if int(np.prod(shape, dtype=np.int64)) > MAX_VALUES:
+        raise InputError(f"{path}: {var.name!r} declares {shape}, more than {MAX_VALUES} values")
+    var.set_auto_maskandscale(False)
+    values = np.asarray(var[:], dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{path}: {var.name!r} contains NaN or infinite values")
+    return values / 255.0
+
+
+def _read_grid(ds, path: Path) -> Optional[Grid]:
+    if "lat" not in ds.variables or "lambert_azimuthal_equal_area" not in ds.variables:
+        return None
+    from .grid import laea_inverse
+
+    try:
+        x = np.asarray(ds.variables["x"][:], dtype=np.float64)
+        y = np.asarray(ds.variables["y"][:], dtype=np.float64)
+        if x.ndim != 1 or y.ndim != 1 or len(x) < 2 or len(y) < 2:
+            raise ValueError("x and y need at least 2 cell centres each")
+        dx, dy = float(x[1] - x[0]), float(y[0] - y[1])
+        lat0, lon0 = laea_inverse(x[0] - dx / 2, y[-1] - dy / 2)
+        lat1, lon1 = laea_inverse(x[-1] + dx / 2, y[0] + dy / 2)
+        proj = str(ds.variables["lambert_azimuthal_equal_area"].getncattr("proj4"))
+    except (KeyError, AttributeError, IndexError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: its map grid (x, y, lambert_azimuthal_equal_area) is malformed ({exc})") from None
+    return Grid(float(lat0), float(lon0), float(lat1), float(lon1), proj=proj)
+
+
 def read_forecast(path) -> ForecastFile:
+    """A forecast NetCDF (as `write_forecast` writes it, or any file with the same variables) → `ForecastFile`.
+
+    Times are decoded with CF rules (any `<unit> since <date>`); the reference time is `forecast_reference_time`
+    when present, else the origin of `time`'s units (prediff's own layout). Declared sizes are bound-checked
+    before any array is read."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"forecast {path} is a directory; expected a NetCDF file written by `prediff sample`")
     if not path.is_file():
         raise InputError(f"forecast file not found: {path}")
     try:
@@ -156,32 +221,30 @@ def read_forecast(path) -> ForecastFile:
     with ds:
         if "vil" not in ds.variables:
             raise InputError(f"{path} is not a prediff forecast: it has no 'vil' variable")
-        vil = ds.variables["vil"]
-        if vil.dimensions != ("member", "time", "y", "x"):
-            raise InputError(f"{path}: 'vil' has dimensions {vil.dimensions}; expected (member, time, y, x)")
-        vil.set_auto_mask(False)
-        forecast = np.asarray(vil[:], dtype=np.float32) / 255.0
-        time = ds.variables["time"]
-        lead = np.asarray(time[:], dtype=np.float64)
-        reference = dt.datetime.strptime(time.units.split("since", 1)[1].strip(), TIME_FMT)
-        times = [reference + dt.timedelta(minutes=float(v)) for v in lead]
+        forecast = _read_values(ds.variables["vil"], path, ("member", "time", "y", "x"))
+        if "time" not in ds.variables:
+            raise InputError(f"{path} has no 'time' variable; expected the valid times of the forecast frames")
+        times = _decode_times(ds.variables["time"], path, "time")
+        if len(times) != forecast.shape[1]:
+            raise InputError(f"{path}: 'time' has {len(times)} values for {forecast.shape[1]} forecast frames")
+        if "forecast_reference_time" in ds.variables:
+            reference = _decode_times(ds.variables["forecast_reference_time"], path, "forecast_reference_time")[0]
+        else:
+            origin = ds.variables["time"].units.split("since", 1)[1].strip()
+            reference = _decode_times_origin(origin, path)
+        lead = np.array([(t - reference).total_seconds() / 60.0 for t in times], dtype=np.float64)
         context = None
         if "vil_context" in ds.variables:
-            cvar = ds.variables["vil_context"]
-            cvar.set_auto_mask(False)
-            context = np.asarray(cvar[:], dtype=np.float32) / 255.0
-        grid = None
-        if "lat" in ds.variables and "lambert_azimuthal_equal_area" in ds.variables:
-            lat, lon = ds.variables["lat"][:], ds.variables["lon"][:]
-            x, y = ds.variables["x"][:], ds.variables["y"][:]
-            dx, dy = float(x[1] - x[0]), float(y[0] - y[1])
-            from .grid import laea_inverse
-
-            lat0, lon0 = laea_inverse(x[0] - dx / 2, y[-1] - dy / 2)
-            lat1, lon1 = laea_inverse(x[-1] + dx / 2, y[0] + dy / 2)
-            grid = Grid(float(lat0), float(lon0), float(lat1), float(lon1),
-                        proj=ds.variables["lambert_azimuthal_equal_area"].getncattr("proj4"))
-            del lat, lon
+            context = _read_values(ds.variables["vil_context"], path, ("context_time", "y", "x"))
+        grid = _read_grid(ds, path)
         attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
     return ForecastFile(forecast=forecast, context=context, reference_time=reference, lead_minutes=lead, times=times,
                         grid=grid, attrs=attrs)
+
+
+def _decode_times_origin(origin: str, path: Path) -> dt.datetime:
+    try:
+        return netCDF4.num2date(0.0, f"minutes since {origin}", only_use_cftime_datetimes=False,
+                                only_use_python_datetimes=True).replace(tzinfo=None)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: cannot read the reference time {origin!r} ({exc})") from None

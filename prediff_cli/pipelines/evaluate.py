@@ -8,7 +8,6 @@ states after every batch, so an interrupted evaluation resumes where it stopped 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -18,6 +17,7 @@ import numpy as np
 from prediff_cli import __version__
 from prediff_cli.config import Config, ScoreConfig, to_plain, write_resolved_config
 from prediff_cli.errors import InputError
+from prediff_cli.io.atomic import atomic_write_text
 
 LEAD_STEP_MINUTES = 10
 
@@ -77,10 +77,7 @@ def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> L
     """scores.json (atomically), the PNG plots and the resolved config."""
     from prediff_cli.verification.plots import write_score_plots
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".scores.json.tmp"
-    tmp.write_text(json.dumps(scores, indent=2, allow_nan=False, default=_json_value))
-    os.replace(tmp, out / "scores.json")
+    atomic_write_text(out / "scores.json", json.dumps(scores, indent=2, allow_nan=False, default=_json_value))
     results = {"PreDiff": scores, **scores["baselines"]}
     leads = [LEAD_STEP_MINUTES * (k + 1) for k in range(scores.get("n_leads") or 0)] or None
     paths = [out / "scores.json"] + write_score_plots(results, out, rank_histogram_of="PreDiff", lead_minutes=leads)
@@ -199,9 +196,7 @@ def score_split(nets, data_config, score_cfg: ScoreConfig, request: SplitRequest
         evaluation.add(contexts, truths, members)
         done = idx[-1] + 1
         evaluation.save(state_dir)
-        tmp = progress_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"done": done, "settings": settings}, default=_json_value))
-        os.replace(tmp, progress_file)
+        atomic_write_text(progress_file, json.dumps({"done": done, "settings": settings}, default=_json_value))
         if progress:
             progress(done, n)
     return evaluation.scores(settings)

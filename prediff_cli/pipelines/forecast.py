@@ -20,7 +20,7 @@ import numpy as np
 from prediff_cli import __version__
 from prediff_cli.config import Config, config_to_yaml
 from prediff_cli.errors import InputError
-from prediff_cli.io.checkpoint import Checkpoint, file_sha256, load_checkpoint, load_weights
+from prediff_cli.io.checkpoint import Checkpoint, file_sha256, load_checkpoint, load_weights, weights_sha256
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
 ALIGN_CHOICES = ("none", "avg_x")
@@ -65,12 +65,35 @@ def _build(ckpt: Checkpoint, source: Path, prefer_ema: bool = True):
     return net
 
 
-def load_networks(paths: Checkpoints, need_align: bool) -> Networks:
-    """Build the networks from their checkpoints; the UNet checkpoint's config is the forecast's config."""
+def check_vae_pairing(vae_ckpt: Checkpoint, vae_path: Path, vae_sha256: str, other: Checkpoint,
+                      other_path: Path, option: str) -> None:
+    """Refuse a latent network (UNet or alignment) with a VAE it was not trained on.
+
+    The latent trainers record their frozen VAE (`vae_checkpoint` in the checkpoint's meta: the file's SHA-256 and
+    the SHA-256 of the weights used, `weights_sha256`). A VAE matches when either digest does; a checkpoint without
+    the weights' digest (older files, converted official weights) cannot be checked and passes.
+    """
+    recorded = other.meta.get("vae_checkpoint")
+    if not isinstance(recorded, dict) or not recorded.get("weights_sha256"):
+        return  # without the weights' digest an exported copy of the right VAE cannot be told from another VAE
+    if vae_sha256 == recorded.get("sha256") or weights_sha256(vae_ckpt.weights()) == recorded["weights_sha256"]:
+        return
+    raise InputError(f"{option} {other_path} was trained with another VAE ({recorded.get('path', 'unknown')}) than "
+                     f"--vae {vae_path}; its forecasts would be meaningless. Pass the matching --vae, or "
+                     "--allow-mismatch to sample anyway")
+
+
+def load_networks(paths: Checkpoints, need_align: bool, allow_mismatch: bool = False) -> Networks:
+    """Build the networks from their checkpoints; the UNet checkpoint's config is the forecast's config.
+
+    Unless `allow_mismatch`, the UNet and the alignment network must have been trained on this VAE."""
     from prediff_cli.config import config_from_dict
 
     vae_ckpt = load_checkpoint(paths.vae, component="vae")
     unet_ckpt = load_checkpoint(paths.unet, component="unet")
+    hashes = {"vae": file_sha256(paths.vae), "unet": file_sha256(paths.unet)}
+    if not allow_mismatch:
+        check_vae_pairing(vae_ckpt, paths.vae, hashes["vae"], unet_ckpt, paths.unet, "--unet")
     latent = int(vae_ckpt.model_kwargs["latent_channels"])
     in_shape = unet_ckpt.model_kwargs["input_shape"]
     if in_shape[-1] != latent:
@@ -80,9 +103,10 @@ def load_networks(paths: Checkpoints, need_align: bool) -> Networks:
     if config is None:
         raise InputError(f"{paths.unet} carries no config; re-save it with this version of prediff")
     align = None
-    hashes = {"vae": file_sha256(paths.vae), "unet": file_sha256(paths.unet)}
     if need_align:
         align_ckpt = load_checkpoint(paths.align, component="align")
+        if not allow_mismatch:
+            check_vae_pairing(vae_ckpt, paths.vae, hashes["vae"], align_ckpt, paths.align, "--align-net")
         if list(align_ckpt.model_kwargs["input_shape"]) != list(unet_ckpt.model_kwargs["target_shape"]):
             raise InputError(f"--align-net {paths.align} takes latents {align_ckpt.model_kwargs['input_shape']} "
                              f"but the UNet produces {unet_ckpt.model_kwargs['target_shape']}")

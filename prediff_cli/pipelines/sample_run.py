@@ -10,6 +10,11 @@ from typing import Callable, List, Optional
 from prediff_cli.config import load_config, override_config, write_resolved_config
 from prediff_cli.config.schema import DEFAULT_SOLVER_STEPS
 from prediff_cli.errors import InputError
+from prediff_cli.io.atomic import atomic_write_text
+from prediff_cli.io.output_dir import check_output_dir
+
+#: what `prediff sample` writes into --out
+OUTPUT_NAMES = ("forecast.nc", "forecast.gif", "forecast.png", "run.json", "config.yaml")
 
 
 @dataclass
@@ -36,6 +41,8 @@ class SampleOptions:
     sets: List[str] = field(default_factory=list)
     device: str = "auto"
     seed: Optional[int] = None
+    overwrite: bool = False  # replace a forecast already in `out`
+    allow_mismatch: bool = False  # sample with a UNet / alignment network trained on another VAE
 
 
 def _sample_settings(options: SampleOptions, checkpoint_config):
@@ -68,6 +75,7 @@ def run_sample(options: SampleOptions, progress_factory: Optional[Callable[[int]
     from .forecast import (AlignmentRequest, Checkpoints, load_networks, provenance, reference_time_of,
                            resolve_checkpoints, run_forecast)
 
+    check_output_dir(options.out, OUTPUT_NAMES, options.overwrite, what="a forecast")
     radar = read_radar_input(options.input, options.event, options.start)
     if options.align == "none" and any(v is not None for v in (options.align_target, options.align_factor,
                                                                  options.align_oracle)):
@@ -77,12 +85,12 @@ def run_sample(options: SampleOptions, progress_factory: Optional[Callable[[int]
                                                                            options.align_oracle))
     paths = resolve_checkpoints(Checkpoints(options.vae, options.unet, options.align_net), need_align=want_align)
     setup_runtime(options.device, options.seed)
-    nets = load_networks(paths, need_align=want_align)
+    nets = load_networks(paths, need_align=want_align, allow_mismatch=options.allow_mismatch)
     config = _sample_settings(options, nets.config)
     s = config.sample
     if s.align == "avg_x" and nets.align is None:
         paths = resolve_checkpoints(Checkpoints(options.vae, options.unet, options.align_net), need_align=True)
-        nets = load_networks(paths, need_align=True)
+        nets = load_networks(paths, need_align=True, allow_mismatch=options.allow_mismatch)
     t_in = nets.config.unet.input_shape[0]
     if radar.context.shape[0] != t_in or radar.context.shape[1:] != (nets.config.data.img_size,) * 2:
         raise InputError(f"the model expects {t_in} context frames of {nets.config.data.img_size}x"
@@ -121,7 +129,5 @@ def run_sample(options: SampleOptions, progress_factory: Optional[Callable[[int]
         "reference_time": reference.isoformat(), "checkpoints": {k: str(v) for k, v in vars(paths).items()},
         "sha256": nets.hashes, "seed": config.seed,
     }
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-    tmp.replace(out / "run.json")
+    atomic_write_text(out / "run.json", json.dumps(report, indent=2, sort_keys=True))
     return report

@@ -8,6 +8,7 @@ from typing import Callable, List, Optional, Tuple
 from prediff_cli.config import Config
 from prediff_cli.config.schema import DEFAULT_SOLVER_STEPS
 from prediff_cli.errors import InputError
+from prediff_cli.io.output_dir import check_output_dir
 
 
 @dataclass
@@ -32,13 +33,16 @@ class ScoreOptions:
     unet: Optional[Path] = None
     align_net: Optional[Path] = None
     resume: bool = False
+    overwrite: bool = False  # replace scores already in `out`
+    allow_mismatch: bool = False  # score a UNet / alignment network trained on another VAE
 
 
 def run_score(config: Config, options: ScoreOptions,
               progress: Optional[Callable[[int, int], None]] = None) -> Tuple[dict, List[Path]]:
     from .evaluate import SplitRequest, finish_split, score_forecast_file, score_split, write_outputs
 
-    out = Path(options.out)
+    out = check_output_dir(options.out, () if options.resume else ("scores.json",), options.overwrite,
+                           what="scores")
     if options.forecast is not None:
         scores = score_forecast_file(options.forecast, options.truth, options.event, options.start, config.score,
                                      config.seed)
@@ -65,7 +69,7 @@ def run_score(config: Config, options: ScoreOptions,
                                  oracle_factor=options.align_oracle)
     paths = resolve_checkpoints(Checkpoints(options.vae, options.unet, options.align_net), need_align=mode != "none")
     setup_runtime(config.device, config.seed)
-    nets = load_networks(paths, need_align=mode != "none")
+    nets = load_networks(paths, need_align=mode != "none", allow_mismatch=options.allow_mismatch)
     request = SplitRequest(split=options.split, limit=options.limit, samples=options.samples,
                            sampler=options.sampler,
                            steps=options.steps or DEFAULT_SOLVER_STEPS.get(options.sampler, 50),
