@@ -227,3 +227,21 @@ def test_choosing_a_sampler_brings_its_default_step_count(sampler, steps, expect
     resolved = _sample_settings(SampleOptions(input=Path("x.h5"), sampler=sampler, steps=steps), base)
     assert resolved.sample.sampler == sampler
     assert resolved.sample.steps == (33 if sampler == "ddim" else expected)  # the config's own sampler keeps its steps
+
+
+def test_sample_refuses_to_replace_a_forecast_unless_asked(tmp_path, radar_file, ckpts, plain):
+    import shutil
+
+    out = tmp_path / "earlier"
+    shutil.copytree(plain[0], out)
+    before = {p.name: _md5(p) for p in out.iterdir()}
+    runner = CliRunner()
+    args = ["sample", "--input", str(radar_file), "--out", str(out), "--samples", "3", "--steps", "6", *ckpts,
+            "--align", "none"]
+    refused = runner.invoke(app, args + ["--seed", "12"])
+    assert refused.exit_code == 2 and "already holds a forecast" in refused.output and "--overwrite" in refused.output
+    assert {p.name: _md5(p) for p in out.iterdir()} == before
+    replaced = runner.invoke(app, args + ["--seed", "12", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert _md5(out / "forecast.nc") != before["forecast.nc"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files left
