@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-from prediff_cli.errors import ConfigError
+from prediff_cli.lookup import build_by_name
 
 from .extrapolation import semi_lagrangian
 from .optical_flow import OpticalFlow, estimate_motion
@@ -23,13 +23,7 @@ def baseline_names() -> tuple:
 
 def get_baseline(name: str, **options):
     """A baseline forecaster by name ("persistence", "optical_flow"); ConfigError listing the valid names."""
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}")
-    try:
-        return BASELINES[key](**options)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for baseline {name!r}: {exc}") from None
+    return build_by_name(BASELINES, name, "baseline", "baselines", **options)
 
 
 __all__ = ["BASELINES", "OpticalFlow", "Persistence", "baseline_names", "estimate_motion", "get_baseline",

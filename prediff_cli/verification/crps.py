@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from prediff_cli.errors import InputError
-
+from .ensemble import EnsembleScore
 from .inputs import check_pair
 from .pooling import check_pool, max_pool
-from .streaming import StreamingScore, ratio, to_json
+from .streaming import ratio, to_json
 
 PAIR_LOOP_MAX_MEMBERS = 16  # below this an explicit loop over pairs beats sorting the member axis
 
@@ -63,7 +62,7 @@ def crps_ensemble(members, truth, *, fair: bool = True) -> np.ndarray:
     return skill - pairwise_abs_sum(members).astype(np.float64) / norm
 
 
-class CRPS(StreamingScore):
+class CRPS(EnsembleScore):
     """Streaming ensemble CRPS after s×s max pooling (pool 1 = none), overall and per lead time.
 
     compute() → {"crps": fair value, "crps_standard": M²-normalised value, "mae": E|X−y| term,
@@ -71,27 +70,21 @@ class CRPS(StreamingScore):
     """
 
     name = "crps"
+    pool: int
 
     def __init__(self, pool: int = 1) -> None:
-        super().__init__()
-        self.pool = check_pool(pool)
+        super().__init__(pool=check_pool(pool))
 
-    def settings(self) -> dict:
-        return {"pool": self.pool}
-
-    def accumulate(self, forecast, truth) -> None:
-        forecast, truth = check_pair(forecast, truth)
+    def accumulate_checked(self, forecast: np.ndarray, truth: np.ndarray) -> None:
+        """Max-pool validated arrays with this score's pool size, then accumulate them."""
         self.accumulate_pooled(max_pool(forecast, self.pool), max_pool(truth, self.pool))
 
     def accumulate_pooled(self, forecast: np.ndarray, truth: np.ndarray) -> None:
         """Accumulate validated float32 arrays that are already pooled (the Scorer shares the pooling)."""
         b, m, t = forecast.shape[:3]
         self._allocate({"sum_abs_error": (t,), "sum_pair_abs": (t,)})
-        self._allocate({"count": (t,), "members": ()}, np.int64)
-        if self._state["members"] == 0:
-            self._state["members"][...] = m
-        elif self._state["members"] != m:
-            raise InputError(f"crps: this batch has {m} members, earlier batches had {int(self._state['members'])}")
+        self._allocate({"count": (t,)}, np.int64)
+        self._check_members(m)
         axes = (0, 2, 3)  # of (B, T, H, W)
         abs_error = np.abs(forecast - truth[:, None]).sum(axis=1, dtype=np.float32) / np.float32(m)
         self._state["sum_abs_error"] += abs_error.sum(axis=axes, dtype=np.float64)

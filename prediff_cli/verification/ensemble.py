@@ -27,8 +27,29 @@ from .inputs import check_pair
 from .streaming import StreamingScore, ratio, to_json
 
 
-class _FixedMembers(StreamingScore):
-    """Score whose state depends on the ensemble size, which must stay the same across batches."""
+class EnsembleScore(StreamingScore):
+    """Streaming score of an ensemble forecast. `accumulate` validates the pair with `check_pair` and hands it to
+    `accumulate_checked`, which subclasses implement; the ensemble size M is kept in the state ("members") and
+    must stay the same across batches (`_check_members`).
+
+    Constructor settings are passed to `__init__` by keyword (already checked); each is kept as an attribute of
+    the same name and together they make up `settings()`."""
+
+    def __init__(self, **settings) -> None:
+        super().__init__()
+        for key, value in settings.items():
+            setattr(self, key, value)
+        self._setting_names = tuple(settings)
+
+    def settings(self) -> dict:
+        return {key: getattr(self, key) for key in self._setting_names}
+
+    def accumulate(self, forecast, truth) -> None:
+        self.accumulate_checked(*check_pair(forecast, truth))
+
+    def accumulate_checked(self, forecast: np.ndarray, truth: np.ndarray) -> None:
+        """Accumulate arrays already validated by `check_pair` (float32 (B, M, T, H, W) and (B, T, H, W))."""
+        raise NotImplementedError
 
     def _check_members(self, m: int) -> None:
         self._allocate({"members": ()}, np.int64)
@@ -39,7 +60,7 @@ class _FixedMembers(StreamingScore):
                              f"{int(self._state['members'])}")
 
 
-class SpreadSkill(_FixedMembers):
+class SpreadSkill(EnsembleScore):
     """Streaming spread–skill ratio, overall and per lead time.
 
     compute() → {"spread": v, "rmse": v, "ratio": v, "members": M,
@@ -48,9 +69,8 @@ class SpreadSkill(_FixedMembers):
 
     name = "spread_skill"
 
-    def accumulate(self, forecast, truth) -> None:
-        forecast, truth = check_pair(forecast, truth)
-        self.accumulate_checked(forecast, truth)
+    def __init__(self) -> None:  # no settings: options are refused (TypeError) rather than kept
+        super().__init__()
 
     def accumulate_checked(self, forecast: np.ndarray, truth: np.ndarray, mean: np.ndarray = None) -> None:
         """`mean` (B, 1, T, H, W): the member mean if the caller already has it."""
@@ -102,24 +122,17 @@ def observation_ranks(forecast: np.ndarray, truth: np.ndarray, uniform: np.ndarr
     return below + (uniform * (ties + 1)).astype(np.int64)
 
 
-class RankHistogram(_FixedMembers):
+class RankHistogram(EnsembleScore):
     """Streaming rank histogram with seeded random tie-breaking, overall and per lead time.
 
     compute() → {"rank_histogram": [M + 1 counts], "members": M, "per_lead_time": {"rank_histogram": [T][M + 1]}}.
     """
 
     name = "rank_histogram"
+    seed: int
 
     def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        self.seed = int(seed)
-
-    def settings(self) -> dict:
-        return {"seed": self.seed}
-
-    def accumulate(self, forecast, truth) -> None:
-        forecast, truth = check_pair(forecast, truth)
-        self.accumulate_checked(forecast, truth)
+        super().__init__(seed=int(seed))
 
     def accumulate_checked(self, forecast: np.ndarray, truth: np.ndarray) -> None:
         b, m, t = forecast.shape[:3]

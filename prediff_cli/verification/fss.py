@@ -28,7 +28,9 @@ from .categorical import DEFAULT_THRESHOLDS, check_thresholds, plain_thresholds,
 from .inputs import check_pair, to_digital
 from .streaming import StreamingScore, ratio, to_json
 
-DEFAULT_SCALES = (1, 5, 17, 33)
+# The canonical default is `ScoreConfig.fss_scales` (prediff_cli/config/schema.py); verification does not import
+# the config, so the same numbers stand here. Change both together.
+DEFAULT_SCALES = (1, 4, 16)
 MAX_SCALE = 181  # s² must fit in int16 for the exact integer arithmetic
 
 
@@ -102,7 +104,7 @@ def fss_sums(forecast255: np.ndarray, truth255: np.ndarray, threshold: float,
 class FSS(StreamingScore):
     """Streaming FSS for every (threshold, scale), overall and per lead time.
 
-    compute() → {"fss": {"16": {"1": v, "5": v, ...}, ...}, "per_lead_time": {"fss": {"16": {"1": [T], ...}}}}.
+    compute() → {"fss": {"16": {"1": v, "4": v, ...}, ...}, "per_lead_time": {"fss": {"16": {"1": [T], ...}}}}.
     """
 
     name = "fss"

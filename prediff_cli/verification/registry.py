@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-from prediff_cli.errors import ConfigError
+from prediff_cli.lookup import build_by_name
 
 from .categorical import Contingency
 from .continuous import ContinuousErrors
@@ -42,10 +42,4 @@ def metric_names() -> tuple:
 
 def get_metric(name: str, **options) -> StreamingScore:
     """A new streaming score for `name`; ConfigError listing the valid names if unknown."""
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(METRICS)}")
-    try:
-        return METRICS[key](**options)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for metric {name!r}: {exc}") from None
+    return build_by_name(METRICS, name, "metric", "metrics", **options)
