@@ -36,24 +36,14 @@ def load_config(source: str = "tiny", overrides: Sequence[str] = (),
     raw, name = _read_source(source, seen=())
     raw = dict(raw)
     raw.setdefault("preset", name)
-    for item in overrides:
-        key, value = _parse_override(item)
-        _set_dotted(raw, key, value)
-    for key, value in (values or {}).items():
-        _set_dotted(raw, key, value)
-    return config_from_dict(raw)
+    return _overridden(raw, overrides, values)
 
 
 def override_config(config: Config, overrides: Sequence[str] = (),
                     values: Optional[Mapping[str, Any]] = None) -> Config:
     """`config` with `section.key=value` text overrides and dotted-key `values` applied, re-validated."""
     raw = to_plain(config)
-    for item in overrides:
-        key, value = _parse_override(item)
-        _set_dotted(raw, key, value)
-    for key, value in (values or {}).items():
-        _set_dotted(raw, key, value)
-    return config_from_dict(raw)
+    return _overridden(raw, overrides, values)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
@@ -73,6 +63,17 @@ def write_resolved_config(config: Config, directory: Path, name: str = "config.y
 
 
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def _overridden(raw: dict, overrides: Sequence[str], values: Optional[Mapping[str, Any]]) -> Config:
+    """Apply the `section.key=value` text overrides, then the dotted-key `values`, to `raw` (in place) and
+    validate the result into a `Config`."""
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value)
+    for key, value in (values or {}).items():
+        _set_dotted(raw, key, value)
+    return config_from_dict(raw)
 
 
 def _read_source(source: str, seen: tuple) -> tuple:
@@ -213,27 +214,12 @@ def _coerce(value: Any, tp, key: str):
         if isinstance(value, bool):
             return value
         raise bad()
-    if tp is int:
-        if isinstance(value, bool):
+    if tp in (int, float):  # numbers and numeric text (PyYAML reads 1e-4, with no dot, as a string)
+        if isinstance(value, bool) or (tp is int and isinstance(value, float) and not value.is_integer()):
             raise bad()
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
+        if isinstance(value, (int, float, str)):
             try:
-                return int(value)
-            except ValueError:
-                pass
-        raise bad()
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:  # PyYAML reads 1e-4 (no dot) as a string
-                return float(value)
+                return tp(value)
             except ValueError:
                 pass
         raise bad()
