@@ -8,6 +8,8 @@ gamma = 1, beta = 0.
 """
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 from mindspore import Tensor, nn, ops
 
 from ..kernels import GroupNorm
@@ -88,40 +90,47 @@ class Upsample2D(nn.Cell):
         return self.conv(ops.interpolate(x, size=(2 * h, 2 * w), mode="nearest"))
 
 
-class DownEncoderBlock2D(nn.Cell):
-    """`num_layers` ResnetBlock2D (first one C_in → C_out), then an optional Downsample2D."""
+class _ResnetStage(nn.Cell):
+    """Common part of DownEncoderBlock2D and UpDecoderBlock2D: `num_layers` ResnetBlock2D under `resnets` (first
+    one C_in → C_out), then an optional resampler (`resampler(C_out)`, e.g. Downsample2D). The resampler is kept
+    as a one-cell CellList, or None, under the subclass's `resampler_attr` — the official name (`downsamplers` /
+    `upsamplers`) — so the parameter names stay those of the official state_dict."""
+
+    resampler_attr = ""
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, groups: int,
+                 resampler: Optional[Callable[[int], nn.Cell]]):
+        super().__init__()
+        self.resnets = nn.CellList([ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups)
+                                    for i in range(num_layers)])
+        setattr(self, self.resampler_attr, None if resampler is None else nn.CellList([resampler(out_channels)]))
+
+    def construct(self, x: Tensor) -> Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        resamplers = getattr(self, self.resampler_attr)  # a constant name, so ms.jit resolves it
+        if resamplers is not None:
+            for resampler in resamplers:
+                x = resampler(x)
+        return x
+
+
+class DownEncoderBlock2D(_ResnetStage):
+    """`num_layers` ResnetBlock2D (first one C_in → C_out), then an optional Downsample2D (`downsamplers.0`)."""
+
+    resampler_attr = "downsamplers"
 
     def __init__(self, in_channels: int, out_channels: int, num_layers: int, groups: int, add_downsample: bool):
-        super().__init__()
-        self.resnets = nn.CellList([ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups)
-                                    for i in range(num_layers)])
-        self.downsamplers = nn.CellList([Downsample2D(out_channels)]) if add_downsample else None
-
-    def construct(self, x: Tensor) -> Tensor:
-        for resnet in self.resnets:
-            x = resnet(x)
-        if self.downsamplers is not None:
-            for downsampler in self.downsamplers:
-                x = downsampler(x)
-        return x
+        super().__init__(in_channels, out_channels, num_layers, groups, Downsample2D if add_downsample else None)
 
 
-class UpDecoderBlock2D(nn.Cell):
-    """`num_layers` ResnetBlock2D (first one C_in → C_out), then an optional Upsample2D."""
+class UpDecoderBlock2D(_ResnetStage):
+    """`num_layers` ResnetBlock2D (first one C_in → C_out), then an optional Upsample2D (`upsamplers.0`)."""
+
+    resampler_attr = "upsamplers"
 
     def __init__(self, in_channels: int, out_channels: int, num_layers: int, groups: int, add_upsample: bool):
-        super().__init__()
-        self.resnets = nn.CellList([ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups)
-                                    for i in range(num_layers)])
-        self.upsamplers = nn.CellList([Upsample2D(out_channels)]) if add_upsample else None
-
-    def construct(self, x: Tensor) -> Tensor:
-        for resnet in self.resnets:
-            x = resnet(x)
-        if self.upsamplers is not None:
-            for upsampler in self.upsamplers:
-                x = upsampler(x)
-        return x
+        super().__init__(in_channels, out_channels, num_layers, groups, Upsample2D if add_upsample else None)
 
 
 class UNetMidBlock2D(nn.Cell):
