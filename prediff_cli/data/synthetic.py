@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from prediff_cli.errors import DownloadError
+from prediff_cli.io.atomic import atomic_path, fsync_dir, fsync_file
 from prediff_cli.io.grid import SEVIR_PROJ, box_around
 
 SIZE = 128
@@ -184,9 +185,17 @@ def write_synthetic_dataset(dest, events: int = 48, seed: int = 0,
             writer.writeheader()
             for row in sorted(rows + extra, key=lambda r: (r["id"], r["img_type"], str(r["pct_missing"]))):
                 writer.writerow(row)
+        # flush the staged tree (files and folders) before renaming it into place, then the rename itself
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                fsync_file(path)
+            else:
+                fsync_dir(path)
+        fsync_dir(staging)
         if dest.exists():
             dest.rmdir()
         os.replace(staging, dest)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -197,20 +206,13 @@ def write_radar_file(path, events: int = 3, seed: int = 0) -> Path:
     """A small forecast-input file: `vil` uint8 (events, 128, 128, 25) in SEVIR layout plus `time_utc` (frame 0 of
     each event, ISO UTC), written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        vil = np.stack([storm_event(np.random.default_rng([seed, 10_000 + i])) for i in range(events)])
-        first = dt.datetime(2019, 7, 1, 18, 0)
-        times = [(first + dt.timedelta(hours=6 * i)).strftime("%Y-%m-%dT%H:%M:%S") for i in range(events)]
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("vil", data=vil, track_times=False, compression="gzip", compression_opts=4)
-            # UTC of each event's frame 0, so forecasts from this file carry real timestamps
-            h5.create_dataset("time_utc", data=np.array([t.encode() for t in times]), track_times=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    vil = np.stack([storm_event(np.random.default_rng([seed, 10_000 + i])) for i in range(events)])
+    first = dt.datetime(2019, 7, 1, 18, 0)
+    times = [(first + dt.timedelta(hours=6 * i)).strftime("%Y-%m-%dT%H:%M:%S") for i in range(events)]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("vil", data=vil, track_times=False, compression="gzip", compression_opts=4)
+        # UTC of each event's frame 0, so forecasts from this file carry real timestamps
+        h5.create_dataset("time_utc", data=np.array([t.encode() for t in times]), track_times=False)
     return path
 
 
