@@ -21,17 +21,20 @@ def build_forecaster(preset: str, solver: str, aligned: bool):
     """Random-weight networks of `preset` behind prediff's Forecaster (the path `prediff sample` runs)."""
     import models
     from prediff_cli.config import load_config
-    from prediff_cli.pipelines.forecast import Forecaster, Networks
+    from prediff_cli.config import SampleConfig
+    from prediff_cli.pipelines.forecast import Forecaster
+    from prediff_cli.pipelines.model import Model
 
     cfg = load_config(preset)
     build = {name: (lambda name=name: models.build(name, cfg.model_kwargs(name))) for name in ("vae", "unet", "align")}
-    nets = Networks(vae=build["vae"](), unet=build["unet"](), align=build["align"]() if aligned else None, config=cfg)
+    nets = Model.from_networks(cfg, build["vae"](), build["unet"](), build["align"]() if aligned else None)
     for net in (nets.vae, nets.unet, nets.align):
         if net is not None:
             net.set_train(False)
     name, steps = solver.split("-")
-    return Forecaster(nets, sampler=name, steps=int(steps), eta=0.0, aligned=aligned, guide_scale=50.0,
-                      couple_members=False), cfg
+    settings = SampleConfig(sampler=name, steps=int(steps), eta=0.0, align="avg_x" if aligned else "none",
+                            guide_scale=50.0)
+    return Forecaster(nets, settings), cfg
 
 
 def timed_forecast(forecaster, cfg, members: int, max_steps: int, seed: int = 0) -> dict:

@@ -121,7 +121,7 @@ def _vae(value: float) -> Checkpoint:
 
 
 def test_vae_pairing_is_checked_by_weights():
-    from prediff_cli.pipelines.forecast import check_vae_pairing
+    from prediff_cli.pipelines.model import check_vae_pairing
 
     trained_on = _vae(1.0)
     record = {"path": "runs/vae/last.ckpt", "sha256": "f" * 64, "weights_sha256": weights_sha256(trained_on.model)}

@@ -77,24 +77,26 @@ def test_guidance_raises_and_lowers_the_forecast(tiny_runs, synthetic_root, rada
     from prediff_cli.config import load_config
     from prediff_cli.data import open_dataset
     from prediff_cli.data.radar_input import read_radar_input
-    from prediff_cli.pipelines.forecast import Checkpoints, Forecaster, load_networks
+    from prediff_cli.config import SampleConfig
+    from prediff_cli.pipelines.forecast import Forecaster
     from prediff_cli.pipelines.latents import jit_encoder, split_moments
+    from prediff_cli.pipelines.model import Model, load_model
 
     runs = {k: v[0] / "last.ckpt" for k, v in tiny_runs.items()}
-    nets = load_networks(Checkpoints(runs["vae"], runs["unet"], runs["align"]), need_align=False)
+    nets = load_model(vae=runs["vae"], unet=runs["unet"], align=runs["align"])
     train = open_dataset(load_config("tiny", values={"data.root": str(synthetic_root)}).data).split("train")
     frames = np.stack([train[i] for i in range(0, len(train), 3)])
     latents = split_moments(jit_encoder(nets.vae)(Tensor(frames)))[0].asnumpy()
     features = latents.mean(axis=(2, 3)).reshape(-1, latents.shape[-1])
     coef, *_ = np.linalg.lstsq(features, frames.mean(axis=(2, 3, 4)).reshape(-1) - features.mean(), rcond=None)
-    nets.align = IntensityProbe(coef)
+    nets = Model.from_networks(nets.config, nets.vae, nets.unet, IntensityProbe(coef))
     context = read_radar_input(radar_file).context
 
     def mean_vil(y_hat, scale=100.0):
-        forecaster = Forecaster(nets, sampler="ddim", steps=6, eta=0.0, aligned=y_hat is not None, guide_scale=scale,
-                                couple_members=False)
+        settings = SampleConfig(samples=2, sampler="ddim", steps=6, eta=0.0, guide_scale=scale,
+                                align="none" if y_hat is None else "avg_x")
         y = None if y_hat is None else np.array([y_hat])
-        return forecaster.run(context[None], 2, y, np.random.default_rng(3)).mean() * 255
+        return Forecaster(nets, settings).run(context[None], y, [3]).mean() * 255
 
     none, low, high = mean_vil(None), mean_vil(0.0), mean_vil(1.0)
     assert low < none < high
@@ -220,13 +222,19 @@ def test_bundled_demo_model_forecasts_the_example_file(tmp_path, repo_root):
 @pytest.mark.parametrize("sampler,steps,expected", [("dpmpp", None, 20), ("dpmpp", 7, 7), ("ddim", None, 50),
                                                     ("ddpm", None, 1000)])
 def test_choosing_a_sampler_brings_its_default_step_count(sampler, steps, expected):
+    from prediff_cli.cli.options import sample_values
     from prediff_cli.config import load_config, override_config
-    from prediff_cli.pipelines.sample_run import SampleOptions, _sample_settings
+    from prediff_cli.config.forecast_settings import forecast_config
 
     base = override_config(load_config("tiny"), ["sample.sampler=ddim", "sample.steps=33"])
-    resolved = _sample_settings(SampleOptions(input=Path("x.h5"), sampler=sampler, steps=steps), base)
+    resolved = forecast_config(base, None, [], sample_values(sampler=sampler, steps=steps))
     assert resolved.sample.sampler == sampler
     assert resolved.sample.steps == (33 if sampler == "ddim" else expected)  # the config's own sampler keeps its steps
+    via_set = forecast_config(base, None, [f"sample.sampler={sampler}"])
+    assert via_set.sample.steps == (33 if sampler == "ddim" else DEFAULTS[sampler])
+
+
+DEFAULTS = {"dpmpp": 20, "ddim": 50, "ddpm": 1000}
 
 
 def test_sample_refuses_to_replace_a_forecast_unless_asked(tmp_path, radar_file, ckpts, plain):

@@ -100,11 +100,13 @@ def test_mode_choice_errors(tmp_path, forecast_nc):
 
 
 def test_split_evaluation_resumes_to_the_same_scores(tmp_path, synthetic_root, tiny_runs, ckpts):
-    from prediff_cli.pipelines.score_run import ScoreOptions, run_score
+    from prediff_cli.pipelines.model import Checkpoints
+    from prediff_cli.pipelines.score_run import run_score
 
-    cfg = load_config("tiny", ["score.batch_size=2"], {"data.root": str(synthetic_root)})
-    base = dict(split="test", limit=4, samples=2, steps=3, vae=ckpts["vae"], unet=ckpts["unet"])
-    full, _ = run_score(cfg, ScoreOptions(out=tmp_path / "full", **base))
+    base = dict(split="test", limit=4, checkpoints=Checkpoints(ckpts["vae"], ckpts["unet"]),
+                sets=["score.batch_size=2", "sample.samples=2", "sample.steps=3"],
+                values={"data.root": str(synthetic_root)})
+    full, _, _ = run_score(tmp_path / "full", **base)
     assert full["n_cases"] == 4 and not (tmp_path / "full" / ".evaluation").exists()
 
     class Stop(Exception):
@@ -115,10 +117,71 @@ def test_split_evaluation_resumes_to_the_same_scores(tmp_path, synthetic_root, t
             raise Stop
 
     with pytest.raises(Stop):
-        run_score(cfg, ScoreOptions(out=tmp_path / "part", **base), stop_after_first_batch)
+        run_score(tmp_path / "part", progress=stop_after_first_batch, **base)
     assert json.loads((tmp_path / "part" / ".evaluation" / "progress.json").read_text())["done"] == 2
     with pytest.raises(Exception, match="--resume"):
-        run_score(cfg, ScoreOptions(out=tmp_path / "part", **base))
-    resumed, _ = run_score(cfg, ScoreOptions(out=tmp_path / "part", resume=True, **base))
+        run_score(tmp_path / "part", **base)
+    resumed, _, _ = run_score(tmp_path / "part", resume=True, **base)
     assert resumed["csi"] == full["csi"] and resumed["crps"] == full["crps"]
     assert resumed["baselines"]["optical_flow"]["mse"] == full["baselines"]["optical_flow"]["mse"]
+
+
+SETTINGS = ["sample.samples=3", "sample.sampler=dpmpp", "sample.steps=3", "sample.eta=1", "sample.member_batch=2",
+            "sample.align=avg_x", "sample.align_factor=1.5", "sample.guide_scale=30", "score.batch_size=2"]
+
+
+def test_split_evaluation_forecasts_each_case_as_sample_does(tmp_path, synthetic_root, ckpts, monkeypatch):
+    """Case i of `score --split` gets exactly the members of `prediff sample --seed (seed + i)` on that case, with
+    every sampling setting honoured (sampler, steps, eta, alignment, guide scale, member batch)."""
+    import h5py
+
+    from prediff_cli.config import load_config
+    from prediff_cli.data import open_dataset
+    from prediff_cli.pipelines import forecast as F
+    from prediff_cli.pipelines.model import Checkpoints
+    from prediff_cli.pipelines.score_run import run_score
+
+    captured = []
+    original = F.Forecaster.run
+
+    def capture(self, contexts, y_hat, seeds, progress=None):
+        members = original(self, contexts, y_hat, seeds, progress)
+        captured.append(members)
+        return members
+
+    monkeypatch.setattr(F.Forecaster, "run", capture)
+    models = Checkpoints(ckpts["vae"], ckpts["unet"], ckpts["align"])
+    run_score(tmp_path / "scores", split="test", limit=3, checkpoints=models, sets=SETTINGS,
+              values={"data.root": str(synthetic_root), "seed": 40})
+    scored = np.concatenate(captured)  # (3, 3, 6, H, W): batches of 2 and 1 cases
+    assert scored.shape[:2] == (3, 3)
+    seqs = open_dataset(load_config("tiny", values={"data.root": str(synthetic_root)}).data).split("test")
+    for case in (0, 2):
+        radar = tmp_path / f"case{case}.h5"
+        with h5py.File(radar, "w") as h5:
+            h5["vil"] = seqs[case][..., 0]
+            h5["time_utc"] = np.array([b"2019-07-01T18:00:00"])
+        captured.clear()
+        result = CliRunner().invoke(app, ["sample", "--input", str(radar), "--out", str(tmp_path / f"fc{case}"),
+                                          "--vae", str(ckpts["vae"]), "--unet", str(ckpts["unet"]), "--align-net",
+                                          str(ckpts["align"]), "--seed", str(40 + case),
+                                          *[x for item in SETTINGS for x in ("--set", item)]])
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(captured[0][0], scored[case])
+    assert not np.allclose(scored[0], scored[1])  # cases do get their own noise
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("sample.member_batch=-1", "'sample.member_batch': -1 is not valid; expected an integer >= 0"),
+    ("sample.align_target=300", "'sample.align_target': 300.0 is not valid"),
+])
+def test_invalid_settings_fail_identically_in_sample_and_score(tmp_path, radar_file, synthetic_root, ckpts, bad,
+                                                               message):
+    models = ["--vae", str(ckpts["vae"]), "--unet", str(ckpts["unet"])]
+    sample = CliRunner().invoke(app, ["sample", "--input", str(radar_file), "--out", str(tmp_path / "a"), *models,
+                                      "--set", bad])
+    score = CliRunner().invoke(app, ["score", "--data", str(synthetic_root), "--split", "test", "--out",
+                                     str(tmp_path / "b"), *models, "--set", bad])
+    assert sample.exit_code == score.exit_code == 2
+    assert message in sample.output and sample.output.strip() == score.output.strip()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

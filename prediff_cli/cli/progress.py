@@ -50,24 +50,39 @@ class TrainingDisplay:
 
 
 class StepsDisplay:
-    """A simple bar for sampling and evaluation loops (`advance()` per unit of work)."""
+    """A bar for sampling and evaluation loops, shown once the amount of work is known:
 
-    def __init__(self, title: str, total: int, unit: str = "steps"):
+        with StepsDisplay("denoising") as display:
+            run(progress_factory=display.start)    # start(total) returns advance()
+        with StepsDisplay("scoring", unit="sequences") as display:
+            run(progress=display.update)           # update(done, total)
+    """
+
+    def __init__(self, title: str, unit: str = "steps"):
+        self.title = title
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn(unit), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                  console=console, transient=False)
-        self.task_id = self.progress.add_task(title, total=total)
+        self.task_id: Optional[int] = None
 
-    def __enter__(self):
-        self.progress.start()
+    def __enter__(self) -> "StepsDisplay":
         return self
 
-    def __exit__(self, *exc):
-        self.progress.stop()
+    def __exit__(self, *exc) -> bool:
+        if self.task_id is not None:
+            self.progress.stop()
         return False
+
+    def start(self, total: int):
+        """Show the bar with `total` units of work; returns the callable that advances it by one unit."""
+        if self.task_id is None:
+            self.progress.start()
+            self.task_id = self.progress.add_task(self.title, total=total)
+        return self.advance
 
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self.task_id, n)
 
-    def set_total(self, total: int) -> None:
-        self.progress.update(self.task_id, total=total)
+    def update(self, done: int, total: int) -> None:
+        self.start(total)
+        self.progress.update(self.task_id, completed=done, total=total)

@@ -8,9 +8,12 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import ConfigOpt, DataOpt, Device, DeviceOpt, SeedOpt, SetOpt
+from prediff_cli.cli.options import (AlignFactorOpt, AlignNetCkptOpt, AlignOpt, AlignOracleOpt, AlignTargetOpt,
+                                     AllowMismatchOpt, CoupleOpt, DataOpt, Device, DeviceOpt, EtaOpt,
+                                     ForecastConfigOpt, GuideScaleOpt, ModelOpt, OverwriteOpt, SamplerOpt, SamplesOpt,
+                                     SeedOpt, SetOpt, SolverStepsOpt, UnetCkptOpt, VaeCkptOpt, sample_values)
+from prediff_cli.cli.progress import StepsDisplay
 from prediff_cli.cli.reporting import console, echo, guarded
-from prediff_cli.errors import InputError
 
 
 def _fmt(value) -> str:
@@ -49,66 +52,58 @@ def register(app: typer.Typer) -> None:
         forecast: Annotated[Optional[Path], typer.Option(
             "--forecast", help="Mode 1: a forecast NetCDF written by `prediff sample`.")] = None,
         truth: Annotated[Optional[Path], typer.Option(
-            "--truth", help="Mode 1: the radar file holding the truth (frames start+7 … start+12).")] = None,
-        event: Annotated[int, typer.Option("--event", min=0)] = 0,
-        start: Annotated[int, typer.Option("--start", min=0)] = 0,
+            "--truth", help="Mode 1: the radar file holding the truth (the frames after the forecast's context).")
+        ] = None,
+        event: Annotated[int, typer.Option("--event", min=0, help="Mode 1: event of the truth file.")] = 0,
+        start: Annotated[int, typer.Option("--start", min=0, help="Mode 1: first context frame in the truth file.")
+                         ] = 0,
         split: Annotated[Optional[str], typer.Option("--split", help="Mode 2: test or val of --data.")] = None,
-        limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Score at most N sequences.")] = None,
-        samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Ensemble members (mode 2).")] = 8,
-        sampler: Annotated[str, typer.Option("--sampler", help="ddim, dpmpp or ddpm (mode 2).")] = "ddim",
-        steps: Annotated[Optional[int], typer.Option(
-            "--steps", min=1, help="Solver steps (mode 2; default ddim 50, dpmpp 20).")] = None,
-        eta: Annotated[float, typer.Option(
-            "--eta", min=0.0, max=1.0, help="Solver noise for ddim/dpmpp (mode 2): 0 ODE, 1 SDE.")] = 0.0,
-        align: Annotated[str, typer.Option("--align", help="none or avg_x (mode 2).")] = "none",
-        align_target: Annotated[Optional[float], typer.Option("--align-target")] = None,
-        align_factor: Annotated[Optional[float], typer.Option("--align-factor")] = None,
-        align_oracle: Annotated[Optional[float], typer.Option(
-            "--align-oracle", help="EVALUATION: factor × the true future mean (the paper used 2).")] = None,
-        guide_scale: Annotated[float, typer.Option("--guide-scale")] = 50.0,
-        vae: Annotated[Optional[Path], typer.Option("--vae")] = None,
-        unet: Annotated[Optional[Path], typer.Option("--unet")] = None,
-        align_net: Annotated[Optional[Path], typer.Option("--align-net")] = None,
+        limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Mode 2: score at most N sequences.")
+                         ] = None,
+        model: ModelOpt = "demo",
+        samples: SamplesOpt = None,
+        sampler: SamplerOpt = None,
+        steps: SolverStepsOpt = None,
+        eta: EtaOpt = None,
+        align: AlignOpt = None,
+        align_target: AlignTargetOpt = None,
+        align_factor: AlignFactorOpt = None,
+        align_oracle: AlignOracleOpt = None,
+        guide_scale: GuideScaleOpt = None,
+        couple_members: CoupleOpt = None,
+        vae: VaeCkptOpt = None,
+        unet: UnetCkptOpt = None,
+        align_net: AlignNetCkptOpt = None,
+        allow_mismatch: AllowMismatchOpt = False,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted evaluation in --out.")] = False,
-        overwrite: Annotated[bool, typer.Option(
-            "--overwrite", help="Replace scores already in --out (default: refuse).")] = False,
-        allow_mismatch: Annotated[bool, typer.Option(
-            "--allow-mismatch", help="Score even when the UNet or alignment network was trained on another VAE.")
-        ] = False,
-        config: ConfigOpt = "tiny",
+        overwrite: OverwriteOpt = False,
+        config: ForecastConfigOpt = None,
         sets: SetOpt = None,
         data: DataOpt = None,
         device: DeviceOpt = Device.auto,
         seed: SeedOpt = None,
     ):
         """Score forecasts (CSI/POD/SUCR/bias, pooled CSI, MSE/MAE/SSIM, CRPS, FSS, spread-skill, rank histogram)
-        against persistence and optical-flow extrapolation."""
-        from prediff_cli.cli.options import resolve_config
-        from prediff_cli.pipelines.score_run import ScoreOptions, run_score
+        against persistence and optical-flow extrapolation. Mode 2 forecasts each case as `prediff sample` would
+        with the same settings (case i with seed + i)."""
+        from prediff_cli.pipelines.model import Checkpoints
+        from prediff_cli.pipelines.score_run import run_score
 
-        if (forecast is None) == (split is None):
-            raise InputError("choose one mode: --forecast F.nc --truth T.h5, or --data DIR --split test|val")
-        if forecast is not None and truth is None:
-            raise InputError("--forecast needs --truth (the radar file whose later frames are the truth)")
-        cfg = resolve_config(config, sets, data, device, seed)
-        options = ScoreOptions(out=out, forecast=forecast, truth=truth, event=event, start=start, split=split,
-                               limit=limit, samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
+        values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                                align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
-                               guide_scale=guide_scale, vae=vae, unet=unet, align_net=align_net, resume=resume,
-                               overwrite=overwrite, allow_mismatch=allow_mismatch)
-        display = {}
-
-        def progress(done: int, total: int) -> None:
-            from prediff_cli.cli.progress import StepsDisplay
-
-            if "bar" not in display:
-                display["bar"] = StepsDisplay("scoring", total, unit="sequences").__enter__()
-            display["bar"].progress.update(display["bar"].task_id, completed=done)
-
-        try:
-            scores, paths = run_score(cfg, options, progress)
-        finally:
-            if "bar" in display:
-                display["bar"].__exit__(None, None, None)
+                               guide_scale=guide_scale, couple_members=couple_members)
+        values["device"] = device.value
+        if seed is not None:
+            values["seed"] = seed
+        if data is not None:
+            values["data.root"] = str(data)
+        elif config is None and not any(item.split("=", 1)[0].strip() == "data.root" for item in sets or []):
+            values["data.root"] = None  # the model's training data path is not this evaluation's data
+        with StepsDisplay("scoring", unit="sequences") as display:
+            scores, paths, _ = run_score(out, forecast=forecast, truth=truth, event=event, start=start, split=split,
+                                         limit=limit, model=model, config=config, sets=list(sets or []),
+                                         values=values, checkpoints=Checkpoints(vae, unet, align_net),
+                                         allow_mismatch=allow_mismatch, resume=resume, overwrite=overwrite,
+                                         progress=display.update)
         console.print(render_table(scores))
         echo(f"wrote {', '.join(str(p) for p in paths)}")

@@ -273,5 +273,8 @@ def _validate(obj, prefix: str) -> None:
         except ValueError:
             fail("train_test_split_date", f"{obj.train_test_split_date!r} is not a date like 2019-06-01")
     if isinstance(obj, SampleConfig):
-        if obj.align_target is not None and obj.align_factor is not None:
-            fail("align_target", "give either align_target or align_factor, not both")
+        given = [k for k in ("align_target", "align_factor", "align_oracle") if getattr(obj, k) is not None]
+        if len(given) > 1:
+            fail(given[1], f"give at most one of align_target, align_factor, align_oracle (got {', '.join(given)})")
+        if given and obj.align == "none":
+            fail(given[0], "is set but align is 'none'; set align to avg_x (or drop the value)")

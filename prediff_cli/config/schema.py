@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+import typing
 from typing import Literal, Optional, Tuple
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -213,7 +214,13 @@ def _align_train_default() -> TrainConfig:
 # forecasting and scoring
 
 
-# solver steps used when a sampler is chosen on the command line without --steps (ddpm always runs every timestep)
+# the one list of sampler and alignment names: the config types, the CLI choices and the sampler code use these
+SamplerName = Literal["ddim", "ddpm", "dpmpp"]
+AlignMode = Literal["none", "avg_x"]
+SAMPLERS: Tuple[str, ...] = typing.get_args(SamplerName)
+ALIGN_MODES: Tuple[str, ...] = typing.get_args(AlignMode)
+
+# solver steps taken when a config's sampler is changed without also setting the steps (ddpm runs every timestep)
 DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000}
 
 
@@ -222,12 +229,13 @@ class SampleConfig:
     """Ensemble forecasting (`prediff sample`)."""
 
     samples: int = 8  # ensemble members, denoised as one batch
-    sampler: Literal["ddim", "ddpm", "dpmpp"] = "ddim"
+    sampler: SamplerName = "ddim"
     steps: int = 50  # solver steps (ddpm always uses every timestep)
     eta: float = 0.0  # DDIM / DPM-Solver++ noise: 0 deterministic (ODE), 1 stochastic (DDPM-like / SDE)
-    align: Literal["none", "avg_x"] = "none"
+    align: AlignMode = "none"
     align_target: Optional[float] = None  # anticipated mean VIL of the target frames, digital 0-255
     align_factor: Optional[float] = None  # or: anticipated mean = factor x mean of the last context frame
+    align_oracle: Optional[float] = None  # or (evaluation only): factor x the true future mean (the paper used 2)
     guide_scale: float = 50.0
     couple_members: bool = False  # official behaviour: one 2-norm over all members couples their guidance
     member_batch: int = 0  # members per UNet call (0 = all at once)
@@ -344,7 +352,7 @@ LIMITS = {
                   "ema_decay": Range(0.0, 1.0, hi_open=True), "kl_weight": Range(0.0), "disc_start": NON_NEGATIVE,
                   "disc_weight": Range(0.0)},
     SampleConfig: {"samples": Range(1, 4096), "steps": POSITIVE_INT, "eta": FRACTION, "align_target": DIGITAL_VIL,
-                   "align_factor": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
+                   "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
                    "gif_members": NON_NEGATIVE},
     ScoreConfig: {"thresholds": DIGITAL_VIL, "eps": POSITIVE, "pools": POSITIVE_INT, "fss_scales": POSITIVE_INT,
                   "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT},

@@ -2,13 +2,13 @@
 
 Both modes stream the same cases through one `Scorer` for the model and one per baseline (persistence, optical
 flow), so every number in scores.json is computed on identical cases. The whole-split mode works in batches of
-`score.batch_size` sequences × N members, draws each batch's noise from (seed, batch index) and saves the scorer
-states after every batch, so an interrupted evaluation resumes where it stopped and gives the same scores.
+`score.batch_size` sequences × N members, samples each case exactly as `prediff sample` would with the same config
+(case i with seed `seed + i`) and saves the scorer states after every batch, so an interrupted evaluation resumes
+where it stopped and gives the same scores.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -18,6 +18,8 @@ from prediff_cli import __version__
 from prediff_cli.config import Config, ScoreConfig, to_plain, write_resolved_config
 from prediff_cli.errors import InputError
 from prediff_cli.io.atomic import atomic_write_text
+
+from .forecast import AlignmentRequest
 
 LEAD_STEP_MINUTES = 10
 
@@ -90,17 +92,31 @@ def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> L
 # mode 1: a written forecast against the truth frames of the input file
 
 
-def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int, cfg: ScoreConfig,
-                        seed: int = 0) -> dict:
+def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int, config: Config) -> dict:
+    """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path`."""
     from prediff_cli.data.radar_input import read_radar_input
     from prediff_cli.io.netcdf import read_forecast
 
     fc = read_forecast(forecast_path)
     m, t, h, w = fc.forecast.shape
-    radar = read_radar_input(truth_path, event, start, in_len=7, out_len=t)
+    in_len = fc.context.shape[0] if fc.context is not None else config.data.in_len
+    radar = read_radar_input(truth_path, event, start, in_len=in_len, out_len=t)
     if radar.truth is None:
-        raise InputError(f"{truth_path} has no frames {start + 7}..{start + 6 + t} to score against "
+        raise InputError(f"{truth_path} has no frames {start + in_len}..{start + in_len + t - 1} to score against "
                          f"(event {event}, --start {start})")
+    _check_same_case(fc, radar, truth_path, event, start)
+    evaluation = Evaluation(config.score, config.seed)
+    evaluation.add(radar.context[None], radar.truth[None], fc.forecast[None])
+    settings = {"mode": "forecast", "forecast": str(forecast_path), "truth": str(truth_path), "event": event,
+                "start": start, "members": m, "sampler": fc.attrs.get("sampler"),
+                "solver_steps": fc.attrs.get("solver_steps"), "alignment": fc.attrs.get("alignment"),
+                "prediff_version": __version__}
+    return evaluation.scores(settings)
+
+
+def _check_same_case(fc, radar, truth_path: Path, event: int, start: int) -> None:
+    """Refuse a forecast that was not made for these truth frames (grid, leads, context, times)."""
+    _, t, h, w = fc.forecast.shape
     if radar.truth.shape[1:] != (h, w):
         raise InputError(f"grid sizes differ: the forecast is {h}x{w}, the truth is "
                          f"{radar.truth.shape[1]}x{radar.truth.shape[2]}")
@@ -115,91 +131,86 @@ def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start
             raise InputError(f"the forecast's grid {tuple(np.round(a, 3))} is not the truth's {tuple(np.round(b, 3))}")
     if fc.context is not None and fc.context.shape == radar.context.shape and \
             np.abs(np.clip(radar.context, 0, 1) - fc.context).max() > 1.0 / 255:
-        raise InputError(f"the forecast was made from other frames than frames {start}..{start + 6} of event "
-                         f"{event} in {truth_path}; check --event and --start")
+        last = start + len(radar.context) - 1
+        raise InputError(f"the forecast was made from other frames than frames {start}..{last} of event {event} in "
+                         f"{truth_path}; check --event and --start")
     if radar.reference_time is not None and radar.reference_time != fc.reference_time:
         raise InputError(f"times differ: the forecast's reference time is {fc.reference_time:%Y-%m-%d %H:%M}, the "
                          f"truth's last context frame is at {radar.reference_time:%Y-%m-%d %H:%M}")
-    evaluation = Evaluation(cfg, seed)
-    evaluation.add(radar.context[None], radar.truth[None], fc.forecast[None])
-    settings = {"mode": "forecast", "forecast": str(forecast_path), "truth": str(truth_path), "event": event,
-                "start": start, "members": m, "sampler": fc.attrs.get("sampler"),
-                "solver_steps": fc.attrs.get("solver_steps"), "alignment": fc.attrs.get("alignment"),
-                "prediff_version": __version__}
-    return evaluation.scores(settings)
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # mode 2: the model over a whole split
 
 
-@dataclass
-class SplitRequest:
-    split: str = "test"
-    limit: Optional[int] = None
-    samples: int = 8
-    sampler: str = "ddim"
-    steps: int = 50
-    eta: float = 0.0
-    alignment: object = None  # forecast.AlignmentRequest
-    guide_scale: float = 50.0
-    couple_members: bool = False
-    resume: bool = False
-    extra_settings: Dict[str, object] = field(default_factory=dict)
+def split_settings(model, config: Config, split: str, cases: int) -> Dict[str, object]:
+    """What an evaluation depends on, recorded in scores.json and compared on --resume."""
+    s = config.sample
+    return {"mode": "split", "data": str(config.data.root), "split": split, "cases": cases, "members": s.samples,
+            "sampler": s.sampler, "steps": s.steps, "eta": s.eta,
+            "alignment": AlignmentRequest.from_config(s).describe(), "guide_scale": s.guide_scale,
+            "members_coupled": s.couple_members, "member_batch": s.member_batch, "seed": config.seed,
+            "case_seeds": "seed + case index", "batch_size": config.score.batch_size,
+            "prediff_version": __version__, "model": model.name,
+            "checkpoints": {k: str(v) for k, v in vars(model.paths).items() if v is not None},
+            "sha256": model.sha256}
 
 
-def score_split(nets, data_config, score_cfg: ScoreConfig, request: SplitRequest, out: Path, seed: int,
+def _resume_state(out: Path, settings: dict, evaluation: "Evaluation", resume: bool) -> int:
+    """Cases already scored in `out` (0 for a new evaluation); loads the saved scorer states."""
+    state_dir, progress_file = out / ".evaluation", out / ".evaluation" / "progress.json"
+    if not progress_file.is_file():
+        return 0
+    if not resume:
+        raise InputError(f"{out} holds an unfinished evaluation; continue it with --resume or choose another --out")
+    saved = json.loads(progress_file.read_text())
+    if saved["settings"] != json.loads(json.dumps(settings, default=_json_value)):
+        raise InputError(f"{out} holds an evaluation with other settings; resume with the same options or "
+                         "choose another --out")
+    evaluation.load(state_dir)
+    return int(saved["done"])
+
+
+def score_split(model, config: Config, split: str, out: Path, *, limit: Optional[int] = None, resume: bool = False,
                 progress: Optional[Callable[[int, int], None]] = None) -> dict:
-    """Forecast every sequence of the split (up to `limit`) and score it with the baselines; resumable."""
+    """Forecast every sequence of the split (up to `limit`) exactly as `prediff sample` would with `config` (case i
+    with seed `config.seed + i`), score it beside the baselines; resumable."""
     from prediff_cli.data import open_dataset
 
-    from .forecast import AlignmentRequest, Forecaster, alignment_target
+    from .forecast import Forecaster, alignment_target  # builds networks: imported where it is needed
 
-    alignment = request.alignment or AlignmentRequest()
-    seqs = open_dataset(data_config).split(request.split)
-    n = len(seqs) if request.limit is None else min(request.limit, len(seqs))
+    seqs = open_dataset(config.data).split(split)
+    n = len(seqs) if limit is None else min(limit, len(seqs))
     if n == 0:
-        raise InputError(f"the {request.split} split of {data_config.root} is empty")
-    t_in = nets.config.unet.input_shape[0]
-    settings = {"mode": "split", "data": str(data_config.root), "split": request.split, "cases": n,
-                "members": request.samples, "sampler": request.sampler, "steps": request.steps, "eta": request.eta,
-                "alignment": alignment.describe(), "guide_scale": request.guide_scale,
-                "members_coupled": request.couple_members, "seed": seed, "batch_size": score_cfg.batch_size,
-                "prediff_version": __version__, **request.extra_settings}
-    state_dir, progress_file = out / ".evaluation", out / ".evaluation" / "progress.json"
-    evaluation = Evaluation(score_cfg, seed)
-    done = 0
-    if request.resume and progress_file.is_file():
-        saved = json.loads(progress_file.read_text())
-        if saved["settings"] != json.loads(json.dumps(settings, default=_json_value)):
-            raise InputError(f"{out} holds an evaluation with other settings; resume with the same options or "
-                             "choose another --out")
-        evaluation.load(state_dir)
-        done = saved["done"]
-    elif progress_file.is_file():
-        raise InputError(f"{out} holds an unfinished evaluation; continue it with --resume or choose another --out")
-    forecaster = Forecaster(nets, sampler=request.sampler, steps=request.steps, eta=request.eta,
-                            aligned=alignment.mode != "none", guide_scale=request.guide_scale,
-                            couple_members=request.couple_members)
-    batch = score_cfg.batch_size
+        raise InputError(f"the {split} split of {config.data.root} is empty")
+    t_in, alignment = model.config.unet.input_shape[0], AlignmentRequest.from_config(config.sample)
+    settings = split_settings(model, config, split, n)
+    evaluation = Evaluation(config.score, config.seed)
+    done = _resume_state(out, settings, evaluation, resume)
+    forecaster = Forecaster(model, config.sample)
     if progress:
         progress(done, n)
     while done < n:
-        idx = range(done, min(done + batch, n))
-        seq = np.stack([seqs[i][..., 0] for i in idx])  # (B, 13, H, W)
+        idx = range(done, min(done + config.score.batch_size, n))
+        seq = np.stack([seqs[i][..., 0] for i in idx])  # (B, T_in + T_out, H, W)
         contexts, truths = seq[:, :t_in], seq[:, t_in:]
         y_hat = None
         if alignment.mode != "none":
             y_hat = np.array([alignment_target(alignment, c, tr) for c, tr in zip(contexts, truths)], np.float32)
-        rng = np.random.default_rng([seed, done // batch])
-        members = forecaster.run(contexts, request.samples, y_hat, rng)
+        members = forecaster.run(contexts, y_hat, [case_seed(config.seed, i) for i in idx])
         evaluation.add(contexts, truths, members)
         done = idx[-1] + 1
-        evaluation.save(state_dir)
-        atomic_write_text(progress_file, json.dumps({"done": done, "settings": settings}, default=_json_value))
+        evaluation.save(out / ".evaluation")
+        atomic_write_text(out / ".evaluation" / "progress.json",
+                          json.dumps({"done": done, "settings": settings}, default=_json_value))
         if progress:
             progress(done, n)
     return evaluation.scores(settings)
+
+
+def case_seed(seed: int, case: int) -> int:
+    """The seed of case `case` of an evaluation: `prediff sample --seed <this>` on that case gives its members."""
+    return (int(seed) + int(case)) % 2 ** 32
 
 
 def finish_split(out: Path) -> None:

@@ -8,7 +8,7 @@
           one compiled call = UNet ε̂(z, t, context) [+ alignment gradient ∇_z F] + the solver update
     (3) return z (≈ z_0, the target latents)
 
-Noise comes from a NumPy generator seeded by the caller, so the same seed gives the same forecast. The solver
+Noise comes from NumPy generators seeded by the caller (`MemberNoise`), so the same seed gives the same forecast. The solver
 coefficients are fed as tensors, so every step reuses one compiled graph; there is no host round trip inside the
 loop (nothing is read back until the end).
 """
@@ -23,7 +23,25 @@ from prediff_cli.pipelines.compile import compiled
 
 import models.diffusion as D
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp")
+from prediff_cli.config.schema import SAMPLERS
+
+
+class MemberNoise:
+    """Standard-normal noise for a batch of rows, drawn from several generators in row order: `parts` is a list of
+    (generator, rows). With one part this is exactly `generator.standard_normal((rows, ...))`, so a sequence's
+    members do not depend on which other sequences share its UNet call."""
+
+    def __init__(self, parts):
+        self.parts = [(rng, int(rows)) for rng, rows in parts]
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, rows in self.parts)
+
+    def draw(self, shape) -> np.ndarray:
+        """(rows,) + shape float32."""
+        blocks = [rng.standard_normal((rows,) + tuple(shape), dtype=np.float32) for rng, rows in self.parts]
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 class DenoisingNetworks(nn.Cell):
@@ -82,17 +100,23 @@ class EnsembleSampler:
                                        y_hat, scale, couple, noise, noise_scale)
         return step
 
-    def sample(self, cond: np.ndarray, rng: np.random.Generator, y_hat: Optional[np.ndarray] = None,
+    def sample(self, cond: np.ndarray, noise, y_hat: Optional[np.ndarray] = None,
                target_shape=None, progress: Optional[Callable[[], None]] = None) -> np.ndarray:
         """cond (M, T_in, h, w, L) context latents (one row per member) → target latents (M, T_out, h, w, L).
-        `y_hat` (M, 1): anticipated mean intensity on 0–1, required when sampling with alignment."""
+        `noise`: a `MemberNoise` over the M rows, or one NumPy generator for all of them. `y_hat` (M, 1):
+        anticipated mean intensity on 0–1, required when sampling with alignment."""
         if self.aligned and y_hat is None:
             raise ValueError("aligned sampling needs y_hat")
         m = cond.shape[0]
-        shape = (m,) + tuple(target_shape)
+        if isinstance(noise, np.random.Generator):
+            noise = MemberNoise([(noise, m)])
+        if noise.rows != m:
+            raise ValueError(f"noise for {noise.rows} rows, but {m} rows to sample")
+        tail = tuple(target_shape)
+        shape = (m,) + tail
         cond_t = Tensor(np.ascontiguousarray(cond, dtype=np.float32))
         y = Tensor(np.asarray(y_hat if y_hat is not None else np.zeros((m, 1)), dtype=np.float32))
-        z = Tensor(rng.standard_normal(shape, dtype=np.float32))  # (1)
+        z = Tensor(noise.draw(tail))  # (1)
         steps = self.timesteps
         if self.sampler == "dpmpp":
             # one 0-d tensor per coefficient and step, made before the loop (indexing a tensor inside the loop would
@@ -104,12 +128,12 @@ class EnsembleSampler:
         needs_noise = self.sampler == "ddpm" or self.eta > 0
         for i, t in enumerate(steps):  # (2)
             t_vec = Tensor(np.full((m,), t, np.int32))
-            noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if needs_noise else zeros
+            fresh = Tensor(noise.draw(tail)) if needs_noise else zeros
             if self.sampler == "dpmpp":
-                z, prev = self._step(z, t_vec, cond_t, prev, *(c[i] for c in coefs[:4]), noise, coefs[4][i], y)
+                z, prev = self._step(z, t_vec, cond_t, prev, *(c[i] for c in coefs[:4]), fresh, coefs[4][i], y)
             else:
                 t_prev = Tensor(np.full((m,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
-                z = self._step(z, t_vec, t_prev, cond_t, noise, y)
+                z = self._step(z, t_vec, t_prev, cond_t, fresh, y)
             if progress is not None:
                 progress()
         return z.asnumpy()  # (3)

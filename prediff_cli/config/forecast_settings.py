@@ -1,0 +1,32 @@
+"""The settings of a forecast: one rule for every command that samples (`sample`, `score --split`, the Python API).
+
+    start  = --config PRESET|PATH when given, else the model's own config (stored in its UNet checkpoint)
+    result = start + --set overrides + the dedicated options (which win), validated once
+
+Choosing another sampler without choosing its steps takes that sampler's usual count (`DEFAULT_SOLVER_STEPS`):
+`--sampler dpmpp` on a DDIM-50 config runs 20 steps, not 50.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence
+
+from .loader import load_config, override_config
+from .schema import DEFAULT_SOLVER_STEPS, Config
+
+
+def _given_keys(overrides: Sequence[str], values: Mapping[str, Any]) -> set:
+    return {item.split("=", 1)[0].strip() for item in overrides} | set(values)
+
+
+def forecast_config(model_config: Config, source: Optional[str] = None, overrides: Sequence[str] = (),
+                    values: Optional[Mapping[str, Any]] = None) -> Config:
+    """`model_config` (or the config `source` names) with `overrides` (`section.key=value` text) and `values`
+    (dotted key → typed value, None clears an optional value) applied."""
+    values = dict(values or {})
+    start = load_config(source) if source else model_config
+    config = override_config(start, overrides, values)
+    if config.sample.sampler != start.sample.sampler and "sample.steps" not in _given_keys(overrides, values):
+        steps = DEFAULT_SOLVER_STEPS[config.sample.sampler]
+        config = dataclasses.replace(config, sample=dataclasses.replace(config.sample, steps=steps))
+    return config
