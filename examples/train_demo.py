@@ -67,13 +67,10 @@ def main() -> None:
         seconds = prediff(command, *common, "--run-dir", str(run_dir), *extra, *resume)
         report["stages"][name] = {"seconds": round(seconds, 1), **last_metrics(run_dir)}
 
-    from prediff_cli.io.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
-
-    args.out.mkdir(parents=True, exist_ok=True)
+    prediff("export-model", *(str(work / name) for name in ("vae", "unet", "align")), "--out", str(args.out),
+            "--overwrite")
     for name in ("vae", "unet", "align"):
-        best = load_checkpoint(work / name / "best.ckpt", component=name)
-        dst = save_checkpoint(args.out / f"{name}.ckpt", inference_checkpoint(best))
-        report["stages"][name]["exported_mb"] = round(dst.stat().st_size / 2**20, 2)
+        report["stages"][name]["exported_mb"] = round((args.out / f"{name}.ckpt").stat().st_size / 2**20, 2)
     report["total_s"] = round(sum(s["seconds"] if isinstance(s, dict) else s for s in report["stages"].values()), 1)
     (work / "demo_training.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

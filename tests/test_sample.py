@@ -222,7 +222,7 @@ def test_bundled_demo_model_forecasts_the_example_file(tmp_path, repo_root):
 @pytest.mark.parametrize("sampler,steps,expected", [("dpmpp", None, 20), ("dpmpp", 7, 7), ("ddim", None, 50),
                                                     ("ddpm", None, 1000)])
 def test_choosing_a_sampler_brings_its_default_step_count(sampler, steps, expected):
-    from prediff_cli.cli.options import sample_values
+    from prediff_cli.config.forecast_settings import sample_values
     from prediff_cli.config import load_config, override_config
     from prediff_cli.config.forecast_settings import forecast_config
 

@@ -135,7 +135,6 @@ def test_split_evaluation_forecasts_each_case_as_sample_does(tmp_path, synthetic
     every sampling setting honoured (sampler, steps, eta, alignment, guide scale, member batch)."""
     import h5py
 
-    from prediff_cli.config import load_config
     from prediff_cli.data import open_dataset
     from prediff_cli.pipelines import forecast as F
     from prediff_cli.pipelines.model import Checkpoints

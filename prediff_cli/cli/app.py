@@ -7,7 +7,7 @@ import typer
 from typing_extensions import Annotated
 
 from prediff_cli import __version__
-from prediff_cli.cli import convert_weights, download, info, sample, score, train
+from prediff_cli.cli import convert_weights, download, export_model, info, models, sample, score, train
 
 app = typer.Typer(
     name="prediff",
@@ -30,7 +30,7 @@ def _root(version: Annotated[Optional[bool], typer.Option(
     """Probabilistic precipitation nowcasting with PreDiff."""
 
 
-for _module in (info, download, train, sample, score, convert_weights):
+for _module in (info, download, train, sample, score, models, export_model, convert_weights):
     _module.register(app)
 
 

@@ -12,9 +12,10 @@ from typing_extensions import Annotated
 from prediff_cli.cli.options import (AlignFactorOpt, AlignNetCkptOpt, AlignOpt, AlignOracleOpt, AlignTargetOpt,
                                      AllowMismatchOpt, CoupleOpt, Device, DeviceOpt, EtaOpt, ForecastConfigOpt,
                                      GuideScaleOpt, ModelOpt, OverwriteOpt, SamplerOpt, SamplesOpt, SeedOpt, SetOpt,
-                                     SolverStepsOpt, UnetCkptOpt, VaeCkptOpt, sample_values)
+                                     SolverStepsOpt, UnetCkptOpt, VaeCkptOpt)
 from prediff_cli.cli.progress import StepsDisplay
 from prediff_cli.cli.reporting import echo, guarded
+from prediff_cli.config.forecast_settings import sample_values
 from prediff_cli.errors import InputError
 
 

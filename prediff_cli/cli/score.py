@@ -11,9 +11,10 @@ from typing_extensions import Annotated
 from prediff_cli.cli.options import (AlignFactorOpt, AlignNetCkptOpt, AlignOpt, AlignOracleOpt, AlignTargetOpt,
                                      AllowMismatchOpt, CoupleOpt, DataOpt, Device, DeviceOpt, EtaOpt,
                                      ForecastConfigOpt, GuideScaleOpt, ModelOpt, OverwriteOpt, SamplerOpt, SamplesOpt,
-                                     SeedOpt, SetOpt, SolverStepsOpt, UnetCkptOpt, VaeCkptOpt, sample_values)
+                                     SeedOpt, SetOpt, SolverStepsOpt, UnetCkptOpt, VaeCkptOpt)
 from prediff_cli.cli.progress import StepsDisplay
 from prediff_cli.cli.reporting import console, echo, guarded
+from prediff_cli.config.forecast_settings import sample_values
 
 
 def _fmt(value) -> str:

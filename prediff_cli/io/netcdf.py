@@ -55,94 +55,119 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
                    grid: Optional[Grid] = None, attrs: Optional[Dict[str, object]] = None) -> Path:
     """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside."""
     forecast = np.asarray(forecast, dtype=np.float32)
-    m, t, h, w = forecast.shape
+    t = forecast.shape[1]
     lead = np.asarray(lead_minutes, dtype=np.float64)
     if len(lead) != t:
         raise ValueError(f"{len(lead)} lead times for {t} forecast frames")
     with atomic_path(path) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
-            ds.set_fill_off()
-            ds.createDimension("member", m)
-            ds.createDimension("time", t)
-            ds.createDimension("y", h)
-            ds.createDimension("x", w)
-            units = _minutes_units(reference_time)
-
-            member = ds.createVariable("member", "i4", ("member",))
-            member[:] = np.arange(m)
-            member.setncatts({"standard_name": "realization", "long_name": "ensemble member"})
-            time = ds.createVariable("time", "f8", ("time",))
-            time[:] = lead
-            time.setncatts({"standard_name": "time", "long_name": "valid time", "units": units,
-                            "calendar": "standard", "axis": "T"})
-            period = ds.createVariable("forecast_period", "f8", ("time",))
-            period[:] = lead
-            period.setncatts({"standard_name": "forecast_period", "long_name": "lead time", "units": "minutes"})
-            ref = ds.createVariable("forecast_reference_time", "f8", ())
-            ref.assignValue(0.0)
-            ref.setncatts({"standard_name": "forecast_reference_time", "units": units, "calendar": "standard"})
-
-            coords = "forecast_reference_time forecast_period"
-            grid_name = None
-            if grid is not None:
-                grid_name = "lambert_azimuthal_equal_area"
-                crs = ds.createVariable(grid_name, "i4", ())
-                crs.setncatts({"grid_mapping_name": "lambert_azimuthal_equal_area",
-                               "latitude_of_projection_origin": LAT_0, "longitude_of_projection_origin": LON_0,
-                               "false_easting": 0.0, "false_northing": 0.0, "earth_radius": EARTH_RADIUS_M,
-                               "proj4": grid.proj})
-                xs, ys = grid.coordinates(h, w)
-                x = ds.createVariable("x", "f8", ("x",))
-                x[:] = xs
-                x.setncatts({"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"})
-                y = ds.createVariable("y", "f8", ("y",))
-                y[:] = ys
-                y.setncatts({"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
-                lat, lon = grid.lat_lon(h, w)
-                for name, values, std, unit in (("lat", lat, "latitude", "degrees_north"),
-                                                ("lon", lon, "longitude", "degrees_east")):
-                    var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
-                    var[:] = values.astype(np.float32)
-                    var.setncatts({"standard_name": std, "units": unit})
-                coords += " lat lon"
-
-            vil_attrs = {"long_name": "vertically integrated liquid (SEVIR digital scale)", "units": "1",
-                         "valid_range": np.array([0.0, 255.0], np.float32), "comment": VIL_COMMENT,
-                         "coordinates": coords}
-            if grid_name:
-                vil_attrs["grid_mapping"] = grid_name
-            scaled = forecast * 255.0
-            vil = ds.createVariable("vil", "f4", ("member", "time", "y", "x"), zlib=True, complevel=4,
-                                    chunksizes=(1, 1, h, w))
-            vil[:] = np.clip(scaled, 0.0, 255.0)
-            vil.setncatts(dict(vil_attrs, raw_min=np.float32(scaled.min()), raw_max=np.float32(scaled.max())))
-
-            if context is not None:
-                context = np.asarray(context, dtype=np.float32)
-                ds.createDimension("context_time", len(context))
-                cminutes = np.asarray(context_minutes if context_minutes is not None
-                                      else -10.0 * np.arange(len(context) - 1, -1, -1), dtype=np.float64)
-                ct = ds.createVariable("context_time", "f8", ("context_time",))
-                ct[:] = cminutes
-                ct.setncatts({"standard_name": "time", "long_name": "observation time", "units": units,
-                              "calendar": "standard"})
-                cvar = ds.createVariable("vil_context", "f4", ("context_time", "y", "x"), zlib=True, complevel=4,
-                                         chunksizes=(1, h, w))
-                cvar[:] = np.clip(context * 255.0, 0.0, 255.0)
-                cattrs = dict(vil_attrs, long_name="observed vertically integrated liquid (SEVIR digital scale)")
-                cattrs["coordinates"] = coords.replace("forecast_period", "").replace("  ", " ").strip()
-                cvar.setncatts(cattrs)
-
-            base = {"Conventions": "CF-1.8", "title": "PreDiff ensemble precipitation nowcast (VIL)",
-                    "institution": "prediff", "source": "PreDiff latent diffusion (MindSpore)",
-                    "references": "Gao et al., PreDiff: Precipitation Nowcasting with Latent Diffusion Models, "
-                                  "NeurIPS 2023",
-                    "history": "created by prediff sample"}
-            for key, value in {**base, **(attrs or {})}.items():
-                if value is None:
-                    continue
-                ds.setncattr(key, value if isinstance(value, (int, float, str, np.ndarray)) else str(value))
+            _fill(ds, forecast, reference_time=reference_time, lead=lead, context=context,
+                  context_minutes=context_minutes, grid=grid, attrs=attrs)
     return Path(path)
+
+
+def forecast_dataset(forecast: np.ndarray, **layout):
+    """The same forecast as an `xarray.Dataset`, built in memory through the very writer of `write_forecast` (so
+    its variables, coordinates and attributes are those of the file; `ds.to_netcdf()` writes them out)."""
+    import xarray as xr
+
+    forecast = np.asarray(forecast, dtype=np.float32)
+    lead = np.asarray(layout.pop("lead_minutes"), dtype=np.float64)
+    nc = netCDF4.Dataset("forecast.nc", "w", format="NETCDF4", memory=1 << 20)
+    try:
+        _fill(nc, forecast, lead=lead, **layout)
+    finally:
+        image = nc.close()
+    with netCDF4.Dataset("forecast.nc", "r", memory=bytes(image)) as ds:
+        return xr.open_dataset(xr.backends.NetCDF4DataStore(ds)).load()
+
+
+def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.ndarray,
+          context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
+          grid: Optional[Grid] = None, attrs: Optional[Dict[str, object]] = None) -> None:
+    """Write the forecast layout (module docstring) into an open, empty netCDF4 dataset."""
+    m, t, h, w = forecast.shape
+    ds.set_fill_off()
+    ds.createDimension("member", m)
+    ds.createDimension("time", t)
+    ds.createDimension("y", h)
+    ds.createDimension("x", w)
+    units = _minutes_units(reference_time)
+
+    member = ds.createVariable("member", "i4", ("member",))
+    member[:] = np.arange(m)
+    member.setncatts({"standard_name": "realization", "long_name": "ensemble member"})
+    time = ds.createVariable("time", "f8", ("time",))
+    time[:] = lead
+    time.setncatts({"standard_name": "time", "long_name": "valid time", "units": units,
+                    "calendar": "standard", "axis": "T"})
+    period = ds.createVariable("forecast_period", "f8", ("time",))
+    period[:] = lead
+    period.setncatts({"standard_name": "forecast_period", "long_name": "lead time", "units": "minutes"})
+    ref = ds.createVariable("forecast_reference_time", "f8", ())
+    ref.assignValue(0.0)
+    ref.setncatts({"standard_name": "forecast_reference_time", "units": units, "calendar": "standard"})
+
+    coords = "forecast_reference_time forecast_period"
+    grid_name = None
+    if grid is not None:
+        grid_name = "lambert_azimuthal_equal_area"
+        crs = ds.createVariable(grid_name, "i4", ())
+        crs.setncatts({"grid_mapping_name": "lambert_azimuthal_equal_area",
+                       "latitude_of_projection_origin": LAT_0, "longitude_of_projection_origin": LON_0,
+                       "false_easting": 0.0, "false_northing": 0.0, "earth_radius": EARTH_RADIUS_M,
+                       "proj4": grid.proj})
+        xs, ys = grid.coordinates(h, w)
+        x = ds.createVariable("x", "f8", ("x",))
+        x[:] = xs
+        x.setncatts({"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"})
+        y = ds.createVariable("y", "f8", ("y",))
+        y[:] = ys
+        y.setncatts({"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
+        lat, lon = grid.lat_lon(h, w)
+        for name, values, std, unit in (("lat", lat, "latitude", "degrees_north"),
+                                        ("lon", lon, "longitude", "degrees_east")):
+            var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
+            var[:] = values.astype(np.float32)
+            var.setncatts({"standard_name": std, "units": unit})
+        coords += " lat lon"
+
+    vil_attrs = {"long_name": "vertically integrated liquid (SEVIR digital scale)", "units": "1",
+                 "valid_range": np.array([0.0, 255.0], np.float32), "comment": VIL_COMMENT,
+                 "coordinates": coords}
+    if grid_name:
+        vil_attrs["grid_mapping"] = grid_name
+    scaled = forecast * 255.0
+    vil = ds.createVariable("vil", "f4", ("member", "time", "y", "x"), zlib=True, complevel=4,
+                            chunksizes=(1, 1, h, w))
+    vil[:] = np.clip(scaled, 0.0, 255.0)
+    vil.setncatts(dict(vil_attrs, raw_min=np.float32(scaled.min()), raw_max=np.float32(scaled.max())))
+
+    if context is not None:
+        context = np.asarray(context, dtype=np.float32)
+        ds.createDimension("context_time", len(context))
+        cminutes = np.asarray(context_minutes if context_minutes is not None
+                              else -10.0 * np.arange(len(context) - 1, -1, -1), dtype=np.float64)
+        ct = ds.createVariable("context_time", "f8", ("context_time",))
+        ct[:] = cminutes
+        ct.setncatts({"standard_name": "time", "long_name": "observation time", "units": units,
+                      "calendar": "standard"})
+        cvar = ds.createVariable("vil_context", "f4", ("context_time", "y", "x"), zlib=True, complevel=4,
+                                 chunksizes=(1, h, w))
+        cvar[:] = np.clip(context * 255.0, 0.0, 255.0)
+        cattrs = dict(vil_attrs, long_name="observed vertically integrated liquid (SEVIR digital scale)")
+        cattrs["coordinates"] = coords.replace("forecast_period", "").replace("  ", " ").strip()
+        cvar.setncatts(cattrs)
+
+    base = {"Conventions": "CF-1.8", "title": "PreDiff ensemble precipitation nowcast (VIL)",
+            "institution": "prediff", "source": "PreDiff latent diffusion (MindSpore)",
+            "references": "Gao et al., PreDiff: Precipitation Nowcasting with Latent Diffusion Models, "
+                          "NeurIPS 2023",
+            "history": "created by prediff sample"}
+    for key, value in {**base, **(attrs or {})}.items():
+        if value is None:
+            continue
+        ds.setncattr(key, value if isinstance(value, (int, float, str, np.ndarray)) else str(value))
 
 
 #: bounds on what a forecast file may declare before its arrays are read (a crafted file can declare anything)

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from prediff_cli import __version__
-from prediff_cli.config import Config, ScoreConfig, to_plain, write_resolved_config
+from prediff_cli.config import Config, ScoreConfig, write_resolved_config
 from prediff_cli.errors import InputError
 from prediff_cli.io.atomic import atomic_write_text
 
