@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict
 
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-os.environ.setdefault("GLOG_v", "3")
+import prediff_cli  # noqa: F401,E402  (prepares MindSpore's environment before any benchmark imports it)
 
 ROOT = Path(__file__).resolve().parents[1]
 

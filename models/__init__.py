@@ -1,4 +1,4 @@
-"""MindSpore networks of PreDiff with the official parameter tree.
+"""MindSpore networks of PreDiff with the official parameter tree (installed as `prediff_models`).
 
 Public API (kept stable; tests and external checks call these names):
 
@@ -6,27 +6,25 @@ Public API (kept stable; tests and external checks call these names):
   constructor arguments (as stored under `config_json` in the parity fixtures).
 * `load_official_state_dict(net, state)` loads a dict of official PyTorch key → numpy array, raising
   `StateDictMismatch` on any missing, unexpected or mis-shaped entry.
-* `models.diffusion`: schedule, DDPM / DDIM steps, knowledge-alignment guidance.
+* `prediff_models.diffusion`: schedule, DDPM / DDIM steps, knowledge-alignment guidance.
 
-Models never read files or YAML; they take arguments.
+Importing this package is cheap: it prepares the environment MindSpore needs (`environment`) and loads the
+networks, and MindSpore with them, on first use of a name. Models never read files or YAML; they take arguments.
 """
-import os
+import importlib
 
-# Must precede the first `import mindspore` (see prediff_cli/__init__.py for why).
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-os.environ.setdefault("GLOG_v", "3")
+from . import environment  # noqa: F401  (before any `import mindspore`)
 
-from .official import StateDictMismatch, load_official_state_dict, official_state_dict  # noqa: E402
-from .registry import COMPONENTS, build, count_parameters  # noqa: E402
+_LAZY = {"StateDictMismatch": ".official", "load_official_state_dict": ".official",
+         "official_state_dict": ".official", "COMPONENTS": ".registry", "build": ".registry",
+         "count_parameters": ".registry"}
 
-__all__ = ["COMPONENTS", "StateDictMismatch", "build", "count_parameters", "load_official_state_dict",
-           "official_state_dict"]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name):
-    # `models.diffusion` is imported on first use so that building a VAE does not pull in the sampler code.
-    if name == "diffusion":
-        import importlib
-
-        return importlib.import_module(".diffusion", __name__)
-    raise AttributeError(f"module 'models' has no attribute {name!r}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in ("diffusion", "vae", "earthformer", "kernels", "official", "registry"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

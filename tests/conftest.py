@@ -1,11 +1,9 @@
-"""Shared test fixtures. The environment is prepared before MindSpore is imported anywhere."""
+"""Shared test fixtures. Importing prediff first prepares MindSpore's environment before anything loads it."""
 import os
 from pathlib import Path
 
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-os.environ.setdefault("GLOG_v", "3")
-
-import pytest  # noqa: E402
+import prediff_cli  # noqa: F401
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
