@@ -10,7 +10,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -24,7 +24,9 @@ RunDirOpt = Annotated[Optional[Path], typer.Option(
 StepsOpt = Annotated[Optional[int], typer.Option(
     "--steps", min=1, help="Total optimizer steps (overrides the config's train_*.steps).")]
 ResumeOpt = Annotated[bool, typer.Option(
-    "--resume", help="Continue the run in --run-dir from its last.ckpt, with the config stored there.")]
+    "--resume", help="Continue the run in --run-dir from its last.ckpt (else its newest loadable last-<step>.ckpt) "
+                     "with the config stored there; only --data, --device, --steps and the log/val/ckpt cadence may "
+                     "change.")]
 VaeOpt = Annotated[Optional[Path], typer.Option(
     "--vae", metavar="CKPT", help="Frozen VAE checkpoint (from train-vae or convert-weights).")]
 WorkersOpt = Annotated[int, typer.Option(
@@ -43,8 +45,25 @@ COMMANDS = {
 }
 
 
+def explicit_keys(ctx: Optional[typer.Context], sets: Optional[List[str]], data: Optional[Path],
+                  seed: Optional[int]) -> Optional[List[str]]:
+    """The config keys this command line sets on purpose (compared with a resumed run's stored config): every key
+    when --config was given, else the --set keys, `data.root` for --data and `seed` for --seed."""
+    # click's ParameterSource, by name: typer vendors click privately
+    source = ctx.get_parameter_source("config") if ctx is not None else None
+    if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+        return None
+    keys = [item.split("=", 1)[0].strip() for item in sets or []]
+    if data is not None:
+        keys.append("data.root")
+    if seed is not None:
+        keys.append("seed")
+    return keys
+
+
 def run_train_command(command: str, cfg, *, run_dir: Optional[Path], steps: Optional[int], resume: bool,
-                      vae: Optional[Path], workers: int, msrun_timeout: int = 900) -> None:
+                      vae: Optional[Path], workers: int, msrun_timeout: int = 900,
+                      explicit: Optional[List[str]] = None) -> None:
     component, default_dir, _ = COMMANDS[command]
     run_dir = Path(run_dir or default_dir)
     if workers > 1:
@@ -53,9 +72,14 @@ def run_train_command(command: str, cfg, *, run_dir: Optional[Path], steps: Opti
     from prediff_cli.cli.progress import TrainingDisplay
     from prediff_cli.pipelines.training.run import TrainRequest, run_training
 
-    display = TrainingDisplay(f"{command} ")
+    class Display(TrainingDisplay):
+        def on_resume(self, path, step, skipped):
+            why = f" ({'; '.join(skipped)})" if skipped else ""
+            echo(f"resuming from {path} at step {step}{why}")
+
+    display = Display(f"{command} ")
     result = run_training(TrainRequest(component=component, config=cfg, run_dir=run_dir, steps=steps,
-                                       resume=resume, vae_checkpoint=vae), listener=display)
+                                       resume=resume, vae_checkpoint=vae, explicit_keys=explicit), listener=display)
     if result.status == "interrupted":
         echo(f"interrupted at step {result.step}; saved {result.last_checkpoint} — continue with --resume")
         raise typer.Exit(130)
@@ -105,21 +129,21 @@ def _make_command(app: typer.Typer, command: str, takes_vae: bool) -> None:
     doc = COMMANDS[command][2]
 
     if takes_vae:
-        def train(config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
+        def train(ctx: typer.Context, config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
                   device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
                   steps: StepsOpt = None, resume: ResumeOpt = False, vae: VaeOpt = None, workers: WorkersOpt = 1,
                   msrun_timeout: MsrunTimeoutOpt = 900):
             cfg = resolve_config(config, sets, data, device, seed)
             run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=vae, workers=workers,
-                              msrun_timeout=msrun_timeout)
+                              msrun_timeout=msrun_timeout, explicit=explicit_keys(ctx, sets, data, seed))
     else:
-        def train(config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
+        def train(ctx: typer.Context, config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
                   device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
                   steps: StepsOpt = None, resume: ResumeOpt = False, workers: WorkersOpt = 1,
                   msrun_timeout: MsrunTimeoutOpt = 900):
             cfg = resolve_config(config, sets, data, device, seed)
             run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=None, workers=workers,
-                              msrun_timeout=msrun_timeout)
+                              msrun_timeout=msrun_timeout, explicit=explicit_keys(ctx, sets, data, seed))
 
     train.__doc__ = doc
     train.__name__ = command.replace("-", "_")

@@ -15,7 +15,7 @@ from prediff_cli.pipelines.latents import frozen, jit_encoder, posterior_sample
 
 from .lr_schedule import lr_table
 from .task import TrainingTask, reducer as _reducer
-from .train_step import TrainStep
+from .train_step import StepDropout, TrainStep
 
 
 class AlignmentLoss(nn.Cell):
@@ -58,12 +58,14 @@ class AlignTask(TrainingTask):
         self.loss_cell = AlignmentLoss(align_net, make_schedule(d.timesteps, d.beta_schedule, d.linear_start,
                                                                 d.linear_end, d.cosine_s))
         params = list(align_net.trainable_params())
+        self.dropout = StepDropout.install(align_net)  # masks keyed by (seed, step): exact resume
         self.train_steps = [TrainStep(self.loss_cell, params,
                                       lr_schedule=lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio,
                                                            tr.min_lr_ratio),
                                       betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
                                       accum_steps=accum_steps,
-                                      grad_reducer=_reducer(reducer_factory, params), name="align")]
+                                      grad_reducer=_reducer(reducer_factory, params),
+                                      dropout=self.dropout, name="align")]
 
     def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
         target_frames = batch[:, self.in_len:]

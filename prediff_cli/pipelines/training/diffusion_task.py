@@ -16,7 +16,7 @@ from prediff_cli.pipelines.latents import frozen, jit_encoder, posterior_sample,
 
 from .lr_schedule import lr_table
 from .task import TrainingTask, reducer as _reducer
-from .train_step import TrainStep
+from .train_step import StepDropout, TrainStep
 
 
 class LatentDiffusionLoss(nn.Cell):
@@ -63,12 +63,14 @@ class DiffusionTask(TrainingTask):
                                                                  d.linear_end, d.cosine_s),
                                              d.learn_logvar, d.logvar_init)
         params = list(unet.trainable_params()) + ([self.loss_cell.logvar] if d.learn_logvar else [])
+        self.dropout = StepDropout.install(unet)  # masks keyed by (seed, step): exact resume
         self.train_steps = [TrainStep(self.loss_cell, params,
                                       lr_schedule=lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio,
                                                            tr.min_lr_ratio),
                                       betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
                                       accum_steps=accum_steps,
-                                      grad_reducer=_reducer(reducer_factory, params), name="unet")]
+                                      grad_reducer=_reducer(reducer_factory, params),
+                                      dropout=self.dropout, name="unet")]
 
     def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
         moments = self.encode(Tensor(batch))

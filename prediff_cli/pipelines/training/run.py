@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional, Sequence
 
-from prediff_cli.config import Config, TrainConfig, config_from_dict
+from prediff_cli.config import Config, TrainConfig, config_from_dict, to_plain
 from prediff_cli.errors import ConfigError, InputError, PrediffError
 
-from .trainer import Trainer, TrainingListener, TrainingResult
+from .trainer import ResumePoint, Trainer, TrainingListener, TrainingResult, find_resume_point
 
 SECTIONS = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}
+
+# what a resumed run may change: where the data is, where it runs, how long it trains and how often it logs,
+# validates and checkpoints; none of these changes what a step computes (`preset`, a label, is not compared)
+_RESUME_FREE = ("data.root", "device")
+_RESUME_FREE_TRAIN = ("steps", "log_every", "val_every", "ckpt_every", "keep_ckpts")
 
 
 @dataclass
@@ -23,6 +29,9 @@ class TrainRequest:
     steps: Optional[int] = None  # total optimizer steps, overriding the config
     resume: bool = False
     vae_checkpoint: Optional[Path] = None  # frozen VAE of the latent trainers
+    #: on resume, the dotted config keys (or sections) the caller set on purpose, e.g. the CLI's `--set` keys;
+    #: only these are compared with the run's stored config. None: all of `config` is meant.
+    explicit_keys: Optional[Sequence[str]] = None
 
 
 @dataclass
@@ -42,13 +51,64 @@ def _with_steps(config: Config, component: str, steps: Optional[int]) -> Config:
     return dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), steps=int(steps))})
 
 
-def _stored_config(run_dir: Path, component: str):
-    from prediff_cli.io.checkpoint import load_checkpoint
+def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
-    ckpt = load_checkpoint(run_dir / "last.ckpt", component=component)
-    if ckpt.config is None:
-        raise InputError(f"{run_dir / 'last.ckpt'} carries no config; cannot resume")
-    return config_from_dict(ckpt.config), ckpt.meta
+
+def _is_explicit(key: str, explicit: Optional[Sequence[str]]) -> bool:
+    return explicit is None or any(key == e or key.startswith(e + ".") for e in explicit)
+
+
+def resume_config(request: TrainRequest, point: ResumePoint) -> Config:
+    """The config a resumed run continues with: the one stored in its checkpoint, with the requested data root,
+    device, length and logging/validation/checkpoint cadence. Any other requested value that differs from the
+    stored one is refused (ConfigError naming the key and both values), as is a length that ends at or before
+    the step reached; nothing is written before these checks."""
+    section = SECTIONS[request.component]
+    free = set(_RESUME_FREE) | {f"{section}.{k}" for k in _RESUME_FREE_TRAIN}
+    stored = _flatten(to_plain(config_from_dict(point.ckpt.config)))
+    wanted = _flatten(to_plain(request.config))
+    explicit = None if request.explicit_keys is None else list(request.explicit_keys) + ["device"]
+    chosen = dict(stored)
+    for key, value in wanted.items():
+        if not _is_explicit(key, explicit) or key == "preset" or value == stored.get(key):
+            continue
+        if key == "data.root" and value is None:
+            continue
+        if key not in free:
+            raise ConfigError(f"cannot resume {request.run_dir} with {key}={_show(value)}: the run was trained with "
+                              f"{_show(stored.get(key))}; a resumed run may change only data.root, device, "
+                              f"{section}.steps and its log/val/ckpt cadence (start a new --run-dir instead)")
+        chosen[key] = value
+    if request.steps is not None:
+        chosen[f"{section}.steps"] = int(request.steps)
+    total, reached = chosen[f"{section}.steps"], point.step
+    if total <= reached:
+        asked = f"--steps {total}" if request.steps is not None else f"{section}.steps = {total}"
+        raise ConfigError(f"run {request.run_dir} is at step {reached}; {asked} does not go beyond it: "
+                          "pass a larger --steps to continue it")
+    return config_from_dict(_unflatten(chosen))
+
+
+def _unflatten(flat: Dict[str, Any]) -> Dict[str, Any]:
+    tree: Dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, float) else f"{value:g}"
 
 
 def init_distributed() -> Distributed:
@@ -101,11 +161,12 @@ def run_training(request: TrainRequest, listener: Optional[TrainingListener] = N
         raise PrediffError(f"unknown component {component!r}; valid: {', '.join(SECTIONS)}")
     config = request.config
     vae_path = request.vae_checkpoint
+    point: Optional[ResumePoint] = None
     if request.resume:
-        stored, meta = _stored_config(run_dir, component)
-        # the run continues with its own config; only the data location, device and length may change
-        config = dataclasses.replace(stored, device=config.device,
-                                     data=dataclasses.replace(stored.data, root=config.data.root or stored.data.root))
+        # validate first, write after: the run directory is untouched until Trainer.fit
+        point = find_resume_point(run_dir, component)
+        config = resume_config(request, point)
+        meta = point.ckpt.meta
         if component != "vae":
             recorded = meta.get("vae_checkpoint")
             if vae_path is None and recorded:
@@ -113,7 +174,8 @@ def run_training(request: TrainRequest, listener: Optional[TrainingListener] = N
             if recorded and vae_path is not None and Path(vae_path).is_file() \
                     and file_sha256(vae_path) != recorded["sha256"]:
                 raise InputError(f"--vae {vae_path} is not the VAE this run was trained with ({recorded['path']})")
-    config = _with_steps(config, component, request.steps)
+    else:
+        config = _with_steps(config, component, request.steps)
     section = _section(config, component)
 
     setup_runtime(config.device, config.seed)
@@ -158,6 +220,6 @@ def run_training(request: TrainRequest, listener: Optional[TrainingListener] = N
     trainer = Trainer(task, run_dir=run_dir, config=config, section=section, train_data=train_data,
                       val_data=val_data if len(val_set) else None, accum_steps=accum, rank=dist.rank,
                       world_size=dist.world_size, listener=listener)
-    if request.resume:
-        trainer.resume()
+    if point is not None:
+        trainer.resume(point)
     return trainer.fit()

@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from mindspore import nn
 
-from .train_step import TrainStep
+from .train_step import StepDropout, TrainStep
 
 
 def reducer(factory: Optional[Callable], params) -> Optional[nn.Cell]:
@@ -29,6 +29,8 @@ class TrainingTask:
     monitor: str = "val_loss"
     #: extra provenance stored in every checkpoint's meta (e.g. the frozen VAE's path and hash)
     extra_meta: Dict[str, object] = {}
+    #: the keyed dropout of `net` (None: no dropout), shared by its TrainSteps; the Trainer picks each step's keys
+    dropout: Optional[StepDropout] = None
 
     def optimizer_step(self, step: int, batches: List[np.ndarray], rng: np.random.Generator) -> Dict[str, float]:
         """One optimizer step on `batches` (one NTHWC float32 array per micro-batch); `rng` is this step's own

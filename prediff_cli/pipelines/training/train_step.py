@@ -4,6 +4,9 @@ Every trainer hands it a *loss cell* — `construct(*inputs) -> (loss, aux_1, ..
 and the parameters that loss should train. Everything else (differentiation, accumulation up to the total batch,
 data-parallel gradient averaging, clipping, the optimizer and its learning-rate schedule) lives here, compiled
 with `ms.jit` so one optimizer step is one or two graph launches.
+
+`StepDropout` makes the networks' dropout masks a pure function of (seed, step, rank, micro-batch), so that a
+resumed run repeats the uninterrupted one exactly (see its docstring for why MindSpore's own dropout cannot).
 """
 from __future__ import annotations
 
@@ -26,13 +29,16 @@ class TrainStep:
     indexes it with its own step counter, which is saved with the optimizer state, so a resumed run continues
     the schedule where it stopped. `accum_steps` micro-batches make one optimizer step (their gradients are
     averaged). `grad_reducer` (e.g. `nn.DistributedGradReducer`) averages gradients across data-parallel ranks.
+    `dropout` (a `StepDropout` installed on the trained network) keys each micro-batch's dropout masks.
     """
 
     def __init__(self, loss_cell: nn.Cell, params: Sequence[Parameter], *, lr_schedule: np.ndarray,
                  betas=(0.9, 0.999), weight_decay: float = 0.0, eps: float = 1e-8, grad_clip: float = 1.0,
-                 accum_steps: int = 1, grad_reducer: Optional[nn.Cell] = None, name: str = "opt"):
+                 accum_steps: int = 1, grad_reducer: Optional[nn.Cell] = None, name: str = "opt",
+                 dropout: Optional["StepDropout"] = None):
         self.loss_cell = loss_cell
         self.name = name
+        self.dropout = dropout
         self.accum_steps = int(accum_steps)
         self.params = ParameterTuple(list(params))
         self.optimizer = nn.AdamWeightDecay(self.params, learning_rate=Tensor(np.asarray(lr_schedule, np.float32)),
@@ -46,6 +52,7 @@ class TrainStep:
             return cell(*inputs)
 
         grad_fn = ms.value_and_grad(forward, None, self.params, has_aux=True)
+        keyed = _keyed if dropout is None else dropout.keyed
 
         def finish(grads):
             # Average across ranks first, so every rank clips and steps with identical gradients.
@@ -58,19 +65,17 @@ class TrainStep:
             return norm
 
         if self.accum_steps == 1:
-            @compiled
             def fused(*inputs):
                 outputs, grads = grad_fn(*inputs)
                 norm = finish(grads)
                 return outputs, norm
 
-            self._fused = fused
+            self._fused = compiled(keyed(fused))
         else:
             self.accum = ParameterTuple([Parameter(ops.zeros_like(p), name=f"accum.{name}.{i}", requires_grad=False)
                                          for i, p in enumerate(self.params)])
             accum, scale = self.accum, 1.0 / self.accum_steps
 
-            @compiled
             def accumulate(*inputs):
                 outputs, grads = grad_fn(*inputs)
                 for a, g in zip(accum, grads):
@@ -85,7 +90,7 @@ class TrainStep:
                     ops.assign(a, ops.zeros_like(a))
                 return norm
 
-            self._accumulate, self._apply = accumulate, apply
+            self._accumulate, self._apply = compiled(keyed(accumulate)), apply
 
     # ------------------------------------------------------------------------------------------------------------
     def __call__(self, micro_batches: Sequence[Sequence[Tensor]]) -> Dict[str, object]:
@@ -95,11 +100,13 @@ class TrainStep:
         if len(micro_batches) != self.accum_steps:
             raise ValueError(f"{self.name}: expected {self.accum_steps} micro-batches, got {len(micro_batches)}")
         lr = self.current_lr()
+        # with keyed dropout every graph launch takes its micro-batch's dropout key as a leading input
+        keys = [(self.dropout.key(i),) if self.dropout is not None else () for i in range(self.accum_steps)]
         if self.accum_steps == 1:
-            outputs, norm = self._fused(*micro_batches[0])
+            outputs, norm = self._fused(*keys[0], *micro_batches[0])
             collected = [outputs]
         else:
-            collected = [self._accumulate(*inputs) for inputs in micro_batches]
+            collected = [self._accumulate(*key, *inputs) for key, inputs in zip(keys, micro_batches)]
             norm = self._apply()
         scalar = [i for i, o in enumerate(collected[0]) if o.size == 1]
         values = np.array([[float(out[i].asnumpy()) for i in scalar] for out in collected],
@@ -138,3 +145,117 @@ class TrainStep:
 
 def trainable(params: Sequence[Parameter]) -> List[Parameter]:
     return [p for p in params if p.requires_grad]
+
+
+def _keyed(fn):
+    """Without keyed dropout a step function takes its inputs unchanged."""
+    return fn
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# dropout keyed by (seed, step)
+
+_DROPOUT_STREAM = 0x0D0D  # leading word of the dropout keys' SeedSequence, apart from the noise generators'
+_U32 = np.uint32
+
+
+def _u32(value: int) -> Tensor:
+    # uint32 tensors, not Python ints: MindSpore has no uint32 multiply-by-scalar kernel
+    return Tensor(_U32(value & 0xFFFFFFFF))
+
+
+_MUL1, _MUL2, _GOLDEN = _u32(0x7FEB352D), _u32(0x846CA68B), 0x9E3779B9
+_SHIFT15, _SHIFT16 = _u32(15), _u32(16)
+
+
+def _mix32(h: Tensor) -> Tensor:
+    """A bijective 32-bit integer hash (Wellons' "lowbias32"); uint32 arithmetic wraps modulo 2^32."""
+    h = ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT16))
+    h = h * _MUL1
+    h = ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT15))
+    h = h * _MUL2
+    return ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT16))
+
+
+class _KeyedDropoutOp(nn.Cell):
+    """Stands in for the `ops.Dropout` primitive inside an `nn.Dropout`: `construct(x) -> (out, keep)`.
+
+    Element `i` of `x` (row-major) is kept when `mix32(i + k) >= round(p·2^32)`, k = mix32(key + layer·φ), so the
+    keep probability is 1 − p to within 2^-32 and kept elements are scaled by 1/(1 − p), as `ops.Dropout` does.
+    Each (layer, key) reads its own window of the one pseudo-random sequence mix32(0), mix32(1), ... at a hashed
+    offset. `key` is a uint32 scalar Parameter written at the start of each compiled step; it is held outside the
+    Cell's own parameters (plain attribute) so the network's parameter list, and so its checkpoints, do not change.
+    Cost on CPU: about ten integer passes over `x` (MindSpore 2.10's native dropout: about one).
+    """
+
+    def __init__(self, p: float, layer: int, key: Parameter):
+        super().__init__()
+        self.scale = 1.0 / (1.0 - float(p))
+        self.threshold = _u32(min(int(round(float(p) * 2 ** 32)), 2 ** 32 - 1))
+        self.layer = _u32(layer * _GOLDEN)
+        object.__setattr__(self, "key", key)
+
+    def construct(self, x):
+        offset = _mix32(self.key + self.layer)
+        index = ops.cast(ops.arange(0, x.size, dtype=ms.int32), ms.uint32).reshape(x.shape)
+        keep = ops.stop_gradient(ops.cast(_mix32(index + offset) >= self.threshold, x.dtype))
+        return x * keep * self.scale, keep
+
+
+class StepDropout:
+    """Dropout masks as a pure function of (seed, step, rank, micro-batch, layer, element).
+
+    MindSpore's `nn.Dropout` draws from a stream held inside each compiled dropout kernel: seeded when the kernel
+    is built, advanced on every call, with no way to read, set or rewind it (on CPU, MindSpore 2.10 has no
+    generator-driven random kernels either: `DropoutExt`, `RandExt`, `BernoulliExt` are not implemented). A resumed
+    run builds fresh kernels whose streams restart, so it would draw the masks of steps 0, 1, ... again.
+
+    `install(net)` therefore swaps the primitive inside every active `nn.Dropout` of `net` for `_KeyedDropoutOp`
+    (the cells, their `p` and their train/eval switch stay as they are). Each launch of a `TrainStep` built with
+    this object first assigns its micro-batch's key; `begin_step(seed, step, rank)` chooses the keys.
+    """
+
+    def __init__(self, param: Parameter, layers: int):
+        self.param = param
+        self.layers = layers
+        self._base = (0, 0, 0)
+
+    @classmethod
+    def install(cls, net: nn.Cell) -> Optional["StepDropout"]:
+        """Key every dropout with p > 0 inside `net`; None when `net` has none (nothing is changed)."""
+        param = Parameter(Tensor(_U32(0)), name="dropout_key", requires_grad=False)
+        cells = [cell for _, cell in net.cells_and_names() if isinstance(cell, nn.Dropout)]
+        layers = 0
+        for cell in cells:
+            if isinstance(cell.dropout, _KeyedDropoutOp):
+                raise ValueError("StepDropout.install: this network's dropout is already keyed")
+            p = cell.p if cell.p is not None else 1.0 - cell.keep_prob
+            if p > 0:
+                # the enumeration order of cells_and_names is fixed by the architecture, so a layer's number is
+                # the same in every process that builds the same network
+                cell.dropout = _KeyedDropoutOp(p, layers, param)
+                layers += 1
+        return cls(param, layers) if layers else None
+
+    def begin_step(self, seed: int, step: int, rank: int = 0) -> None:
+        """Select the keys of optimizer step `step` (0-based) on data-parallel rank `rank`."""
+        self._base = (int(seed), int(step), int(rank))
+
+    def key(self, micro_batch: int) -> Tensor:
+        """The uint32 key of micro-batch `micro_batch` of the current step."""
+        seed, step, rank = self._base
+        words = np.random.SeedSequence([_DROPOUT_STREAM, seed, step, rank, int(micro_batch)]).generate_state(1, _U32)
+        return Tensor(words[0])
+
+    def keyed(self, fn):
+        """`fn(*inputs)` → `g(key, *inputs)`: assigns `key` to the dropout key, then runs `fn` (in one graph, the
+        assignment is ordered before the dropout reads it)."""
+        # The key travels as a graph input and is assigned inside the graph: an ms.jit graph does not see a
+        # Parameter changed from the host (set_data, or even ops.assign run eagerly) after it was compiled.
+        param = self.param
+
+        def with_key(key, *inputs):
+            ops.assign(param, key)
+            return fn(*inputs)
+
+        return with_key

@@ -2,14 +2,16 @@
 
 Reproducibility by construction: the data position and every random draw of an optimizer step are pure
 functions of (seed, step) — micro-batch `k` of step `s` is global batch `s·accum + k` of the seeded epoch order,
-and its noise comes from `numpy.random.default_rng([seed, s])`. A resumed run therefore sees exactly the batches
-and noise the uninterrupted run would have seen; the checkpoint's "RNG state" is that (seed, step) pair.
-(MindSpore's dropout draws from a process-global stream that cannot be rewound, so with dropout > 0 a resumed
-run matches the uninterrupted one in distribution, not bit for bit.)
+its noise comes from `numpy.random.default_rng([seed, s, rank])`, and its dropout masks are hashed from a key
+drawn from (seed, s, rank, k) (`train_step.StepDropout`; MindSpore's own dropout stream cannot be rewound). A
+resumed run therefore sees exactly the batches, noise and dropout masks the uninterrupted run would have seen; the
+checkpoint's "RNG state" is that (seed, step) pair.
 
 Outputs in the run directory: `config.yaml` (resolved config), `metrics.jsonl` (one JSON object per logged
 step and per validation, each with `step`), `last.ckpt` (every `ckpt_every` steps, at the end and on
 SIGINT/SIGTERM; older copies rotated to `last-<step>.ckpt`), `best.ckpt` (lowest validation loss).
+`--resume` continues from `last.ckpt`, or from the newest loadable `last-<step>.ckpt` when `last.ckpt` is missing
+or unreadable.
 """
 from __future__ import annotations
 
@@ -17,16 +19,19 @@ import hashlib
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Optional, Protocol
+from typing import Callable, Dict, Iterable, List, Optional, Protocol
 
 import numpy as np
 
 from prediff_cli.config import Config, TrainConfig, to_plain, write_resolved_config
-from prediff_cli.errors import PrediffError
+from prediff_cli.errors import InputError, PrediffError
+from prediff_cli.io.atomic import atomic_path, atomic_write_text, commit, fsync_dir
 from prediff_cli.io.checkpoint import Checkpoint, load_checkpoint, net_weights, save_checkpoint
 
 from .ema import EMA
@@ -43,6 +48,9 @@ class BatchSource(Protocol):
 
 class TrainingListener:
     """Receives progress events (the CLI turns them into a live display). All methods are optional."""
+
+    def on_resume(self, path: Path, step: int, skipped: List[str]) -> None:
+        """The run continues from checkpoint `path` at `step`; `skipped` says why newer files were not used."""
 
     def on_start(self, start_step: int, total_steps: int) -> None: ...
 
@@ -63,6 +71,58 @@ class TrainingResult:
     best_checkpoint: Optional[Path]
     last_metrics: dict
     best_val: Optional[float]
+    resumed_from: Optional[Path] = None  # the checkpoint a resumed run continued from
+
+
+LAST = "last.ckpt"
+STAGED = ".last.staged.ckpt"  # the next last.ckpt while it is being written (never read by --resume)
+_ROTATED = re.compile(r"^last-(\d+)\.ckpt$")
+
+
+@dataclass
+class ResumePoint:
+    """The checkpoint a resumed run continues from; `skipped`: one reason per newer file that was not usable."""
+
+    path: Path
+    ckpt: Checkpoint
+    skipped: List[str] = field(default_factory=list)
+
+    @property
+    def step(self) -> int:
+        return int(self.ckpt.meta["step"])
+
+
+def rotated_checkpoints(run_dir: Path) -> List[Path]:
+    """`last-<step>.ckpt` files in `run_dir`, oldest step first."""
+    found = [p for p in Path(run_dir).glob("last-*.ckpt") if _ROTATED.match(p.name)]
+    return sorted(found, key=_step_of)
+
+
+def find_resume_point(run_dir: Path, component: str) -> ResumePoint:
+    """`run_dir/last.ckpt` if it loads, else the newest `last-<step>.ckpt` that does.
+
+    A file that loads but holds another component (or no config) is an error, not a reason to fall back: the
+    directory belongs to another kind of run."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir / LAST] + rotated_checkpoints(run_dir)[::-1]
+    if not any(p.is_file() for p in candidates):
+        raise PrediffError(f"cannot resume: {run_dir} holds no {LAST} (start without --resume)")
+    skipped: List[str] = []
+    for path in candidates:
+        if not path.is_file():
+            skipped.append(f"{path.name} is missing")
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+        except InputError as exc:  # unreadable, truncated, not a prediff checkpoint
+            skipped.append(str(exc))
+            continue
+        if ckpt.component != component:
+            raise InputError(f"{path} holds a {ckpt.component} checkpoint, but a {component} run is being resumed")
+        if ckpt.config is None or "step" not in ckpt.meta:
+            raise InputError(f"{path} carries no training config or step; it cannot be resumed")
+        return ResumePoint(path, ckpt, skipped)
+    raise PrediffError(f"cannot resume: no loadable checkpoint in {run_dir} ({'; '.join(skipped)})")
 
 
 class Trainer:
@@ -82,7 +142,10 @@ class Trainer:
         self.ema = EMA(task.net, section.ema_decay) if section.ema_decay > 0 else None
         self.best_val: Optional[float] = None
         self._stop_signal: Optional[int] = None
-        self._last_saved_step: Optional[int] = None  # step stored in run_dir/last.ckpt, once known
+        self._last_saved_step: Optional[int] = None  # step of the newest complete checkpoint (the resume point)
+        self._last_file_step: Optional[int] = None  # step held by run_dir/last.ckpt (None: absent or unusable)
+        self._resumed_step: Optional[int] = None
+        self.resumed_from: Optional[Path] = None
         self.is_main = rank == 0
 
     # ------------------------------------------------------------------------------------------------------------
@@ -90,12 +153,12 @@ class Trainer:
     def metrics_path(self) -> Path:
         return self.run_dir / "metrics.jsonl"
 
-    def resume(self) -> int:
-        """Restore weights, optimizer, EMA and counters from `run_dir/last.ckpt`; returns the step reached."""
-        path = self.run_dir / "last.ckpt"
-        if not path.is_file():
-            raise PrediffError(f"cannot resume: {path} does not exist (start without --resume)")
-        ckpt = load_checkpoint(path, component=self.task.component)
+    def resume(self, point: Optional[ResumePoint] = None) -> int:
+        """Restore weights, optimizer, EMA and counters from `point` (default: `find_resume_point`); returns the
+        step reached. Nothing in the run directory is written here: `fit` does that, after every check."""
+        if point is None:
+            point = find_resume_point(self.run_dir, self.task.component)
+        path, ckpt = point.path, point.ckpt
         from prediff_cli.io.checkpoint import load_weights
 
         load_weights(self.task.net, ckpt.model, source=str(path))
@@ -109,33 +172,49 @@ class Trainer:
                 raise PrediffError(f"cannot resume from {path}: it has no EMA weights but ema_decay > 0")
             self.ema.load_state(ckpt.ema, ckpt.meta.get("ema_updates", 0))
         self.best_val = ckpt.meta.get("best_val")
-        step = int(ckpt.meta["step"])
+        step = point.step
         if self.task.step_count() != step:
             raise PrediffError(f"cannot resume from {path}: optimizer step {self.task.step_count()} != {step}")
-        self._truncate_metrics(step)
-        self._last_saved_step = step
+        self._last_saved_step = self._resumed_step = step
+        # a fallback means last.ckpt is missing or broken: it must not be rotated into last-<step>.ckpt
+        self._last_file_step = step if path.name == LAST else None
+        self.resumed_from = path
+        hook = getattr(self.listener, "on_resume", None)
+        if hook is not None:
+            hook(path, step, list(point.skipped))
         return step
 
     def fit(self) -> TrainingResult:
         total = self.section.steps
         start = self.task.step_count()
+        # every check before the first write: a refused run leaves the directory as it was
+        if self._resumed_step is None:
+            existing = [p.name for p in [self.run_dir / LAST] + rotated_checkpoints(self.run_dir) if p.exists()]
+            if existing:
+                raise PrediffError(f"{self.run_dir} already holds a training run ({existing[0]}); continue it with "
+                                   "--resume or choose another --run-dir")
+        elif total <= start:
+            raise PrediffError(f"run {self.run_dir} is at step {start}; {total} steps do not go beyond it: "
+                               "pass a larger --steps to continue it")
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_resolved_config(self.config, self.run_dir)
+            if self._resumed_step is not None:
+                self._truncate_metrics(self._resumed_step)
         self.listener.on_start(start, total)
         previous = self._install_signal_handlers()
         last_record: dict = {}
         last_ckpt: Optional[Path] = None
         status = "finished"
-        if self._last_saved_step is None and (self.run_dir / "last.ckpt").exists():
-            raise PrediffError(f"{self.run_dir} already holds a training run (last.ckpt); continue it with --resume "
-                               "or choose another --run-dir")
+        dropout = getattr(self.task, "dropout", None)
         t_window, steps_window = time.perf_counter(), 0
         step = start
         try:
             while step < total and self._stop_signal is None:
                 batches = [self.train_data.batch(step * self.accum_steps + k) for k in range(self.accum_steps)]
                 rng = np.random.default_rng([self.config.seed, step, self.rank])
+                if dropout is not None:
+                    dropout.begin_step(self.config.seed, step, self.rank)
                 self.task.set_train(True)
                 metrics = self.task.optimizer_step(step, batches, rng)
                 if self.ema is not None:
@@ -165,7 +244,8 @@ class Trainer:
             self._write_rank_digest()
         result = TrainingResult(status=status, step=self.task.step_count(), last_checkpoint=last_ckpt,
                                 best_checkpoint=self.run_dir / "best.ckpt" if (self.run_dir / "best.ckpt").exists()
-                                else None, last_metrics=last_record, best_val=self.best_val)
+                                else None, last_metrics=last_record, best_val=self.best_val,
+                                resumed_from=self.resumed_from)
         self.listener.on_end(result)
         return result
 
@@ -198,16 +278,14 @@ class Trainer:
         for name, value in sorted(net_weights(self.task.net).items()):
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(value).tobytes())
-        folder = self.run_dir / "ranks"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".rank-{self.rank}.json.tmp"
-        tmp.write_text(json.dumps({"rank": self.rank, "world_size": self.world_size, "step": self.task.step_count(),
-                                   "weights_sha256": digest.hexdigest()}) + "\n")
-        os.replace(tmp, folder / f"rank-{self.rank}.json")
+        atomic_write_text(self.run_dir / "ranks" / f"rank-{self.rank}.json",
+                          json.dumps({"rank": self.rank, "world_size": self.world_size,
+                                      "step": self.task.step_count(), "weights_sha256": digest.hexdigest()}) + "\n")
 
     def _checkpoint(self, step: int) -> Checkpoint:
-        meta = {**self.task.extra_meta, "step": step, "rng": {"seed": self.config.seed, "step": step}, "best_val": self.best_val,
-                "trainer": to_plain(self.section), "accum_steps": self.accum_steps, "world_size": self.world_size}
+        meta = {**self.task.extra_meta, "step": step, "rng": {"seed": self.config.seed, "step": step},
+                "best_val": self.best_val, "trainer": to_plain(self.section), "accum_steps": self.accum_steps,
+                "world_size": self.world_size}
         ema = {}
         if self.ema is not None:
             ema = self.ema.state()
@@ -217,21 +295,41 @@ class Trainer:
                           optim=self.task.state(), aux=self.task.aux_state(), meta=meta)
 
     def _save_last(self, step: int) -> Optional[Path]:
+        """Write `last.ckpt` for `step`, keeping the previous one as `last-<previous>.ckpt`.
+
+        The order keeps a complete, resumable `last.ckpt` on disk at every instant, whenever the process dies:
+        1. the new checkpoint is written and fsync'ed under STAGED, a name `--resume` ignores (last.ckpt: old);
+        2. the old last.ckpt gets a second name, last-<previous>.ckpt (hard link, else a copy; made under a
+           temporary name and renamed, so that name too is complete or absent);
+        3. STAGED is renamed over last.ckpt (atomic), then the folder is fsync'ed;
+        4. only then are surplus rotated copies deleted.
+        (Renaming old → last-<previous> before step 3 would leave a moment with no last.ckpt; `--resume` would
+        then fall back to last-<previous>, losing nothing complete, but the link avoids even that.)
+        A kill during 1–3 leaves STAGED behind; the next save overwrites it.
+        """
         if not self.is_main:
             return None
-        path = self.run_dir / "last.ckpt"
-        ckpt = self._checkpoint(step)
-        previous = self._last_saved_step
-        if path.exists() and previous is not None and previous != step:
-            if self.section.keep_ckpts > 0:
-                os.replace(path, self.run_dir / f"last-{previous}.ckpt")
-            rotated = sorted(self.run_dir.glob("last-*.ckpt"), key=_step_of)
-            for old in rotated[:max(len(rotated) - self.section.keep_ckpts, 0)]:
-                old.unlink()
-        save_checkpoint(path, ckpt)
-        self._last_saved_step = step
-        self.listener.on_checkpoint(path, "last")
-        return path
+        last = self.run_dir / LAST
+        staged = save_checkpoint(self.run_dir / STAGED, self._checkpoint(step))
+        previous = self._last_file_step
+        if previous is not None and previous != step and self.section.keep_ckpts > 0 and last.is_file():
+            _second_name(last, self.run_dir / f"last-{previous}.ckpt")
+        commit(staged, last)
+        self._last_saved_step = self._last_file_step = step
+        self._prune_rotated(step)
+        self.listener.on_checkpoint(last, "last")
+        return last
+
+    def _prune_rotated(self, step: int) -> None:
+        """Keep the `keep_ckpts` newest rotated copies older than `step`. Copies at or beyond `step` are from before
+        a resume that fell back past them (they did not load) and would mislead a later fallback."""
+        rotated = rotated_checkpoints(self.run_dir)
+        older = [p for p in rotated if _step_of(p) < step]
+        doomed = [p for p in rotated if _step_of(p) >= step] + older[:max(len(older) - self.section.keep_ckpts, 0)]
+        for old in doomed:
+            old.unlink()
+        if doomed:
+            fsync_dir(self.run_dir)
 
     def _log(self, record: dict) -> None:
         if not self.is_main:
@@ -245,9 +343,7 @@ class Trainer:
             return
         kept = [line for line in self.metrics_path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.metrics_path)
+        atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def _install_signal_handlers(self):
         def handler(signum, _frame):
@@ -268,10 +364,18 @@ class Trainer:
 
 
 def _step_of(path: Path) -> int:
-    try:
-        return int(path.stem.split("-", 1)[1])
-    except (IndexError, ValueError):
-        return -1
+    match = _ROTATED.match(Path(path).name)
+    return int(match.group(1)) if match else -1
+
+
+def _second_name(src: Path, dst: Path) -> None:
+    """Make `dst` a complete copy of `src`: a hard link where the file system has them, else a byte copy; either
+    is made under a temporary name and renamed, so `dst` is never partial."""
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:  # no hard links here (some network and FUSE file systems)
+            shutil.copyfile(src, tmp)
 
 
 def _clean(value):
