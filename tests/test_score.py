@@ -155,19 +155,23 @@ def test_split_evaluation_forecasts_each_case_as_sample_does(tmp_path, synthetic
     scored = np.concatenate(captured)  # (3, 3, 6, H, W): batches of 2 and 1 cases
     assert scored.shape[:2] == (3, 3)
     seqs = open_dataset(load_config("tiny", values={"data.root": str(synthetic_root)}).data).split("test")
-    for case in (0, 2):
+    for case, seed in ((0, 40), (2, 42), (0, 41)):
         radar = tmp_path / f"case{case}.h5"
         with h5py.File(radar, "w") as h5:
             h5["vil"] = seqs[case][..., 0]
             h5["time_utc"] = np.array([b"2019-07-01T18:00:00"])
         captured.clear()
-        result = CliRunner().invoke(app, ["sample", "--input", str(radar), "--out", str(tmp_path / f"fc{case}"),
+        result = CliRunner().invoke(app, ["sample", "--input", str(radar), "--out", str(tmp_path / f"fc{seed}"),
                                           "--vae", str(ckpts["vae"]), "--unet", str(ckpts["unet"]), "--align-net",
-                                          str(ckpts["align"]), "--seed", str(40 + case),
+                                          str(ckpts["align"]), "--seed", str(seed),
                                           *[x for item in SETTINGS for x in ("--set", item)]])
         assert result.exit_code == 0, result.output
-        np.testing.assert_array_equal(captured[0][0], scored[case])
-    assert not np.allclose(scored[0], scored[1])  # cases do get their own noise
+        difference = np.abs(captured[0][0] - scored[case]).max()
+        if seed == 40 + case:
+            # the same noise; only float32 rounding differs (convolutions over 2 sequences vs 1 in one call)
+            assert difference < 1e-5
+        else:
+            assert difference > 1e-2  # another seed: other members
 
 
 @pytest.mark.parametrize("bad, message", [

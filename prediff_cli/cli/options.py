@@ -5,6 +5,9 @@
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -13,7 +16,9 @@ import typer
 from typing_extensions import Annotated
 
 from prediff_cli.config import Config, load_config
+from prediff_cli.config.forecast_settings import sample_values
 from prediff_cli.config.schema import ALIGN_MODES, SAMPLERS
+from prediff_cli.pipelines.model import Checkpoints
 
 
 class Device(str, Enum):
@@ -55,46 +60,78 @@ def resolve_config(config: str, sets: Optional[List[str]] = None, data: Optional
 Sampler = Enum("Sampler", {name: name for name in SAMPLERS}, type=str)
 Align = Enum("Align", {name: name for name in ALIGN_MODES}, type=str)
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", metavar="NAME|DIR",
-    help="Model to forecast with: an installed name (see `prediff models`) or a folder holding vae.ckpt, unet.ckpt "
-         "and align.ckpt.")]
-ForecastConfigOpt = Annotated[Optional[str], typer.Option(
-    "--config", "-c", metavar="PRESET|PATH",
-    help="Start the settings from this preset or YAML instead of the model's own config.")]
-SamplesOpt = Annotated[Optional[int], typer.Option(
-    "--samples", "-n", min=1, help="Ensemble members (default: the config's sample.samples).")]
-SamplerOpt = Annotated[Optional[Sampler], typer.Option(
-    "--sampler", help="ddim (fast), dpmpp (fastest, 20 steps), ddpm (faithful, 1000 steps) "
-                      "(default: the config's).")]
-SolverStepsOpt = Annotated[Optional[int], typer.Option(
-    "--steps", min=1, help="Solver steps of ddim/dpmpp (default: the config's, or 50 / 20 when --sampler "
-                           "changes the sampler).")]
-EtaOpt = Annotated[Optional[float], typer.Option(
-    "--eta", min=0.0, max=1.0, help="Solver noise of ddim/dpmpp: 0 deterministic (ODE), 1 stochastic (SDE) "
-                                    "(default: the config's).")]
-AlignOpt = Annotated[Optional[Align], typer.Option(
-    "--align", help="Knowledge alignment toward an anticipated mean intensity (default: the config's).")]
-AlignTargetOpt = Annotated[Optional[float], typer.Option(
-    "--align-target", help="Anticipated mean VIL of the forecast frames (digital 0-255); implies --align avg_x.")]
-AlignFactorOpt = Annotated[Optional[float], typer.Option(
-    "--align-factor", help="Anticipated mean = factor x mean of the last context frame (default 1); implies "
-                           "--align avg_x.")]
-AlignOracleOpt = Annotated[Optional[float], typer.Option(
-    "--align-oracle", help="EVALUATION ONLY: anticipated mean = factor x the true future mean (the paper used 2); "
-                           "needs the truth frames.")]
-GuideScaleOpt = Annotated[Optional[float], typer.Option(
-    "--guide-scale", help="Alignment strength (default: the config's sample.guide_scale).")]
-CoupleOpt = Annotated[Optional[bool], typer.Option(
-    "--couple-members/--per-member", help="Official coupling of the members' guidance through one norm, or "
-                                          "guidance per member (default: the config's).")]
-VaeCkptOpt = Annotated[Optional[Path], typer.Option(
-    "--vae", metavar="CKPT", help="Use this VAE checkpoint instead of the model's.")]
-UnetCkptOpt = Annotated[Optional[Path], typer.Option(
-    "--unet", metavar="CKPT", help="Use this UNet checkpoint instead of the model's.")]
-AlignNetCkptOpt = Annotated[Optional[Path], typer.Option(
-    "--align-net", metavar="CKPT", help="Use this alignment checkpoint instead of the model's.")]
-AllowMismatchOpt = Annotated[bool, typer.Option(
-    "--allow-mismatch", help="Use a UNet or alignment network trained on another VAE (refused by default).")]
-OverwriteOpt = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace earlier results in --out (refused by default).")]
+def _option(tp, *names, **kwargs):
+    return Annotated[tp, typer.Option(*names, **kwargs)]
+
+
+OverwriteOpt = _option(bool, "--overwrite", help="Replace earlier results in --out (refused by default).")
+
+_CONFIGS = "(default: the config's"
+#: the options of every command that forecasts (sample, score): name → (type, default); each becomes a config value
+#: or a model choice, see `forecast_options`
+FORECAST_OPTIONS = {
+    "model": (_option(str, "--model", "-m", metavar="NAME|DIR", help="Model to forecast with: an installed name "
+                      "(see `prediff models`) or a folder holding vae.ckpt, unet.ckpt and align.ckpt."), "demo"),
+    "samples": (_option(Optional[int], "--samples", "-n", min=1,
+                        help=f"Ensemble members {_CONFIGS} sample.samples)."), None),
+    "sampler": (_option(Optional[Sampler], "--sampler", help="ddim (fast), dpmpp (fastest, 20 steps), ddpm "
+                        f"(faithful, 1000 steps) {_CONFIGS})."), None),
+    "steps": (_option(Optional[int], "--steps", min=1, help=f"Solver steps of ddim/dpmpp {_CONFIGS}, or 50 / 20 "
+                      "when --sampler changes the sampler)."), None),
+    "eta": (_option(Optional[float], "--eta", min=0.0, max=1.0, help="Solver noise of ddim/dpmpp: 0 deterministic "
+                    f"(ODE), 1 stochastic (SDE) {_CONFIGS})."), None),
+    "align": (_option(Optional[Align], "--align", help="Knowledge alignment toward an anticipated mean intensity "
+                      f"{_CONFIGS})."), None),
+    "align_target": (_option(Optional[float], "--align-target", help="Anticipated mean VIL of the forecast frames "
+                             "(digital 0-255); implies --align avg_x."), None),
+    "align_factor": (_option(Optional[float], "--align-factor", help="Anticipated mean = factor x mean of the last "
+                             "context frame (default 1); implies --align avg_x."), None),
+    "align_oracle": (_option(Optional[float], "--align-oracle", help="EVALUATION ONLY: anticipated mean = factor x "
+                             "the true future mean (the paper used 2); needs the truth frames."), None),
+    "guide_scale": (_option(Optional[float], "--guide-scale", help=f"Alignment strength {_CONFIGS} "
+                            "sample.guide_scale)."), None),
+    "couple_members": (_option(Optional[bool], "--couple-members/--per-member", help="Official coupling of the "
+                               f"members' guidance through one norm, or guidance per member {_CONFIGS})."), None),
+    "vae": (_option(Optional[Path], "--vae", metavar="CKPT", help="Use this VAE checkpoint instead of the model's."),
+            None),
+    "unet": (_option(Optional[Path], "--unet", metavar="CKPT", help="Use this UNet checkpoint instead of the "
+                     "model's."), None),
+    "align_net": (_option(Optional[Path], "--align-net", metavar="CKPT", help="Use this alignment checkpoint "
+                          "instead of the model's."), None),
+    "allow_mismatch": (_option(bool, "--allow-mismatch", help="Use a UNet or alignment network trained on another "
+                               "VAE (refused by default)."), False),
+    "overwrite": (OverwriteOpt, False),
+    "config": (_option(Optional[str], "--config", "-c", metavar="PRESET|PATH", help="Start the settings from this "
+                       "preset or YAML instead of the model's own config."), None),
+    "sets": (SetOpt, None),
+    "device": (DeviceOpt, Device.auto),
+    "seed": (SeedOpt, None),
+}
+
+
+def forecast_options(command):
+    """Give a Typer command the `FORECAST_OPTIONS`; it receives them as one keyword `forecast`: the arguments
+    `run_sample` and `run_score` share (model, config, sets, values, checkpoints, allow_mismatch, overwrite)."""
+    signature = inspect.signature(command)
+    hints = typing.get_type_hints(command, include_extras=True)  # Typer reads the options from the annotations
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+           if p.name != "forecast"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=tp)
+              for name, (tp, default) in FORECAST_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        flags = {name: kwargs.pop(name) for name in FORECAST_OPTIONS}
+        values = sample_values(**{k: flags[k] for k in ("samples", "sampler", "steps", "eta", "align", "align_target",
+                                                        "align_factor", "align_oracle", "guide_scale",
+                                                        "couple_members")})
+        values["device"] = Device(flags["device"]).value
+        if flags["seed"] is not None:
+            values["seed"] = int(flags["seed"])
+        forecast = dict(model=flags["model"], config=flags["config"], sets=list(flags["sets"] or []), values=values,
+                        checkpoints=Checkpoints(flags["vae"], flags["unet"], flags["align_net"]),
+                        allow_mismatch=flags["allow_mismatch"], overwrite=flags["overwrite"])
+        return command(*args, forecast=forecast, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + shared)
+    return wrapper

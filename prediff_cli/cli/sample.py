@@ -9,13 +9,9 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import (AlignFactorOpt, AlignNetCkptOpt, AlignOpt, AlignOracleOpt, AlignTargetOpt,
-                                     AllowMismatchOpt, CoupleOpt, Device, DeviceOpt, EtaOpt, ForecastConfigOpt,
-                                     GuideScaleOpt, ModelOpt, OverwriteOpt, SamplerOpt, SamplesOpt, SeedOpt, SetOpt,
-                                     SolverStepsOpt, UnetCkptOpt, VaeCkptOpt)
+from prediff_cli.cli.options import forecast_options
 from prediff_cli.cli.progress import StepsDisplay
 from prediff_cli.cli.reporting import echo, guarded
-from prediff_cli.config.forecast_settings import sample_values
 from prediff_cli.errors import InputError
 
 
@@ -31,48 +27,23 @@ def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
 def register(app: typer.Typer) -> None:
     @app.command("sample")
     @guarded(oom_hint="try fewer --samples or members per call (--set sample.member_batch=N)")
+    @forecast_options
     def sample(
         input: Annotated[Path, typer.Option("--input", "-i", help="HDF5 with a 'vil' dataset: SEVIR (N,H,W,T) "
                                                                    "or (T,H,W).")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("forecast"),
         event: Annotated[int, typer.Option("--event", min=0, help="Event (first axis of a SEVIR file).")] = 0,
         start: Annotated[int, typer.Option("--start", min=0, help="First context frame.")] = 0,
-        model: ModelOpt = "demo",
-        samples: SamplesOpt = None,
-        sampler: SamplerOpt = None,
-        steps: SolverStepsOpt = None,
-        eta: EtaOpt = None,
-        align: AlignOpt = None,
-        align_target: AlignTargetOpt = None,
-        align_factor: AlignFactorOpt = None,
-        align_oracle: AlignOracleOpt = None,
-        guide_scale: GuideScaleOpt = None,
-        couple_members: CoupleOpt = None,
-        vae: VaeCkptOpt = None,
-        unet: UnetCkptOpt = None,
-        align_net: AlignNetCkptOpt = None,
-        allow_mismatch: AllowMismatchOpt = False,
-        overwrite: OverwriteOpt = False,
         reference_time: Annotated[Optional[str], typer.Option(
             "--reference-time", help="UTC of the last context frame, when the input carries no times.")] = None,
-        config: ForecastConfigOpt = None,
-        sets: SetOpt = None,
-        device: DeviceOpt = Device.auto,
-        seed: SeedOpt = None,
+        *, forecast: dict,
     ):
         """Forecast the next 6 frames (60 min) as an ensemble: NetCDF + GIF + PNG in --out."""
-        from prediff_cli.pipelines.model import Checkpoints
         from prediff_cli.pipelines.sample_run import run_sample
 
-        values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
-                               align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
-                               guide_scale=guide_scale, couple_members=couple_members)
-        values.update(device=device.value, **({"seed": seed} if seed is not None else {}))
         with StepsDisplay("denoising") as display:
-            report = run_sample(input, out, model=model, event=event, start=start, config=config,
-                                sets=list(sets or []), values=values, checkpoints=Checkpoints(vae, unet, align_net),
-                                allow_mismatch=allow_mismatch, overwrite=overwrite,
-                                reference_time=_parse_time(reference_time), progress_factory=display.start)
+            report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),
+                                progress_factory=display.start, **forecast)
         echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
              f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
              f"{report['seconds']:.1f} s; alignment: {report['alignment']})")
