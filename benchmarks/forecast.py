@@ -48,9 +48,9 @@ def unet_forward(preset: str, batch: int, repeats: int = 2) -> dict:
     import mindspore as ms
     from mindspore import Tensor
 
-    import models
+    import prediff_models as models
     from benchmarks.measure import timed
-    from prediff_cli.config import load_config
+    from prediff.config import load_config
 
     cfg = load_config(preset)
     net = models.build("unet", cfg.model_kwargs("unet"))
@@ -90,10 +90,10 @@ def vae_coding(preset: str, members: int, repeats: int = 2) -> dict:
     import numpy as np
     from mindspore import Tensor
 
-    import models
+    import prediff_models as models
     from benchmarks.measure import timed
-    from prediff_cli.config import load_config
-    from prediff_cli.pipelines.latents import jit_decoder, jit_encoder
+    from prediff.config import load_config
+    from prediff.pipelines.latents import jit_decoder, jit_encoder
 
     cfg = load_config(preset)
     vae = models.build("vae", cfg.model_kwargs("vae"))
@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     m = args.members
     if args.member_batch is None:
-        from prediff_cli.config import load_config
+        from prediff.config import load_config
         args.member_batch = load_config(args.preset).sample.member_batch
     mb = min(args.member_batch or m, m)
     chunks = -(-m // mb)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict
 
-import prediff_cli  # noqa: F401,E402  (prepares MindSpore's environment before any benchmark imports it)
+import prediff  # noqa: F401,E402  (prepares MindSpore's environment before any benchmark imports it)
 
 ROOT = Path(__file__).resolve().parents[1]
 

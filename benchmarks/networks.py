@@ -18,8 +18,8 @@ def measure(preset: str, component: str, mode: str, batch: int, repeats: int = 3
     import mindspore as ms
     from mindspore import Tensor, ops
 
-    import models
-    from prediff_cli.config import load_config
+    import prediff_models as models
+    from prediff.config import load_config
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     cfg = load_config(preset)

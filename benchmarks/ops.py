@@ -79,7 +79,7 @@ def fused_kernels(x) -> dict:
     from mindspore import ops
 
     from benchmarks.measure import timed
-    from models.kernels import Gelu, GroupNorm, LayerNorm, library_path, unavailable_reason
+    from prediff_models.kernels import Gelu, GroupNorm, LayerNorm, library_path, unavailable_reason
 
     if library_path() is None:
         return {"unavailable": unavailable_reason()}

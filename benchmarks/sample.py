@@ -19,11 +19,11 @@ from benchmarks.measure import emit, isolated
 
 def build_forecaster(preset: str, solver: str, aligned: bool):
     """Random-weight networks of `preset` behind prediff's Forecaster (the path `prediff sample` runs)."""
-    import models
-    from prediff_cli.config import load_config
-    from prediff_cli.config import SampleConfig
-    from prediff_cli.pipelines.forecast import Forecaster
-    from prediff_cli.pipelines.model import Model
+    import prediff_models as models
+    from prediff.config import load_config
+    from prediff.config import SampleConfig
+    from prediff.pipelines.forecast import Forecaster
+    from prediff.pipelines.model import Model
 
     cfg = load_config(preset)
     build = {name: (lambda name=name: models.build(name, cfg.model_kwargs(name))) for name in ("vae", "unet", "align")}

@@ -22,11 +22,11 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str) -> di
     from pathlib import Path
 
     os.environ["PREDIFF_JIT"] = "1" if mode == "jit" else "0"
-    import models
-    from prediff_cli.config import load_config
-    from prediff_cli.config.schema import to_plain
-    from prediff_cli.io.checkpoint import Checkpoint, net_weights, save_checkpoint
-    from prediff_cli.pipelines.training.run import TrainRequest, run_training
+    import prediff_models as models
+    from prediff.config import load_config
+    from prediff.config.schema import to_plain
+    from prediff.io.checkpoint import Checkpoint, net_weights, save_checkpoint
+    from prediff.pipelines.training.run import TrainRequest, run_training
 
     section = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}[component]
     values = {"data.root": data, f"{section}.micro_batch_size": 1, f"{section}.total_batch_size": 1,
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
 
-    from prediff_cli.data.synthetic import write_synthetic_dataset
+    from prediff.data.synthetic import write_synthetic_dataset
 
     data = write_synthetic_dataset(Path(tempfile.mkdtemp(prefix="bench-data-")) / "synthetic", events=12, seed=0)
     results = [isolated("benchmarks.train", "measure", preset=preset, component=component, mode=mode,

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def prediff(*args: str) -> float:
     """Run one prediff command, streaming its output; returns its wall-clock seconds."""
-    cmd = [sys.executable, "-m", "prediff_cli", *args]
+    cmd = [sys.executable, "-m", "prediff", *args]
     print("$ prediff " + " ".join(args), flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True)

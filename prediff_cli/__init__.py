@@ -10,7 +10,7 @@ environment MindSpore needs (`prediff_models.environment`).
 """
 import importlib
 
-import models  # noqa: F401  (the network package: sets MindSpore's environment before anything imports MindSpore)
+import prediff_models  # noqa: F401  (the network package: sets MindSpore's environment before anything imports MindSpore)
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from prediff_cli.cli.app import main
+from prediff.cli.app import main
 
 main()

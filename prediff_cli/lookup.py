@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from prediff_cli.errors import ConfigError
+from prediff.errors import ConfigError
 
 
 def normalize_name(name: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from prediff_cli.errors import PrediffError
+from prediff.errors import PrediffError
 
 DEVICE_CHOICES = ("auto", "cpu", "gpu", "ascend")
 _TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}

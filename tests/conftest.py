@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-import prediff_cli  # noqa: F401
+import prediff  # noqa: F401
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ TINY_STEPS = 24
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A small synthetic SEVIR-LR tree shared by the tests (16 events: 3 sequences each)."""
-    from prediff_cli.data.synthetic import write_synthetic_dataset
+    from prediff.data.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", events=16, seed=0)
 
@@ -42,8 +42,8 @@ def synthetic_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, synthetic_root):
     """The three trainers at `tiny` for TINY_STEPS steps each: {"vae"|"unet"|"align": (run_dir, result)}."""
-    from prediff_cli.config import load_config
-    from prediff_cli.pipelines.training.run import TrainRequest, run_training
+    from prediff.config import load_config
+    from prediff.pipelines.training.run import TrainRequest, run_training
 
     base = tmp_path_factory.mktemp("runs")
     cfg = load_config("tiny", values={"data.root": str(synthetic_root)})
@@ -59,6 +59,6 @@ def tiny_runs(tmp_path_factory, synthetic_root):
 
 @pytest.fixture(scope="session")
 def radar_file(tmp_path_factory) -> Path:
-    from prediff_cli.data.synthetic import write_radar_file
+    from prediff.data.synthetic import write_radar_file
 
     return write_radar_file(tmp_path_factory.mktemp("radar") / "radar.h5", events=2, seed=5)

@@ -46,8 +46,8 @@ def test_api_forecast_equals_the_file_sample_writes(tmp_path, radar_file, tiny_r
     import xarray as xr
     from typer.testing import CliRunner
 
-    import prediff_cli as prediff
-    from prediff_cli.cli.app import app
+    import prediff as prediff
+    from prediff.cli.app import app
 
     ckpt = {k: v[0] / "last.ckpt" for k, v in tiny_runs.items()}
     model = prediff.load_model(vae=ckpt["vae"], unet=ckpt["unet"], align=ckpt["align"])

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from prediff_cli.baselines import OpticalFlow, Persistence, estimate_motion, get_baseline, semi_lagrangian
-from prediff_cli.errors import ConfigError, InputError
-from prediff_cli.verification import Scorer
+from prediff.baselines import OpticalFlow, Persistence, estimate_motion, get_baseline, semi_lagrangian
+from prediff.errors import ConfigError, InputError
+from prediff.verification import Scorer
 
 
 def _landscape(seed, size=320):

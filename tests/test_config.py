@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from prediff_cli.config import Config, config_from_dict, load_config, preset_names, to_plain, write_resolved_config
-from prediff_cli.errors import ConfigError
+from prediff.config import Config, config_from_dict, load_config, preset_names, to_plain, write_resolved_config
+from prediff.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "sevirlr"])

@@ -6,13 +6,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import models
+import prediff_models as models
 from mindspore import Tensor
-from prediff_cli.cli.app import app
-from prediff_cli.config import load_config
-from prediff_cli.errors import InputError
-from prediff_cli.io.checkpoint import load_checkpoint, load_weights
-from prediff_cli.pipelines.convert_weights import convert_weights
+from prediff.cli.app import app
+from prediff.config import load_config
+from prediff.errors import InputError
+from prediff.io.checkpoint import load_checkpoint, load_weights
+from prediff.pipelines.convert_weights import convert_weights
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
-from prediff_cli.config import load_config
-from prediff_cli.data import EpochBatches, iterate_batches, open_dataset, read_catalog
-from prediff_cli.data.batches import augment
-from prediff_cli.data.radar_input import read_radar_input
-from prediff_cli.data.synthetic import write_synthetic_dataset
-from prediff_cli.errors import DownloadError, InputError
+from prediff.config import load_config
+from prediff.data import EpochBatches, iterate_batches, open_dataset, read_catalog
+from prediff.data.batches import augment
+from prediff.data.radar_input import read_radar_input
+from prediff.data.synthetic import write_synthetic_dataset
+from prediff.errors import DownloadError, InputError
 
 
 def _digest(root):

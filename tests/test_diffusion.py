@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-import models
-import models.diffusion as D
+import prediff_models as models
+import prediff_models.diffusion as D
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 

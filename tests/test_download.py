@@ -14,9 +14,9 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from prediff_cli.cli.app import app
-from prediff_cli.data.download import download_sevir_lr, fetch
-from prediff_cli.errors import DownloadError
+from prediff.cli.app import app
+from prediff.data.download import download_sevir_lr, fetch
+from prediff.errors import DownloadError
 
 
 def _zip_tree(root, wrap="sevir_lr"):

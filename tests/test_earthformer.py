@@ -4,13 +4,13 @@ import json
 import numpy as np
 import pytest
 
-import models
+import prediff_models as models
 import mindspore as ms
 from mindspore import Tensor
 
-from models.earthformer.cuboid_attention import CuboidSelfAttentionLayer, relative_position_index
-from models.earthformer.sampling_layers import PatchMerging3D
-from prediff_cli.config import load_config
+from prediff_models.earthformer.cuboid_attention import CuboidSelfAttentionLayer, relative_position_index
+from prediff_models.earthformer.sampling_layers import PatchMerging3D
+from prediff.config import load_config
 
 
 def _fixture(official_dir, name):

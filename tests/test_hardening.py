@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from prediff_cli.cli.app import app
-from prediff_cli.cli.reporting import fail, guarded
-from prediff_cli.errors import InputError
-from prediff_cli.io.checkpoint import Checkpoint, weights_sha256
-from prediff_cli.io.netcdf import read_forecast, write_forecast
+from prediff.cli.app import app
+from prediff.cli.reporting import fail, guarded
+from prediff.errors import InputError
+from prediff.io.checkpoint import Checkpoint, weights_sha256
+from prediff.io.netcdf import read_forecast, write_forecast
 
 
 def _invoke(*args):
@@ -70,7 +70,7 @@ def test_guard_turns_every_error_into_one_line(tmp_path, monkeypatch):
 
 
 def test_convert_weights_out_of_memory_hint_does_not_mention_samples(tmp_path, monkeypatch):
-    import prediff_cli.pipelines.convert_weights as cw
+    import prediff.pipelines.convert_weights as cw
 
     def exhausted(*_args, **_kwargs):
         raise MemoryError
@@ -121,7 +121,7 @@ def _vae(value: float) -> Checkpoint:
 
 
 def test_vae_pairing_is_checked_by_weights():
-    from prediff_cli.pipelines.model import check_vae_pairing
+    from prediff.pipelines.model import check_vae_pairing
 
     trained_on = _vae(1.0)
     record = {"path": "runs/vae/last.ckpt", "sha256": "f" * 64, "weights_sha256": weights_sha256(trained_on.model)}
@@ -166,7 +166,7 @@ def test_every_numeric_config_field_has_a_range():
     import dataclasses
     import typing
 
-    from prediff_cli.config import schema
+    from prediff.config import schema
 
     for cls in (schema.DataConfig, schema.VAEConfig, schema.UNetConfig, schema.AlignConfig, schema.DiffusionConfig,
                 schema.TrainConfig, schema.SampleConfig, schema.ScoreConfig, schema.Config):
@@ -252,7 +252,7 @@ def test_input_directory_is_named_as_such(tmp_path):
 
 @pytest.mark.parametrize("shape", [(13, 100_000, 128), (10 ** 6, 128, 128), (1, 128, 128, 10 ** 6)])
 def test_radar_file_declaring_huge_shapes_is_refused_before_reading(tmp_path, shape):
-    from prediff_cli.data.radar_input import read_radar_input
+    from prediff.data.radar_input import read_radar_input
 
     path = tmp_path / "huge.h5"
     with h5py.File(path, "w") as h5:
@@ -262,7 +262,7 @@ def test_radar_file_declaring_huge_shapes_is_refused_before_reading(tmp_path, sh
 
 
 def test_radar_reads_only_the_frames_it_needs_and_keeps_the_file_scale(tmp_path):
-    from prediff_cli.data.radar_input import read_radar_input
+    from prediff.data.radar_input import read_radar_input
 
     frames = np.zeros((30, 16, 16), np.float32)
     frames[25] = 200.0  # the digital scale is told by the whole sequence, not the 13 frames read

@@ -12,7 +12,7 @@ import mindspore as ms
 import pytest
 from mindspore import Tensor, nn
 
-from models.kernels import (ChannelsFirst, ChannelsLast, Gelu, GroupNorm, LayerNorm, library_path,
+from prediff_models.kernels import (ChannelsFirst, ChannelsLast, Gelu, GroupNorm, LayerNorm, library_path,
                             unavailable_reason)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_norms_with_different_settings_keep_their_own_gradient_in_one_graph():
 
 
 def test_switched_off_by_environment(tmp_path):
-    code = ("import mindspore; from models.kernels import Gelu, library_path, unavailable_reason; "
+    code = ("import mindspore; from prediff_models.kernels import Gelu, library_path, unavailable_reason; "
             "print(library_path(), Gelu().fused, unavailable_reason())")
     env = {**os.environ, "PREDIFF_KERNELS": "0", "PREDIFF_KERNEL_DIR": str(tmp_path / "k")}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
@@ -130,7 +130,7 @@ def test_switched_off_by_environment(tmp_path):
 def test_build_goes_to_the_cache_dir_by_source_hash(tmp_path):
     if library_path() is None:
         pytest.skip(unavailable_reason())
-    code = "from models.kernels import library_path; print(library_path())"
+    code = "from prediff_models.kernels import library_path; print(library_path())"
     env = {**os.environ, "PREDIFF_KERNEL_DIR": str(tmp_path / "k")}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     built = Path(out.stdout.strip())
@@ -141,7 +141,7 @@ def test_build_goes_to_the_cache_dir_by_source_hash(tmp_path):
 def test_info_reports_the_kernels():
     from typer.testing import CliRunner
 
-    from prediff_cli.cli.app import app
+    from prediff.cli.app import app
 
     result = CliRunner().invoke(app, ["info", "--json"])
     assert result.exit_code == 0, result.output

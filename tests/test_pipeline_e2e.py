@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from prediff_cli.cli.app import app
-from prediff_cli.io.checkpoint import load_checkpoint
+from prediff.cli.app import app
+from prediff.io.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import pytest
 from mindspore import Tensor, nn
 from typer.testing import CliRunner
 
-from prediff_cli.cli.app import app
-from prediff_cli.io.netcdf import read_forecast
+from prediff.cli.app import app
+from prediff.io.netcdf import read_forecast
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +74,13 @@ class IntensityProbe(nn.Cell):
 def test_guidance_raises_and_lowers_the_forecast(tiny_runs, synthetic_root, radar_file):
     """Same seed, same members: a high anticipated intensity raises the forecast mean over unguided sampling, a low
     one lowers it, and a larger guide scale moves it further."""
-    from prediff_cli.config import load_config
-    from prediff_cli.data import open_dataset
-    from prediff_cli.data.radar_input import read_radar_input
-    from prediff_cli.config import SampleConfig
-    from prediff_cli.pipelines.forecast import Forecaster
-    from prediff_cli.pipelines.latents import jit_encoder, split_moments
-    from prediff_cli.pipelines.model import Model, load_model
+    from prediff.config import load_config
+    from prediff.data import open_dataset
+    from prediff.data.radar_input import read_radar_input
+    from prediff.config import SampleConfig
+    from prediff.pipelines.forecast import Forecaster
+    from prediff.pipelines.latents import jit_encoder, split_moments
+    from prediff.pipelines.model import Model, load_model
 
     runs = {k: v[0] / "last.ckpt" for k, v in tiny_runs.items()}
     nets = load_model(vae=runs["vae"], unet=runs["unet"], align=runs["align"])
@@ -129,7 +129,7 @@ def test_gif_and_png(plain):
     iio = pytest.importorskip("imageio.v3")
     from PIL import Image
 
-    from prediff_cli.visualization.canvas import full_palette
+    from prediff.visualization.canvas import full_palette
 
     out, _ = plain
     frames = iio.imread(out / "forecast.gif", index=None)
@@ -190,7 +190,7 @@ def test_option_errors(tmp_path, radar_file, ckpts):
 
 def test_inference_export_samples_like_the_training_checkpoint(tmp_path, radar_file, tiny_runs, plain):
     """The exported (demo-style) checkpoints drop optimizer state but give the same forecast (EMA weights)."""
-    from prediff_cli.io.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
+    from prediff.io.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
 
     exported = []
     for component in ("vae", "unet", "align"):
@@ -222,9 +222,9 @@ def test_bundled_demo_model_forecasts_the_example_file(tmp_path, repo_root):
 @pytest.mark.parametrize("sampler,steps,expected", [("dpmpp", None, 20), ("dpmpp", 7, 7), ("ddim", None, 50),
                                                     ("ddpm", None, 1000)])
 def test_choosing_a_sampler_brings_its_default_step_count(sampler, steps, expected):
-    from prediff_cli.config.forecast_settings import sample_values
-    from prediff_cli.config import load_config, override_config
-    from prediff_cli.config.forecast_settings import forecast_config
+    from prediff.config.forecast_settings import sample_values
+    from prediff.config import load_config, override_config
+    from prediff.config.forecast_settings import forecast_config
 
     base = override_config(load_config("tiny"), ["sample.sampler=ddim", "sample.steps=33"])
     resolved = forecast_config(base, None, [], sample_values(sampler=sampler, steps=steps))

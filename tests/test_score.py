@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from prediff_cli.cli.app import app
-from prediff_cli.config import load_config
-from prediff_cli.io.netcdf import write_forecast
+from prediff.cli.app import app
+from prediff.config import load_config
+from prediff.io.netcdf import write_forecast
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,8 @@ def test_mode_choice_errors(tmp_path, forecast_nc):
 
 
 def test_split_evaluation_resumes_to_the_same_scores(tmp_path, synthetic_root, tiny_runs, ckpts):
-    from prediff_cli.pipelines.model import Checkpoints
-    from prediff_cli.pipelines.score_run import run_score
+    from prediff.pipelines.model import Checkpoints
+    from prediff.pipelines.score_run import run_score
 
     base = dict(split="test", limit=4, checkpoints=Checkpoints(ckpts["vae"], ckpts["unet"]),
                 sets=["score.batch_size=2", "sample.samples=2", "sample.steps=3"],
@@ -135,10 +135,10 @@ def test_split_evaluation_forecasts_each_case_as_sample_does(tmp_path, synthetic
     every sampling setting honoured (sampler, steps, eta, alignment, guide scale, member batch)."""
     import h5py
 
-    from prediff_cli.data import open_dataset
-    from prediff_cli.pipelines import forecast as F
-    from prediff_cli.pipelines.model import Checkpoints
-    from prediff_cli.pipelines.score_run import run_score
+    from prediff.data import open_dataset
+    from prediff.pipelines import forecast as F
+    from prediff.pipelines.model import Checkpoints
+    from prediff.pipelines.score_run import run_score
 
     captured = []
     original = F.Forecaster.run

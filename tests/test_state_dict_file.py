@@ -7,8 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from prediff_cli.errors import InputError
-from prediff_cli.io.state_dict_file import read_state_dict
+from prediff.errors import InputError
+from prediff.io.state_dict_file import read_state_dict
 
 
 def test_pt_equals_npz(official_dir):
@@ -398,7 +398,7 @@ def test_cli_reports_a_hostile_pt_in_one_line(tmp_path, tp, repo_root, case):
     bad = build(tp, tmp_path / "bad.pt")
     out = tmp_path / "x.ckpt"
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
-    proc = subprocess.run([sys.executable, "-m", "prediff_cli", "convert-weights", str(bad), "--component", "align",
+    proc = subprocess.run([sys.executable, "-m", "prediff", "convert-weights", str(bad), "--component", "align",
                            "--out", str(out), "--config", "tiny"],
                           cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

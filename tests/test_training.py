@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import TINY_STEPS
-from prediff_cli.config import load_config
-from prediff_cli.errors import InputError, PrediffError
-from prediff_cli.io.checkpoint import load_checkpoint
-from prediff_cli.pipelines.training.run import TrainRequest, run_training
+from prediff.config import load_config
+from prediff.errors import InputError, PrediffError
+from prediff.io.checkpoint import load_checkpoint
+from prediff.pipelines.training.run import TrainRequest, run_training
 
 
 def _records(run_dir, key):
@@ -76,7 +76,7 @@ class _StopAfter:
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, synthetic_root, tiny_runs):
-    from prediff_cli.pipelines.training import run as run_module
+    from prediff.pipelines.training import run as run_module
 
     vae = tiny_runs["vae"][0] / "last.ckpt"
     # dropout off: MindSpore's dropout stream cannot be rewound (see trainer.py); everything else is exact
@@ -135,7 +135,7 @@ def test_bad_vae_checkpoints(tmp_path, tiny_runs, synthetic_root):
 def test_cli_errors_are_one_line(tmp_path, synthetic_root):
     from typer.testing import CliRunner
 
-    from prediff_cli.cli.app import app
+    from prediff.cli.app import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["train-vae", "--config", "tiny", "--set", "train_vae.lr=fast", "--run-dir",
@@ -151,7 +151,7 @@ def test_cli_errors_are_one_line(tmp_path, synthetic_root):
 
 def test_sigint_saves_a_loadable_checkpoint(tmp_path, synthetic_root, tiny_runs):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "prediff_cli", "train-align", "--config", "tiny", "--data", str(synthetic_root),
+    cmd = [sys.executable, "-m", "prediff", "train-align", "--config", "tiny", "--data", str(synthetic_root),
            "--vae", str(tiny_runs["vae"][0] / "last.ckpt"), "--run-dir", str(run_dir), "--steps", "500",
            "--set", "train_align.log_every=1", "--set", "train_align.ckpt_every=1000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -171,7 +171,7 @@ def test_sigint_saves_a_loadable_checkpoint(tmp_path, synthetic_root, tiny_runs)
 def test_two_data_parallel_workers_end_with_equal_weights(tmp_path, synthetic_root):
     """`--workers 2` relaunches under msrun; both ranks train on different shards and end on identical weights."""
     run_dir = tmp_path / "dp"
-    cmd = [sys.executable, "-m", "prediff_cli", "train-vae", "--config", "tiny", "--data", str(synthetic_root),
+    cmd = [sys.executable, "-m", "prediff", "train-vae", "--config", "tiny", "--data", str(synthetic_root),
            "--steps", "3", "--set", "train_vae.micro_batch_size=2", "--set", "train_vae.total_batch_size=4",
            "--run-dir", str(run_dir), "--workers", "2", "--msrun-timeout", "400"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=480)

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-import prediff_cli  # noqa: F401  (environment before MindSpore)
+import prediff  # noqa: F401  (environment before MindSpore)
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from prediff_cli.errors import InputError
-from prediff_cli.io.checkpoint import Checkpoint, load_checkpoint, load_weights, net_weights, save_checkpoint
-from prediff_cli.pipelines.training.ema import EMA
-from prediff_cli.pipelines.training.lr_schedule import lr_at, lr_table
-from prediff_cli.pipelines.training.train_step import TrainStep
+from prediff.errors import InputError
+from prediff.io.checkpoint import Checkpoint, load_checkpoint, load_weights, net_weights, save_checkpoint
+from prediff.pipelines.training.ema import EMA
+from prediff.pipelines.training.lr_schedule import lr_at, lr_table
+from prediff.pipelines.training.train_step import TrainStep
 
 
 def test_lr_schedule_warmup_then_cosine():

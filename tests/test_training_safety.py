@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import prediff_cli  # noqa: F401  (environment before MindSpore)
+import prediff  # noqa: F401  (environment before MindSpore)
 from mindspore import Tensor, nn, ops
 
-from prediff_cli.config import load_config
-from prediff_cli.errors import PrediffError
-from prediff_cli.io.checkpoint import load_checkpoint
-from prediff_cli.pipelines.training import run as run_module
-from prediff_cli.pipelines.training import trainer as trainer_module
-from prediff_cli.pipelines.training.run import TrainRequest, run_training
-from prediff_cli.pipelines.training.task import TrainingTask
-from prediff_cli.pipelines.training.train_step import StepDropout
-from prediff_cli.pipelines.training.trainer import Trainer
+from prediff.config import load_config
+from prediff.errors import PrediffError
+from prediff.io.checkpoint import load_checkpoint
+from prediff.pipelines.training import run as run_module
+from prediff.pipelines.training import trainer as trainer_module
+from prediff.pipelines.training.run import TrainRequest, run_training
+from prediff.pipelines.training.task import TrainingTask
+from prediff.pipelines.training.train_step import StepDropout
+from prediff.pipelines.training.trainer import Trainer
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def _snapshot(run_dir):
 
 
 def test_resume_refuses_changes_and_short_lengths_without_writing(tmp_path, synthetic_root):
-    from prediff_cli.cli.app import app
+    from prediff.cli.app import app
 
     runner = CliRunner()
     run = tmp_path / "vae"
@@ -220,7 +220,7 @@ class _Dropped(nn.Cell):
 
 
 def test_step_dropout_masks_are_functions_of_the_key():
-    from prediff_cli.pipelines.compile import compiled
+    from prediff.pipelines.compile import compiled
 
     net = _Dropped()
     names = [n for n, _ in net.parameters_and_names()]

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-import models
-from models.vae import AutoencoderKL, NLayerDiscriminator, posterior
-from prediff_cli.config import load_config
+import prediff_models as models
+from prediff_models.vae import AutoencoderKL, NLayerDiscriminator, posterior
+from prediff.config import load_config
 
 import mindspore as ms  # noqa: E402  (after models: the environment is set before MindSpore loads)
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy import ndimage, signal
 
-from prediff_cli.errors import ConfigError, InputError
-from prediff_cli.verification import (CRPS, FSS, Contingency, RankHistogram, Scorer, SpreadSkill,
+from prediff.errors import ConfigError, InputError
+from prediff.verification import (CRPS, FSS, Contingency, RankHistogram, Scorer, SpreadSkill,
                                       contingency_counts, crps_ensemble, fss_sums, get_metric, max_pool,
                                       observation_ranks, ssim_frames)
-from prediff_cli.verification.ssim import gaussian_window
+from prediff.verification.ssim import gaussian_window
 
 THRESHOLDS = ("16", "74", "133", "160", "181", "219")
 
@@ -448,7 +448,7 @@ def test_metric_lookup_by_name():
 def test_score_plots_are_written_as_png(tmp_path):
     from PIL import Image
 
-    from prediff_cli.verification.plots import plot_csi_by_lead_time, write_score_plots
+    from prediff.verification.plots import plot_csi_by_lead_time, write_score_plots
 
     forecast, truth = _ensemble(np.random.default_rng(19), b=2, m=4, t=3, h=32, w=32)
     results = {}

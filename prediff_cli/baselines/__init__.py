@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-from prediff_cli.lookup import build_by_name
+from prediff.lookup import build_by_name
 
 from .extrapolation import semi_lagrangian
 from .optical_flow import OpticalFlow, estimate_motion

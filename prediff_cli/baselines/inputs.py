@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 
 def check_context(context, *, batched: bool, min_frames: int = 1) -> np.ndarray:

@@ -33,7 +33,7 @@ from typing import List
 import numpy as np
 from scipy import ndimage
 
-from prediff_cli.errors import ConfigError
+from prediff.errors import ConfigError
 
 from .extrapolation import semi_lagrangian
 from .inputs import check_context, check_leads

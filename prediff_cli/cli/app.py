@@ -6,8 +6,8 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli import __version__
-from prediff_cli.cli import convert_weights, download, export_model, info, models, sample, score, train
+from prediff import __version__
+from prediff.cli import convert_weights, download, export_model, info, models, sample, score, train
 
 app = typer.Typer(
     name="prediff",

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import ConfigOpt, SetOpt, resolve_config
-from prediff_cli.cli.reporting import echo, guarded
+from prediff.cli.options import ConfigOpt, SetOpt, resolve_config
+from prediff.cli.reporting import echo, guarded
 
 
 class Component(str, Enum):
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         sets: SetOpt = None,
     ):
         """Convert published PyTorch weights into a prediff checkpoint (exact key and shape check)."""
-        from prediff_cli.pipelines.convert_weights import convert_weights
+        from prediff.pipelines.convert_weights import convert_weights
 
         cfg = resolve_config(config, sets)
         report = convert_weights(src, component.value, cfg, out)

@@ -9,8 +9,8 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
                            TransferSpeedColumn)
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import SeedOpt
-from prediff_cli.cli.reporting import console, echo, guarded
+from prediff.cli.options import SeedOpt
+from prediff.cli.reporting import console, echo, guarded
 
 download_app = typer.Typer(help="Fetch SEVIR-LR or write a synthetic dataset in the same layout.",
                            no_args_is_help=True)
@@ -25,7 +25,7 @@ def sevir_lr(
     sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the archive.")] = None,
 ):
     """Download, verify and unpack SEVIR-LR (resumes an interrupted transfer)."""
-    from prediff_cli.data.download import check_url, download_sevir_lr, resolve_url
+    from prediff.data.download import check_url, download_sevir_lr, resolve_url
 
     check_url(resolve_url(url))
     echo(f"downloading {resolve_url(url)}")
@@ -48,7 +48,7 @@ def synthetic(
     seed: SeedOpt = None,
 ):
     """Write a synthetic dataset in the exact SEVIR-LR layout (same seed → same bytes)."""
-    from prediff_cli.data.synthetic import check_destination, summarize, write_synthetic_dataset
+    from prediff.data.synthetic import check_destination, summarize, write_synthetic_dataset
 
     check_destination(dest)
     with Progress(TextColumn("[bold]synthetic events"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -7,15 +7,15 @@ from typing import List
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import OverwriteOpt
-from prediff_cli.cli.reporting import echo, guarded
-from prediff_cli.errors import InputError
+from prediff.cli.options import OverwriteOpt
+from prediff.cli.reporting import echo, guarded
+from prediff.errors import InputError
 
 
 def run_checkpoints(run_dirs: List[Path]) -> dict:
     """component → checkpoint to export: each run folder's best.ckpt, else its last.ckpt (a .ckpt file is taken
     as it is); the component is read from the checkpoint itself."""
-    from prediff_cli.io.checkpoint import load_checkpoint
+    from prediff.io.checkpoint import load_checkpoint
 
     found = {}
     for run in run_dirs:
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
     ):
         """Write a model folder with the inference weights (EMA when trained with it) and the configs of training
         runs; `prediff sample --model DIR` loads it (put it in $PREDIFF_HOME/models/NAME to use --model NAME)."""
-        from prediff_cli.pipelines.model import export_model
+        from prediff.pipelines.model import export_model
 
         written = export_model(run_checkpoints(runs), out, overwrite=overwrite)
         echo(f"wrote {', '.join(str(p) for p in written.values())}")

@@ -9,17 +9,17 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from prediff_cli import __version__
-from prediff_cli.cli.options import Device, DeviceOpt
-from prediff_cli.cli.reporting import console, guarded
+from prediff import __version__
+from prediff.cli.options import Device, DeviceOpt
+from prediff.cli.reporting import console, guarded
 
 PACKAGES = ("mindspore", "numpy", "typer", "rich", "h5py", "netCDF4", "PyYAML", "imageio", "Pillow", "scipy")
 
 
 def collect_info(device: str = "auto") -> dict:
     """Versions, device and thread facts as a plain dict."""
-    from models.kernels import library_path, unavailable_reason
-    from prediff_cli.runtime import device_available, resolve_device, thread_info
+    from prediff_models.kernels import library_path, unavailable_reason
+    from prediff.runtime import device_available, resolve_device, thread_info
 
     versions = {"prediff": __version__, "python": platform.python_version()}
     for name in PACKAGES:

@@ -8,13 +8,13 @@ from rich.table import Table
 from rich.text import Text
 from typing_extensions import Annotated
 
-from prediff_cli.cli.reporting import console, guarded
+from prediff.cli.reporting import console, guarded
 
 
 def list_models() -> list:
     """One dict per installed model: name, folder, networks present, training steps, the config's preset."""
-    from prediff_cli.io.checkpoint import load_checkpoint
-    from prediff_cli.pipelines.model import COMPONENT_FILES, installed_models
+    from prediff.io.checkpoint import load_checkpoint
+    from prediff.pipelines.model import COMPONENT_FILES, installed_models
 
     rows = []
     for name, folder in installed_models().items():

@@ -15,10 +15,10 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli.config import Config, load_config
-from prediff_cli.config.forecast_settings import sample_values
-from prediff_cli.config.schema import ALIGN_MODES, SAMPLERS
-from prediff_cli.pipelines.model import Checkpoints
+from prediff.config import Config, load_config
+from prediff.config.forecast_settings import sample_values
+from prediff.config.schema import ALIGN_MODES, SAMPLERS
+from prediff.pipelines.model import Checkpoints
 
 
 class Device(str, Enum):

@@ -7,7 +7,7 @@ from typing import Optional
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from prediff_cli.cli.reporting import console
+from prediff.cli.reporting import console
 
 
 def _fmt(value, spec: str) -> str:

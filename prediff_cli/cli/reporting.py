@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from prediff_cli.errors import PrediffError
+from prediff.errors import PrediffError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

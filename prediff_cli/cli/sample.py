@@ -9,10 +9,10 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import forecast_options
-from prediff_cli.cli.progress import StepsDisplay
-from prediff_cli.cli.reporting import echo, guarded
-from prediff_cli.errors import InputError
+from prediff.cli.options import forecast_options
+from prediff.cli.progress import StepsDisplay
+from prediff.cli.reporting import echo, guarded
+from prediff.errors import InputError
 
 
 def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         *, forecast: dict,
     ):
         """Forecast the next 6 frames (60 min) as an ensemble: NetCDF + GIF + PNG in --out."""
-        from prediff_cli.pipelines.sample_run import run_sample
+        from prediff.pipelines.sample_run import run_sample
 
         with StepsDisplay("denoising") as display:
             report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),

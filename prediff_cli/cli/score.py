@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import DataOpt, forecast_options
-from prediff_cli.cli.progress import StepsDisplay
-from prediff_cli.cli.reporting import console, echo, guarded
+from prediff.cli.options import DataOpt, forecast_options
+from prediff.cli.progress import StepsDisplay
+from prediff.cli.reporting import console, echo, guarded
 
 
 def _fmt(value) -> str:
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         """Score forecasts (CSI/POD/SUCR/bias, pooled CSI, MSE/MAE/SSIM, CRPS, FSS, spread-skill, rank histogram)
         against persistence and optical-flow extrapolation. Mode 2 forecasts each case as `prediff sample` would
         with the same settings (case i with seed + i)."""
-        from prediff_cli.pipelines.score_run import run_score
+        from prediff.pipelines.score_run import run_score
 
         values = forecast["values"]
         if data is not None:

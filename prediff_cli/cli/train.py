@@ -15,9 +15,9 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff_cli.cli.options import ConfigOpt, DataOpt, Device, DeviceOpt, SeedOpt, SetOpt, resolve_config
-from prediff_cli.cli.reporting import echo, guarded
-from prediff_cli.errors import PrediffError
+from prediff.cli.options import ConfigOpt, DataOpt, Device, DeviceOpt, SeedOpt, SetOpt, resolve_config
+from prediff.cli.reporting import echo, guarded
+from prediff.errors import PrediffError
 
 RunDirOpt = Annotated[Optional[Path], typer.Option(
     "--run-dir", metavar="DIR", help="Where checkpoints, metrics.jsonl and config.yaml go (default runs/<name>).")]
@@ -69,8 +69,8 @@ def run_train_command(command: str, cfg, *, run_dir: Optional[Path], steps: Opti
     if workers > 1:
         _launch_msrun(workers, run_dir, msrun_timeout)
         return
-    from prediff_cli.cli.progress import TrainingDisplay
-    from prediff_cli.pipelines.training.run import TrainRequest, run_training
+    from prediff.cli.progress import TrainingDisplay
+    from prediff.pipelines.training.run import TrainRequest, run_training
 
     class Display(TrainingDisplay):
         def on_resume(self, path, step, skipped):
@@ -111,7 +111,7 @@ def _launch_msrun(workers: int, run_dir: Path, timeout: int) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     port = 8118 + os.getpid() % 1000
     cmd = [msrun, f"--worker_num={workers}", f"--local_worker_num={workers}", f"--master_port={port}",
-           "--join=True", f"--log_dir={log_dir}", "python", "-m", "prediff_cli"] + argv
+           "--join=True", f"--log_dir={log_dir}", "python", "-m", "prediff"] + argv
     # msrun starts each worker as a bare `python`: put this interpreter's folder first on PATH so the workers run
     # the same Python (and virtual environment) as this command
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))

@@ -16,8 +16,8 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
 
-from prediff_cli.errors import ConfigError
-from prediff_cli.io.atomic import atomic_write_text
+from prediff.errors import ConfigError
+from prediff.io.atomic import atomic_write_text
 
 from .schema import LIMITS, Config, to_plain
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 REQUIRED_COLUMNS = ("id", "file_name", "file_index", "img_type", "time_utc", "pct_missing")
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d %H:%M")

@@ -42,8 +42,8 @@ from typing import Callable, NamedTuple, Optional
 
 import h5py
 
-from prediff_cli.errors import DownloadError
-from prediff_cli.io.atomic import fsync_dir, fsync_file
+from prediff.errors import DownloadError
+from prediff.io.atomic import fsync_dir, fsync_file
 
 DEFAULT_URL = "https://deep-earth.s3.amazonaws.com/datasets/sevir_lr.zip"
 URL_ENV = "PREDIFF_SEVIR_LR_URL"

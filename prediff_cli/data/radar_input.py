@@ -19,8 +19,8 @@ from typing import List, Optional
 import h5py
 import numpy as np
 
-from prediff_cli.errors import InputError
-from prediff_cli.io.grid import Grid
+from prediff.errors import InputError
+from prediff.io.grid import Grid
 
 from .catalog import find_event
 from .sevir import FRAME_MINUTES, frame_time

@@ -24,8 +24,8 @@ from typing import List, Sequence
 import h5py
 import numpy as np
 
-from prediff_cli.config import DataConfig
-from prediff_cli.errors import InputError
+from prediff.config import DataConfig
+from prediff.errors import InputError
 
 from .catalog import EventRecord, read_catalog
 

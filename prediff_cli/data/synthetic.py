@@ -28,9 +28,9 @@ import h5py
 import numpy as np
 from scipy import ndimage
 
-from prediff_cli.errors import DownloadError
-from prediff_cli.io.atomic import atomic_path, fsync_dir, fsync_file
-from prediff_cli.io.grid import SEVIR_PROJ, box_around
+from prediff.errors import DownloadError
+from prediff.io.atomic import atomic_path, fsync_dir, fsync_file
+from prediff.io.grid import SEVIR_PROJ, box_around
 
 SIZE = 128
 FRAMES = 25

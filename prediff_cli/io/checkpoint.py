@@ -22,8 +22,8 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from prediff_cli.errors import InputError
-from prediff_cli.io.atomic import atomic_path
+from prediff.errors import InputError
+from prediff.io.atomic import atomic_path
 
 FORMAT_VERSION = 1
 META_KEY = "prediff_meta"

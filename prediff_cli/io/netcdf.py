@@ -23,7 +23,7 @@ from typing import Dict, Optional, Sequence
 import netCDF4
 import numpy as np
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 from .atomic import atomic_path
 from .grid import EARTH_RADIUS_M, LAT_0, LON_0, Grid

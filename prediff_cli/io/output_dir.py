@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -31,7 +31,7 @@ from typing import Dict
 
 import numpy as np
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prediff_cli import __version__
-from prediff_cli.config import Config, to_plain
-from prediff_cli.errors import InputError
-from prediff_cli.io.checkpoint import Checkpoint, file_sha256, net_weights, save_checkpoint
-from prediff_cli.io.state_dict_file import read_state_dict
+from prediff import __version__
+from prediff.config import Config, to_plain
+from prediff.errors import InputError
+from prediff.io.checkpoint import Checkpoint, file_sha256, net_weights, save_checkpoint
+from prediff.io.state_dict_file import read_state_dict
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ConversionReport:
 def convert_weights(src: Path, component: str, config: Config, out: Path) -> ConversionReport:
     """Read `src` (official `.pt` state dict or `.npz` of the same keys), check the exact key set and shapes
     against the `component` network built from `config`, and write `out` (a `.ckpt` embedding the config)."""
-    import models
+    import prediff_models as models
 
     if component not in models.COMPONENTS:
         raise InputError(f"unknown component {component!r}; valid: {', '.join(models.COMPONENTS)}")

@@ -14,10 +14,10 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from prediff_cli import __version__
-from prediff_cli.config import Config, ScoreConfig, write_resolved_config
-from prediff_cli.errors import InputError
-from prediff_cli.io.atomic import atomic_write_text
+from prediff import __version__
+from prediff.config import Config, ScoreConfig, write_resolved_config
+from prediff.errors import InputError
+from prediff.io.atomic import atomic_write_text
 
 from .forecast import AlignmentRequest
 
@@ -25,7 +25,7 @@ LEAD_STEP_MINUTES = 10
 
 
 def make_scorer(cfg: ScoreConfig, seed: int):
-    from prediff_cli.verification import Scorer
+    from prediff.verification import Scorer
 
     return Scorer(thresholds=cfg.thresholds, pools=cfg.pools, fss_scales=cfg.fss_scales,
                   fss_thresholds=cfg.fss_thresholds, eps=cfg.eps, seed=seed)
@@ -35,7 +35,7 @@ class Evaluation:
     """Streaming scores of the model (label "model") and of each baseline on the same cases."""
 
     def __init__(self, cfg: ScoreConfig, seed: int = 0):
-        from prediff_cli.baselines import get_baseline
+        from prediff.baselines import get_baseline
 
         self.cfg = cfg
         self.scorers = {"model": make_scorer(cfg, seed)}
@@ -77,7 +77,7 @@ def _json_value(value):
 
 def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> List[Path]:
     """scores.json (atomically), the PNG plots and the resolved config."""
-    from prediff_cli.verification.plots import write_score_plots
+    from prediff.verification.plots import write_score_plots
 
     atomic_write_text(out / "scores.json", json.dumps(scores, indent=2, allow_nan=False, default=_json_value))
     results = {"PreDiff": scores, **scores["baselines"]}
@@ -94,8 +94,8 @@ def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> L
 
 def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int, config: Config) -> dict:
     """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path`."""
-    from prediff_cli.data.radar_input import read_radar_input
-    from prediff_cli.io.netcdf import read_forecast
+    from prediff.data.radar_input import read_radar_input
+    from prediff.io.netcdf import read_forecast
 
     fc = read_forecast(forecast_path)
     m, t, h, w = fc.forecast.shape
@@ -175,7 +175,7 @@ def score_split(model, config: Config, split: str, out: Path, *, limit: Optional
                 progress: Optional[Callable[[int, int], None]] = None) -> dict:
     """Forecast every sequence of the split (up to `limit`) exactly as `prediff sample` would with `config` (case i
     with seed `config.seed + i`), score it beside the baselines; resumable."""
-    from prediff_cli.data import open_dataset
+    from prediff.data import open_dataset
 
     from .forecast import Forecaster, alignment_target  # builds networks: imported where it is needed
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from prediff_cli.config import Config, config_from_dict
-from prediff_cli.errors import InputError
-from prediff_cli.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint, load_checkpoint, load_weights,
+from prediff.config import Config, config_from_dict
+from prediff.errors import InputError
+from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint, load_checkpoint, load_weights,
                                        save_checkpoint, weights_sha256)
 
 HOME_ENV = "PREDIFF_HOME"
@@ -92,7 +92,7 @@ def check_vae_pairing(vae_ckpt: Checkpoint, vae_path: Path, vae_sha256: str, oth
 
 
 def _build(ckpt: Checkpoint, source: Path):
-    import models
+    import prediff_models as models
 
     net = models.build(ckpt.component, ckpt.model_kwargs)
     load_weights(net, ckpt.weights(prefer_ema=True), source=str(source))
@@ -150,7 +150,7 @@ class Model:
     def forecast(self, context, **options):
         """Ensemble forecast as an `xarray.Dataset` (the NetCDF that `prediff sample` writes); see
         `prediff.api.forecast` for the arguments."""
-        from prediff_cli.api import forecast
+        from prediff.api import forecast
 
         return forecast(self, context, **options)
 
@@ -201,7 +201,7 @@ def load_model(name_or_dir="demo", *, vae=None, unet=None, align=None, allow_mis
 def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = False) -> Dict[str, Path]:
     """Write the inference copies (EMA weights, config, no optimizer state) of training checkpoints into a model
     folder `out` as vae.ckpt, unet.ckpt and (optionally) align.ckpt; returns component → written path."""
-    from prediff_cli.io.output_dir import check_output_dir
+    from prediff.io.output_dir import check_output_dir
 
     missing = [c for c in ("vae", "unet") if c not in checkpoints]
     if missing:

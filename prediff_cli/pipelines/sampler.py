@@ -19,11 +19,11 @@ from typing import Callable, Optional
 import numpy as np
 from mindspore import Tensor, nn
 
-from prediff_cli.pipelines.compile import compiled
+from prediff.pipelines.compile import compiled
 
-import models.diffusion as D
+import prediff_models.diffusion as D
 
-from prediff_cli.config.schema import SAMPLERS
+from prediff.config.schema import SAMPLERS
 
 
 class MemberNoise:

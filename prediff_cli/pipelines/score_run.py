@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from prediff_cli.config import Config
-from prediff_cli.config.forecast_settings import forecast_config
-from prediff_cli.errors import InputError
-from prediff_cli.io.output_dir import check_output_dir
+from prediff.config import Config
+from prediff.config.forecast_settings import forecast_config
+from prediff.errors import InputError
+from prediff.io.output_dir import check_output_dir
 
 from .evaluate import finish_split, score_forecast_file, score_split, write_outputs
 from .model import Checkpoints, load_model
@@ -39,7 +39,7 @@ def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Pat
         scores = score_forecast_file(forecast, truth, event, start, settings)
         return scores, write_outputs(out, scores, settings), settings
 
-    from prediff_cli.runtime import setup_runtime
+    from prediff.runtime import setup_runtime
 
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
                         allow_mismatch=allow_mismatch)

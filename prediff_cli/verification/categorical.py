@@ -20,7 +20,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from prediff_cli.errors import ConfigError
+from prediff.errors import ConfigError
 
 from .inputs import check_pair, to_digital
 from .pooling import check_pool, max_pool

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 from .inputs import check_pair
 from .streaming import StreamingScore, ratio, to_json

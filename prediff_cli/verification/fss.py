@@ -22,7 +22,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from prediff_cli.errors import ConfigError
+from prediff.errors import ConfigError
 
 from .categorical import DEFAULT_THRESHOLDS, check_thresholds, plain_thresholds, threshold_key
 from .inputs import check_pair, to_digital

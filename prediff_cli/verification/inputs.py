@@ -9,7 +9,7 @@ from typing import Tuple
 
 import numpy as np
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 VIL_SCALE = 255.0
 

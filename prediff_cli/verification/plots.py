@@ -12,8 +12,8 @@ from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from prediff_cli.errors import InputError
-from prediff_cli.io.atomic import atomic_path
+from prediff.errors import InputError
+from prediff.io.atomic import atomic_path
 
 STEP_MINUTES = 10  # SEVIR-LR frame interval
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prediff_cli.errors import ConfigError
+from prediff.errors import ConfigError
 
 
 def check_pool(size) -> int:

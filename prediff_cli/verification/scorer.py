@@ -32,8 +32,8 @@ from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
-from prediff_cli.errors import ConfigError, InputError
-from prediff_cli.io.atomic import atomic_path
+from prediff.errors import ConfigError, InputError
+from prediff.io.atomic import atomic_path
 
 from .categorical import (DEFAULT_EPS, DEFAULT_THRESHOLDS, SCORES, Contingency, check_thresholds,
                           plain_thresholds)

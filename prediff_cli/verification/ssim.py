@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from prediff_cli.errors import ConfigError, InputError
+from prediff.errors import ConfigError, InputError
 
 from .inputs import check_pair
 from .streaming import StreamingScore, ratio, to_json

@@ -14,7 +14,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from prediff_cli.errors import InputError
+from prediff.errors import InputError
 
 SETTINGS_KEY = "settings_json"
 

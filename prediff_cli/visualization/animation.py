@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from prediff_cli.io.atomic import atomic_path
+from prediff.io.atomic import atomic_path
 
 from .canvas import draw_legend, draw_text, grid_layout, legend_width, new_image, panel_size, paste_field
 

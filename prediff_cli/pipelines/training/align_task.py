@@ -10,8 +10,8 @@ from typing import Dict, List
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from prediff_cli.config import Config
-from prediff_cli.pipelines.latents import frozen, jit_encoder, posterior_sample
+from prediff.config import Config
+from prediff.pipelines.latents import frozen, jit_encoder, posterior_sample
 
 from .lr_schedule import lr_table
 from .task import TrainingTask, reducer as _reducer
@@ -23,7 +23,7 @@ class AlignmentLoss(nn.Cell):
 
     def __init__(self, align_net: nn.Cell, schedule):
         super().__init__()
-        from models.diffusion import q_sample
+        from prediff_models.diffusion import q_sample
 
         self.align_net = align_net
         self.schedule = schedule
@@ -46,7 +46,7 @@ class AlignTask(TrainingTask):
 
     def __init__(self, config: Config, align_net: nn.Cell, vae: nn.Cell, *, accum_steps: int, total_steps: int,
                  reducer_factory=None):
-        from models.diffusion import make_schedule
+        from prediff_models.diffusion import make_schedule
 
         d, tr = config.diffusion, config.train_align
         self.net = align_net

@@ -11,8 +11,8 @@ from typing import Dict, List
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from prediff_cli.config import Config
-from prediff_cli.pipelines.latents import frozen, jit_encoder, posterior_sample, split_moments
+from prediff.config import Config
+from prediff.pipelines.latents import frozen, jit_encoder, posterior_sample, split_moments
 
 from .lr_schedule import lr_table
 from .task import TrainingTask, reducer as _reducer
@@ -25,7 +25,7 @@ class LatentDiffusionLoss(nn.Cell):
 
     def __init__(self, unet: nn.Cell, schedule, learn_logvar: bool, logvar_init: float):
         super().__init__()
-        from models.diffusion import eps_loss, q_sample
+        from prediff_models.diffusion import eps_loss, q_sample
 
         self.unet = unet
         self.schedule = schedule
@@ -50,7 +50,7 @@ class DiffusionTask(TrainingTask):
 
     def __init__(self, config: Config, unet: nn.Cell, vae: nn.Cell, *, accum_steps: int, total_steps: int,
                  reducer_factory=None):
-        from models.diffusion import make_schedule
+        from prediff_models.diffusion import make_schedule
 
         d, tr = config.diffusion, config.train_diffusion
         self.net = unet

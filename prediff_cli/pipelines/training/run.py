@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from prediff_cli.config import Config, TrainConfig, config_from_dict, to_plain
-from prediff_cli.errors import ConfigError, InputError, PrediffError
+from prediff.config import Config, TrainConfig, config_from_dict, to_plain
+from prediff.errors import ConfigError, InputError, PrediffError
 
 from .trainer import ResumePoint, Trainer, TrainingListener, TrainingResult, find_resume_point
 
@@ -133,8 +133,8 @@ def _grad_reducer(params, dist: Distributed):
 
 
 def _load_frozen_vae(path: Optional[Path], config: Config):
-    import models
-    from prediff_cli.io.checkpoint import load_checkpoint, load_weights
+    import prediff_models as models
+    from prediff.io.checkpoint import load_checkpoint, load_weights
 
     if path is None:
         raise InputError("--vae is required: give a VAE checkpoint from `prediff train-vae` or "
@@ -151,10 +151,10 @@ def _load_frozen_vae(path: Optional[Path], config: Config):
 
 
 def run_training(request: TrainRequest, listener: Optional[TrainingListener] = None) -> TrainingResult:
-    import models
-    from prediff_cli.data import EpochBatches, iterate_batches, open_dataset
-    from prediff_cli.io.checkpoint import file_sha256
-    from prediff_cli.runtime import setup_runtime
+    import prediff_models as models
+    from prediff.data import EpochBatches, iterate_batches, open_dataset
+    from prediff.io.checkpoint import file_sha256
+    from prediff.runtime import setup_runtime
 
     component, run_dir = request.component, Path(request.run_dir)
     if component not in SECTIONS:

@@ -29,10 +29,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol
 
 import numpy as np
 
-from prediff_cli.config import Config, TrainConfig, to_plain, write_resolved_config
-from prediff_cli.errors import InputError, PrediffError
-from prediff_cli.io.atomic import atomic_path, atomic_write_text, commit, fsync_dir
-from prediff_cli.io.checkpoint import Checkpoint, load_checkpoint, net_weights, save_checkpoint
+from prediff.config import Config, TrainConfig, to_plain, write_resolved_config
+from prediff.errors import InputError, PrediffError
+from prediff.io.atomic import atomic_path, atomic_write_text, commit, fsync_dir
+from prediff.io.checkpoint import Checkpoint, load_checkpoint, net_weights, save_checkpoint
 
 from .ema import EMA
 from .task import TrainingTask
@@ -159,7 +159,7 @@ class Trainer:
         if point is None:
             point = find_resume_point(self.run_dir, self.task.component)
         path, ckpt = point.path, point.ckpt
-        from prediff_cli.io.checkpoint import load_weights
+        from prediff.io.checkpoint import load_weights
 
         load_weights(self.task.net, ckpt.model, source=str(path))
         try:

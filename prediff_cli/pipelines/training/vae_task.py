@@ -17,10 +17,10 @@ import mindspore as ms
 import numpy as np
 from mindspore import ParameterTuple, Tensor, nn, ops
 
-from prediff_cli.pipelines.compile import compiled
+from prediff.pipelines.compile import compiled
 
-from prediff_cli.config import Config
-from prediff_cli.io.checkpoint import net_weights
+from prediff.config import Config
+from prediff.io.checkpoint import net_weights
 
 from .lr_schedule import lr_table
 from .task import TrainingTask, reducer as _reducer
@@ -38,7 +38,7 @@ class VAEGeneratorLoss(nn.Cell):
 
     def __init__(self, vae: nn.Cell, disc: nn.Cell, kl_weight: float):
         super().__init__()
-        from models.vae import posterior
+        from prediff_models.vae import posterior
 
         self.vae, self.disc = vae, disc
         self.kl_weight = float(kl_weight)
@@ -74,7 +74,7 @@ class VAETask(TrainingTask):
 
     def __init__(self, config: Config, vae: nn.Cell, *, accum_steps: int, total_steps: int,
                  reducer_factory=None):
-        from models.vae import NLayerDiscriminator, posterior
+        from prediff_models.vae import NLayerDiscriminator, posterior
 
         tr = config.train_vae
         self.net = vae
@@ -150,7 +150,7 @@ class VAETask(TrainingTask):
         return out
 
     def validation_metrics(self, batch: np.ndarray, rng: np.random.Generator) -> Dict[str, float]:
-        from models.vae import posterior
+        from prediff_models.vae import posterior
 
         x = Tensor(_nchw(batch))
         rec, moments = self.net(x)  # posterior mean: the deterministic reconstruction
@@ -164,7 +164,7 @@ class VAETask(TrainingTask):
         return {f"disc.{k}": v for k, v in net_weights(self.disc).items()}
 
     def load_aux_state(self, state: Dict[str, np.ndarray]) -> None:
-        from prediff_cli.io.checkpoint import load_weights
+        from prediff.io.checkpoint import load_weights
 
         load_weights(self.disc, {k[len("disc."):]: v for k, v in state.items() if k.startswith("disc.")},
                      source="the checkpoint's discriminator")
