@@ -21,6 +21,8 @@ from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint
 
 HOME_ENV = "PREDIFF_HOME"
 BUNDLED = {"demo": Path(__file__).resolve().parents[1] / "assets" / "demo"}
+#: models installed by a command rather than bundled: name → the command that installs it
+DOWNLOADABLE = {"sevirlr": "prediff download weights sevirlr"}
 COMPONENT_FILES = {"vae": "vae.ckpt", "unet": "unet.ckpt", "align": "align.ckpt"}
 OPTION_OF = {"vae": "--vae", "unet": "--unet", "align": "--align-net"}
 
@@ -61,6 +63,8 @@ def model_folder(name_or_dir) -> Path:
         return known[text]
     if text in BUNDLED:
         raise InputError(f"the bundled {text} model is not installed with this copy of prediff")
+    if text in DOWNLOADABLE:
+        raise InputError(f"the {text} model is not installed; install it with: {DOWNLOADABLE[text]}")
     names = ", ".join(known) or "none"
     raise InputError(f"unknown model {text!r}: installed models are {names}; or give a folder holding vae.ckpt and "
                      "unet.ckpt")
