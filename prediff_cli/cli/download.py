@@ -1,8 +1,9 @@
 """`prediff download sevir-lr` and `prediff download synthetic`."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
@@ -59,6 +60,53 @@ def synthetic(
     files = summarize(dest)
     size = sum(p.stat().st_size for p in Path(dest).rglob("*") if p.is_file())
     echo(f"wrote {events} events to {dest} ({len(files)} HDF5 files, {size / 1e6:.1f} MB)")
+
+
+class Component(str, Enum):
+    vae = "vae"
+    unet = "unet"
+    align = "align"
+    all = "all"
+
+
+@download_app.command("weights")
+@guarded(oom_hint="the conversion holds one network at a time; free memory and run again (downloads resume)")
+def weights(
+    model: Annotated[str, typer.Argument(help="Published model to install.")] = "sevirlr",
+    component: Annotated[Component, typer.Option("--component", help="Which network to fetch.")] = Component.all,
+    url_base: Annotated[Optional[str], typer.Option(
+        "--url-base", metavar="URL", help="A mirror serving the official file names (default: the official "
+                                          "locations, or $PREDIFF_WEIGHTS_URL).")] = None,
+    sha256: Annotated[Optional[List[str]], typer.Option(
+        "--sha256", metavar="NAME=HEX", help="Expected SHA-256 of a file (official name or vae/unet/align); "
+                                             "repeatable.")] = None,
+    keep_source: Annotated[bool, typer.Option(
+        "--keep-source", help="Keep the downloaded PyTorch files (default: deleted after a verified conversion).")
+    ] = False,
+):
+    """Download the published PreDiff weights and install them as a model: `--model sevirlr` then uses them."""
+    from prediff.pipelines.published_weights import install_weights, parse_digests
+
+    components = ("vae", "unet", "align") if component == Component.all else (component.value,)
+    digests = parse_digests(sha256 or [])
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
+        tasks = {}
+
+        def report(name: str, done: int, total: Optional[int]) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        result = install_weights(model, components, url_base=url_base, sha256=digests, keep_source=keep_source,
+                                 progress=report)
+    if not result["installed"]:
+        echo(f"{model} is already installed in {result['folder']} ({', '.join(result['skipped'])}); nothing to do")
+    elif result["published"]:
+        echo(f"installed {', '.join(result['installed'])} of {model} in {result['folder']}; use --model {model}")
+    else:
+        echo(f"converted {', '.join(result['installed'])} of {model} into {result['folder']}; the model also needs "
+             "the vae and unet: prediff download weights --component all")
 
 
 def register(app: typer.Typer) -> None:
