@@ -34,7 +34,7 @@ def write_official_files(preset: str, folder: Path) -> dict:
     from prediff.io.state_dict_writer import write_state_dict
     from prediff.pipelines.published_weights import RELEASES
 
-    cfg, files = load_config(preset), RELEASES["sevirlr"].files
+    cfg, files, folder = load_config(preset), RELEASES["sevirlr"].files, Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sizes = {}
     for component, name in files.items():
@@ -74,6 +74,16 @@ def check_weights(home: str, folder: str) -> dict:
     return {"max_abs_difference": worst}
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="sevirlr")
@@ -89,7 +99,7 @@ def main() -> None:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    report = {"cpu": platform.processor() or platform.machine(), "preset": args.preset,
+    report = {"cpu": cpu_model(), "preset": args.preset,
               "write_official_files_s": round(time.perf_counter() - start, 1), "files": sizes,
               "install": isolated("benchmarks.published_weights", "install", home=str(home), url_base=url),
               "check": isolated("benchmarks.published_weights", "check_weights", home=str(home), folder=str(served))}
