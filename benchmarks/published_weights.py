@@ -113,7 +113,10 @@ def main() -> None:
         proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
         peak = [line for line in proc.stderr.splitlines() if "Maximum resident" in line]
         report["sample"] = {"seconds": round(time.perf_counter() - start, 1), "exit": proc.returncode,
-                            "peak_rss_mb": round(int(peak[0].split()[-1]) / 1024, 1) if peak else None}
+                            "peak_rss_mb": round(int(peak[0].split()[-1]) / 1024, 1) if peak else None,
+                            "output_tail": (proc.stdout.strip().splitlines() or [""])[-1][-300:]}
+        if proc.returncode:
+            report["sample"]["stderr_tail"] = proc.stderr.strip().splitlines()[-25:-20]
     emit(report)
 
 
