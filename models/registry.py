@@ -5,24 +5,21 @@ from typing import Any, Callable, Dict, Mapping
 
 from mindspore import nn
 
+from .earthformer import CuboidTransformerUNet, NoisyCuboidTransformerEncoder
+from .vae import AutoencoderKL
+
 COMPONENTS = ("vae", "unet", "align")
 
 
 def _vae(kwargs):
-    from .vae import AutoencoderKL
-
     return AutoencoderKL(**kwargs)
 
 
 def _unet(kwargs):
-    from .earthformer import CuboidTransformerUNet
-
     return CuboidTransformerUNet(**kwargs)
 
 
 def _align(kwargs):
-    from .earthformer import NoisyCuboidTransformerEncoder
-
     return NoisyCuboidTransformerEncoder(**kwargs)
 
 

@@ -22,6 +22,10 @@ from prediff.config import Config
 from prediff.config.forecast_settings import forecast_config, sample_values
 from prediff.data.radar_input import RadarInput, read_radar_input
 from prediff.errors import InputError
+from prediff.io.netcdf import forecast_dataset, read_forecast
+from prediff.pipelines.evaluate import Evaluation
+from prediff.pipelines.forecast import provenance, reference_time_of, run_forecast
+from prediff.runtime import setup_runtime
 
 
 def read_radar(path, event: int = 0, start: int = 0) -> RadarInput:
@@ -53,10 +57,6 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
     """An ensemble forecast as an `xarray.Dataset` with the variables, coordinates and attributes of the NetCDF
     that `prediff sample` writes. `context`: a `RadarInput` (from `read_radar`) or (T_in, H, W) frames on 0–1 (then
     `reference_time`, the UTC of the last frame, is needed; `truth` only for `align_oracle`)."""
-    from prediff.io.netcdf import forecast_dataset
-    from prediff.pipelines.forecast import provenance, reference_time_of, run_forecast
-    from prediff.runtime import setup_runtime
-
     radar = _as_radar(context, truth, reference_time)
     values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                            align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
@@ -74,8 +74,6 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
 def score(fc, truth, config: Optional[str] = None, sets: Sequence[str] = ()) -> dict:
     """Scores of a forecast (`forecast`'s Dataset, or a path to a forecast NetCDF) against `truth` (a `RadarInput`
     with truth frames, or (T, H, W) frames on 0–1), beside persistence and optical flow: the scores.json dict."""
-    from prediff.pipelines.evaluate import Evaluation
-
     settings = forecast_config(Config(), config, sets)
     members, context = _forecast_fields(fc)
     frames = truth.truth if isinstance(truth, RadarInput) else truth
@@ -96,8 +94,6 @@ def _forecast_fields(fc):
             raise InputError("the forecast has no vil_context (the observed frames), which the baselines need")
         return (np.asarray(fc["vil"].values, np.float32) / 255.0,
                 np.asarray(fc["vil_context"].values, np.float32) / 255.0)
-    from prediff.io.netcdf import read_forecast
-
     read = read_forecast(fc)
     if read.context is None:
         raise InputError(f"{fc} has no vil_context (the observed frames), which the baselines need")

@@ -10,6 +10,7 @@ import os
 import random
 from typing import Optional
 
+import mindspore as ms
 import numpy as np
 
 from prediff.errors import PrediffError
@@ -36,8 +37,6 @@ def _quiet_fds():
 
 def device_available(name: str) -> bool:
     """Whether MindSpore can run on `name` ("cpu", "gpu" or "ascend") in this process."""
-    import mindspore as ms
-
     if name == "cpu":
         return True
     with _quiet_fds():
@@ -68,8 +67,6 @@ def setup_runtime(device: str = "auto", seed: Optional[int] = None) -> str:
     """Select the device (once per process), keep PyNative as the global mode (hot paths are compiled
     with `ms.jit`), and seed Python, NumPy and MindSpore. Returns the device in use."""
     global _current
-    import mindspore as ms
-
     name = resolve_device(device)
     if _current is None:
         try:
@@ -92,8 +89,6 @@ def setup_runtime(device: str = "auto", seed: Optional[int] = None) -> str:
 
 
 def seed_everything(seed: int) -> None:
-    import mindspore as ms
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     ms.set_seed(seed)

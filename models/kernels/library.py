@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+import mindspore as ms
+
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
          "-std=c++17")
@@ -42,7 +44,6 @@ def _cpu_has_avx2_fma() -> bool:
 
 
 def _device_is_cpu() -> bool:
-    import mindspore as ms
     return ms.get_context("device_target") == "CPU"
 
 

@@ -18,7 +18,6 @@ from typing_extensions import Annotated
 from prediff.config import Config, load_config
 from prediff.config.forecast_settings import sample_values
 from prediff.config.schema import ALIGN_MODES, SAMPLERS
-from prediff.pipelines.model import Checkpoints
 
 
 class Device(str, Enum):
@@ -121,6 +120,8 @@ def forecast_options(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from prediff.pipelines.model import Checkpoints  # pipelines load when a command runs, not at start-up
+
         flags = {name: kwargs.pop(name) for name in FORECAST_OPTIONS}
         values = sample_values(**{k: flags[k] for k in ("samples", "sampler", "steps", "eta", "align", "align_target",
                                                         "align_factor", "align_oracle", "guide_scale",

@@ -9,6 +9,7 @@ A user YAML may start from a preset with `base: <preset>`; every other top-level
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import typing
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 from prediff.errors import ConfigError
 from prediff.io.atomic import atomic_write_text
 
-from .schema import LIMITS, Config, to_plain
+from .schema import LIMITS, Config, DataConfig, SampleConfig, TrainConfig, VAEConfig, to_plain
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -248,8 +249,6 @@ def _check_ranges(obj, prefix: str) -> None:
 
 def _validate(obj, prefix: str) -> None:
     """Range checks of every numeric field, then cross-field checks that a type alone cannot express."""
-    from .schema import DataConfig, SampleConfig, TrainConfig, VAEConfig
-
     def fail(key: str, msg: str):
         raise ConfigError(f"config key {prefix + key!r}: {msg}")
 
@@ -267,9 +266,8 @@ def _validate(obj, prefix: str) -> None:
     if isinstance(obj, DataConfig):
         if obj.seq_len > obj.raw_seq_len:
             fail("raw_seq_len", f"{obj.raw_seq_len} frames cannot hold in_len + out_len = {obj.seq_len}")
-        import datetime as _dt
         try:
-            _dt.date.fromisoformat(obj.train_test_split_date)
+            dt.date.fromisoformat(obj.train_test_split_date)
         except ValueError:
             fail("train_test_split_date", f"{obj.train_test_split_date!r} is not a date like 2019-06-01")
     if isinstance(obj, SampleConfig):

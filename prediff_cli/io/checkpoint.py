@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+import mindspore as ms
 import numpy as np
 
 from prediff.errors import InputError
@@ -50,8 +51,6 @@ class Checkpoint:
 
 def save_checkpoint(path, ckpt: Checkpoint) -> Path:
     """Write `ckpt` to `path` (a `.ckpt` name) atomically."""
-    import mindspore as ms
-
     path = Path(path)
     if path.suffix != ".ckpt":
         raise ValueError(f"checkpoint names end in .ckpt, got {path.name}")
@@ -70,8 +69,6 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
 
 def load_checkpoint(path, component: Optional[str] = None) -> Checkpoint:
     """Read a prediff checkpoint; `component` (if given) must match the one stored."""
-    import mindspore as ms
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
@@ -120,8 +117,6 @@ def net_weights(net) -> Dict[str, np.ndarray]:
 
 def load_weights(net, weights: Mapping[str, np.ndarray], source: str = "checkpoint") -> None:
     """Copy `weights` into `net`; the names and shapes must match exactly."""
-    import mindspore as ms
-
     params = dict(net.parameters_and_names())
     missing = sorted(set(params) - set(weights))
     unexpected = sorted(set(weights) - set(params))

@@ -22,11 +22,12 @@ from typing import Dict, Optional, Sequence
 
 import netCDF4
 import numpy as np
+import xarray as xr
 
 from prediff.errors import InputError
 
 from .atomic import atomic_path
-from .grid import EARTH_RADIUS_M, LAT_0, LON_0, Grid
+from .grid import EARTH_RADIUS_M, LAT_0, LON_0, Grid, laea_inverse
 
 VIL_COMMENT = ("SEVIR digital VIL X (0-255). Physical VIL in kg m-2: 0 if X <= 5; (X - 2) / 90.66 if 5 < X <= 18; "
                "exp((X - 83.9) / 38.9) if X > 18.")
@@ -69,8 +70,6 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
 def forecast_dataset(forecast: np.ndarray, **layout):
     """The same forecast as an `xarray.Dataset`, built in memory through the very writer of `write_forecast` (so
     its variables, coordinates and attributes are those of the file; `ds.to_netcdf()` writes them out)."""
-    import xarray as xr
-
     forecast = np.asarray(forecast, dtype=np.float32)
     lead = np.asarray(layout.pop("lead_minutes"), dtype=np.float64)
     nc = netCDF4.Dataset("forecast.nc", "w", format="NETCDF4", memory=1 << 20)
@@ -212,8 +211,6 @@ def _read_values(var, path: Path, expected_dims: tuple) -> np.ndarray:
 def _read_grid(ds, path: Path) -> Optional[Grid]:
     if "lat" not in ds.variables or "lambert_azimuthal_equal_area" not in ds.variables:
         return None
-    from .grid import laea_inverse
-
     try:
         x = np.asarray(ds.variables["x"][:], dtype=np.float64)
         y = np.asarray(ds.variables["y"][:], dtype=np.float64)

@@ -321,11 +321,10 @@ def _read_torch_zip(path: Path) -> dict:
 
 def _read_with_torch(path: Path) -> dict:
     try:
-        import torch  # noqa: F401
+        import torch  # optional (the `convert` extra), for this legacy format only: imported here, not at the top
     except ImportError:
         raise InputError(f"{path} uses PyTorch's legacy (pre-1.6) format, which needs PyTorch to read; "
                          "install it with: pip install 'prediff[convert]'") from None
-    import torch
 
     obj = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(obj, dict):

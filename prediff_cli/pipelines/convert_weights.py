@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import prediff_models as models
 from prediff import __version__
 from prediff.config import Config, to_plain
 from prediff.errors import InputError
@@ -24,8 +25,6 @@ class ConversionReport:
 def convert_weights(src: Path, component: str, config: Config, out: Path) -> ConversionReport:
     """Read `src` (official `.pt` state dict or `.npz` of the same keys), check the exact key set and shapes
     against the `component` network built from `config`, and write `out` (a `.ckpt` embedding the config)."""
-    import prediff_models as models
-
     if component not in models.COMPONENTS:
         raise InputError(f"unknown component {component!r}; valid: {', '.join(models.COMPONENTS)}")
     out = Path(out)

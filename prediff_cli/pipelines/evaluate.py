@@ -9,24 +9,29 @@ where it stopped and gives the same scores.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from prediff import __version__
+from prediff.baselines import get_baseline
 from prediff.config import Config, ScoreConfig, write_resolved_config
+from prediff.data import open_dataset
+from prediff.data.radar_input import read_radar_input
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
+from prediff.io.netcdf import read_forecast
+from prediff.verification import Scorer
+from prediff.verification.plots import write_score_plots
 
-from .forecast import AlignmentRequest
+from .forecast import AlignmentRequest, Forecaster, alignment_target
 
 LEAD_STEP_MINUTES = 10
 
 
 def make_scorer(cfg: ScoreConfig, seed: int):
-    from prediff.verification import Scorer
-
     return Scorer(thresholds=cfg.thresholds, pools=cfg.pools, fss_scales=cfg.fss_scales,
                   fss_thresholds=cfg.fss_thresholds, eps=cfg.eps, seed=seed)
 
@@ -35,8 +40,6 @@ class Evaluation:
     """Streaming scores of the model (label "model") and of each baseline on the same cases."""
 
     def __init__(self, cfg: ScoreConfig, seed: int = 0):
-        from prediff.baselines import get_baseline
-
         self.cfg = cfg
         self.scorers = {"model": make_scorer(cfg, seed)}
         self.baselines = {name: get_baseline(name) for name in cfg.baselines}
@@ -77,8 +80,6 @@ def _json_value(value):
 
 def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> List[Path]:
     """scores.json (atomically), the PNG plots and the resolved config."""
-    from prediff.verification.plots import write_score_plots
-
     atomic_write_text(out / "scores.json", json.dumps(scores, indent=2, allow_nan=False, default=_json_value))
     results = {"PreDiff": scores, **scores["baselines"]}
     leads = [LEAD_STEP_MINUTES * (k + 1) for k in range(scores.get("n_leads") or 0)] or None
@@ -94,9 +95,6 @@ def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> L
 
 def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int, config: Config) -> dict:
     """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path`."""
-    from prediff.data.radar_input import read_radar_input
-    from prediff.io.netcdf import read_forecast
-
     fc = read_forecast(forecast_path)
     m, t, h, w = fc.forecast.shape
     in_len = fc.context.shape[0] if fc.context is not None else config.data.in_len
@@ -175,10 +173,6 @@ def score_split(model, config: Config, split: str, out: Path, *, limit: Optional
                 progress: Optional[Callable[[int, int], None]] = None) -> dict:
     """Forecast every sequence of the split (up to `limit`) exactly as `prediff sample` would with `config` (case i
     with seed `config.seed + i`), score it beside the baselines; resumable."""
-    from prediff.data import open_dataset
-
-    from .forecast import Forecaster, alignment_target  # builds networks: imported where it is needed
-
     seqs = open_dataset(config.data).split(split)
     n = len(seqs) if limit is None else min(limit, len(seqs))
     if n == 0:
@@ -215,6 +209,4 @@ def case_seed(seed: int, case: int) -> int:
 
 def finish_split(out: Path) -> None:
     """Remove the resume state once scores.json is written."""
-    import shutil
-
     shutil.rmtree(out / ".evaluation", ignore_errors=True)

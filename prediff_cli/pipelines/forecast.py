@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import numpy as np
+from mindspore import Tensor
 
+import prediff_models.diffusion as D
 from prediff import __version__
 from prediff.config import Config, SampleConfig, config_to_yaml
 from prediff.errors import InputError
+
+from .latents import jit_decoder, jit_encoder, split_moments
+from .sampler import EnsembleSampler, MemberNoise
 
 
 @dataclass
@@ -78,10 +83,6 @@ class Forecaster:
     whether it is forecast alone (`prediff sample --seed S`) or inside a batch of an evaluation (case seed S)."""
 
     def __init__(self, model, sample: SampleConfig):
-        from prediff.pipelines.latents import jit_decoder, jit_encoder
-        from prediff.pipelines.sampler import EnsembleSampler
-        import prediff_models.diffusion as D
-
         d = model.config.diffusion
         self.sample = sample
         self.aligned = sample.align != "none"
@@ -108,17 +109,11 @@ class Forecaster:
 
     def context_latents(self, contexts: np.ndarray) -> np.ndarray:
         """(B, T_in, H, W) on 0–1 → posterior means (B, T_in, h, w, L) (spec §4.2: the context uses the mean)."""
-        from mindspore import Tensor
-        from prediff.pipelines.latents import split_moments
-
         return split_moments(self.encode(Tensor(contexts[..., None].astype(np.float32))))[0].asnumpy()
 
     def run(self, contexts: np.ndarray, y_hat: Optional[np.ndarray], seeds,
             progress: Optional[Callable[[], None]] = None) -> np.ndarray:
         """contexts (B, T_in, H, W), y_hat (B,) on 0–1 or None, seeds (B,) → members (B, M, T_out, H, W) on 0–1."""
-        from mindspore import Tensor
-        from prediff.pipelines.sampler import MemberNoise
-
         if self.aligned and y_hat is None:
             raise InputError("aligned sampling needs an anticipated intensity")
         b, m = contexts.shape[0], self.sample.samples

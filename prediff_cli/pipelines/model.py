@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
+import prediff_models as models
+from prediff.api import forecast
 from prediff.config import Config, config_from_dict
 from prediff.errors import InputError
 from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint, load_checkpoint, load_weights,
-                                       save_checkpoint, weights_sha256)
+                                   save_checkpoint, weights_sha256)
+from prediff.io.output_dir import check_output_dir
 
 HOME_ENV = "PREDIFF_HOME"
 BUNDLED = {"demo": Path(__file__).resolve().parents[1] / "assets" / "demo"}
@@ -96,8 +99,6 @@ def check_vae_pairing(vae_ckpt: Checkpoint, vae_path: Path, vae_sha256: str, oth
 
 
 def _build(ckpt: Checkpoint, source: Path):
-    import prediff_models as models
-
     net = models.build(ckpt.component, ckpt.model_kwargs)
     load_weights(net, ckpt.weights(prefer_ema=True), source=str(source))
     net.set_train(False)
@@ -154,8 +155,6 @@ class Model:
     def forecast(self, context, **options):
         """Ensemble forecast as an `xarray.Dataset` (the NetCDF that `prediff sample` writes); see
         `prediff.api.forecast` for the arguments."""
-        from prediff.api import forecast
-
         return forecast(self, context, **options)
 
 
@@ -205,8 +204,6 @@ def load_model(name_or_dir="demo", *, vae=None, unet=None, align=None, allow_mis
 def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = False) -> Dict[str, Path]:
     """Write the inference copies (EMA weights, config, no optimizer state) of training checkpoints into a model
     folder `out` as vae.ckpt, unet.ckpt and (optionally) align.ckpt; returns component → written path."""
-    from prediff.io.output_dir import check_output_dir
-
     missing = [c for c in ("vae", "unet") if c not in checkpoints]
     if missing:
         raise InputError(f"a model needs a {' and a '.join(missing)} checkpoint; give the run folders of "

@@ -13,9 +13,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from prediff.config import write_resolved_config
 from prediff.config.forecast_settings import forecast_config
+from prediff.data.radar_input import read_radar_input
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
+from prediff.io.netcdf import write_forecast
 from prediff.io.output_dir import check_output_dir
+from prediff.runtime import setup_runtime
+from prediff.visualization.animation import write_forecast_gif
+from prediff.visualization.summary import write_summary_png
 
 from .forecast import AlignmentRequest, provenance, reference_time_of, run_forecast
 from .model import Checkpoints, load_model
@@ -31,12 +36,6 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
                reference_time: Optional[dt.datetime] = None,
                progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
     """Forecast from frames `start … start+6` of `input` (event `event`) into `out`; returns the run report."""
-    from prediff.data.radar_input import read_radar_input
-    from prediff.io.netcdf import write_forecast
-    from prediff.runtime import setup_runtime
-    from prediff.visualization.animation import write_forecast_gif
-    from prediff.visualization.summary import write_summary_png
-
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
     radar = read_radar_input(input, event, start)
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,

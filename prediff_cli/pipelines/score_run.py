@@ -13,6 +13,7 @@ from prediff.config import Config
 from prediff.config.forecast_settings import forecast_config
 from prediff.errors import InputError
 from prediff.io.output_dir import check_output_dir
+from prediff.runtime import setup_runtime
 
 from .evaluate import finish_split, score_forecast_file, score_split, write_outputs
 from .model import Checkpoints, load_model
@@ -38,8 +39,6 @@ def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Pat
         settings = forecast_config(Config(), config, sets, values)
         scores = score_forecast_file(forecast, truth, event, start, settings)
         return scores, write_outputs(out, scores, settings), settings
-
-    from prediff.runtime import setup_runtime
 
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
                         allow_mismatch=allow_mismatch)

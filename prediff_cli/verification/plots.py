@@ -2,8 +2,8 @@
 
 Inputs are dicts shaped like `Scorer.compute()` output, keyed by the forecast's label, e.g.
 `{"PreDiff": scores, "persistence": baseline_scores, "optical flow": ...}`. matplotlib is used through its
-object API (`Figure` + Agg canvas, no pyplot), so nothing global is touched and no display is needed; it is
-imported only when a plot is drawn. Files are written under a temporary name and renamed.
+object API (`Figure` + Agg canvas, no pyplot), so nothing global is touched and no display is needed. Files are
+written under a temporary name and renamed.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_path
@@ -19,8 +20,6 @@ STEP_MINUTES = 10  # SEVIR-LR frame interval
 
 
 def _figure(width: float = 7.0, height: float = 4.2):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     return fig, fig.add_subplot()
 
