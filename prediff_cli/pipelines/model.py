@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import prediff_models as models
-from prediff.api import forecast
 from prediff.config import Config, config_from_dict
 from prediff.errors import InputError
 from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint, load_checkpoint, load_weights,
@@ -148,13 +147,12 @@ class Model:
     def align(self):
         return self.network("align") if self.has_align else None
 
-    @property
-    def hashes(self) -> Dict[str, str]:
-        return self.sha256
-
     def forecast(self, context, **options):
         """Ensemble forecast as an `xarray.Dataset` (the NetCDF that `prediff sample` writes); see
         `prediff.api.forecast` for the arguments."""
+        # the API module sits above the pipelines (it imports them): importing it here keeps the layers one-way
+        from prediff.api import forecast
+
         return forecast(self, context, **options)
 
 
