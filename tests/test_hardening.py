@@ -203,6 +203,10 @@ def test_forecast_time_is_decoded_with_cf_rules(tmp_path):
     assert fc.reference_time == dt.datetime(2019, 7, 1, 18)
     np.testing.assert_allclose(fc.lead_minutes, np.arange(10, 70, 10), atol=1e-6)
     assert fc.times[0] == dt.datetime(2019, 7, 1, 18, 10)
+    # without forecast_reference_time: the reference is one 10-minute step before the first valid time
+    bare = read_forecast(_nc(tmp_path / "b.nc", time_units="hours since 2019-07-01 17:00:00Z", reference=False))
+    assert bare.reference_time == dt.datetime(2019, 7, 1, 17)
+    np.testing.assert_allclose(bare.lead_minutes, np.arange(10, 70, 10), atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -273,3 +277,18 @@ def test_radar_reads_only_the_frames_it_needs_and_keeps_the_file_scale(tmp_path)
     radar = read_radar_input(path, start=0)
     np.testing.assert_allclose(radar.context, 0.5 / 255.0)
     assert radar.truth.shape == (6, 16, 16)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "--input", "x.h5", "--sampler", "foo"], "Invalid value for '--sampler'"),
+    (["sample"], "Missing option '--input'"),
+    (["nonexistent"], "No such command 'nonexistent'"),
+])
+def test_usage_errors_are_one_line_from_the_console_command(args, message):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "prediff", *args], capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], \
+        proc.stderr

@@ -1,6 +1,7 @@
 """The `prediff` command: a Typer app assembled from one module per command."""
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -8,6 +9,7 @@ from typing_extensions import Annotated
 
 from prediff import __version__
 from prediff.cli import convert_weights, download, export_model, info, models, sample, score, train
+from prediff.cli.reporting import fail
 
 app = typer.Typer(
     name="prediff",
@@ -35,4 +37,19 @@ for _module in (info, download, train, sample, score, models, export_model, conv
 
 
 def main() -> None:
-    app()
+    """The console entry point. Usage errors (an unknown option, a value outside a choice) become one `error:` line
+    with exit code 2, like every other bad input, instead of Click's multi-line panel."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        code = fail("aborted", 1).exit_code
+    except Exception as exc:  # Click's usage errors (Typer may vendor Click): they carry a message and a code
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        message, context = exc.format_message().strip(), getattr(exc, "ctx", None)
+        if message:  # (a bare `prediff` or `prediff download` has printed the help already)
+            fail(message + (f" (see: {context.command_path} --help)" if context is not None else ""))
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

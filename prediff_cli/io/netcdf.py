@@ -32,6 +32,7 @@ from .grid import EARTH_RADIUS_M, LAT_0, LON_0, Grid, laea_inverse
 VIL_COMMENT = ("SEVIR digital VIL X (0-255). Physical VIL in kg m-2: 0 if X <= 5; (X - 2) / 90.66 if 5 < X <= 18; "
                "exp((X - 83.9) / 38.9) if X > 18.")
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
+LEAD_STEP_MINUTES = 10  # SEVIR(-LR) frames are 10 minutes apart
 
 
 @dataclass
@@ -229,7 +230,7 @@ def read_forecast(path) -> ForecastFile:
     """A forecast NetCDF (as `write_forecast` writes it, or any file with the same variables) → `ForecastFile`.
 
     Times are decoded with CF rules (any `<unit> since <date>`); the reference time is `forecast_reference_time`
-    when present, else the origin of `time`'s units (prediff's own layout). Declared sizes are bound-checked
+    when present, else 10 minutes before the first valid time. Declared sizes are bound-checked
     before any array is read."""
     path = Path(path)
     if path.is_dir():
@@ -251,9 +252,8 @@ def read_forecast(path) -> ForecastFile:
             raise InputError(f"{path}: 'time' has {len(times)} values for {forecast.shape[1]} forecast frames")
         if "forecast_reference_time" in ds.variables:
             reference = _decode_times(ds.variables["forecast_reference_time"], path, "forecast_reference_time")[0]
-        else:
-            origin = ds.variables["time"].units.split("since", 1)[1].strip()
-            reference = _decode_times_origin(origin, path)
+        else:  # frames are 10 minutes apart: the first valid time is one step after the reference time
+            reference = times[0] - dt.timedelta(minutes=LEAD_STEP_MINUTES)
         lead = np.array([(t - reference).total_seconds() / 60.0 for t in times], dtype=np.float64)
         context = None
         if "vil_context" in ds.variables:
@@ -262,11 +262,3 @@ def read_forecast(path) -> ForecastFile:
         attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
     return ForecastFile(forecast=forecast, context=context, reference_time=reference, lead_minutes=lead, times=times,
                         grid=grid, attrs=attrs)
-
-
-def _decode_times_origin(origin: str, path: Path) -> dt.datetime:
-    try:
-        return netCDF4.num2date(0.0, f"minutes since {origin}", only_use_cftime_datetimes=False,
-                                only_use_python_datetimes=True).replace(tzinfo=None)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: cannot read the reference time {origin!r} ({exc})") from None

@@ -31,7 +31,7 @@ def check_output_dir(out, names: Iterable[str], overwrite: bool = False, what: s
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(f"{option} {out} is a file, not a folder; choose a folder for the {what}")
+        raise InputError(f"{option} {out} is a file, not a folder; choose a folder")
     base = _nearest_existing(out)
     if not base.is_dir():
         raise InputError(f"{option} {out} cannot be created: {base} is a file, not a folder")
