@@ -7,8 +7,8 @@
 2. Serves them from a loopback HTTP server (127.0.0.1, started here, with Range support).
 3. Runs `install_weights(..., url_base=...)` in its own process (so its peak RSS is its own) into a fresh
    `$PREDIFF_HOME`, and checks that the installed networks hold exactly the served weights.
-4. With --sample, times `prediff sample --model sevirlr` (8 aligned members, the model's default sampler) in its
-   own process.
+4. With --sample, times `prediff sample --model sevirlr` (8 aligned members, the model's default sampler; fewer
+   solver steps with --sample-steps) in its own process.
 Prints JSON: sizes, seconds, peak RSS (MB), the CPU.
 """
 from __future__ import annotations
@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--preset", default="sevirlr")
     parser.add_argument("--work", type=Path, default=Path("/tmp/prediff-weights-bench"))
     parser.add_argument("--sample", action="store_true")
+    parser.add_argument("--sample-steps", type=int, default=None, help="solver steps of the timed forecast "
+                                                                      "(default: the model's 20)")
     args = parser.parse_args()
     served, home = args.work / "served", args.work / f"home-{os.getpid()}"
     start = time.perf_counter()
@@ -109,6 +111,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "prediff", "sample", "--model", "sevirlr", "--input",
                str(ROOT / "examples" / "radar.h5"), "--out", str(args.work / "forecast"), "--samples", "8",
                "--align", "avg_x", "--overwrite"]
+        if args.sample_steps:
+            cmd += ["--steps", str(args.sample_steps)]
         start = time.perf_counter()
         proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
         peak = [line for line in proc.stderr.splitlines() if "Maximum resident" in line]
