@@ -7,7 +7,6 @@
 * dropout masks are functions of (seed, step): a resumed run with dropout repeats the uninterrupted one bit for bit.
 """
 import dataclasses
-import signal
 
 import numpy as np
 import pytest
@@ -19,12 +18,12 @@ from mindspore import Tensor, nn, ops
 from prediff.config import load_config
 from prediff.errors import PrediffError
 from prediff.io.checkpoint import load_checkpoint
-from prediff.pipelines.training import run as run_module
 from prediff.pipelines.training import trainer as trainer_module
 from prediff.pipelines.training.run import TrainRequest, run_training
 from prediff.pipelines.training.task import TrainingTask
 from prediff.pipelines.training.train_step import StepDropout
 from prediff.pipelines.training.trainer import Trainer
+from test_training import run_interrupted
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -259,40 +258,17 @@ def vae_ckpt(tmp_path_factory, synthetic_root):
     return run / "last.ckpt"
 
 
-class _StopAt:
-    """Raises the trainer's stop flag after a given step (what SIGINT does)."""
-
-    def __init__(self, step):
-        self.step, self.trainer = step, None
-
-    def on_step(self, record):
-        if record["step"] == self.step:
-            self.trainer._stop_signal = signal.SIGINT
-
-    def __getattr__(self, name):
-        return lambda *a, **k: None
-
-
 @pytest.mark.slow  # three compiles of the tiny UNet's train step: about two minutes on two cores
-def test_resume_with_dropout_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_root, vae_ckpt, monkeypatch):
+def test_resume_with_dropout_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_root, vae_ckpt):
     # tiny keeps unet dropout 0.1 (attention, projection, FFN)
     cfg = load_config("tiny", ["train_diffusion.ckpt_every=2", "train_diffusion.log_every=1"],
                       {"data.root": str(synthetic_root)})
     assert cfg.unet.attn_drop > 0 and cfg.unet.proj_drop > 0 and cfg.unet.ffn_drop > 0
     full = run_training(TrainRequest("unet", cfg, tmp_path / "full", steps=4, vae_checkpoint=vae_ckpt))
 
-    stopper = _StopAt(2)
-
-    class Capturing(Trainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            stopper.trainer = self
-            assert self.task.dropout is not None and self.task.dropout.layers > 0
-
-    monkeypatch.setattr(run_module, "Trainer", Capturing)
     part = tmp_path / "part"
-    first = run_training(TrainRequest("unet", cfg, part, steps=4, vae_checkpoint=vae_ckpt), listener=stopper)
-    monkeypatch.undo()
+    first, trainer = run_interrupted(TrainRequest("unet", cfg, part, steps=4, vae_checkpoint=vae_ckpt), stop_after=2)
+    assert trainer.task.dropout is not None and trainer.task.dropout.layers > 0
     assert (first.status, first.step) == ("interrupted", 2)
     second = run_training(TrainRequest("unet", cfg, part, steps=4, resume=True))
     assert (second.status, second.step) == ("finished", 4) == (full.status, full.step)

@@ -5,10 +5,12 @@ command re-launches itself under MindSpore's `msrun` with N data-parallel worker
 """
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import List, Optional
 
@@ -128,23 +130,21 @@ def _launch_msrun(workers: int, run_dir: Path, timeout: int) -> None:
 def _make_command(app: typer.Typer, command: str, takes_vae: bool) -> None:
     doc = COMMANDS[command][2]
 
-    if takes_vae:
-        def train(ctx: typer.Context, config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
-                  device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
-                  steps: StepsOpt = None, resume: ResumeOpt = False, vae: VaeOpt = None, workers: WorkersOpt = 1,
-                  msrun_timeout: MsrunTimeoutOpt = 900):
-            cfg = resolve_config(config, sets, data, device, seed)
-            run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=vae, workers=workers,
-                              msrun_timeout=msrun_timeout, explicit=explicit_keys(ctx, sets, data, seed))
-    else:
-        def train(ctx: typer.Context, config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
-                  device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
-                  steps: StepsOpt = None, resume: ResumeOpt = False, workers: WorkersOpt = 1,
-                  msrun_timeout: MsrunTimeoutOpt = 900):
-            cfg = resolve_config(config, sets, data, device, seed)
-            run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=None, workers=workers,
-                              msrun_timeout=msrun_timeout, explicit=explicit_keys(ctx, sets, data, seed))
+    def train(ctx: typer.Context, config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
+              device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
+              steps: StepsOpt = None, resume: ResumeOpt = False, vae: VaeOpt = None, workers: WorkersOpt = 1,
+              msrun_timeout: MsrunTimeoutOpt = 900):
+        cfg = resolve_config(config, sets, data, device, seed)
+        run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=vae, workers=workers,
+                          msrun_timeout=msrun_timeout, explicit=explicit_keys(ctx, sets, data, seed))
 
+    if not takes_vae:
+        # train-vae has no frozen VAE: Typer builds the options from the signature, so --vae is left out of it (the
+        # function then runs with vae=None); the annotations are resolved here, as Typer reads them from it as given
+        hints = typing.get_type_hints(train, include_extras=True)
+        signature = inspect.signature(train)
+        train.__signature__ = signature.replace(parameters=[
+            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "vae"])
     train.__doc__ = doc
     train.__name__ = command.replace("-", "_")
     app.command(command, help=doc)(guarded(train))

@@ -5,17 +5,15 @@ latent z_t of a posterior sample of the target frames at t ~ U{0..T-1}. Loss = M
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from mindspore import Tensor, nn, ops
 
 from prediff.config import Config
-from prediff.pipelines.latents import frozen, jit_encoder, posterior_sample
+from prediff.pipelines.latents import posterior_sample
 
-from .lr_schedule import lr_table
-from .task import TrainingTask, reducer as _reducer
-from .train_step import StepDropout, TrainStep
+from .latent_task import LatentTask
 
 
 class AlignmentLoss(nn.Cell):
@@ -41,31 +39,12 @@ def average_intensity(frames: np.ndarray) -> np.ndarray:
     return frames.mean(axis=(2, 3, 4), dtype=np.float64).astype(np.float32)[..., None]
 
 
-class AlignTask(TrainingTask):
+class AlignTask(LatentTask):
     component = "align"
+    aux_names = ("mae",)
 
-    def __init__(self, config: Config, align_net: nn.Cell, vae: nn.Cell, *, accum_steps: int, total_steps: int,
-                 reducer_factory=None):
-        from prediff_models.diffusion import make_schedule
-
-        d, tr = config.diffusion, config.train_align
-        self.net = align_net
-        self.model_kwargs = config.model_kwargs("align")
-        self.in_len = config.data.in_len
-        self.timesteps = d.timesteps
-        self.scale_factor = d.scale_factor
-        self.encode = jit_encoder(frozen(vae))
-        self.loss_cell = AlignmentLoss(align_net, make_schedule(d.timesteps, d.beta_schedule, d.linear_start,
-                                                                d.linear_end, d.cosine_s))
-        params = list(align_net.trainable_params())
-        self.dropout = StepDropout.install(align_net)  # masks keyed by (seed, step): exact resume
-        self.train_steps = [TrainStep(self.loss_cell, params,
-                                      lr_schedule=lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio,
-                                                           tr.min_lr_ratio),
-                                      betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
-                                      accum_steps=accum_steps,
-                                      grad_reducer=_reducer(reducer_factory, params),
-                                      dropout=self.dropout, name="align")]
+    def make_loss(self, net: nn.Cell, schedule, config: Config) -> nn.Cell:
+        return AlignmentLoss(net, schedule)
 
     def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
         target_frames = batch[:, self.in_len:]
@@ -75,10 +54,6 @@ class AlignTask(TrainingTask):
         t = Tensor(rng.integers(0, self.timesteps, size=(batch.shape[0],)).astype(np.int32))
         noise = Tensor(rng.standard_normal(shape, dtype=np.float32))
         return z0, t, noise, Tensor(average_intensity(target_frames))
-
-    def optimizer_step(self, step: int, batches: List[np.ndarray], rng: np.random.Generator) -> Dict[str, float]:
-        out = self.train_steps[0]([self._inputs(b, rng) for b in batches])
-        return {"loss": out["loss"], "mae": out["aux"][0], "lr": out["lr"], "grad_norm": out["grad_norm"]}
 
     def validation_metrics(self, batch: np.ndarray, rng: np.random.Generator) -> Dict[str, float]:
         mse, mae = self.loss_cell(*self._inputs(batch, rng))

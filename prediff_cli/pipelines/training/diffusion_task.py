@@ -12,11 +12,9 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from prediff.config import Config
-from prediff.pipelines.latents import frozen, jit_encoder, posterior_sample, split_moments
+from prediff.pipelines.latents import posterior_sample, split_moments
 
-from .lr_schedule import lr_table
-from .task import TrainingTask, reducer as _reducer
-from .train_step import StepDropout, TrainStep
+from .latent_task import LatentTask
 
 
 class LatentDiffusionLoss(nn.Cell):
@@ -45,32 +43,17 @@ class LatentDiffusionLoss(nn.Cell):
         return loss, simple
 
 
-class DiffusionTask(TrainingTask):
+class DiffusionTask(LatentTask):
     component = "unet"
+    aux_names = ("mse",)
 
-    def __init__(self, config: Config, unet: nn.Cell, vae: nn.Cell, *, accum_steps: int, total_steps: int,
-                 reducer_factory=None):
-        from prediff_models.diffusion import make_schedule
+    def make_loss(self, net: nn.Cell, schedule, config: Config) -> nn.Cell:
+        return LatentDiffusionLoss(net, schedule, config.diffusion.learn_logvar, config.diffusion.logvar_init)
 
-        d, tr = config.diffusion, config.train_diffusion
-        self.net = unet
-        self.model_kwargs = config.model_kwargs("unet")
-        self.in_len = config.data.in_len
-        self.timesteps = d.timesteps
-        self.scale_factor = d.scale_factor
-        self.encode = jit_encoder(frozen(vae))
-        self.loss_cell = LatentDiffusionLoss(unet, make_schedule(d.timesteps, d.beta_schedule, d.linear_start,
-                                                                 d.linear_end, d.cosine_s),
-                                             d.learn_logvar, d.logvar_init)
-        params = list(unet.trainable_params()) + ([self.loss_cell.logvar] if d.learn_logvar else [])
-        self.dropout = StepDropout.install(unet)  # masks keyed by (seed, step): exact resume
-        self.train_steps = [TrainStep(self.loss_cell, params,
-                                      lr_schedule=lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio,
-                                                           tr.min_lr_ratio),
-                                      betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip,
-                                      accum_steps=accum_steps,
-                                      grad_reducer=_reducer(reducer_factory, params),
-                                      dropout=self.dropout, name="unet")]
+    def trained_params(self) -> List[Parameter]:
+        # the learned log-variance (spec §4.3) after the UNet's weights: optimizer state is keyed by position
+        extra = [self.loss_cell.logvar] if self.loss_cell.learn_logvar else []
+        return list(self.net.trainable_params()) + extra
 
     def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
         moments = self.encode(Tensor(batch))
@@ -83,16 +66,9 @@ class DiffusionTask(TrainingTask):
         noise = Tensor(rng.standard_normal(z0.shape, dtype=np.float32))
         return cond, z0, t, noise
 
-    def optimizer_step(self, step: int, batches: List[np.ndarray], rng: np.random.Generator) -> Dict[str, float]:
-        out = self.train_steps[0]([self._inputs(b, rng) for b in batches])
-        return {"loss": out["loss"], "mse": out["aux"][0], "lr": out["lr"], "grad_norm": out["grad_norm"]}
-
     def validation_metrics(self, batch: np.ndarray, rng: np.random.Generator) -> Dict[str, float]:
         loss, simple = self.loss_cell(*self._inputs(batch, rng))
         return {"val_loss": float(simple.asnumpy()), "val_weighted_loss": float(loss.asnumpy())}
-
-    def set_train(self, mode: bool) -> None:
-        self.net.set_train(mode)
 
     def aux_state(self) -> Dict[str, np.ndarray]:
         return {"logvar": self.loss_cell.logvar.asnumpy()}

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
-from prediff.config import Config, TrainConfig, config_from_dict, to_plain
+import numpy as np
+
+from prediff.config import Config, config_from_dict, to_plain
 from prediff.errors import ConfigError, InputError, PrediffError
+from prediff.io.checkpoint import Checkpoint
 
-from .trainer import ResumePoint, Trainer, TrainingListener, TrainingResult, find_resume_point
-
-SECTIONS = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}
+from .task import SECTIONS, TrainingTask, train_section
+from .trainer import BatchSource, ResumePoint, Trainer, TrainingListener, TrainingResult, find_resume_point
 
 # what a resumed run may change: where the data is, where it runs, how long it trains and how often it logs,
 # validates and checkpoints; none of these changes what a step computes (`preset`, a label, is not compared)
@@ -38,10 +41,6 @@ class TrainRequest:
 class Distributed:
     rank: int = 0
     world_size: int = 1
-
-
-def _section(config: Config, component: str) -> TrainConfig:
-    return getattr(config, SECTIONS[component])
 
 
 def _with_steps(config: Config, component: str, steps: Optional[int]) -> Config:
@@ -132,94 +131,134 @@ def _grad_reducer(params, dist: Distributed):
     return nn.DistributedGradReducer(params, mean=True, degree=dist.world_size)
 
 
-def _load_frozen_vae(path: Optional[Path], config: Config):
-    import prediff_models as models
-    from prediff.io.checkpoint import load_checkpoint, load_weights
+@dataclass
+class FrozenVAE:
+    """The VAE checkpoint a latent trainer encodes with, read and hashed once per run."""
 
-    if path is None:
-        raise InputError("--vae is required: give a VAE checkpoint from `prediff train-vae` or "
-                         "`prediff convert-weights --component vae`")
-    ckpt = load_checkpoint(path, component="vae")
-    vae = models.build("vae", ckpt.model_kwargs)
-    load_weights(vae, ckpt.weights(), source=str(path))
-    latent = int(ckpt.model_kwargs["latent_channels"])
-    wanted = config.unet.input_shape[-1]
-    if latent != wanted or config.align.input_shape[-1] != wanted:
-        raise InputError(f"--vae {path} has {latent} latent channels but the config's unet/align expect "
-                         f"{wanted}; use a matching --config or VAE")
-    return vae
+    path: Path
+    ckpt: Checkpoint
+    sha256: str  # of the file
+    weights_sha256: str  # of the weights the trainer loads: the EMA copy when there is one
+
+    @classmethod
+    def read(cls, path: Optional[Path], config: Config) -> "FrozenVAE":
+        """Read the checkpoint at `path`; InputError when there is none or its latents do not fit `config`."""
+        from prediff.io.checkpoint import file_sha256, load_checkpoint, weights_sha256
+
+        if path is None:
+            raise InputError("--vae is required: give a VAE checkpoint from `prediff train-vae` or "
+                             "`prediff convert-weights --component vae`")
+        path = Path(path)
+        ckpt = load_checkpoint(path, component="vae")
+        latent = int(ckpt.model_kwargs["latent_channels"])
+        wanted = config.unet.input_shape[-1]
+        if latent != wanted or config.align.input_shape[-1] != wanted:
+            raise InputError(f"--vae {path} has {latent} latent channels but the config's unet/align expect "
+                             f"{wanted}; use a matching --config or VAE")
+        return cls(path, ckpt, file_sha256(path), weights_sha256(ckpt.weights()))
+
+    def matches(self, recorded: Dict[str, str]) -> bool:
+        """Whether this is the VAE a `vae_checkpoint` record names: the same file, or the same weights."""
+        return self.sha256 == recorded.get("sha256") or self.weights_sha256 == recorded.get("weights_sha256")
+
+    def record(self) -> Dict[str, str]:
+        """The `vae_checkpoint` entry of the run's checkpoints (`pipelines.model.check_vae_pairing` reads it)."""
+        return {"path": str(self.path.resolve()), "sha256": self.sha256, "weights_sha256": self.weights_sha256}
+
+    def network(self):
+        """The VAE built from the checkpoint, with the weights `weights_sha256` digests."""
+        import prediff_models as models
+        from prediff.io.checkpoint import load_weights
+
+        vae = models.build("vae", self.ckpt.model_kwargs)
+        load_weights(vae, self.ckpt.weights(), source=str(self.path))
+        return vae
 
 
 def run_training(request: TrainRequest, listener: Optional[TrainingListener] = None) -> TrainingResult:
-    import prediff_models as models
-    from prediff.data import EpochBatches, iterate_batches, open_dataset
-    from prediff.io.checkpoint import file_sha256
+    """Train `request.component` in `request.run_dir`, or continue it there (`request.resume`); every check that
+    can refuse the request runs before the run directory is written."""
     from prediff.runtime import setup_runtime
 
-    component, run_dir = request.component, Path(request.run_dir)
-    if component not in SECTIONS:
-        raise PrediffError(f"unknown component {component!r}; valid: {', '.join(SECTIONS)}")
-    config = request.config
-    vae_path = request.vae_checkpoint
-    point: Optional[ResumePoint] = None
-    if request.resume:
-        # validate first, write after: the run directory is untouched until Trainer.fit
-        point = find_resume_point(run_dir, component)
-        config = resume_config(request, point)
-        meta = point.ckpt.meta
-        if component != "vae":
-            recorded = meta.get("vae_checkpoint")
-            if vae_path is None and recorded:
-                vae_path = Path(recorded["path"])
-            if recorded and vae_path is not None and Path(vae_path).is_file() \
-                    and file_sha256(vae_path) != recorded["sha256"]:
-                raise InputError(f"--vae {vae_path} is not the VAE this run was trained with ({recorded['path']})")
-    else:
-        config = _with_steps(config, component, request.steps)
-    section = _section(config, component)
-
+    if request.component not in SECTIONS:
+        raise PrediffError(f"unknown component {request.component!r}; valid: {', '.join(SECTIONS)}")
+    config, point, vae = _resolve(request)
+    section = train_section(config, request.component)
     setup_runtime(config.device, config.seed)
     dist = init_distributed()
-    micro = section.micro_batch_size
-    if section.total_batch_size % (micro * dist.world_size):
-        raise ConfigError(f"config key '{SECTIONS[component]}.total_batch_size': {section.total_batch_size} is not a "
-                          f"multiple of micro_batch_size × workers = {micro * dist.world_size}")
-    accum = section.total_batch_size // (micro * dist.world_size)
+    train_data, val_data, accum = _training_data(config, request.component, dist)
+    task = _build_task(request.component, config, accum, dist, vae)
+    trainer = Trainer(task, run_dir=Path(request.run_dir), config=config, section=section, train_data=train_data,
+                      val_data=val_data, accum_steps=accum, rank=dist.rank, world_size=dist.world_size,
+                      listener=listener, extra_meta={"vae_checkpoint": vae.record()} if vae is not None else None)
+    if point is not None:
+        trainer.resume(point)
+    return trainer.fit()
 
+
+def _resolve(request: TrainRequest) -> Tuple[Config, Optional[ResumePoint], Optional[FrozenVAE]]:
+    """The config to train with, the checkpoint to resume from (None: a fresh run) and the frozen VAE (None for
+    the VAE itself). A resumed latent run takes its recorded VAE unless `--vae` names one, which must match it."""
+    recorded = None
+    if request.resume:
+        # validate first, write after: the run directory is untouched until Trainer.fit
+        point = find_resume_point(Path(request.run_dir), request.component)
+        config = resume_config(request, point)
+        recorded = point.ckpt.meta.get("vae_checkpoint")
+    else:
+        point, config = None, _with_steps(request.config, request.component, request.steps)
+    if request.component == "vae":
+        return config, point, None
+    path = request.vae_checkpoint
+    if path is None and recorded:
+        path = Path(recorded["path"])
+    vae = FrozenVAE.read(path, config)
+    if recorded and not vae.matches(recorded):
+        raise InputError(f"--vae {path} is not the VAE this run was trained with ({recorded['path']})")
+    return config, point, vae
+
+
+def _training_data(config: Config, component: str, dist: Distributed) \
+        -> Tuple[BatchSource, Optional[Callable[[], Iterable[np.ndarray]]], int]:
+    """This rank's training micro-batches, the validation batches (None: empty split) and the micro-batches per
+    optimizer step. The VAE trains on single frames, the latent trainers on whole sequences."""
+    from prediff.data import EpochBatches, iterate_batches, open_dataset
+
+    section = train_section(config, component)
+    micro, workers = section.micro_batch_size, dist.world_size
+    if section.total_batch_size % (micro * workers):
+        raise ConfigError(f"config key '{SECTIONS[component]}.total_batch_size': {section.total_batch_size} is not a "
+                          f"multiple of micro_batch_size × workers = {micro * workers}")
     dataset = open_dataset(config.data)
     frames = component == "vae"
     train_set, val_set = dataset.split("train", frames=frames), dataset.split("val", frames=frames)
-    if len(train_set) < micro * dist.world_size:
+    if len(train_set) < micro * workers:
         raise InputError(f"the training split has {len(train_set)} samples, fewer than one batch of "
-                         f"{micro * dist.world_size}; use a bigger dataset or a smaller micro_batch_size")
+                         f"{micro * workers}; use a bigger dataset or a smaller micro_batch_size")
     train_data = EpochBatches(train_set, micro, seed=config.seed, aug_mode=config.data.aug_mode, rank=dist.rank,
-                              world_size=dist.world_size)
+                              world_size=workers)
     limit = section.val_batches or None
 
     def val_data():
         return iterate_batches(val_set, micro, limit=limit)
 
+    return train_data, val_data if len(val_set) else None, section.total_batch_size // (micro * workers)
+
+
+def _build_task(component: str, config: Config, accum: int, dist: Distributed,
+                vae: Optional[FrozenVAE]) -> TrainingTask:
+    """The network of `component` (initialised from `config.seed`) inside its trainer."""
+    import prediff_models as models
+
     net = models.build(component, config.model_kwargs(component))
-    factory = None
-    if dist.world_size > 1:
-        def factory(params):
-            return _grad_reducer(params, dist)
+    factory = functools.partial(_grad_reducer, dist=dist) if dist.world_size > 1 else None
+    kwargs = dict(accum_steps=accum, total_steps=train_section(config, component).steps, reducer_factory=factory)
     if component == "vae":
         from .vae_task import VAETask
 
-        task = VAETask(config, net, accum_steps=accum, total_steps=section.steps, reducer_factory=factory)
+        return VAETask(config, net, **kwargs)
+    if component == "unet":
+        from .diffusion_task import DiffusionTask as Task
     else:
-        vae = _load_frozen_vae(vae_path, config)
-        if component == "unet":
-            from .diffusion_task import DiffusionTask as Task
-        else:
-            from .align_task import AlignTask as Task
-        task = Task(config, net, vae, accum_steps=accum, total_steps=section.steps, reducer_factory=factory)
-        task.extra_meta = {"vae_checkpoint": {"path": str(Path(vae_path).resolve()),
-                                              "sha256": file_sha256(vae_path)}}
-    trainer = Trainer(task, run_dir=run_dir, config=config, section=section, train_data=train_data,
-                      val_data=val_data if len(val_set) else None, accum_steps=accum, rank=dist.rank,
-                      world_size=dist.world_size, listener=listener)
-    if point is not None:
-        trainer.resume(point)
-    return trainer.fit()
+        from .align_task import AlignTask as Task
+    return Task(config, net, vae.network(), **kwargs)

@@ -4,17 +4,39 @@ The `Trainer` owns everything else (data positions, randomness, logging, validat
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 from mindspore import nn
 
+from prediff.config import Config, TrainConfig
+
+from .lr_schedule import lr_table
 from .train_step import StepDropout, TrainStep
+
+
+#: component → the config section with its trainer's settings
+SECTIONS = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}
+
+
+def train_section(config: Config, component: str) -> TrainConfig:
+    """The trainer settings of `component` ("vae", "unet" or "align") in `config`."""
+    return getattr(config, SECTIONS[component])
 
 
 def reducer(factory: Optional[Callable], params) -> Optional[nn.Cell]:
     """A data-parallel gradient reducer for `params` (None when training in one process)."""
     return None if factory is None else factory(list(params))
+
+
+def optimizer_settings(section: TrainConfig, total_steps: int, accum_steps: int) -> Dict[str, Any]:
+    """The `TrainStep` keyword arguments a trainer's config section sets: the learning rate of each of the
+    `total_steps` optimizer steps (`lr_schedule`), AdamW's betas and weight decay, the global-norm clip and the
+    number of micro-batches per optimizer step."""
+    return dict(lr_schedule=lr_table(total_steps, section.lr, section.warmup_ratio, section.warmup_min_lr_ratio,
+                                     section.min_lr_ratio),
+                betas=section.betas, weight_decay=section.weight_decay, grad_clip=section.grad_clip,
+                accum_steps=accum_steps)
 
 
 class TrainingTask:
@@ -27,8 +49,6 @@ class TrainingTask:
     train_steps: List[TrainStep]
     #: name of the validation metric that selects best.ckpt (lower is better)
     monitor: str = "val_loss"
-    #: extra provenance stored in every checkpoint's meta (e.g. the frozen VAE's path and hash)
-    extra_meta: Dict[str, object] = {}
     #: the keyed dropout of `net` (None: no dropout), shared by its TrainSteps; the Trainer picks each step's keys
     dropout: Optional[StepDropout] = None
 

@@ -15,7 +15,6 @@ or unreadable.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ import numpy as np
 from prediff.config import Config, TrainConfig, to_plain, write_resolved_config
 from prediff.errors import InputError, PrediffError
 from prediff.io.atomic import atomic_path, atomic_write_text, commit, fsync_dir
-from prediff.io.checkpoint import Checkpoint, load_checkpoint, net_weights, save_checkpoint
+from prediff.io.checkpoint import Checkpoint, load_checkpoint, net_weights, save_checkpoint, weights_sha256
 
 from .ema import EMA
 from .task import TrainingTask
@@ -129,7 +128,8 @@ class Trainer:
     def __init__(self, task: TrainingTask, *, run_dir: Path, config: Config, section: TrainConfig,
                  train_data: BatchSource, val_data: Optional[Callable[[], Iterable[np.ndarray]]] = None,
                  accum_steps: int = 1, rank: int = 0, world_size: int = 1,
-                 listener: Optional[TrainingListener] = None):
+                 listener: Optional[TrainingListener] = None, extra_meta: Optional[Dict[str, object]] = None):
+        """`extra_meta`: provenance copied into every checkpoint's meta (the latent trainers: their frozen VAE)."""
         self.task = task
         self.run_dir = Path(run_dir)
         self.config = config
@@ -139,6 +139,7 @@ class Trainer:
         self.accum_steps = int(accum_steps)
         self.rank, self.world_size = rank, world_size
         self.listener = listener or TrainingListener()
+        self.extra_meta = dict(extra_meta or {})
         self.ema = EMA(task.net, section.ema_decay) if section.ema_decay > 0 else None
         self.best_val: Optional[float] = None
         self._stop_signal: Optional[int] = None
@@ -185,9 +186,34 @@ class Trainer:
         return step
 
     def fit(self) -> TrainingResult:
-        total = self.section.steps
-        start = self.task.step_count()
-        # every check before the first write: a refused run leaves the directory as it was
+        """Train from the step reached to `section.steps`, or until SIGINT/SIGTERM (then `last.ckpt` holds the step
+        reached), logging, validating and checkpointing at the section's cadence."""
+        total, start = self.section.steps, self.task.step_count()
+        self._check_before_writing(start, total)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_resolved_config(self.config, self.run_dir)
+            if self._resumed_step is not None:
+                self._truncate_metrics(self._resumed_step)
+        self.listener.on_start(start, total)
+        previous = self._install_signal_handlers()
+        try:
+            step, last_record, last_ckpt = self._train_until(start, total)
+            if step < total and self._last_saved_step != step:  # stopped by a signal between two saves
+                last_ckpt = self._save_last(step)
+        finally:
+            self._restore_signal_handlers(previous)
+        if self.world_size > 1:
+            self._write_rank_digest()
+        best = self.run_dir / "best.ckpt"
+        result = TrainingResult(status="finished" if step >= total else "interrupted", step=self.task.step_count(),
+                                last_checkpoint=last_ckpt, best_checkpoint=best if best.exists() else None,
+                                last_metrics=last_record, best_val=self.best_val, resumed_from=self.resumed_from)
+        self.listener.on_end(result)
+        return result
+
+    def _check_before_writing(self, start: int, total: int) -> None:
+        """Every check before the first write: a refused run leaves the directory as it was."""
         if self._resumed_step is None:
             existing = [p.name for p in [self.run_dir / LAST] + rotated_checkpoints(self.run_dir) if p.exists()]
             if existing:
@@ -196,58 +222,45 @@ class Trainer:
         elif total <= start:
             raise PrediffError(f"run {self.run_dir} is at step {start}; {total} steps do not go beyond it: "
                                "pass a larger --steps to continue it")
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_resolved_config(self.config, self.run_dir)
-            if self._resumed_step is not None:
-                self._truncate_metrics(self._resumed_step)
-        self.listener.on_start(start, total)
-        previous = self._install_signal_handlers()
+
+    def _train_until(self, start: int, total: int):
+        """Optimizer steps `start`..`total` - 1, stopping early after a signal. Returns the step reached, its record
+        (the last `metrics.jsonl`-style row, {} if no step ran) and the last `last.ckpt` written (or None)."""
         last_record: dict = {}
         last_ckpt: Optional[Path] = None
-        status = "finished"
-        dropout = getattr(self.task, "dropout", None)
-        t_window, steps_window = time.perf_counter(), 0
+        t_window, steps_window = time.perf_counter(), 0  # it/s over the steps since the last logged one
         step = start
-        try:
-            while step < total and self._stop_signal is None:
-                batches = [self.train_data.batch(step * self.accum_steps + k) for k in range(self.accum_steps)]
-                rng = np.random.default_rng([self.config.seed, step, self.rank])
-                if dropout is not None:
-                    dropout.begin_step(self.config.seed, step, self.rank)
-                self.task.set_train(True)
-                metrics = self.task.optimizer_step(step, batches, rng)
-                if self.ema is not None:
-                    self.ema.update()
-                step += 1
-                steps_window += 1
-                now = time.perf_counter()
-                epoch = (step * self.accum_steps) / max(self.train_data.batches_per_epoch, 1)
-                record = {"step": step, "epoch": round(epoch, 4), **{k: _clean(v) for k, v in metrics.items()}}
-                record["it_s"] = round(steps_window / max(now - t_window, 1e-9), 4)
-                last_record = record
-                if step % self.section.log_every == 0 or step == total:
-                    self._log(record)
-                    t_window, steps_window = now, 0
-                self.listener.on_step(record)
-                if self.val_data is not None and (step % self.section.val_every == 0 or step == total):
-                    self._validate(step)
-                if step % self.section.ckpt_every == 0 or step == total:
-                    last_ckpt = self._save_last(step)
-            if step < total:
-                status = "interrupted"
-                if self._last_saved_step != step:
-                    last_ckpt = self._save_last(step)
-        finally:
-            self._restore_signal_handlers(previous)
-        if self.world_size > 1:
-            self._write_rank_digest()
-        result = TrainingResult(status=status, step=self.task.step_count(), last_checkpoint=last_ckpt,
-                                best_checkpoint=self.run_dir / "best.ckpt" if (self.run_dir / "best.ckpt").exists()
-                                else None, last_metrics=last_record, best_val=self.best_val,
-                                resumed_from=self.resumed_from)
-        self.listener.on_end(result)
-        return result
+        while step < total and self._stop_signal is None:
+            metrics = self._optimizer_step(step)
+            step += 1
+            steps_window += 1
+            now = time.perf_counter()
+            epoch = (step * self.accum_steps) / max(self.train_data.batches_per_epoch, 1)
+            record = {"step": step, "epoch": round(epoch, 4), **{k: _clean(v) for k, v in metrics.items()}}
+            record["it_s"] = round(steps_window / max(now - t_window, 1e-9), 4)
+            last_record = record
+            if step % self.section.log_every == 0 or step == total:
+                self._log(record)
+                t_window, steps_window = now, 0
+            self.listener.on_step(record)
+            if self.val_data is not None and (step % self.section.val_every == 0 or step == total):
+                self._validate(step)
+            if step % self.section.ckpt_every == 0 or step == total:
+                last_ckpt = self._save_last(step)
+        return step, last_record, last_ckpt
+
+    def _optimizer_step(self, step: int) -> Dict[str, float]:
+        """Optimizer step `step` (0-based): its micro-batches, its noise generator and its dropout keys are functions
+        of (seed, step, rank) only, which is what makes a resumed run repeat the uninterrupted one."""
+        batches = [self.train_data.batch(step * self.accum_steps + k) for k in range(self.accum_steps)]
+        rng = np.random.default_rng([self.config.seed, step, self.rank])
+        if self.task.dropout is not None:
+            self.task.dropout.begin_step(self.config.seed, step, self.rank)
+        self.task.set_train(True)
+        metrics = self.task.optimizer_step(step, batches, rng)
+        if self.ema is not None:
+            self.ema.update()
+        return metrics
 
     # ------------------------------------------------------------------------------------------------------------
     def _validate(self, step: int) -> None:
@@ -274,16 +287,13 @@ class Trainer:
     def _write_rank_digest(self) -> None:
         """Data parallel: every rank records a digest of its final weights in ranks/rank-<r>.json, so that
         replicas that drifted apart (gradients not averaged) are visible rather than silently saved by rank 0."""
-        digest = hashlib.sha256()
-        for name, value in sorted(net_weights(self.task.net).items()):
-            digest.update(name.encode())
-            digest.update(np.ascontiguousarray(value).tobytes())
+        digest = weights_sha256(net_weights(self.task.net))
         atomic_write_text(self.run_dir / "ranks" / f"rank-{self.rank}.json",
                           json.dumps({"rank": self.rank, "world_size": self.world_size,
-                                      "step": self.task.step_count(), "weights_sha256": digest.hexdigest()}) + "\n")
+                                      "step": self.task.step_count(), "weights_sha256": digest}) + "\n")
 
     def _checkpoint(self, step: int) -> Checkpoint:
-        meta = {**self.task.extra_meta, "step": step, "rng": {"seed": self.config.seed, "step": step},
+        meta = {**self.extra_meta, "step": step, "rng": {"seed": self.config.seed, "step": step},
                 "best_val": self.best_val, "trainer": to_plain(self.section), "accum_steps": self.accum_steps,
                 "world_size": self.world_size}
         ema = {}

@@ -22,8 +22,7 @@ from prediff.pipelines.compile import compiled
 from prediff.config import Config
 from prediff.io.checkpoint import net_weights
 
-from .lr_schedule import lr_table
-from .task import TrainingTask, reducer as _reducer
+from .task import TrainingTask, optimizer_settings, reducer as _reducer
 from .train_step import TrainStep
 
 
@@ -85,8 +84,8 @@ class VAETask(TrainingTask):
         self.disc_weight = tr.disc_weight
         self.latent_channels = config.vae.latent_channels
         self.downscale = 2 ** (len(config.vae.block_out_channels) - 1)
-        lrs = lr_table(total_steps, tr.lr, tr.warmup_ratio, tr.warmup_min_lr_ratio, tr.min_lr_ratio)
-        common = dict(betas=tr.betas, weight_decay=tr.weight_decay, grad_clip=tr.grad_clip, accum_steps=accum_steps)
+        common = optimizer_settings(tr, total_steps, accum_steps)
+        lrs = common.pop("lr_schedule")
         self.gen_loss = VAEGeneratorLoss(vae, self.disc, tr.kl_weight)
         self.disc_loss = VAEDiscriminatorLoss(self.disc)
         self.train_steps = [
