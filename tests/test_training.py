@@ -114,6 +114,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, synthetic_root, tiny_
     a, b = _records(full, "loss"), _records(part, "loss")
     assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, 7))
     assert [v for _, v in b] == [v for _, v in a]
+    left, right = load_checkpoint(full / "last.ckpt"), load_checkpoint(part / "last.ckpt")
+    for group in ("model", "optim"):  # bit for bit, dropout included
+        assert all(np.array_equal(getattr(left, group)[k], getattr(right, group)[k]) for k in getattr(left, group))
 
 
 def test_fresh_run_refuses_an_existing_run_dir(tiny_runs, synthetic_root):

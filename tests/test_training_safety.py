@@ -19,11 +19,9 @@ from prediff.config import load_config
 from prediff.errors import PrediffError
 from prediff.io.checkpoint import load_checkpoint
 from prediff.pipelines.training import trainer as trainer_module
-from prediff.pipelines.training.run import TrainRequest, run_training
 from prediff.pipelines.training.task import TrainingTask
 from prediff.pipelines.training.train_step import StepDropout
 from prediff.pipelines.training.trainer import Trainer
-from test_training import run_interrupted
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -248,34 +246,3 @@ def test_step_dropout_masks_are_functions_of_the_key():
     assert not np.array_equal(out(0, 3, micro=1), a)
     net.set_train(False)
     np.testing.assert_allclose(net(x).asnumpy(), plain, rtol=1e-6)
-
-
-@pytest.fixture(scope="module")
-def vae_ckpt(tmp_path_factory, synthetic_root):
-    cfg = load_config("tiny", values={"data.root": str(synthetic_root)})
-    run = tmp_path_factory.mktemp("safety-vae")
-    run_training(TrainRequest("vae", cfg, run, steps=1))
-    return run / "last.ckpt"
-
-
-@pytest.mark.slow  # three compiles of the tiny UNet's train step: about two minutes on two cores
-def test_resume_with_dropout_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_root, vae_ckpt):
-    # tiny keeps unet dropout 0.1 (attention, projection, FFN)
-    cfg = load_config("tiny", ["train_diffusion.ckpt_every=2", "train_diffusion.log_every=1"],
-                      {"data.root": str(synthetic_root)})
-    assert cfg.unet.attn_drop > 0 and cfg.unet.proj_drop > 0 and cfg.unet.ffn_drop > 0
-    full = run_training(TrainRequest("unet", cfg, tmp_path / "full", steps=4, vae_checkpoint=vae_ckpt))
-
-    part = tmp_path / "part"
-    first, trainer = run_interrupted(TrainRequest("unet", cfg, part, steps=4, vae_checkpoint=vae_ckpt), stop_after=2)
-    assert trainer.task.dropout is not None and trainer.task.dropout.layers > 0
-    assert (first.status, first.step) == ("interrupted", 2)
-    second = run_training(TrainRequest("unet", cfg, part, steps=4, resume=True))
-    assert (second.status, second.step) == ("finished", 4) == (full.status, full.step)
-    a = load_checkpoint(tmp_path / "full" / "last.ckpt")
-    b = load_checkpoint(part / "last.ckpt")
-    for group in ("model", "ema", "optim", "aux"):
-        left, right = getattr(a, group), getattr(b, group)
-        assert set(left) == set(right)
-        unequal = [k for k in left if not np.array_equal(left[k], right[k])]
-        assert not unequal, f"{group}: {len(unequal)} tensors differ, e.g. {unequal[:3]}"

@@ -86,3 +86,13 @@ def test_resume_takes_only_the_vae_it_was_trained_with(tmp_path, tiny_runs, othe
     _, point, vae = run_module._resolve(TrainRequest("align", cfg, run_dir, steps=30, resume=True,
                                                      vae_checkpoint=model / "vae.ckpt"))
     assert point.step == TINY_STEPS and vae.record()["weights_sha256"] == point.ckpt.meta["vae_checkpoint"]["weights_sha256"]
+
+
+def test_export_takes_the_vae_file_the_unet_was_trained_on(tiny_runs):
+    """A VAE run holds best.ckpt and last.ckpt; the UNet recorded the one it was trained on (here last.ckpt)."""
+    from prediff.pipelines.model import run_checkpoints
+
+    vae_run, unet_run = tiny_runs["vae"][0], tiny_runs["unet"][0]
+    assert (vae_run / "best.ckpt").is_file()
+    found = run_checkpoints([vae_run, unet_run])
+    assert found["vae"] == vae_run / "last.ckpt" and found["unet"].parent == unet_run

@@ -9,26 +9,6 @@ from typing_extensions import Annotated
 
 from prediff.cli.options import OverwriteOpt
 from prediff.cli.reporting import echo, guarded
-from prediff.errors import InputError
-
-
-def run_checkpoints(run_dirs: List[Path]) -> dict:
-    """component → checkpoint to export: each run folder's best.ckpt, else its last.ckpt (a .ckpt file is taken
-    as it is); the component is read from the checkpoint itself."""
-    from prediff.io.checkpoint import load_checkpoint
-
-    found = {}
-    for run in run_dirs:
-        run = Path(run)
-        path = run if run.is_file() else next((run / n for n in ("best.ckpt", "last.ckpt") if (run / n).is_file()),
-                                             None)
-        if path is None:
-            raise InputError(f"{run} holds no best.ckpt or last.ckpt (give training run folders or .ckpt files)")
-        component = load_checkpoint(path).component
-        if component in found:
-            raise InputError(f"two {component} checkpoints given: {found[component]} and {path}")
-        found[component] = path
-    return found
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ):
         """Write a model folder with the inference weights (EMA when trained with it) and the configs of training
         runs; `prediff sample --model DIR` loads it (put it in $PREDIFF_HOME/models/NAME to use --model NAME)."""
-        from prediff.pipelines.model import export_model
+        from prediff.pipelines.model import export_model, run_checkpoints
 
         written = export_model(run_checkpoints(runs), out, overwrite=overwrite)
         echo(f"wrote {', '.join(str(p) for p in written.values())}")

@@ -80,7 +80,8 @@ class Checkpoints:
 
 
 def check_vae_pairing(vae_ckpt: Checkpoint, vae_path: Path, vae_sha256: str, other: Checkpoint,
-                      other_path: Path, option: str) -> None:
+                      other_path: Path, option: str,
+                      hint: str = "or --allow-mismatch to use them anyway") -> None:
     """Refuse a latent network (UNet or alignment) with a VAE it was not trained on.
 
     The latent trainers record their frozen VAE (`vae_checkpoint` in the checkpoint's meta: the file's SHA-256 and
@@ -93,8 +94,7 @@ def check_vae_pairing(vae_ckpt: Checkpoint, vae_path: Path, vae_sha256: str, oth
     if vae_sha256 == recorded.get("sha256") or weights_sha256(vae_ckpt.weights()) == recorded["weights_sha256"]:
         return
     raise InputError(f"{option} {other_path} was trained with another VAE ({recorded.get('path', 'unknown')}) than "
-                     f"--vae {vae_path}; its forecasts would be meaningless. Pass the matching --vae, or "
-                     "--allow-mismatch to use them anyway")
+                     f"--vae {vae_path}; its forecasts would be meaningless. Pass the matching --vae, {hint}")
 
 
 def _build(ckpt: Checkpoint, source: Path):
@@ -199,6 +199,26 @@ def load_model(name_or_dir="demo", *, vae=None, unet=None, align=None, allow_mis
                  checkpoints=checkpoints)
 
 
+def run_checkpoints(runs) -> Dict[str, Path]:
+    """component → the checkpoint to export from training run folders (or .ckpt files): each run's best.ckpt, else
+    its last.ckpt; for the VAE, the file the UNet was trained on when that file is one of the VAE run's."""
+    candidates: Dict[str, list] = {}
+    for run in map(Path, runs):
+        paths = [run] if run.is_file() else [run / n for n in ("best.ckpt", "last.ckpt") if (run / n).is_file()]
+        if not paths:
+            raise InputError(f"{run} holds no best.ckpt or last.ckpt (give training run folders or .ckpt files)")
+        component = load_checkpoint(paths[0]).component
+        if component in candidates:
+            raise InputError(f"two {component} checkpoints given: {candidates[component][0]} and {paths[0]}")
+        candidates[component] = paths
+    found = {c: paths[0] for c, paths in candidates.items()}
+    recorded = load_checkpoint(found["unet"]).meta.get("vae_checkpoint") if "unet" in found else None
+    if isinstance(recorded, dict) and "vae" in candidates:
+        trained_on = [p for p in candidates["vae"] if Path(p).resolve() == Path(recorded.get("path", "")).resolve()]
+        found["vae"] = trained_on[0] if trained_on else found["vae"]
+    return found
+
+
 def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = False) -> Dict[str, Path]:
     """Write the inference copies (EMA weights, config, no optimizer state) of training checkpoints into a model
     folder `out` as vae.ckpt, unet.ckpt and (optionally) align.ckpt; returns component → written path."""
@@ -212,6 +232,6 @@ def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = Fals
     for component in ("unet", "align"):
         if component in loaded:
             check_vae_pairing(loaded["vae"], checkpoints["vae"], vae_sha, loaded[component], checkpoints[component],
-                              OPTION_OF[component])
+                              OPTION_OF[component], hint="the VAE run (or .ckpt) it was trained with")
     return {c: save_checkpoint(Path(out) / COMPONENT_FILES[c], inference_checkpoint(ckpt))
             for c, ckpt in loaded.items()}
