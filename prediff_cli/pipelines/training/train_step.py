@@ -10,7 +10,7 @@ resumed run repeats the uninterrupted one exactly (see its docstring for why Min
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -141,10 +141,6 @@ class TrainStep:
     @property
     def step(self) -> int:
         return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
-
-
-def trainable(params: Sequence[Parameter]) -> List[Parameter]:
-    return [p for p in params if p.requires_grad]
 
 
 def _keyed(fn):
