@@ -1,14 +1,18 @@
 """Ensemble forecasts as CF-1.8 NetCDF (conventions.md).
 
-Layout:
+Layout (CF-1.8; checked with cfchecks and the IOOS compliance-checker):
 * `vil(member, time, y, x)` float32 on the SEVIR *digital* scale 0–255 (units "1"; the comment gives the
   decode to kg m⁻²). Values are the model's output ×255, clipped to [0, 255] (the raw extremes are kept in the
   `raw_min` / `raw_max` attributes); float32 keeps the model's resolution, zlib keeps the file small.
-* `vil_context(context_time, y, x)`: the observed context frames on the same scale.
+* `vil_kg_m2(member, time, y, x)`: the same values decoded to physical VIL in kg m-2 (`data.vil_scale`).
+* `exceedance_probability(threshold, time, y, x)`: the fraction of members with digital VIL ≥ `threshold`
+  (digital; `threshold_kg_m2` gives each in kg m-2), the six SEVIR CSI thresholds by default.
+* `vil_context(context_time, y, x)` and `vil_context_kg_m2`: the observed context frames on both scales.
 * `time` (valid times, "minutes since" the forecast reference time), `forecast_period` (lead, minutes), scalar
-  `forecast_reference_time`, `context_time`; `member` with standard_name "realization".
-* With a grid: the Lambert azimuthal equal-area `grid_mapping` variable, x/y cell centres in metres (y descends:
-  row 0 is north) and 2-D `lat`/`lon`.
+  `forecast_reference_time`, `context_time`; `member` (units "1") with standard_name "realization".
+* `x`/`y` always exist (axis X / Y). With a grid: the grid-mapping variable (Lambert azimuthal equal-area for
+  SEVIR and `--grid`, or the input file's own mapping carried over), x/y cell centres in metres (SEVIR: y
+  descends, row 0 is north) and 2-D `lat`/`lon`; without one, x/y are pixel indices.
 * Global provenance attributes (prediff version, sampler, steps, alignment, seed, checkpoint hashes, config).
 Nothing time-of-run dependent is written, so the same forecast gives the same bytes. The file is written under a
 temporary name and renamed.
@@ -26,11 +30,15 @@ import xarray as xr
 
 from prediff.errors import InputError
 
-from .atomic import atomic_path
-from .grid import EARTH_RADIUS_M, LAT_0, LON_0, Grid, laea_inverse
+from prediff.data.vil_scale import DECODE_COMMENT, DIGITAL_UNITS, PHYSICAL_UNITS, digital_to_kg_m2
+from prediff.verification.exceedance import exceedance_probability
 
-VIL_COMMENT = ("SEVIR digital VIL X (0-255). Physical VIL in kg m-2: 0 if X <= 5; (X - 2) / 90.66 if 5 < X <= 18; "
-               "exp((X - 83.9) / 38.9) if X > 18.")
+from .atomic import atomic_path
+from .grid import grid_from_cf
+
+VIL_COMMENT = DECODE_COMMENT
+#: exceedance thresholds written by default: the six SEVIR CSI thresholds (digital VIL)
+DEFAULT_THRESHOLDS = (16.0, 74.0, 133.0, 160.0, 181.0, 219.0)
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
 LEAD_STEP_MINUTES = 10  # SEVIR(-LR) frames are 10 minutes apart
 
@@ -44,7 +52,7 @@ class ForecastFile:
     reference_time: dt.datetime
     lead_minutes: np.ndarray  # (T,)
     times: list  # valid datetimes (T,)
-    grid: Optional[Grid]
+    grid: object  # a `Grid`, a `CarriedGrid` or None
     attrs: Dict[str, object] = field(default_factory=dict)
 
 
@@ -54,8 +62,11 @@ def _minutes_units(reference: dt.datetime) -> str:
 
 def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, lead_minutes: Sequence[int],
                    context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
-                   grid: Optional[Grid] = None, attrs: Optional[Dict[str, object]] = None) -> Path:
-    """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside."""
+                   grid=None, attrs: Optional[Dict[str, object]] = None,
+                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Path:
+    """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside;
+    `grid` (a `Grid` or `CarriedGrid`) places it on the map; `thresholds` (digital VIL) are those of the exceedance
+    probabilities."""
     forecast = np.asarray(forecast, dtype=np.float32)
     t = forecast.shape[1]
     lead = np.asarray(lead_minutes, dtype=np.float64)
@@ -64,7 +75,7 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
     with atomic_path(path) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
             _fill(ds, forecast, reference_time=reference_time, lead=lead, context=context,
-                  context_minutes=context_minutes, grid=grid, attrs=attrs)
+                  context_minutes=context_minutes, grid=grid, attrs=attrs, thresholds=thresholds)
     return Path(path)
 
 
@@ -84,7 +95,8 @@ def forecast_dataset(forecast: np.ndarray, **layout):
 
 def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.ndarray,
           context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
-          grid: Optional[Grid] = None, attrs: Optional[Dict[str, object]] = None) -> None:
+          grid=None, attrs: Optional[Dict[str, object]] = None,
+          thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
     """Write the forecast layout (module docstring) into an open, empty netCDF4 dataset."""
     m, t, h, w = forecast.shape
     ds.set_fill_off()
@@ -96,7 +108,7 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
 
     member = ds.createVariable("member", "i4", ("member",))
     member[:] = np.arange(m)
-    member.setncatts({"standard_name": "realization", "long_name": "ensemble member"})
+    member.setncatts({"standard_name": "realization", "long_name": "ensemble member", "units": "1"})
     time = ds.createVariable("time", "f8", ("time",))
     time[:] = lead
     time.setncatts({"standard_name": "time", "long_name": "valid time", "units": units,
@@ -106,42 +118,70 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
     period.setncatts({"standard_name": "forecast_period", "long_name": "lead time", "units": "minutes"})
     ref = ds.createVariable("forecast_reference_time", "f8", ())
     ref.assignValue(0.0)
-    ref.setncatts({"standard_name": "forecast_reference_time", "units": units, "calendar": "standard"})
+    ref.setncatts({"standard_name": "forecast_reference_time", "long_name": "forecast reference time",
+                   "units": units, "calendar": "standard"})
 
     coords = "forecast_reference_time forecast_period"
     grid_name = None
+    x = ds.createVariable("x", "f8", ("x",))
+    y = ds.createVariable("y", "f8", ("y",))
     if grid is not None:
-        grid_name = "lambert_azimuthal_equal_area"
+        grid_name = grid.mapping_name
         crs = ds.createVariable(grid_name, "i4", ())
-        crs.setncatts({"grid_mapping_name": "lambert_azimuthal_equal_area",
-                       "latitude_of_projection_origin": LAT_0, "longitude_of_projection_origin": LON_0,
-                       "false_easting": 0.0, "false_northing": 0.0, "earth_radius": EARTH_RADIUS_M,
-                       "proj4": grid.proj})
-        xs, ys = grid.coordinates(h, w)
-        x = ds.createVariable("x", "f8", ("x",))
-        x[:] = xs
-        x.setncatts({"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"})
-        y = ds.createVariable("y", "f8", ("y",))
-        y[:] = ys
-        y.setncatts({"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
-        lat, lon = grid.lat_lon(h, w)
-        for name, values, std, unit in (("lat", lat, "latitude", "degrees_north"),
-                                        ("lon", lon, "longitude", "degrees_east")):
-            var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
-            var[:] = values.astype(np.float32)
-            var.setncatts({"standard_name": std, "units": unit})
-        coords += " lat lon"
+        crs.setncatts(grid.mapping_attrs())
+        x[:], y[:] = grid.coordinates(h, w)
+        x_attrs, y_attrs = grid.coordinate_attrs()
+        x.setncatts(x_attrs)
+        y.setncatts(y_attrs)
+        lat_lon = grid.lat_lon(h, w)
+        if lat_lon is not None:
+            for name, values, std, unit in (("lat", lat_lon[0], "latitude", "degrees_north"),
+                                            ("lon", lat_lon[1], "longitude", "degrees_east")):
+                var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
+                var[:] = np.asarray(values, np.float32)
+                var.setncatts({"standard_name": std, "long_name": std, "units": unit})
+            coords += " lat lon"
+    else:  # no map position known: pixel indices, still marked as the X and Y axes (CF 4)
+        x[:], y[:] = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+        x.setncatts({"long_name": "column index (no map grid known; see prediff sample --grid)", "units": "1",
+                     "axis": "X"})
+        y.setncatts({"long_name": "row index (row 0 is the first row of the input)", "units": "1", "axis": "Y"})
 
-    vil_attrs = {"long_name": "vertically integrated liquid (SEVIR digital scale)", "units": "1",
-                 "valid_range": np.array([0.0, 255.0], np.float32), "comment": VIL_COMMENT,
-                 "coordinates": coords}
-    if grid_name:
-        vil_attrs["grid_mapping"] = grid_name
+    def field(name, dims, values, attrs_, chunks):
+        var = ds.createVariable(name, "f4", dims, zlib=True, complevel=4, chunksizes=chunks)
+        var[:] = values
+        if grid_name:
+            attrs_ = dict(attrs_, grid_mapping=grid_name)
+        var.setncatts(attrs_)
+        return var
+
+    digital_attrs = {"long_name": "vertically integrated liquid (SEVIR digital scale)", "units": DIGITAL_UNITS,
+                     "valid_range": np.array([0.0, 255.0], np.float32), "comment": VIL_COMMENT,
+                     "coordinates": coords}
+    physical_attrs = {"long_name": "vertically integrated liquid", "units": PHYSICAL_UNITS,
+                      "valid_min": np.float32(0.0), "comment": "decoded from the digital scale (variable vil) with "
+                      "the SEVIR formula; no CF standard name exists for VIL", "coordinates": coords}
     scaled = forecast * 255.0
-    vil = ds.createVariable("vil", "f4", ("member", "time", "y", "x"), zlib=True, complevel=4,
-                            chunksizes=(1, 1, h, w))
-    vil[:] = np.clip(scaled, 0.0, 255.0)
-    vil.setncatts(dict(vil_attrs, raw_min=np.float32(scaled.min()), raw_max=np.float32(scaled.max())))
+    digital = np.clip(scaled, 0.0, 255.0).astype(np.float32)
+    field("vil", ("member", "time", "y", "x"), digital,
+          dict(digital_attrs, raw_min=np.float32(scaled.min()), raw_max=np.float32(scaled.max())), (1, 1, h, w))
+    field("vil_kg_m2", ("member", "time", "y", "x"), digital_to_kg_m2(digital), physical_attrs, (1, 1, h, w))
+
+    levels = np.asarray(thresholds, dtype=np.float64)
+    ds.createDimension("threshold", len(levels))
+    thr = ds.createVariable("threshold", "f8", ("threshold",))
+    thr[:] = levels
+    thr.setncatts({"long_name": "threshold on digital VIL (a pixel counts at value >= threshold)",
+                   "units": DIGITAL_UNITS})
+    thr_phys = ds.createVariable("threshold_kg_m2", "f8", ("threshold",))
+    thr_phys[:] = digital_to_kg_m2(levels).astype(np.float64)
+    thr_phys.setncatts({"long_name": "threshold as physical VIL", "units": PHYSICAL_UNITS})
+    field("exceedance_probability", ("threshold", "time", "y", "x"), exceedance_probability(digital, levels),
+          {"long_name": "probability of VIL at or above the threshold (fraction of ensemble members)",
+           "units": "1", "valid_range": np.array([0.0, 1.0], np.float32),
+           "coordinates": coords + " threshold_kg_m2",
+           "comment": f"fraction of the {m} members whose digital VIL (variable vil) is >= threshold"},
+          (1, 1, h, w))
 
     if context is not None:
         context = np.asarray(context, dtype=np.float32)
@@ -152,12 +192,14 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
         ct[:] = cminutes
         ct.setncatts({"standard_name": "time", "long_name": "observation time", "units": units,
                       "calendar": "standard"})
-        cvar = ds.createVariable("vil_context", "f4", ("context_time", "y", "x"), zlib=True, complevel=4,
-                                 chunksizes=(1, h, w))
-        cvar[:] = np.clip(context * 255.0, 0.0, 255.0)
-        cattrs = dict(vil_attrs, long_name="observed vertically integrated liquid (SEVIR digital scale)")
-        cattrs["coordinates"] = coords.replace("forecast_period", "").replace("  ", " ").strip()
-        cvar.setncatts(cattrs)
+        ccoords = coords.replace("forecast_period", "").replace("  ", " ").strip()
+        cdigital = np.clip(context * 255.0, 0.0, 255.0).astype(np.float32)
+        field("vil_context", ("context_time", "y", "x"), cdigital,
+              dict(digital_attrs, long_name="observed vertically integrated liquid (SEVIR digital scale)",
+                   coordinates=ccoords), (1, h, w))
+        field("vil_context_kg_m2", ("context_time", "y", "x"), digital_to_kg_m2(cdigital),
+              dict(physical_attrs, long_name="observed vertically integrated liquid", coordinates=ccoords),
+              (1, h, w))
 
     base = {"Conventions": "CF-1.8", "title": "PreDiff ensemble precipitation nowcast (VIL)",
             "institution": "prediff", "source": "PreDiff latent diffusion (MindSpore)",
@@ -209,21 +251,31 @@ def _read_values(var, path: Path, expected_dims: tuple) -> np.ndarray:
     return values / 255.0
 
 
-def _read_grid(ds, path: Path) -> Optional[Grid]:
-    if "lat" not in ds.variables or "lambert_azimuthal_equal_area" not in ds.variables:
+def _read_grid(ds, path: Path):
+    """The forecast's map grid (the grid mapping named by `vil`, x, y and lat/lon when present), or None."""
+    name = getattr(ds.variables["vil"], "grid_mapping", None)
+    if name is None and "lambert_azimuthal_equal_area" in ds.variables and "lat" in ds.variables:
+        name = "lambert_azimuthal_equal_area"  # files of earlier prediff versions
+    if name is None:
         return None
     try:
-        x = np.asarray(ds.variables["x"][:], dtype=np.float64)
-        y = np.asarray(ds.variables["y"][:], dtype=np.float64)
-        if x.ndim != 1 or y.ndim != 1 or len(x) < 2 or len(y) < 2:
-            raise ValueError("x and y need at least 2 cell centres each")
-        dx, dy = float(x[1] - x[0]), float(y[0] - y[1])
-        lat0, lon0 = laea_inverse(x[0] - dx / 2, y[-1] - dy / 2)
-        lat1, lon1 = laea_inverse(x[-1] + dx / 2, y[0] + dy / 2)
-        proj = str(ds.variables["lambert_azimuthal_equal_area"].getncattr("proj4"))
+        if str(name) not in ds.variables:
+            raise KeyError(f"grid mapping variable {name!r} is missing")
+        for var in ("x", "y"):
+            if ds.variables[var].dimensions != (var,):
+                raise ValueError(f"{var!r} is not a 1-D coordinate")
+        x, y = ds.variables["x"], ds.variables["y"]
+        lat = lon = None
+        if "lat" in ds.variables and "lon" in ds.variables:
+            if ds.variables["lat"].dimensions != ("y", "x") or ds.variables["lon"].dimensions != ("y", "x"):
+                raise ValueError("lat and lon must be (y, x)")
+            lat, lon = np.asarray(ds.variables["lat"][:], np.float64), np.asarray(ds.variables["lon"][:], np.float64)
+        mapping = ds.variables[str(name)]
+        attrs = {k: mapping.getncattr(k) for k in mapping.ncattrs()}
+        return grid_from_cf(str(name), attrs, x[:], y[:], {k: x.getncattr(k) for k in x.ncattrs()},
+                            {k: y.getncattr(k) for k in y.ncattrs()}, lat, lon)
     except (KeyError, AttributeError, IndexError, ValueError, TypeError) as exc:
-        raise InputError(f"{path}: its map grid (x, y, lambert_azimuthal_equal_area) is malformed ({exc})") from None
-    return Grid(float(lat0), float(lon0), float(lat1), float(lon1), proj=proj)
+        raise InputError(f"{path}: its map grid (x, y, {name}) is malformed ({exc})") from None
 
 
 def read_forecast(path) -> ForecastFile:
