@@ -1,4 +1,4 @@
-"""`prediff download sevir-lr` and `prediff download synthetic`."""
+"""`prediff download sevir-lr`, `prediff download synthetic` and `prediff download weights [sevirlr|i3d]`."""
 from __future__ import annotations
 
 from enum import Enum
@@ -72,7 +72,8 @@ class Component(str, Enum):
 @download_app.command("weights")
 @guarded(oom_hint="the conversion holds one network at a time; free memory and run again (downloads resume)")
 def weights(
-    model: Annotated[str, typer.Argument(help="Published model to install.")] = "sevirlr",
+    model: Annotated[str, typer.Argument(
+        help="Published model to install (sevirlr), or i3d: the video network of the FVD score.")] = "sevirlr",
     component: Annotated[Component, typer.Option("--component", help="Which network to fetch.")] = Component.all,
     url_base: Annotated[Optional[str], typer.Option(
         "--url-base", metavar="URL", help="A mirror serving the official file names (default: the official "
@@ -84,9 +85,13 @@ def weights(
         "--keep-source", help="Keep the downloaded PyTorch files (default: deleted after a verified conversion).")
     ] = False,
 ):
-    """Download the published PreDiff weights and install them as a model: `--model sevirlr` then uses them."""
-    from prediff.pipelines.published_weights import install_weights, parse_digests
+    """Download the published PreDiff weights and install them as a model: `--model sevirlr` then uses them.
+    `weights i3d` installs the I3D network with which `prediff score` computes the FVD."""
+    from prediff.pipelines.published_weights import FEATURE_NETWORKS, install_weights, parse_digests
 
+    if model in FEATURE_NETWORKS:
+        _feature_network(model, url_base, parse_digests(sha256 or []), keep_source)
+        return
     components = ("vae", "unet", "align") if component == Component.all else (component.value,)
     digests = parse_digests(sha256 or [])
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
@@ -107,6 +112,28 @@ def weights(
     else:
         echo(f"converted {', '.join(result['installed'])} of {model} into {result['folder']}; the model also needs "
              "the vae and unet: prediff download weights --component all")
+
+
+def _feature_network(name: str, url_base: Optional[str], digests: dict, keep_source: bool) -> None:
+    from prediff.pipelines.published_weights import FEATURE_NETWORKS, install_feature_network
+
+    spec = FEATURE_NETWORKS[name]
+    expected = digests.get(spec.file, digests.get(name))
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
+        tasks = {}
+
+        def report(file: str, done: int, total: Optional[int]) -> None:
+            if file not in tasks:
+                tasks[file] = progress.add_task(file, total=total)
+            progress.update(tasks[file], completed=done, total=total)
+
+        result = install_feature_network(name, url_base=url_base, sha256=expected, keep_source=keep_source,
+                                         progress=report)
+    if result["installed"]:
+        echo(f"installed {name} in {result['folder']}; `prediff score` now reports the FVD")
+    else:
+        echo(f"{name} is already installed in {result['folder']}; nothing to do")
 
 
 def register(app: typer.Typer) -> None:

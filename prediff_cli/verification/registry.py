@@ -15,6 +15,7 @@ from .continuous import ContinuousErrors
 from .crps import CRPS
 from .ensemble import RankHistogram, SpreadSkill
 from .fss import FSS
+from .fvd import FVD
 from .ssim import SSIM
 from .streaming import StreamingScore
 
@@ -33,6 +34,7 @@ METRICS: Dict[str, Callable[..., StreamingScore]] = {
     "fss": FSS,
     "spread_skill": SpreadSkill,
     "rank_histogram": RankHistogram,
+    "fvd": FVD,
 }
 
 

@@ -21,6 +21,9 @@ compute() layout (threshold keys are strings such as "16"; "avg" is the mean ove
     fss                                      {threshold: {scale in pixels: v}}
     spread_skill                             {"spread", "rmse", "ratio", "members"} (null spread/ratio for M = 1)
     rank_histogram                           [M + 1 counts]
+    fvd                                      Fréchet video distance of the members against the truth (I3D
+                                             features fed by `accumulate_fvd`; null without them or with
+                                             fewer than 2 sequences per set)
     per_lead_time                            the same quantities as lists over lead index 0..T−1
     ensemble_mean                            csi … fss and its own per_lead_time, scores of the member mean
 """
@@ -41,6 +44,7 @@ from .continuous import ContinuousErrors
 from .crps import CRPS
 from .ensemble import RankHistogram, SpreadSkill
 from .fss import DEFAULT_SCALES, FSS
+from .fvd import FVD
 from .inputs import check_pair, check_scale, to_digital
 from .pooling import check_pool, max_pool
 from .ssim import SSIM
@@ -137,6 +141,7 @@ class Scorer:
         self.crps = {p: CRPS(p) for p in (1,) + self.pools}
         self.spread_skill = SpreadSkill()
         self.rank_histogram = RankHistogram(self.seed)
+        self.fvd = FVD()
         self.n_cases = 0
         self.n_members = 0
         self.n_leads = 0
@@ -165,6 +170,11 @@ class Scorer:
         self.n_cases += b
         self.n_members, self.n_leads = m, t
 
+    def accumulate_fvd(self, real=None, fake=None) -> None:
+        """Add video features (n, 400) of observed (`real`) and forecast (`fake`, one row per member) sequences;
+        the video network runs outside the scorer (`video_features.VideoFeatures`)."""
+        self.fvd.accumulate_features(real=real, fake=fake)
+
     def compute(self) -> dict:
         """The scores of everything accumulated so far as a JSON-ready dict (module docstring)."""
         if not self.n_cases:
@@ -184,6 +194,7 @@ class Scorer:
         ranks = self.rank_histogram.compute()
         out["rank_histogram"] = ranks["rank_histogram"]
         lead["rank_histogram"] = ranks["per_lead_time"]["rank_histogram"]
+        out["fvd"] = self.fvd.value()
         out["per_lead_time"] = lead
         out["ensemble_mean"] = self.ensemble_mean.compute() if self.n_members > 1 else _copy(members, lead)
         return out
@@ -196,6 +207,7 @@ class Scorer:
         parts.update({f"crps_pool{p}": v for p, v in self.crps.items()})
         parts["spread_skill"] = self.spread_skill
         parts["rank_histogram"] = self.rank_histogram
+        parts["fvd"] = self.fvd
         return parts
 
     def state_dict(self) -> Dict[str, np.ndarray]:
