@@ -28,10 +28,12 @@ from prediff.pipelines.forecast import provenance, reference_time_of, run_foreca
 from prediff.runtime import setup_runtime
 
 
-def read_radar(path, event: int = 0, start: int = 0) -> RadarInput:
-    """Context frames `start … start+6` of event `event` (and the next 6 as truth, when present), on 0–1, with
-    their times and map grid when the file carries them."""
-    return read_radar_input(path, event, start)
+def read_radar(path, event: int = 0, start: int = 0, variable: str = "vil",
+               grid: Optional[str] = None) -> RadarInput:
+    """Context frames `start … start+6` of event `event` (and the next 6 as truth, when present) of `variable` in
+    an HDF5 or CF NetCDF file, on 0–1, with their times and map grid when the file carries them (`grid`: a
+    `--grid` text such as "center=35.2,-97.4" places the frames on the map)."""
+    return read_radar_input(path, event, start, variable=variable, grid=grid)
 
 
 def _as_radar(context, truth, reference_time) -> RadarInput:
@@ -68,7 +70,8 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
     result = run_forecast(model, settings, radar.context, radar.truth, progress)
     attrs = provenance(model, settings, result, source=radar.source, event=radar.event, start=radar.start)
     return forecast_dataset(result.members, reference_time=reference, lead_minutes=result.lead_minutes,
-                            context=radar.context, grid=radar.grid, attrs=attrs)
+                            context=radar.context, grid=radar.grid, attrs=attrs,
+                            thresholds=settings.sample.thresholds)
 
 
 def score(fc, truth, config: Optional[str] = None, sets: Sequence[str] = ()) -> dict:

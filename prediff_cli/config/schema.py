@@ -240,6 +240,7 @@ class SampleConfig:
     couple_members: bool = False  # official behaviour: one 2-norm over all members couples their guidance
     member_batch: int = 0  # members per UNet call (0 = all at once)
     gif_members: int = 4  # member panels drawn in the GIF (plus ensemble mean and maximum)
+    thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # exceedance probabilities: digital VIL, >=
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,7 @@ LIMITS = {
                   "disc_weight": Range(0.0)},
     SampleConfig: {"samples": Range(1, 4096), "steps": POSITIVE_INT, "eta": FRACTION, "align_target": DIGITAL_VIL,
                    "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
-                   "gif_members": NON_NEGATIVE},
+                   "gif_members": NON_NEGATIVE, "thresholds": DIGITAL_VIL},
     ScoreConfig: {"thresholds": DIGITAL_VIL, "eps": POSITIVE, "pools": POSITIVE_INT, "fss_scales": POSITIVE_INT,
                   "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT},
     Config: {"seed": Range(0, 2 ** 32 - 1)},  # MindSpore's set_seed takes 0 .. 2**32 - 1

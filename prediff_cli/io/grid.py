@@ -253,6 +253,8 @@ def grid_from_cf(mapping_name: str, attrs: Dict[str, object], x: np.ndarray, y: 
     """The grid of a CF file: a `Grid` when it is a regular north-up Lambert azimuthal equal-area grid on a sphere
     in metres (then its corners are recomputed exactly), else a `CarriedGrid` that keeps every value as it is (lat
     and lon are computed for an LAEA grid that lacks them). Raises ValueError on malformed coordinates."""
+    if not isinstance(attrs.get("grid_mapping_name"), str):
+        raise ValueError(f"the grid mapping variable {mapping_name!r} has no grid_mapping_name")
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.ndim != 1 or y.ndim != 1 or len(x) < 2 or len(y) < 2:
         raise ValueError("x and y need at least 2 cell centres each")

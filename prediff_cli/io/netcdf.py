@@ -266,6 +266,8 @@ def _read_grid(ds, path: Path):
                 raise ValueError(f"{var!r} is not a 1-D coordinate")
         x, y = ds.variables["x"], ds.variables["y"]
         lat = lon = None
+        if ("lat" in ds.variables) != ("lon" in ds.variables):
+            raise ValueError("only one of lat and lon is present")
         if "lat" in ds.variables and "lon" in ds.variables:
             if ds.variables["lat"].dimensions != ("y", "x") or ds.variables["lon"].dimensions != ("y", "x"):
                 raise ValueError("lat and lon must be (y, x)")

@@ -33,19 +33,23 @@ OUTPUT_NAMES = ("forecast.nc", "forecast.gif", "forecast.png", "run.json", "conf
 def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo", event: int = 0, start: int = 0,
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
-               reference_time: Optional[dt.datetime] = None,
+               reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
                progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
-    """Forecast from frames `start … start+6` of `input` (event `event`) into `out`; returns the run report."""
+    """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file)
+    into `out`; `grid` (a `--grid` text) places the input on the map. Returns the run report."""
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
-    radar = read_radar_input(input, event, start)
+    radar = read_radar_input(input, event, start, variable=variable, grid=grid)
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
                         allow_mismatch=allow_mismatch)
     settings = forecast_config(loaded.config, config, sets, values)
     s = settings.sample
     t_in, size = loaded.config.unet.input_shape[0], loaded.config.data.img_size
-    if radar.context.shape != (t_in, size, size):
-        raise InputError(f"the model expects {t_in} context frames of {size}x{size}; the input gives "
-                         f"{radar.context.shape}")
+    if radar.context.shape[1:] != (size, size):
+        h, w = radar.context.shape[1:]
+        raise InputError(f"{input}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop or regrid "
+                         "the input)")
+    if len(radar.context) != t_in:
+        raise InputError(f"the model expects {t_in} context frames; the input gives {len(radar.context)}")
     if s.align != "none" and not loaded.has_align:
         raise InputError(f"model {loaded.name} has no alignment network; pass --align-net CKPT or --align none")
     if s.align_oracle is not None and radar.truth is None:
@@ -60,11 +64,13 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     nc = write_forecast(out / "forecast.nc", result.members, reference_time=reference,
-                        lead_minutes=result.lead_minutes, context=radar.context, grid=radar.grid, attrs=attrs)
+                        lead_minutes=result.lead_minutes, context=radar.context, grid=radar.grid, attrs=attrs,
+                        thresholds=s.thresholds)
     gif = write_forecast_gif(out / "forecast.gif", radar.context, result.members, lead_minutes=result.lead_minutes,
-                             max_members=s.gif_members, truth=radar.truth, reference_time=reference)
+                             max_members=s.gif_members, truth=radar.truth, reference_time=reference,
+                             thresholds=s.thresholds)
     png = write_summary_png(out / "forecast.png", radar.context, result.members, lead_minutes=result.lead_minutes,
-                            truth=radar.truth, max_members=s.gif_members)
+                            truth=radar.truth, max_members=s.gif_members, thresholds=s.thresholds)
     write_resolved_config(settings, out)
     report = {
         "netcdf": str(nc), "gif": str(gif), "png": str(png), "members": int(s.samples), "sampler": s.sampler,
@@ -72,7 +78,8 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         "alignment": AlignmentRequest.from_config(s).describe(),
         "alignment_target_vil": None if result.y_hat is None else round(result.y_hat * 255.0, 3),
         "ensemble_mean_vil": round(float(result.members.mean() * 255.0), 3),
-        "reference_time": reference.isoformat(),
+        "reference_time": reference.isoformat(), "thresholds": [float(v) for v in s.thresholds],
+        "grid": None if radar.grid is None else radar.grid.mapping_name,
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
         "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name,
     }

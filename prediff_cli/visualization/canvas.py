@@ -1,8 +1,9 @@
-"""Paletted drawing for the GIF and PNG outputs: SEVIR colours plus a few interface colours, no dithering.
+"""Paletted drawing for the GIF and PNG outputs: SEVIR colours plus interface and probability colours, no
+dithering, on a light background.
 
-Images are Pillow "P" images whose palette is fixed: indices 0–10 are the VIL colormap (see `colormap`), then
-the interface colours below. Fields are written as palette indices directly, text is drawn without
-anti-aliasing, so every pixel of the output is exactly one of these colours.
+Images are Pillow "P" images whose palette is fixed: indices 0–10 are the VIL colormap (see `colormap`), then the
+interface colours, then the 10 probability colours. Fields are written as palette indices directly, text is drawn
+without anti-aliasing, so every pixel of the output is exactly one of these colours.
 """
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .colormap import bin_labels, palette, vil_to_index
+from .colormap import (LEVELS, PROBABILITY_COLORS, PROBABILITY_LEVELS, level_labels_kg_m2, palette,
+                       probability_to_bin, vil_to_index)
 
 BACKGROUND, TEXT, FRAME, EMPTY = 11, 12, 13, 14
-UI_COLORS = {BACKGROUND: (24, 24, 24), TEXT: (235, 235, 235), FRAME: (110, 110, 110), EMPTY: (48, 48, 48)}
+UI_COLORS = {BACKGROUND: (255, 255, 255), TEXT: (20, 20, 20), FRAME: (140, 140, 140), EMPTY: (248, 248, 248)}
+PROBABILITY_BASE = 15  # palette indices 15..24: probability bins
 SCALE = 2  # nearest-neighbour upscaling of the 128-px frames for readability
 LABEL_H = 18
+BAR_CELL_W, BAR_H, LEGEND_LABEL_W = 56, 16, 150
+LEGEND_H = 2 * 14 + BAR_H + 8  # title row, bar, second label row
 
 
 def full_palette() -> np.ndarray:
-    return np.concatenate([palette(), np.array([UI_COLORS[i] for i in sorted(UI_COLORS)], np.uint8)])
+    return np.concatenate([palette(), np.array([UI_COLORS[i] for i in sorted(UI_COLORS)], np.uint8),
+                           np.array(PROBABILITY_COLORS, np.uint8)])
 
 
 def font(size: int = 13):
@@ -43,6 +49,13 @@ def draw_text(img: Image.Image, xy, text: str, size: int = 13, fill: int = TEXT)
     draw.text(xy, text, fill=fill, font=font(size))
 
 
+def _paste_index(img: Image.Image, index: np.ndarray, x: int, top: int) -> None:
+    index = np.kron(index.astype(np.uint8), np.ones((SCALE, SCALE), np.uint8))
+    h, w = index.shape
+    img.paste(Image.frombytes("P", (w, h), np.ascontiguousarray(index).tobytes()), (x, top))
+    ImageDraw.Draw(img).rectangle([x - 1, top - 1, x + w, top + h], outline=FRAME)
+
+
 def paste_field(img: Image.Image, field01, x: int, y: int, label: str) -> None:
     """Draw a (H, W) field on the 0–1 scale (or None for an empty panel) with its label above it."""
     draw_text(img, (x + 2, y + 2), label)
@@ -51,10 +64,17 @@ def paste_field(img: Image.Image, field01, x: int, y: int, label: str) -> None:
         h, w = 128 * SCALE, 128 * SCALE
         ImageDraw.Draw(img).rectangle([x, top, x + w - 1, top + h - 1], fill=EMPTY, outline=FRAME)
         return
-    index = vil_to_index(np.asarray(field01) * 255.0)
-    index = np.kron(index, np.ones((SCALE, SCALE), np.uint8))
-    h, w = index.shape
-    img.paste(Image.frombytes("P", (w, h), np.ascontiguousarray(index).tobytes()), (x, top))
+    _paste_index(img, vil_to_index(np.asarray(field01) * 255.0), x, top)
+
+
+def paste_probability(img: Image.Image, probability, x: int, y: int, label: str) -> None:
+    """Draw a (H, W) probability field in [0, 1] (or None for an empty panel); 0 is drawn as no echo."""
+    if probability is None:
+        paste_field(img, None, x, y, label)
+        return
+    draw_text(img, (x + 2, y + 2), label)
+    bins = probability_to_bin(probability)
+    _paste_index(img, np.where(bins < 0, 1, bins + PROBABILITY_BASE), x, y + LABEL_H)
 
 
 def panel_size(shape) -> tuple:
@@ -62,21 +82,46 @@ def panel_size(shape) -> tuple:
     return w * SCALE, h * SCALE + LABEL_H
 
 
-def draw_legend(img: Image.Image, x: int, y: int) -> int:
-    """The 10 colour bins with their digital VIL ranges in one row; returns the legend's height."""
+def _colour_bar(img: Image.Image, x: int, y: int, title: str, colours: Sequence[int], top: Sequence[str],
+                bottom: Sequence[str]) -> int:
+    """A colour bar: equal cells, boundary labels above (`top`) and below (`bottom`); returns its height."""
     draw = ImageDraw.Draw(img)
-    draw_text(img, (x, y), "VIL (digital 0-255)")
-    cx = x + 130
-    for i, label in enumerate(bin_labels()):
-        draw.rectangle([cx, y + 2, cx + 12, y + 14], fill=i + 1, outline=FRAME)
-        draw_text(img, (cx + 16, y), label, size=12)
-        cx += 16 + 8 * len(label) + 10
-    return 20
+    draw_text(img, (x, y + 14 + 2), title, size=13)
+    bx = x + LEGEND_LABEL_W
+    for i, colour in enumerate(colours):
+        draw.rectangle([bx + i * BAR_CELL_W, y + 14, bx + (i + 1) * BAR_CELL_W - 1, y + 14 + BAR_H - 1],
+                       fill=colour, outline=FRAME)
+    for labels, ty in ((top, y), (bottom, y + 14 + BAR_H + 2)):
+        for i, text in enumerate(labels):
+            draw_text(img, (bx + i * BAR_CELL_W - 3 * len(text) + (3 if i == 0 else 0), ty), text, size=11)
+    return LEGEND_H
+
+
+def draw_legend(img: Image.Image, x: int, y: int) -> int:
+    """The 10 VIL bins as a colour bar: digital levels above, kg m-2 below; returns the legend's height."""
+    return _colour_bar(img, x, y, "VIL: digital (top)", list(range(1, 11)), [str(v) for v in LEVELS],
+                       level_labels_kg_m2()) and _kg_caption(img, x, y)
+
+
+def _kg_caption(img: Image.Image, x: int, y: int) -> int:
+    draw_text(img, (x, y + 14 + BAR_H + 2), "kg m-2 (bottom)", size=13)
+    return LEGEND_H
+
+
+def draw_probability_legend(img: Image.Image, x: int, y: int, threshold: float) -> int:
+    """The 10 probability bins as a colour bar; returns its height."""
+    return _colour_bar(img, x, y, f"P(VIL >= {threshold:g})", [PROBABILITY_BASE + i for i in range(10)],
+                       [f"{v:g}" for v in PROBABILITY_LEVELS], [])
 
 
 def legend_width() -> int:
-    return 130 + sum(16 + 8 * len(l) + 10 for l in bin_labels())
+    return LEGEND_LABEL_W + BAR_CELL_W * (len(LEVELS) - 1) + 20
 
 
 def grid_layout(n: int, columns: int) -> Sequence[tuple]:
     return [(i % columns, i // columns) for i in range(n)]
+
+
+def shown_threshold(thresholds: Sequence[float]) -> float:
+    """The threshold of the pictures' exceedance panel: 74 (moderate VIL, 0.78 kg m-2) when given, else the first."""
+    return 74.0 if any(float(t) == 74.0 for t in thresholds) else float(thresholds[0])
