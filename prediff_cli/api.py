@@ -54,7 +54,8 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
              align_target: Optional[float] = None, align_factor: Optional[float] = None,
              align_oracle: Optional[float] = None, guide_scale: Optional[float] = None,
              couple_members: Optional[bool] = None, member_batch: Optional[int] = None, seed: Optional[int] = None,
-             config: Optional[str] = None, sets: Sequence[str] = (), truth=None,
+             thresholds: Optional[Sequence[float]] = None, config: Optional[str] = None, sets: Sequence[str] = (),
+             truth=None,
              reference_time: Optional[dt.datetime] = None, progress: Optional[Callable[[], None]] = None):
     """An ensemble forecast as an `xarray.Dataset` with the variables, coordinates and attributes of the NetCDF
     that `prediff sample` writes. `context`: a `RadarInput` (from `read_radar`) or (T_in, H, W) frames on 0–1 (then
@@ -64,6 +65,8 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
                            align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
                            guide_scale=guide_scale, couple_members=couple_members)
     values.update({k: v for k, v in (("sample.member_batch", member_batch), ("seed", seed)) if v is not None})
+    if thresholds is not None:  # digital VIL levels of the exceedance probabilities
+        values["sample.thresholds"] = tuple(float(v) for v in thresholds)
     settings = forecast_config(model.config, config, sets, values)
     reference = reference_time_of(radar.context_times, reference_time, radar.source)
     setup_runtime(settings.device, settings.seed)

@@ -1,21 +1,37 @@
 """The `prediff` command: a Typer app assembled from one module per command."""
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Optional
 
 import typer
+import typer.core
 from typing_extensions import Annotated
 
 from prediff import __version__
 from prediff.cli import convert_weights, download, export_model, info, models, sample, score, train
 from prediff.cli.reporting import fail
 
+def _flags_without_type(display_type_rich):
+    """On/off options are shown as flags in --help, not with a `<bool>` type column (Typer ≥ 0.2x prints one)."""
+    @functools.wraps(display_type_rich)
+    def display(self, ctx):
+        return None if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+
+    display._prediff_flags = True
+    return display
+
+
+if hasattr(typer.core, "TyperOption") and hasattr(typer.core.TyperOption, "display_type_rich") and not getattr(
+        typer.core.TyperOption.display_type_rich, "_prediff_flags", False):
+    typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
+
 app = typer.Typer(
     name="prediff",
     help="Probabilistic precipitation nowcasting with PreDiff (latent diffusion + knowledge alignment).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 

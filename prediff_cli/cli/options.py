@@ -36,7 +36,7 @@ DataOpt = Annotated[Optional[Path], typer.Option(
     "--data", metavar="DIR", help="Dataset root holding CATALOG.csv and data/vil/YEAR/*.h5.")]
 DeviceOpt = Annotated[Device, typer.Option(
     "--device", case_sensitive=False, help="Where MindSpore runs; auto tries Ascend, then GPU, then CPU.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (overrides the config's seed).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the config's seed).")]
 
 
 def resolve_config(config: str, sets: Optional[List[str]] = None, data: Optional[Path] = None,
@@ -64,6 +64,7 @@ def _option(tp, *names, **kwargs):
 
 
 OverwriteOpt = _option(bool, "--overwrite", help="Replace earlier results in --out (refused by default).")
+JsonOpt = _option(bool, "--json", help="Print the result as JSON on stdout (messages and progress go to stderr).")
 
 _CONFIGS = "(default: the config's"
 #: the options of every command that forecasts (sample, score): name → (type, default); each becomes a config value
@@ -87,7 +88,7 @@ FORECAST_OPTIONS = {
                              "context frame (default 1); implies --align avg_x."), None),
     "align_oracle": (_option(Optional[float], "--align-oracle", help="EVALUATION ONLY: anticipated mean = factor x "
                              "the true future mean (the paper used 2); needs the truth frames."), None),
-    "guide_scale": (_option(Optional[float], "--guide-scale", help=f"Alignment strength {_CONFIGS} "
+    "guide_scale": (_option(Optional[float], "--guide-scale", min=0.0, help=f"Alignment strength {_CONFIGS} "
                             "sample.guide_scale)."), None),
     "couple_members": (_option(Optional[bool], "--couple-members/--per-member", help="Official coupling of the "
                                f"members' guidance through one norm, or guidance per member {_CONFIGS})."), None),

@@ -49,8 +49,13 @@ class TrainingDisplay:
         self.progress.stop()
 
 
+COMPILING = "compiling the networks (first call)…"
+
+
 class StepsDisplay:
-    """A bar for sampling and evaluation loops, shown once the amount of work is known:
+    """A bar for sampling and evaluation loops, shown once the amount of work is known. Until the first unit is
+    done its description says that the networks are being compiled (MindSpore builds its graphs on the first
+    call, which takes seconds to minutes before the bar moves):
 
         with StepsDisplay("denoising") as display:
             run(progress_factory=display.start)    # start(total) returns advance()
@@ -77,12 +82,21 @@ class StepsDisplay:
         """Show the bar with `total` units of work; returns the callable that advances it by one unit."""
         if self.task_id is None:
             self.progress.start()
-            self.task_id = self.progress.add_task(self.title, total=total)
+            self.task_id = self.progress.add_task(COMPILING, total=total)
+            self._moved = False
         return self.advance
 
+    def _moving(self) -> None:
+        if not self._moved:
+            self._moved = True
+            self.progress.update(self.task_id, description=self.title)
+
     def advance(self, n: int = 1) -> None:
+        self._moving()
         self.progress.advance(self.task_id, n)
 
     def update(self, done: int, total: int) -> None:
         self.start(total)
+        if done:
+            self._moving()
         self.progress.update(self.task_id, completed=done, total=total)

@@ -5,9 +5,11 @@ rich markup (a path like `runs/[red]x` must print as it is) and never soft-wrapp
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -73,3 +75,21 @@ def guarded(func: Optional[Callable] = None, *, oom_hint: str = "") -> Callable:
 def echo(message: str = "") -> None:
     """Print one message verbatim (no markup) on stdout."""
     console.print(Text(str(message)), soft_wrap=True)
+
+
+@contextlib.contextmanager
+def json_output(enabled: bool) -> Iterator[None]:
+    """With `enabled` (a command's --json): every human message and progress display goes to stderr, so that stdout
+    carries only the JSON that `emit_json` prints. Restored on exit."""
+    before = console.stderr
+    console.stderr = bool(enabled) or before
+    try:
+        yield
+    finally:
+        console.stderr = before
+
+
+def emit_json(payload) -> None:
+    """One JSON document on stdout (machine-readable output of --json), nothing else."""
+    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
-from prediff.cli.options import forecast_options
+from prediff.cli.options import JsonOpt, forecast_options
 from prediff.cli.progress import StepsDisplay
-from prediff.cli.reporting import echo, guarded
+from prediff.cli.reporting import echo, emit_json, guarded, json_output
 from prediff.errors import InputError
+from prediff.io.grid import GRID_SPEC_HELP
 
 
 def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
@@ -24,27 +24,60 @@ def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
         raise InputError(f"--reference-time {text!r} is not a date-time like 2019-07-01T18:00") from None
 
 
+def parse_thresholds(text: Optional[str]) -> Optional[tuple]:
+    """'16,74,133' → (16.0, 74.0, 133.0) (digital VIL); None stays None (the config's sample.thresholds)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise InputError(f"--thresholds {text!r}: expected digital VIL values 0-255 separated by commas, like "
+                         "16,74,133") from None
+    if not values or len(values) > 64 or len(set(values)) != len(values):
+        raise InputError(f"--thresholds {text!r}: expected 1 to 64 distinct values, like 16,74,133")
+    return tuple(sorted(values))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("sample")
     @guarded(oom_hint="try fewer --samples or members per call (--set sample.member_batch=N)")
     @forecast_options
     def sample(
-        input: Annotated[Path, typer.Option("--input", "-i", help="HDF5 with a 'vil' dataset: SEVIR (N,H,W,T) "
-                                                                   "or (T,H,W).")],
+        input: Annotated[Path, typer.Option(
+            "--input", "-i", help="Radar file: HDF5 with a 'vil' dataset, SEVIR (N,H,W,T) or (T,H,W); or CF NetCDF "
+            "(netCDF-3/4) with a (time, y, x) variable, digital (units '1') or physical VIL (units 'kg m-2').")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("forecast"),
+        variable: Annotated[str, typer.Option("--variable", metavar="NAME",
+                                              help="Variable (NetCDF) or dataset (HDF5) holding the VIL.")] = "vil",
         event: Annotated[int, typer.Option("--event", min=0, help="Event (first axis of a SEVIR file).")] = 0,
-        start: Annotated[int, typer.Option("--start", min=0, help="First context frame.")] = 0,
+        start: Annotated[int, typer.Option("--start", min=0, help="First context frame (index along time).")] = 0,
         reference_time: Annotated[Optional[str], typer.Option(
-            "--reference-time", help="UTC of the last context frame, when the input carries no times.")] = None,
+            "--reference-time", metavar="YYYY-MM-DDTHH:MM", help="UTC of the last context frame, when the input "
+            "carries no times (SEVIR catalog, time_utc or a NetCDF time coordinate). (default: from the input)")
+        ] = None,
+        grid: Annotated[Optional[str], typer.Option(
+            "--grid", metavar="SPEC", help=f"Place the input on the map (LAEA grid): {GRID_SPEC_HELP}. Replaces "
+            "the input's own grid. (default: the input's grid: SEVIR catalog or NetCDF grid mapping, else none)")
+        ] = None,
+        thresholds: Annotated[Optional[str], typer.Option(
+            "--thresholds", metavar="V1,V2,...", help="Digital VIL thresholds of the exceedance probabilities "
+            "(a pixel counts at >= threshold). (default: the config's sample.thresholds, 16,74,133,160,181,219)")
+        ] = None,
+        json_: JsonOpt = False,
         *, forecast: dict,
     ):
         """Forecast the next 6 frames (60 min) as an ensemble: NetCDF + GIF + PNG in --out."""
         from prediff.pipelines.sample_run import run_sample
 
-        with StepsDisplay("denoising") as display:
-            report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),
-                                progress_factory=display.start, **forecast)
-        echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
-             f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
-             f"{report['seconds']:.1f} s; alignment: {report['alignment']})")
-        echo(json.dumps({k: report[k] for k in ("ensemble_mean_vil", "alignment_target_vil")}))
+        levels = parse_thresholds(thresholds)
+        if levels is not None:
+            forecast["values"]["sample.thresholds"] = levels
+        with json_output(json_):
+            with StepsDisplay("denoising") as display:
+                report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),
+                                    variable=variable, grid=grid, progress_factory=display.start, **forecast)
+            echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
+                 f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
+                 f"{report['seconds']:.1f} s; alignment: {report['alignment']})")
+        if json_:
+            emit_json(report)

@@ -8,36 +8,47 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from prediff.cli.options import DataOpt, forecast_options
+from prediff.cli.options import DataOpt, JsonOpt, forecast_options
 from prediff.cli.progress import StepsDisplay
-from prediff.cli.reporting import console, echo, guarded
+from prediff.cli.reporting import console, echo, emit_json, guarded, json_output
 
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _pick(block: dict, path) -> Optional[float]:
+    value = block
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value if isinstance(value, (int, float)) else None
+
+
+#: the summary rows of the table: label → path into a score block ("-" where a block lacks it)
+SUMMARY_ROWS = (
+    ("CSI-pool4 avg", ("csi_pool4", "avg")), ("CSI-pool16 avg", ("csi_pool16", "avg")),
+    ("bias (freq.) avg", ("bias", "avg")),
+    ("CRPS (fair)", ("crps", "pool1")), ("CRPS (standard)", ("crps_standard", "pool1")),
+    ("MSE", ("mse",)), ("MAE", ("mae",)), ("SSIM", ("ssim",)), ("FVD", ("fvd",)),
+)
+
+
 def render_table(scores: dict) -> Table:
-    """CSI per threshold and the summary scores, PreDiff beside each baseline."""
+    """CSI per threshold (a pixel counts at ≥ threshold) and the summary scores, PreDiff beside each baseline.
+    CRPS (fair) is the fair ensemble estimator (unbiased for the ensemble's distribution), CRPS (standard) the
+    usual one; both on the 0–1 scale."""
     columns = {"PreDiff": scores, **scores["baselines"]}
     table = Table(title=f"skill on {scores['n_cases']} case(s), {scores.get('n_members', 1)} member(s)")
     table.add_column("score")
     for name in columns:
         table.add_column(name, justify="right")
     for key in [k for k in scores["csi"] if k != "avg"] + ["avg"]:
-        label = "CSI-M (avg)" if key == "avg" else f"CSI >= {key}"
-        table.add_row(label, *(_fmt(c["csi"].get(key)) for c in columns.values()))
-    for name, pick in (("CSI-pool4 avg", lambda c: c["csi_pool4"]["avg"]),
-                       ("CSI-pool16 avg", lambda c: c["csi_pool16"]["avg"]),
-                       ("bias (freq.) avg", lambda c: c["bias"]["avg"]), ("CRPS", lambda c: c["crps"]["pool1"]),
-                       ("MSE", lambda c: c["mse"]), ("MAE", lambda c: c["mae"]), ("SSIM", lambda c: c["ssim"])):
-        row = []
-        for c in columns.values():
-            try:
-                row.append(_fmt(pick(c)))
-            except (KeyError, TypeError):
-                row.append("-")
-        table.add_row(name, *row)
+        label = "CSI-M (avg over thresholds)" if key == "avg" else f"CSI (≥ threshold) {key}"
+        table.add_row(label, *(_fmt(_pick(c, ("csi", key))) for c in columns.values()))
+    for label, path in SUMMARY_ROWS:
+        table.add_row(label, *(_fmt(_pick(c, path)) for c in columns.values()))
     return table
 
 
@@ -60,6 +71,7 @@ def register(app: typer.Typer) -> None:
                          ] = None,
         data: DataOpt = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted evaluation in --out.")] = False,
+        json_: JsonOpt = False,
         *, forecast: dict,
     ):
         """Score forecasts (CSI/POD/SUCR/bias, pooled CSI, MSE/MAE/SSIM, CRPS, FSS, spread-skill, rank histogram)
@@ -73,8 +85,14 @@ def register(app: typer.Typer) -> None:
         elif forecast["config"] is None and not any(s.split("=", 1)[0].strip() == "data.root"
                                                     for s in forecast["sets"]):
             values["data.root"] = None  # the model's training data path is not this evaluation's data
-        with StepsDisplay("scoring", unit="sequences") as display:
-            scores, paths, _ = run_score(out, forecast=forecast_file, truth=truth, event=event, start=start,
-                                         split=split, limit=limit, resume=resume, progress=display.update, **forecast)
-        console.print(render_table(scores))
-        echo(f"wrote {', '.join(str(p) for p in paths)}")
+        with json_output(json_):
+            with StepsDisplay("scoring", unit="sequences") as display:
+                scores, paths, _ = run_score(out, forecast=forecast_file, truth=truth, event=event, start=start,
+                                             split=split, limit=limit, resume=resume, progress=display.update,
+                                             **forecast)
+            console.print(render_table(scores))
+            for line in scores.get("notes", []) or []:
+                echo(str(line))
+            echo(f"wrote {', '.join(str(p) for p in paths)}")
+        if json_:
+            emit_json(scores)
