@@ -72,7 +72,8 @@ Progress = Callable[[str, int, Optional[int]], None]  # (file name, bytes done, 
 
 def release(model: str) -> Release:
     if model not in RELEASES:
-        raise InputError(f"no published weights named {model!r}; available: {', '.join(RELEASES)}")
+        names = list(RELEASES) + list(FEATURE_NETWORKS)
+        raise InputError(f"no published weights named {model!r}; available: {', '.join(names)}")
     return RELEASES[model]
 
 
