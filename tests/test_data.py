@@ -149,7 +149,7 @@ def test_radar_input_other_layouts(tmp_path, radar_file):
 
 @pytest.mark.parametrize("setup, message", [
     (lambda p: None, "not found"),
-    (lambda p: p.write_text("hello"), "not an HDF5 file"),
+    (lambda p: p.write_text("hello"), "neither HDF5 nor NetCDF"),
     (lambda p: h5py.File(p, "w").create_dataset("x", data=[1]), "no 'vil' dataset"),
     (lambda p: h5py.File(p, "w").create_dataset("vil", data=np.zeros((5, 8, 8), np.uint8)), "needs at least 7"),
     (lambda p: h5py.File(p, "w").create_dataset("vil", data=np.full((8, 8, 8), np.nan, np.float32)), "NaN"),
