@@ -4,7 +4,6 @@ placed with --grid."""
 import json
 
 import numpy as np
-import pytest
 import typer
 import xarray as xr
 from typer.testing import CliRunner
