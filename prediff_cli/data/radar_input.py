@@ -35,7 +35,7 @@ class RadarInput:
     context: np.ndarray  # (in_len, H, W) float32 on 0–1
     truth: Optional[np.ndarray]  # (out_len, H, W) float32 on 0–1, or None
     context_times: Optional[List[dt.datetime]]  # UTC of each context frame (last = forecast reference time)
-    grid: Optional[Grid]
+    grid: object  # a Grid (SEVIR catalog, --grid, LAEA NetCDF), a CarriedGrid (other CF mappings) or None
     source: Path
     event: int
     start: int
