@@ -1,6 +1,14 @@
 """Shared test fixtures. Importing prediff first prepares MindSpore's environment before anything loads it."""
+import dataclasses
+import fcntl
+import hashlib
+import json
 import os
+import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
 
 import prediff  # noqa: F401
 import pytest
@@ -34,32 +42,74 @@ def repo_root() -> Path:
 
 
 TINY_STEPS = 24
+_SHARED_VERSION = 1  # bump when what the shared fixtures contain changes without a source change
+
+
+def _source_digest() -> str:
+    """Digest of everything a trained fixture depends on: the package sources, presets, kernels and this file."""
+    h = hashlib.sha256(f"{_SHARED_VERSION}/{TINY_STEPS}".encode())
+    for folder in ("prediff_cli", "models"):
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.suffix in (".py", ".yaml", ".cc") and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _shared(name: str, build: Callable[[Path], None]) -> Path:
+    """A fixture folder built once for all pytest sessions and xdist workers of this checkout.
+
+    The test command runs three pytest sessions of two workers each; a session-scoped fixture would be rebuilt in
+    every worker that needs it (training the tiny networks costs about a minute each time). The folder lives under
+    .pytest_cache, keyed by the digest of the sources, and is built under an exclusive lock (workers that need it
+    meanwhile wait). It is built in place, because checkpoints record the paths of the checkpoints they were trained
+    against, and marked complete last: a folder without the mark (a crash) is rebuilt. Tests only read it.
+    """
+    root = REPO / ".pytest_cache" / "prediff-shared"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{name}-{_source_digest()}"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / ".complete").is_file():
+            shutil.rmtree(final, ignore_errors=True)  # a crashed build
+            for old in root.glob(f"{name}-*"):  # copies for earlier sources (not recent ones: another checkout
+                if time.time() - old.stat().st_mtime > 6 * 3600:  # state may be running tests right now)
+                    shutil.rmtree(old, ignore_errors=True)
+            final.mkdir()
+            build(final)
+            (final / ".complete").write_text("")
+    return final
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
+def synthetic_root() -> Path:
     """A small synthetic SEVIR-LR tree shared by the tests (16 events: 3 sequences each)."""
     from prediff.data.synthetic import write_synthetic_dataset
 
-    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", events=16, seed=0)
+    return _shared("synthetic", lambda d: write_synthetic_dataset(d / "synthetic", events=16, seed=0)) / "synthetic"
 
 
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory, synthetic_root):
-    """The three trainers at `tiny` for TINY_STEPS steps each: {"vae"|"unet"|"align": (run_dir, result)}."""
+def _train_tiny(folder: Path, data_root: Path) -> None:
+    """The three trainers at `tiny`, TINY_STEPS steps each; each result's fields go to <component>/result.json."""
     from prediff.config import load_config
     from prediff.pipelines.training.run import TrainRequest, run_training
 
-    base = tmp_path_factory.mktemp("runs")
-    cfg = load_config("tiny", values={"data.root": str(synthetic_root)})
-    out = {}
+    cfg = load_config("tiny", values={"data.root": str(data_root)})
     for component in ("vae", "unet", "align"):
-        run_dir = base / component
-        vae = out["vae"][0] / "last.ckpt" if component != "vae" else None
-        result = run_training(TrainRequest(component=component, config=cfg, run_dir=run_dir, steps=TINY_STEPS,
-                                           vae_checkpoint=vae))
-        out[component] = (run_dir, result)
-    return out
+        vae = folder / "vae" / "last.ckpt" if component != "vae" else None
+        result = run_training(TrainRequest(component=component, config=cfg, run_dir=folder / component,
+                                           steps=TINY_STEPS, vae_checkpoint=vae))
+        fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}
+        (folder / component / "result.json").write_text(json.dumps(fields, default=str))
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(synthetic_root):
+    """The three trainers at `tiny` for TINY_STEPS steps each: {"vae"|"unet"|"align": (run_dir, result)}, trained
+    once per checkout (`_shared`); `result` holds the fields run_training returned (paths as strings)."""
+    folder = _shared("tiny-runs", lambda d: _train_tiny(d, synthetic_root))
+    return {c: (folder / c, SimpleNamespace(**json.loads((folder / c / "result.json").read_text())))
+            for c in ("vae", "unet", "align")}
 
 
 @pytest.fixture(scope="session")
