@@ -45,7 +45,7 @@ def render_table(scores: dict) -> Table:
     for name in columns:
         table.add_column(name, justify="right")
     for key in [k for k in scores["csi"] if k != "avg"] + ["avg"]:
-        label = "CSI-M (avg over thresholds)" if key == "avg" else f"CSI (≥ threshold) {key}"
+        label = "CSI-M (avg)" if key == "avg" else f"CSI (≥ threshold) {key}"
         table.add_row(label, *(_fmt(_pick(c, ("csi", key))) for c in columns.values()))
     for label, path in SUMMARY_ROWS:
         table.add_row(label, *(_fmt(_pick(c, path)) for c in columns.values()))
