@@ -46,11 +46,14 @@ def write_i3d_file(folder: Path) -> Path:
     state = {}
     for name, param in net.parameters_and_names():
         shape = tuple(param.shape)
-        if name.endswith("running_var"):
-            state[name] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        if name.endswith(("running_var", "bn.weight")):
+            state[name] = np.ones(shape, np.float32)
+        elif len(shape) > 1:  # He-scaled kernels keep the activations' scale through the ReLUs, so the random
+            # network's features still depend on the video (its FVD values are then not degenerate)
+            fan_in = int(np.prod(shape[1:]))
+            state[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2 / fan_in))
         else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            state[name] = (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(fan_in)).astype(np.float32)
+            state[name] = np.zeros(shape, np.float32)
         if name.endswith("bn.running_var"):
             state[name[:-len("running_var")] + "num_batches_tracked"] = np.array(0, np.int64)
     folder.mkdir(parents=True, exist_ok=True)
