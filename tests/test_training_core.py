@@ -133,3 +133,35 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     ms.save_checkpoint(net, str(plain))
     with pytest.raises(InputError, match="not a prediff one"):
         load_checkpoint(plain)
+
+
+def test_vae_generator_loss_without_the_discriminator_is_the_same_loss_and_gradient():
+    """Before disc_start the adversarial term is multiplied by 0: a run that never reaches disc_start leaves D out of
+    the graph, and must train exactly as if it were there (same loss, same gradient), only faster."""
+    import mindspore as ms
+    from mindspore import Tensor
+
+    import prediff_models as models
+    from prediff.config import load_config
+    from prediff.pipelines.training.vae_task import VAEGeneratorLoss
+    from prediff_models.vae import NLayerDiscriminator
+
+    cfg = load_config("tiny")
+    vae = models.build("vae", cfg.model_kwargs("vae"))
+    disc = NLayerDiscriminator(input_nc=1)
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.random((2, 1, 32, 32), dtype=np.float32))
+    down = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    noise = Tensor(rng.standard_normal((2, cfg.vae.latent_channels, 32 // down, 32 // down), dtype=np.float32))
+    zero = Tensor(0.0, ms.float32)
+    params = vae.trainable_params()
+    results = []
+    for with_disc in (True, False):
+        loss = VAEGeneratorLoss(vae, disc, kl_weight=1e-6, with_disc=with_disc)
+        fn = ms.value_and_grad(lambda *a: loss(*a)[0], None, params)
+        value, grads = fn(x, noise, zero, zero)
+        results.append((float(value.asnumpy()), [g.asnumpy() for g in grads], float(loss(x, noise, zero, zero)[3])))
+    (v1, g1, adv1), (v2, g2, adv2) = results
+    assert v1 == pytest.approx(v2, rel=1e-6) and adv2 == 0.0 and adv1 != 0.0
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -35,20 +35,23 @@ def _nchw(batch: np.ndarray) -> np.ndarray:
 class VAEGeneratorLoss(nn.Cell):
     """`construct(x, noise, disc_factor, d_weight) -> (loss, nll, kl, g, reconstruction)`."""
 
-    def __init__(self, vae: nn.Cell, disc: nn.Cell, kl_weight: float):
+    def __init__(self, vae: nn.Cell, disc: nn.Cell, kl_weight: float, with_disc: bool = True):
         super().__init__()
         from prediff_models.vae import posterior
 
         self.vae, self.disc = vae, disc
         self.kl_weight = float(kl_weight)
         self._kl = posterior.kl
+        # a run that ends before disc_start never needs D(x̂): leaving it out of the graph saves its forward and
+        # backward pass (at 128 × 128 the PatchGAN costs more than a small VAE), g is then reported as 0
+        self.with_disc = bool(with_disc)
 
     def construct(self, x, noise, disc_factor, d_weight):
         rec, moments = self.vae(x, noise)
         batch = x.shape[0]
         nll = ops.sum(ops.abs(x - rec)) / batch
         kl = ops.sum(self._kl(moments)) / batch
-        g = -ops.mean(self.disc(rec))
+        g = -ops.mean(self.disc(rec)) if self.with_disc else ops.zeros((), nll.dtype)
         loss = nll + self.kl_weight * kl + d_weight * disc_factor * g
         return loss, nll, kl, g, ops.stop_gradient(rec)
 
@@ -86,7 +89,7 @@ class VAETask(TrainingTask):
         self.downscale = 2 ** (len(config.vae.block_out_channels) - 1)
         common = optimizer_settings(tr, total_steps, accum_steps)
         lrs = common.pop("lr_schedule")
-        self.gen_loss = VAEGeneratorLoss(vae, self.disc, tr.kl_weight)
+        self.gen_loss = VAEGeneratorLoss(vae, self.disc, tr.kl_weight, with_disc=tr.disc_start < total_steps)
         self.disc_loss = VAEDiscriminatorLoss(self.disc)
         self.train_steps = [
             TrainStep(self.gen_loss, list(vae.trainable_params()), lr_schedule=lrs,
