@@ -107,6 +107,8 @@ def test_preprocessing_sizes_and_resampling():
     assert preprocess(np.zeros((1, 9, 3, 224, 224), np.float32)).shape == (1, 3, 9, 224, 224)
     with pytest.raises(InputError, match=r"\(B, T, C, H, W\)"):
         preprocess(np.zeros((2, 6, 64, 64), np.float32))
+    with pytest.raises(InputError, match="at least 5 frames"):
+        preprocess(np.zeros((2, 4, 1, 64, 64), np.float32))
 
 
 def test_frechet_distance_against_the_matrix_square_root():

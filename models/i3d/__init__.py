@@ -13,11 +13,11 @@ import numpy as np
 
 from .. import environment  # noqa: F401  (before mindspore)
 from ..official import StateDictMismatch, load_official_state_dict
-from .inception import MIN_FRAMES, InceptionI3d, check_input_shape
+from .inception import MIN_FRAMES, InceptionI3d
 
 COUNTER_SUFFIX = ".num_batches_tracked"
 
-__all__ = ["COUNTER_SUFFIX", "MIN_FRAMES", "InceptionI3d", "check_input_shape", "load_i3d_state_dict"]
+__all__ = ["COUNTER_SUFFIX", "MIN_FRAMES", "InceptionI3d", "load_i3d_state_dict"]
 
 
 def load_i3d_state_dict(net: InceptionI3d, state: Mapping[str, np.ndarray]) -> None:

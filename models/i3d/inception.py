@@ -27,7 +27,6 @@ MIXED = (
     ("Mixed_5c", 832, (384, 192, 384, 48, 128, 128)),
 )
 FEATURE_CHANNELS = 1024
-FINAL_SPATIAL = 7  # the official AvgPool3d kernel is (2, 7, 7): 224-pixel frames end as 7 × 7 cells
 MIN_FRAMES = 9  # fewer frames leave less than the 2 time steps the official average pooling needs
 
 
@@ -101,15 +100,7 @@ class InceptionI3d(nn.Cell):
         x = self.Mixed_4f(self.Mixed_4e(self.Mixed_4d(self.Mixed_4c(self.Mixed_4b(x)))))
         x = self.MaxPool3d_5a_2x2(x)
         x = self.Mixed_5c(self.Mixed_5b(x))  # (N, 1024, T', 7, 7)
-        cells = x.mean(axis=(3, 4))  # the 7 × 7 spatial window of the average pooling, (N, 1024, T')
+        cells = x.mean(axis=(3, 4))  # the (2, 7, 7) average pooling: 224-pixel frames end as 7 × 7 cells
         pairs = (cells[:, :, :-1] + cells[:, :, 1:]) * 0.5  # its 2-frame window, stride 1
         return (self.logits(pairs).mean(axis=1),)
 
-
-def check_input_shape(shape: Sequence[int], in_channels: int = 3) -> None:
-    """ValueError unless `shape` is (N, in_channels or 1, T >= 9, 224, 224)."""
-    size = FINAL_SPATIAL * 32
-    if len(shape) != 5 or shape[1] not in (1, in_channels) or shape[2] < MIN_FRAMES or \
-            tuple(shape[3:]) != (size, size):
-        raise ValueError(f"I3D input must be (N, {in_channels} or 1, T >= {MIN_FRAMES}, {size}, {size}), "
-                         f"got {tuple(shape)}")

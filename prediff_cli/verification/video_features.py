@@ -79,6 +79,9 @@ def preprocess(videos, resolution: int = RESOLUTION) -> np.ndarray:
     (T' = 2T if T < 9, else T; C stays 1 for single-channel videos)."""
     arr = check_videos(videos)
     b, t, c, h, w = arr.shape
+    if (2 * t if t < MIN_FRAMES else t) < MIN_FRAMES:
+        raise InputError(f"FVD needs sequences of at least {(MIN_FRAMES + 1) // 2} frames (the I3D sees at least "
+                         f"{MIN_FRAMES} after doubling short ones), got {t}")
     rows, cols = crop_matrices(h, w, resolution)
     frames = arr.reshape(b * t * c, h, w)
     out = np.matmul(np.matmul(rows, frames), cols.T)  # (B·T·C, res, res)
