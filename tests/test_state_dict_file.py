@@ -406,3 +406,118 @@ def test_cli_reports_a_hostile_pt_in_one_line(tmp_path, tp, repo_root, case):
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert re.search(pattern, lines[0]), lines[0]  # the reader's message, not a later shape mismatch
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PyTorch's legacy (< 1.6) format, read without PyTorch
+
+
+_MAGIC, _PROTOCOL = 0x1950A86A20F9469CFC6C, 1001
+
+
+def _legacy(path, body, keys, records, little=True, magic=_MAGIC, tail=b""):
+    """A legacy file: 3 header pickles, the object pickle `body`, the key list, then per key count + raw bytes."""
+    out = io.BytesIO()
+    for header in (magic, _PROTOCOL, {"protocol_version": _PROTOCOL, "little_endian": little,
+                                      "type_sizes": {"short": 2, "int": 4, "long": 8}}):
+        pickle.dump(header, out, protocol=2)
+    out.write(body)
+    pickle.dump(keys, out, protocol=2)
+    for key in keys:
+        count, raw = records.get(key, (0, b""))
+        out.write(np.int64(count).astype("<i8").tobytes() + raw)
+    path.write_bytes(out.getvalue() + tail)
+    return path
+
+
+def _legacy_storage(tp, key, numel, kind="FloatStorage", view=None):
+    return _Marker(("storage", tp.types[kind], key, "cpu", numel, view))
+
+
+def test_legacy_format_reads_back_exactly_and_equals_the_zip_format(tmp_path, tp):
+    """Our writer's legacy file and a hand-built one (shared storage, strided view, storage view) read back to the
+    exact arrays, and the legacy and zip files of the same state dict give the same dict."""
+    from prediff.io.state_dict_writer import write_state_dict
+
+    rng = np.random.default_rng(0)
+    arrays = {"conv.weight": rng.standard_normal((4, 3, 2, 2, 2)).astype(np.float32),
+              "bn.num_batches_tracked": np.array(7, np.int64), "mask": np.array([True, False, True])}
+    legacy = read_state_dict(write_state_dict(tmp_path / "legacy.pt", arrays, legacy=True))
+    zipped = read_state_dict(write_state_dict(tmp_path / "zip.pt", arrays))
+    assert list(legacy) == list(zipped) == list(arrays)
+    for key, value in arrays.items():
+        assert legacy[key].dtype == value.dtype and np.array_equal(legacy[key], value)
+        assert np.array_equal(zipped[key], legacy[key])
+
+    root = _legacy_storage(tp, "140", 6)
+    window = _legacy_storage(tp, "140", 6, view=("141", 2, 4))  # elements 2..5 of the root
+    body = tp.dump(tp.dict(a=tp.tensor(root, 0, (2, 3), (3, 1)), t=tp.tensor(root, 0, (3, 2), (1, 3)),
+                           v=tp.tensor(window, 1, (2,), (2,))))
+    path = _legacy(tmp_path / "hand.pt", body, ["140"], {"140": (6, _f32(0, 1, 2, 3, 4, 5))})
+    out = read_state_dict(path)
+    assert np.array_equal(out["a"], [[0, 1, 2], [3, 4, 5]]) and np.array_equal(out["t"], [[0, 3], [1, 4], [2, 5]])
+    assert np.array_equal(out["v"], [3, 5])
+
+
+def _legacy_one(tp, path, numel=2, count=None, raw=None, **kw):
+    body = tp.dump(tp.dict(w=tp.tensor(_legacy_storage(tp, "0", numel), 0, (numel,), (1,))))
+    raw = _f32(*range(numel)) if raw is None else raw
+    return _legacy(path, body, kw.pop("keys", ["0"]), {"0": (numel if count is None else count, raw)}, **kw)
+
+
+BAD_LEGACY = {
+    "wrong magic number": (lambda tp, p: _legacy_one(tp, p, magic=12345), "legacy magic number"),
+    "data count disagrees with the pickle": (lambda tp, p: _legacy_one(tp, p, count=3), "declared with 2 elements"),
+    "truncated storage bytes": (lambda tp, p: _legacy_one(tp, p, raw=_f32(1)), "truncated"),
+    "2**40 floats declared in a tiny file": (lambda tp, p: _legacy_one(tp, p, numel=2 ** 40, raw=_f32(1)),
+                                             "truncated"),
+    "bytes after the last storage": (lambda tp, p: _legacy_one(tp, p, tail=b"junk"), "follow the last storage"),
+    "key list names another storage": (lambda tp, p: _legacy_one(tp, p, keys=["9"]), "key list"),
+    "view past the storage end": (
+        lambda tp, p: _legacy(p, tp.dump(tp.dict(w=tp.tensor(_legacy_storage(tp, "0", 1), 0, (72,), (1,)))), ["0"],
+                              {"0": (1, _f32(1))}), "reads element 71"),
+    "storage view outside its root": (
+        lambda tp, p: _legacy(p, tp.dump(tp.dict(w=tp.tensor(_legacy_storage(tp, "0", 2, view=("1", 1, 5)), 0,
+                                                               (1,), (1,)))), ["0"], {"0": (2, _f32(1, 2))}),
+        "does not lie within"),
+    "a global that is not a tensor": (
+        lambda tp, p: _legacy(p, b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00truet\x85R.", [], {}), "os.system"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_LEGACY))
+def test_hostile_legacy_pt_is_one_input_error(tmp_path, tp, case):
+    build, pattern = BAD_LEGACY[case]
+    path = build(tp, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match=pattern) as info:
+        read_state_dict(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 600
+
+
+def test_mutated_legacy_files_end_in_one_line_or_a_valid_read(tmp_path):
+    """500 random byte flips, insertions and cuts of a legacy file: never a crash, never a hang."""
+    from prediff.io.state_dict_writer import write_state_dict
+
+    base = write_state_dict(tmp_path / "base.pt", {"a": np.arange(12, dtype=np.float32).reshape(3, 4),
+                                                    "b": np.arange(5, dtype=np.int64)}, legacy=True).read_bytes()
+    rng = np.random.default_rng(1)
+    outcomes = {"error": 0, "read": 0}
+    for i in range(500):
+        data = bytearray(base)
+        kind = i % 3
+        at = int(rng.integers(len(data)))
+        if kind == 0:
+            data[at] = int(rng.integers(256))
+        elif kind == 1:
+            data[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8))
+        else:
+            data = data[:at]
+        path = tmp_path / "m.pt"
+        path.write_bytes(bytes(data))
+        try:
+            read_state_dict(path)
+            outcomes["read"] += 1
+        except InputError as exc:
+            assert "\n" not in str(exc)
+            outcomes["error"] += 1
+    assert outcomes["error"] > 250  # most mutations break the file; those that do not are still read safely

@@ -5,5 +5,5 @@ command function (or the helper it calls), so that `prediff --help`, `prediff in
 parsing start without loading MindSpore, netCDF4, matplotlib, scipy, xarray or the networks
 (tests/test_imports.py checks this). Every other module imports at module top. The exceptions say why where they
 stand: `prediff` and `prediff_models` load their public names on first use (`__getattr__`), so that importing
-either stays cheap, and PyTorch, an optional dependency, is imported only to read its legacy file format.
+either stays cheap, and PyTorch, an optional dependency, is imported only to read the tar archives of PyTorch < 0.4.
 """

@@ -4,8 +4,9 @@ A `torch.save` file (PyTorch >= 1.6) is a zip archive: `<name>/data.pkl` is a pi
 tensor is a call to `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` and every storage a
 persistent id `("storage", <dtype class>, <key>, <device>, <numel>)` whose bytes live in `<name>/data/<key>`.
 We unpickle with a restricted `Unpickler` that knows only those few names and builds NumPy arrays from the raw
-bytes, so no arbitrary code from the file can run. The older non-zip format needs PyTorch itself: if torch is
-installed (the `convert` extra), it is used with `weights_only=True`.
+bytes, so no arbitrary code from the file can run. The older non-zip ("legacy", PyTorch < 1.6) format is read
+the same way (`_read_torch_legacy`); only the tar archives of PyTorch < 0.4 need PyTorch itself (the `convert`
+extra, used with `weights_only=True`).
 
 The file is untrusted input (weights downloaded from anywhere), so this module is a security boundary: every
 malformed file ends in one `InputError` line, and nothing is allocated or viewed before its size has been checked
@@ -114,12 +115,33 @@ class _Storage:
         return f"<storage {self.key!r}: {self.numel} x {self.type_name}>"
 
 
-def _prescan_pickle(path: Path, data: bytes) -> None:
+def _itemsize(type_name: str) -> int:
+    dtype = _STORAGE_DTYPES[type_name]
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+
+
+def _decode(raw, type_name: str, byteorder: str) -> np.ndarray:
+    """The raw bytes of a storage → a flat NumPy array in native byte order."""
+    dtype = _STORAGE_DTYPES[type_name]
+    order = "<" if byteorder == "little" else ">"
+    if dtype == "bfloat16":
+        bits = np.frombuffer(raw, dtype=f"{order}u2").astype(np.uint32) << 16
+        return bits.view(np.float32)
+    if dtype is np.bool_:  # bytes other than 0/1 are not valid NumPy bools
+        return np.frombuffer(raw, dtype=np.uint8) != 0
+    dt = np.dtype(dtype).newbyteorder(order)
+    return np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype), copy=False)
+
+
+def _prescan_pickle(path: Path, data: bytes) -> int:
     """Walk the opcodes without executing them (pickletools reads only bytes that are present) and refuse those
-    that would make the C unpickler allocate by a count written in the file."""
+    that would make the C unpickler allocate by a count written in the file. Returns the length of the pickle
+    (up to and including its STOP opcode)."""
     puts = 0
+    end = 0
     try:
-        for opcode, arg, _pos in pickletools.genops(data):
+        for opcode, arg, pos in pickletools.genops(data):
+            end = pos + 1  # the last opcode genops yields is STOP, one byte
             name = opcode.name
             if name in ("BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER"):
                 raise InputError(f"{path}: data.pkl uses the pickle opcode {name}, which a state dict never holds")
@@ -135,6 +157,7 @@ def _prescan_pickle(path: Path, data: bytes) -> None:
         raise
     except Exception as exc:  # genops raises ValueError for truncated or unknown opcodes
         raise InputError(f"{path}: data.pkl is not a valid pickle ({_one_line(exc)})") from None
+    return end
 
 
 class _TorchZipUnpickler(pickle.Unpickler):
@@ -189,8 +212,7 @@ class _TorchZipUnpickler(pickle.Unpickler):
         return storage
 
     def _load_storage(self, key: str, type_name: str, numel: int) -> np.ndarray:
-        dtype = _STORAGE_DTYPES[type_name]
-        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        itemsize = _itemsize(type_name)
         name = _record(self._prefix, f"data/{key}")
         try:
             info = self._archive.getinfo(name)
@@ -207,14 +229,7 @@ class _TorchZipUnpickler(pickle.Unpickler):
         if len(raw) != nbytes:
             raise self._fail(f"storage record {name!r} is truncated ({len(raw)} of {nbytes} bytes)")
         self._stored_bytes += nbytes
-        order = "<" if self._byteorder == "little" else ">"
-        if dtype == "bfloat16":
-            bits = np.frombuffer(raw, dtype=f"{order}u2").astype(np.uint32) << 16
-            return bits.view(np.float32)
-        if dtype is np.bool_:  # bytes other than 0/1 are not valid NumPy bools
-            return np.frombuffer(raw, dtype=np.uint8) != 0
-        dt = np.dtype(dtype).newbyteorder(order)
-        return np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype), copy=False)
+        return _decode(raw, type_name, self._byteorder)
 
     # -- tensors --------------------------------------------------------------------------------------------------
 
@@ -319,6 +334,137 @@ def _read_torch_zip(path: Path) -> dict:
         return _TorchZipUnpickler(data, path, archive, prefix, byteorder).load()
 
 
+class _LegacyUnpickler(_TorchZipUnpickler):
+    """The object pickle of the legacy format. Its storages are persistent ids `("storage", type, key, device,
+    numel, view)` whose bytes come only after the pickle, so it is unpickled twice: a dry pass (`table` None) only
+    records each storage's type and size and builds no tensor; the second takes the arrays from `table`."""
+
+    def __init__(self, data: bytes, path: Path, byteorder: str, table=None):
+        super().__init__(data, path, None, "", byteorder)
+        self.table = table
+        self.declared: Dict[str, tuple] = {}  # key → (type name, numel), in the order first seen
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+            raise self._fail(f"unsupported persistent object {_show(pid)}; "
+                             "expected ('storage', type, key, device, numel, view)")
+        _tag, storage_type, key, location, numel, view = pid
+        if not isinstance(storage_type, _StorageType):
+            raise self._fail(f"unsupported tensor storage type {_show(storage_type)}; "
+                             f"expected one of torch.{', torch.'.join(_STORAGE_DTYPES)}")
+        if not isinstance(key, str) or not key or len(key) > 256 or not isinstance(location, str):
+            raise self._fail(f"storage key {_show(key)} / device {_show(location)} are not short strings")
+        if not _is_int(numel) or not 0 <= numel <= _MAX_COUNT:
+            raise self._fail(f"storage {key!r} declares {_show(numel)} elements; expected an int in 0..2**48")
+        seen = self.declared.setdefault(key, (storage_type.name, numel))
+        if seen != (storage_type.name, numel):
+            raise self._fail(f"storage {key!r} is declared as {numel} x {storage_type.name} here and as "
+                             f"{seen[1]} x {seen[0]} before")
+        if view is not None:  # (view key, offset, size): a slice of the root storage
+            if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
+                    and _is_int(view[1]) and _is_int(view[2]) and 0 <= view[1] and 0 <= view[2]
+                    and view[1] + view[2] <= numel):
+                raise self._fail(f"storage view {_show(view)} does not lie within storage {key!r} of {numel} "
+                                 "elements")
+        if self.table is None:
+            return _Storage(np.empty(0, np.uint8), key, storage_type.name, numel)
+        root = self.table[key]
+        if view is None:
+            return root
+        _vkey, start, size = view
+        return _Storage(root.array[start:start + size], f"{key}[{start}:{start + size}]", root.type_name, size)
+
+    def _view(self, storage, offset, size, stride):
+        return None if self.table is None else super()._view(storage, offset, size, stride)
+
+    def _rebuild_parameter(self, *args):
+        return None if self.table is None else super()._rebuild_parameter(*args)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For the legacy header pickles (numbers, a dict, a list of strings): no global, no persistent id."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"unexpected reference to {module}.{name}")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("unexpected persistent object")
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+# The legacy file is read into memory whole; no legacy state dict worth converting comes near this size.
+_MAX_LEGACY_BYTES = 2 << 30
+
+
+def _read_torch_legacy(path: Path) -> dict:
+    """PyTorch's legacy (pre-1.6) format without PyTorch: five pickles (magic number, protocol version, system
+    info, the object, the list of storage keys) followed, for each key in that list, by the storage's element
+    count (int64) and its raw bytes. Every count and length is checked against the bytes in the file."""
+    size = path.stat().st_size
+    if size > _MAX_LEGACY_BYTES:
+        raise InputError(f"{path} is {size} bytes; a legacy-format PyTorch file is read whole and may be at most "
+                         f"{_MAX_LEGACY_BYTES} bytes")
+    data = path.read_bytes()
+    pos = 0
+
+    def small(what: str):
+        nonlocal pos
+        chunk = data[pos:pos + 4096]
+        end = _prescan_pickle(path, chunk)
+        if end == 0:
+            raise InputError(f"{path}: the legacy {what} is missing")
+        value = _PlainUnpickler(io.BytesIO(chunk[:end])).load()
+        pos += end
+        return value
+
+    if small("magic number") != _LEGACY_MAGIC:
+        raise InputError(f"{path} is not a PyTorch checkpoint (a pickle without the legacy magic number)")
+    protocol = small("protocol version")
+    if protocol != _LEGACY_PROTOCOL:
+        raise InputError(f"{path}: legacy protocol version {_show(protocol)}; supported: {_LEGACY_PROTOCOL}")
+    info = small("system info")
+    if not isinstance(info, dict) or not isinstance(info.get("little_endian"), bool):
+        raise InputError(f"{path}: the legacy system info {_show(info)} does not say the byte order")
+    byteorder = "little" if info["little_endian"] else "big"
+    body = data[pos:pos + _MAX_PICKLE_BYTES + 1]
+    end = _prescan_pickle(path, body)
+    if end == 0 or end > _MAX_PICKLE_BYTES:
+        raise InputError(f"{path}: the pickled state dict is missing or larger than {_MAX_PICKLE_BYTES} bytes")
+    body = body[:end]
+    dry = _LegacyUnpickler(body, path, byteorder)
+    dry.load()
+    pos += end
+    chunk = data[pos:pos + _MAX_PICKLE_BYTES + 1]
+    keys_end = _prescan_pickle(path, chunk)
+    keys = _PlainUnpickler(io.BytesIO(chunk[:keys_end])).load() if keys_end else None
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys) and len(set(keys)) == len(keys)
+            and set(keys) == set(dry.declared)):
+        raise InputError(f"{path}: the legacy storage key list {_show(keys)} does not name each storage of the "
+                         "state dict exactly once")
+    pos += keys_end
+    table = {}
+    order = "<" if byteorder == "little" else ">"
+    for key in keys:
+        type_name, numel = dry.declared[key]
+        nbytes = numel * _itemsize(type_name)
+        if pos + 8 + nbytes > len(data):
+            raise InputError(f"{path}: storage {key!r} ({numel} x {type_name}) runs past the end of the file "
+                             f"({len(data)} bytes); the file is truncated")
+        count = int(np.frombuffer(data, dtype=f"{order}i8", count=1, offset=pos)[0])
+        if count != numel:
+            raise InputError(f"{path}: storage {key!r} is declared with {numel} elements but its data with {count}")
+        table[key] = _Storage(_decode(memoryview(data)[pos + 8:pos + 8 + nbytes], type_name, byteorder), key,
+                              type_name, numel)
+        pos += 8 + nbytes
+    if pos != len(data):
+        raise InputError(f"{path}: {len(data) - pos} bytes follow the last storage; the file is not a PyTorch "
+                         "checkpoint or is damaged")
+    real = _LegacyUnpickler(body, path, byteorder, table)
+    real._stored_bytes = sum(s.array.nbytes for s in table.values())
+    return real.load()
+
+
 def _read_with_torch(path: Path) -> dict:
     try:
         import torch  # optional (the `convert` extra), for this legacy format only: imported here, not at the top
@@ -382,8 +528,11 @@ def _read_pt(path: Path):
         head = fh.read(4)
     if head.startswith(b"PK"):
         raise InputError(f"{path} is a damaged or truncated zip archive, not a readable PyTorch checkpoint")
-    # The legacy format is a pickle (protocol 2 starts with 0x80) or, before PyTorch 0.4, a tar archive.
-    if not head.startswith(b"\x80") and not tarfile.is_tarfile(path):
+    # The legacy format is a sequence of pickles (protocol 2 starts with 0x80) or, before PyTorch 0.4, a tar
+    # archive (read only through PyTorch, when it is installed).
+    if head.startswith(b"\x80"):
+        return _read_torch_legacy(path)
+    if not tarfile.is_tarfile(path):
         raise InputError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor the legacy format)")
     return _read_with_torch(path)
 

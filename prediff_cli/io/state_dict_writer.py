@@ -78,8 +78,42 @@ class _TorchPickler(pickle._Pickler):
         return None
 
 
-def write_state_dict(path, arrays: Mapping[str, np.ndarray], archive_name: str = "archive") -> Path:
-    """Write `arrays` (key → array; float32/64/16, int8-64, uint8, bool) as a PyTorch state dict at `path`."""
+class _LegacyPickler(_TorchPickler):
+    """Storages as the legacy format names them: `("storage", type, key, device, numel, view)`, view None."""
+
+    def persistent_id(self, obj):
+        pid = super().persistent_id(obj)
+        return None if pid is None else pid + (None,)
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+def _legacy_bytes(state, storages) -> bytes:
+    """PyTorch's legacy (< 1.6) layout: magic, protocol, system info, the object and the sorted storage keys as five
+    protocol-2 pickles, then for each key its element count (little-endian int64) and raw bytes."""
+    out = io.BytesIO()
+    for header in (_LEGACY_MAGIC, _LEGACY_PROTOCOL,
+                   {"protocol_version": _LEGACY_PROTOCOL, "little_endian": True,
+                    "type_sizes": {"short": 2, "int": 4, "long": 8}}):
+        pickle.dump(header, out, protocol=2)
+    _LegacyPickler(out, protocol=2).dump(state)
+    by_key = {s.key: s for s in storages}
+    keys = sorted(by_key)
+    pickle.dump(keys, out, protocol=2)
+    for key in keys:
+        array = by_key[key].array
+        out.write(np.int64(array.size).astype("<i8").tobytes())
+        out.write(array.tobytes())
+    return out.getvalue()
+
+
+def write_state_dict(path, arrays: Mapping[str, np.ndarray], archive_name: str = "archive",
+                     legacy: bool = False) -> Path:
+    """Write `arrays` (key → array; float32/64/16, int8-64, uint8, bool) as a PyTorch state dict at `path`: the zip
+    format of PyTorch >= 1.6, or with `legacy` the older format (how many published weights, e.g. the I3D of FVD,
+    were saved)."""
     storages, entries = [], collections.OrderedDict()
     for i, (key, value) in enumerate(arrays.items()):
         array = np.array(value, order="C", copy=False)  # (ascontiguousarray would make a 0-d array 1-d)
@@ -88,9 +122,13 @@ def write_state_dict(path, arrays: Mapping[str, np.ndarray], archive_name: str =
         storage = _Storage(str(i), array.astype(array.dtype.newbyteorder("<"), copy=False))
         storages.append(storage)
         entries[str(key)] = _Tensor(storage, array.shape)
+    state = _Reduced(_Global("collections", "OrderedDict"), (list(entries.items()),))
+    if legacy:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(_legacy_bytes(state, storages))
+        return Path(path)
     buffer = io.BytesIO()
-    _TorchPickler(buffer, protocol=2).dump(_Reduced(_Global("collections", "OrderedDict"),
-                                                    (list(entries.items()),)))
+    _TorchPickler(buffer, protocol=2).dump(state)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(f"{archive_name}/data.pkl", buffer.getvalue())
