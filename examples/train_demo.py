@@ -75,7 +75,9 @@ def plot(stages: dict, path: Path) -> None:
             points = stage["curves"][key]
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], **style)
-        ax.set_yscale("log")
+        values = [p[1] for key in ("train", "val") for p in stage["curves"][key]]
+        if values and min(values) > 0:  # the UNet's loss with a learned log-variance can go below 0
+            ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.legend(fontsize=8)

@@ -96,3 +96,29 @@ def test_export_takes_the_vae_file_the_unet_was_trained_on(tiny_runs):
     assert (vae_run / "best.ckpt").is_file()
     found = run_checkpoints([vae_run, unet_run])
     assert found["vae"] == vae_run / "last.ckpt" and found["unet"].parent == unet_run
+
+
+def test_export_model_sets_the_default_forecast_settings_and_nothing_else(tmp_path, tiny_runs):
+    """`export-model --set sample.KEY=VALUE` changes the model's default sampling (what `sample` starts from); any
+    other key is refused in one line and nothing is written."""
+    from prediff.config.forecast_settings import forecast_config
+    from prediff.config.schema import to_plain
+    from prediff.pipelines.model import load_model
+
+    runs = [tiny_runs[c][0] for c in ("vae", "unet", "align")]
+    out = tmp_path / "model"
+    result = _invoke("export-model", *runs, "--out", out, "--set", "sample.sampler=dpmpp", "--set", "sample.steps=7",
+                     "--set", "sample.eta=0.5")
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    resolved = forecast_config(model.config, None, [])
+    assert (resolved.sample.sampler, resolved.sample.steps, resolved.sample.eta) == ("dpmpp", 7, 0.5)
+    trained = load_checkpoint(runs[1] / "last.ckpt", component="unet").config
+    exported = to_plain(model.config)
+    assert {k: v for k, v in exported.items() if k != "sample"} == {k: v for k, v in trained.items() if k != "sample"}
+    assert (trained["sample"]["sampler"], trained["sample"]["steps"]) != ("dpmpp", 7)
+    bad = tmp_path / "bad"
+    refused = _invoke("export-model", *runs, "--out", bad, "--set", "unet.base_units=8")
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert refused.exit_code == 2 and len(lines) == 1 and "sample.KEY=VALUE" in lines[0], refused.output
+    assert not bad.exists()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -20,10 +20,14 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (vae.ckpt, unet.ckpt, "
                                                               "align.ckpt).")],
         overwrite: OverwriteOpt = False,
+        sets: Annotated[Optional[List[str]], typer.Option(
+            "--set", metavar="sample.KEY=VALUE",
+            help="Change a default forecast setting of the model (sampler, steps, eta, samples, align, ...); "
+                 "repeatable. (default: the settings the UNet was trained with)")] = None,
     ):
         """Write a model folder with the inference weights (EMA when trained with it) and the configs of training
         runs; `prediff sample --model DIR` loads it (put it in $PREDIFF_HOME/models/NAME to use --model NAME)."""
         from prediff.pipelines.model import export_model, run_checkpoints
 
-        written = export_model(run_checkpoints(runs), out, overwrite=overwrite)
+        written = export_model(run_checkpoints(runs), out, overwrite=overwrite, sample_sets=sets or ())
         echo(f"wrote {', '.join(str(p) for p in written.values())}")

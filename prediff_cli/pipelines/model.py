@@ -9,13 +9,15 @@ command can validate its settings against the model's config before spending tim
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import prediff_models as models
-from prediff.config import Config, config_from_dict
+from prediff.config import Config, config_from_dict, override_config
+from prediff.config.schema import to_plain
 from prediff.errors import InputError
 from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint, load_checkpoint, load_weights,
                                    save_checkpoint, weights_sha256)
@@ -219,15 +221,31 @@ def run_checkpoints(runs) -> Dict[str, Path]:
     return found
 
 
-def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = False) -> Dict[str, Path]:
+def _with_sample_settings(ckpt: Checkpoint, sets: Sequence[str]) -> Checkpoint:
+    """`ckpt` with `sample.KEY=VALUE` overrides applied to its config (validated like any --set)."""
+    if not sets:
+        return ckpt
+    config = override_config(config_from_dict(ckpt.config), list(sets))
+    return dataclasses.replace(ckpt, config=to_plain(config))
+
+
+def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = False,
+                 sample_sets: Sequence[str] = ()) -> Dict[str, Path]:
     """Write the inference copies (EMA weights, config, no optimizer state) of training checkpoints into a model
-    folder `out` as vae.ckpt, unet.ckpt and (optionally) align.ckpt; returns component → written path."""
+    folder `out` as vae.ckpt, unet.ckpt and (optionally) align.ckpt; returns component → written path.
+
+    `sample_sets` (`sample.KEY=VALUE`) change the model's default forecast settings, which `prediff sample` and
+    `prediff score` start from (the UNet checkpoint's config); nothing else of a trained config may change."""
     missing = [c for c in ("vae", "unet") if c not in checkpoints]
     if missing:
         raise InputError(f"a model needs a {' and a '.join(missing)} checkpoint; give the run folders of "
                          "train-vae and train-diffusion (and train-align)")
+    wrong = [item for item in sample_sets if not item.strip().startswith("sample.")]
+    if wrong:
+        raise InputError(f"export-model --set changes only the default forecast settings (sample.KEY=VALUE); got "
+                         f"{wrong[0]!r}")
     check_output_dir(out, [COMPONENT_FILES[c] for c in checkpoints], overwrite, what="a model")
-    loaded = {c: load_checkpoint(p, component=c) for c, p in checkpoints.items()}
+    loaded = {c: _with_sample_settings(load_checkpoint(p, component=c), sample_sets) for c, p in checkpoints.items()}
     vae_sha = file_sha256(checkpoints["vae"])
     for component in ("unet", "align"):
         if component in loaded:
