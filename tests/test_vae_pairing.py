@@ -122,3 +122,22 @@ def test_export_model_sets_the_default_forecast_settings_and_nothing_else(tmp_pa
     lines = [line for line in refused.output.splitlines() if line.strip()]
     assert refused.exit_code == 2 and len(lines) == 1 and "sample.KEY=VALUE" in lines[0], refused.output
     assert not bad.exists()
+
+
+def test_a_models_alignment_network_is_left_out_when_given_networks_replace_its_vae(tmp_path, tiny_runs, radar_file):
+    """`--vae/--unet` with the bundled model's align.ckpt filling in: that network was trained on the demo's VAE, so
+    it is left out (forecasts without alignment work) and asking for alignment says why, in one line."""
+    from prediff.pipelines.model import load_model
+
+    vae, unet = tiny_runs["vae"][0] / "last.ckpt", tiny_runs["unet"][0] / "last.ckpt"
+    model = load_model("demo", vae=vae, unet=unet)
+    assert not model.has_align and "align.ckpt" in model.dropped["align"]
+    assert load_model("demo").has_align  # the bundled model on its own keeps it
+    plain = _invoke("sample", "--input", radar_file, "--out", tmp_path / "plain", "--vae", vae, "--unet", unet,
+                    "--align", "none", *FAST)
+    assert plain.exit_code == 0, plain.output
+    aligned = _invoke("sample", "--input", radar_file, "--out", tmp_path / "aligned", "--vae", vae, "--unet", unet,
+                      "--align", "avg_x", *FAST)
+    lines = [line for line in aligned.output.splitlines() if line.strip()]
+    assert aligned.exit_code == 2 and len(lines) == 1 and "--align-net" in lines[0], aligned.output
+    assert "align.ckpt" in lines[0] and not (tmp_path / "aligned").exists()

@@ -116,6 +116,7 @@ class Model:
     config: Config
     sha256: Dict[str, str]
     checkpoints: Dict[str, Checkpoint] = field(repr=False)
+    dropped: Dict[str, str] = field(default_factory=dict, repr=False)  # component → why the model's file is unused
     _nets: Dict[str, object] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -132,8 +133,9 @@ class Model:
         if component in self._nets:
             return self._nets[component]
         if component not in self.checkpoints:
-            raise InputError(f"model {self.name} has no alignment network (align.ckpt); pass --align-net CKPT or "
-                             "forecast with --align none")
+            why = f"model {self.name}: {self.dropped[component]}" if component in self.dropped else \
+                f"model {self.name} has no alignment network (align.ckpt)"
+            raise InputError(f"{why}; pass --align-net CKPT or forecast with --align none")
         self._nets[component] = _build(self.checkpoints[component], getattr(self.paths, component))
         return self._nets[component]
 
@@ -181,6 +183,15 @@ def load_model(name_or_dir="demo", *, vae=None, unet=None, align=None, allow_mis
                    if getattr(paths, c) is not None}
     sha256 = {c: file_sha256(getattr(paths, c)) for c in checkpoints}
     unet_ckpt = checkpoints["unet"]
+    dropped = {}
+    if align is None and "align" in checkpoints and (vae is not None or unet is not None):
+        # the model folder's alignment network fills in for one not given; when the networks given replace the
+        # ones it was trained with, it is left out (a forecast with --align none needs none) rather than refused
+        reason = _unfit_align(checkpoints, paths, sha256, allow_mismatch)
+        if reason:
+            dropped["align"] = reason
+            del checkpoints["align"], sha256["align"]
+            paths.align = None
     latent = int(checkpoints["vae"].model_kwargs["latent_channels"])
     if unet_ckpt.model_kwargs["input_shape"][-1] != latent:
         raise InputError(f"--unet {paths.unet} expects {unet_ckpt.model_kwargs['input_shape'][-1]} latent channels "
@@ -198,7 +209,22 @@ def load_model(name_or_dir="demo", *, vae=None, unet=None, align=None, allow_mis
         raise InputError(f"{paths.unet} carries no config; re-save it with this version of prediff")
     name = str(name_or_dir) if folder is not None else "custom"
     return Model(name=name, paths=paths, config=config_from_dict(unet_ckpt.config), sha256=sha256,
-                 checkpoints=checkpoints)
+                 checkpoints=checkpoints, dropped=dropped)
+
+
+def _unfit_align(checkpoints: Dict[str, Checkpoint], paths: Checkpoints, sha256: Dict[str, str],
+                 allow_mismatch: bool) -> Optional[str]:
+    """Why the alignment checkpoint cannot serve the given VAE and UNet (None when it can)."""
+    align, unet = checkpoints["align"], checkpoints["unet"]
+    if list(align.model_kwargs["input_shape"]) != list(unet.model_kwargs["target_shape"]):
+        return (f"its alignment network {paths.align} takes latents {align.model_kwargs['input_shape']}, not the "
+                f"UNet's {unet.model_kwargs['target_shape']}")
+    if not allow_mismatch:
+        try:
+            check_vae_pairing(checkpoints["vae"], paths.vae, sha256["vae"], align, paths.align, "--align-net")
+        except InputError:
+            return f"its alignment network {paths.align} was trained with another VAE than --vae {paths.vae}"
+    return None
 
 
 def run_checkpoints(runs) -> Dict[str, Path]:

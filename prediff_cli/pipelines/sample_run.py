@@ -51,7 +51,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     if len(radar.context) != t_in:
         raise InputError(f"the model expects {t_in} context frames; the input gives {len(radar.context)}")
     if s.align != "none" and not loaded.has_align:
-        raise InputError(f"model {loaded.name} has no alignment network; pass --align-net CKPT or --align none")
+        loaded.network("align")  # raises the one line that says why the model has none
     if s.align_oracle is not None and radar.truth is None:
         raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
     reference = reference_time_of(radar.context_times, reference_time, input)
