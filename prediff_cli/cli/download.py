@@ -1,9 +1,10 @@
 """`prediff download sevir-lr`, `prediff download synthetic` and `prediff download weights [sevirlr|i3d]`."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
@@ -15,6 +16,21 @@ from prediff.cli.reporting import console, echo, guarded
 
 download_app = typer.Typer(help="Fetch SEVIR-LR or write a synthetic dataset in the same layout.",
                            no_args_is_help=True)
+
+
+@contextmanager
+def _file_bars() -> Iterator[Callable[[str, int, Optional[int]], None]]:
+    """One download bar per file (name printed verbatim); yields `report(file, bytes done, total or None)`."""
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
+        tasks = {}
+
+        def report(file: str, done: int, total: Optional[int]) -> None:
+            if file not in tasks:
+                tasks[file] = progress.add_task(file, total=total)
+            progress.update(tasks[file], completed=done, total=total)
+
+        yield report
 
 
 @download_app.command("sevir-lr")
@@ -94,15 +110,7 @@ def weights(
         return
     components = ("vae", "unet", "align") if component == Component.all else (component.value,)
     digests = parse_digests(sha256 or [])
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
-        tasks = {}
-
-        def report(name: str, done: int, total: Optional[int]) -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], completed=done, total=total)
-
+    with _file_bars() as report:
         result = install_weights(model, components, url_base=url_base, sha256=digests, keep_source=keep_source,
                                  progress=report)
     if not result["installed"]:
@@ -119,15 +127,7 @@ def _feature_network(name: str, url_base: Optional[str], digests: dict, keep_sou
 
     spec = FEATURE_NETWORKS[name]
     expected = digests.get(spec.file, digests.get(name))
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
-        tasks = {}
-
-        def report(file: str, done: int, total: Optional[int]) -> None:
-            if file not in tasks:
-                tasks[file] = progress.add_task(file, total=total)
-            progress.update(tasks[file], completed=done, total=total)
-
+    with _file_bars() as report:
         result = install_feature_network(name, url_base=url_base, sha256=expected, keep_source=keep_source,
                                          progress=report)
     if result["installed"]:
