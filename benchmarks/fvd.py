@@ -148,8 +148,7 @@ def main() -> None:
     source = write_i3d_file(work / "served")
     server, url = serve(work / "served")
     try:
-        result = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                  "i3d_file_mb": round(source.stat().st_size / 1e6, 1), "install_s": install(home, url)}
+        result = {"i3d_file_mb": round(source.stat().st_size / 1e6, 1), "install_s": install(home, url)}
     finally:
         server.shutdown()
     result["i3d"] = isolated("benchmarks.fvd", "i3d_cost", home=str(home))

@@ -67,4 +67,31 @@ def isolated(module: str, function: str, timeout: float = 3600, **kwargs) -> dic
 
 
 def emit(result) -> None:
+    """Print a benchmark's result as JSON, with the machine it ran on first (`machine()`)."""
+    if isinstance(result, dict) and "machine" not in result:
+        result = {"machine": machine(), **result}
     print(json.dumps(result, indent=2))
+
+
+def machine() -> dict:
+    """The kind of machine a figure was measured on: CPU model, logical cores, the vector ISAs the CPU has, the ISA
+    oneDNN is capped at (prediff sets ONEDNN_MAX_CPU_ISA), total memory. Speed ratios only compare within one kind."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    except (ValueError, OSError):
+        mem = None
+    return {"cpu": model, "logical_cores": os.cpu_count(),
+            "isa": [isa for isa in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if isa in flags],
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+            "memory_gib": round(mem, 1) if mem else None}

@@ -17,7 +17,6 @@ import argparse
 import functools
 import http.server
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -74,16 +73,6 @@ def check_weights(home: str, folder: str) -> dict:
     return {"max_abs_difference": worst}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="sevirlr")
@@ -101,7 +90,7 @@ def main() -> None:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    report = {"cpu": cpu_model(), "preset": args.preset,
+    report = {"preset": args.preset,
               "write_official_files_s": round(time.perf_counter() - start, 1), "files": sizes,
               "install": isolated("benchmarks.published_weights", "install", home=str(home), url_base=url),
               "check": isolated("benchmarks.published_weights", "check_weights", home=str(home), folder=str(served))}

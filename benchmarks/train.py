@@ -1,8 +1,10 @@
 """Training throughput: steps/s and peak RSS of each trainer at each preset, compiled vs PyNative.
 
     python -m benchmarks.train [--presets tiny small sevirlr] [--modes jit pynative] [--steps 6]
+                               [--micro-batches 1] [--recompute 0]
 
-Each (preset, trainer, mode) runs `run_training` in its own process at micro-batch 1 (total batch 1) on a small
+Each (preset, trainer, mode, micro-batch, recompute level) runs `run_training` in its own process (total batch =
+micro-batch, so no accumulation) on a small
 synthetic dataset; the latent trainers get a randomly initialised VAE of the same preset. Steps/s is the median
 of the per-step rates after the first two steps (which include graph compilation); `first_steps_s` is the
 wall time of those two. PyNative is `PREDIFF_JIT=0`.
@@ -14,7 +16,8 @@ import argparse
 from benchmarks.measure import emit, isolated
 
 
-def measure(preset: str, component: str, mode: str, steps: int, data: str) -> dict:
+def measure(preset: str, component: str, mode: str, steps: int, data: str, micro_batch: int = 1,
+            recompute: int = 0) -> dict:
     import json
     import os
     import tempfile
@@ -29,7 +32,8 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str) -> di
     from prediff.pipelines.training.run import TrainRequest, run_training
 
     section = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}[component]
-    values = {"data.root": data, f"{section}.micro_batch_size": 1, f"{section}.total_batch_size": 1,
+    values = {"data.root": data, f"{section}.micro_batch_size": micro_batch,
+              f"{section}.total_batch_size": micro_batch, f"{section}.recompute": recompute,
               f"{section}.log_every": 1, f"{section}.val_every": 10**6, f"{section}.ckpt_every": 10**6}
     cfg = load_config(preset, values=values)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -46,7 +50,8 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str) -> di
     records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     rates = sorted(r["it_s"] for r in records if "it_s" in r and r["step"] > 2)
     steady = rates[len(rates) // 2] if rates else None
-    return {"preset": preset, "trainer": component, "mode": mode, "micro_batch": 1, "steps": steps,
+    return {"preset": preset, "trainer": component, "mode": mode, "micro_batch": micro_batch,
+            "recompute": recompute, "steps": steps,
             "steps_per_s": steady, "s_per_step": round(1.0 / steady, 3) if steady else None,
             "first_steps_s": round(total - (steps - 2) / steady, 2) if steady else None,
             "wall_s_incl_setup_and_final_checkpoint": round(total, 2)}
@@ -61,14 +66,18 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["jit", "pynative"])
     parser.add_argument("--trainers", nargs="+", default=["vae", "unet", "align"])
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--micro-batches", type=int, nargs="+", default=[1])
+    parser.add_argument("--recompute", type=int, nargs="+", default=[0], choices=[0, 1, 2],
+                        help="activation recomputation levels to measure (train_*.recompute)")
     args = parser.parse_args()
 
     from prediff.data.synthetic import write_synthetic_dataset
 
     data = write_synthetic_dataset(Path(tempfile.mkdtemp(prefix="bench-data-")) / "synthetic", events=12, seed=0)
     results = [isolated("benchmarks.train", "measure", preset=preset, component=component, mode=mode,
-                        steps=args.steps, data=str(data))
-               for preset in args.presets for component in args.trainers for mode in args.modes]
+                        steps=args.steps, data=str(data), micro_batch=micro, recompute=level)
+               for preset in args.presets for component in args.trainers for mode in args.modes
+               for micro in args.micro_batches for level in args.recompute]
     emit({"benchmark": "train", "results": results})
 
 

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 from mindspore import nn, ops
 
 from ..kernels import ChannelsFirst, ChannelsLast, GroupNorm
+from ..recompute import enable_recompute
 from .attention_pool import AttentionPool3d
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .options import block_widths, check_supported, level_cuboids, level_patterns
@@ -78,6 +79,8 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
             TimeEmbedResBlock(mem_shapes[i][-1], mem_shapes[i][-1], dropout=time_embed_dropout,
                               emb_channels=time_channels) for i in range(self.num_blocks)])
         self.to_ncthw, self.to_nthwc = ChannelsFirst(), ChannelsLast()
+        # the official `checkpoint_level` (gradient checkpointing) maps onto MindSpore's recomputation marks
+        enable_recompute(self, int(checkpoint_level))
         last = mem_shapes[-1]
         # official indices: out.0 GroupNorm(min(C, 32), C), out.1 SiLU, out.2 attention pool; on (B·T, C, h·w);
         # the SiLU runs fused inside the norm, an Identity holds its index

@@ -16,6 +16,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..kernels import ChannelsFirst, ChannelsLast
+from ..recompute import enable_recompute
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .init import init_linear
 from .options import block_widths, check_supported, level_cuboids, level_patterns
@@ -102,6 +103,8 @@ class CuboidTransformerUNet(nn.Cell):
         self.obs_indicator = Tensor(indicator)
         # (B, T, H, W, C) ↔ (B, C, T, H, W) around the 3-D conv blocks (fused tiled transposes in inference)
         self.to_ncthw, self.to_nthwc = ChannelsFirst(), ChannelsLast()
+        # the official `checkpoint_level` (gradient checkpointing) maps onto MindSpore's recomputation marks
+        enable_recompute(self, int(checkpoint_level))
 
     def _level(self, x, t_emb, time_block, blocks):
         for block in blocks:

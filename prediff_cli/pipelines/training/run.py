@@ -21,7 +21,7 @@ from .trainer import BatchSource, ResumePoint, Trainer, TrainingListener, Traini
 # what a resumed run may change: where the data is, where it runs, how long it trains and how often it logs,
 # validates and checkpoints; none of these changes what a step computes (`preset`, a label, is not compared)
 _RESUME_FREE = ("data.root", "device")
-_RESUME_FREE_TRAIN = ("steps", "log_every", "val_every", "ckpt_every", "keep_ckpts")
+_RESUME_FREE_TRAIN = ("steps", "log_every", "val_every", "ckpt_every", "keep_ckpts", "recompute")
 
 
 @dataclass
@@ -250,7 +250,12 @@ def _build_task(component: str, config: Config, accum: int, dist: Distributed,
     """The network of `component` (initialised from `config.seed`) inside its trainer."""
     import prediff_models as models
 
+    from prediff_models.recompute import enable_recompute
+
     net = models.build(component, config.model_kwargs(component))
+    # before the first compile: the marks shape the training graph (the frozen VAE of the latent trainers is not
+    # differentiated, so only the trained network is marked)
+    enable_recompute(net, train_section(config, component).recompute)
     factory = functools.partial(_grad_reducer, dist=dist) if dist.world_size > 1 else None
     kwargs = dict(accum_steps=accum, total_steps=train_section(config, component).steps, reducer_factory=factory)
     if component == "vae":

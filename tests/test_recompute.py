@@ -1,0 +1,111 @@
+"""Activation recomputation (`train_*.recompute`, the official `checkpoint_level`): which cells are marked, and that a
+recomputed backward pass gives the same loss and gradients (dropout included) as the stored one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _unet(cfg, level=0):
+    import prediff_models as models
+
+    return models.build("unet", {**cfg.model_kwargs("unet"), "checkpoint_level": level})
+
+
+def test_levels_mark_attention_and_ffn_then_the_convolution_blocks():
+    from mindspore import nn
+
+    import prediff_models as models
+    from prediff.config import load_config
+    from prediff_models.earthformer.cuboid_attention import CuboidSelfAttentionLayer
+    from prediff_models.earthformer.ffn import PositionwiseFFN
+    from prediff_models.earthformer.time_embed_block import TimeEmbedResBlock
+    from prediff_models.recompute import enable_recompute
+    from prediff_models.vae import NLayerDiscriminator
+    from prediff_models.vae.blocks import ResnetBlock2D
+
+    cfg = load_config("tiny")
+
+    def count(net, kind):
+        return sum(isinstance(c, kind) for _, c in net.cells_and_names())
+
+    unet = _unet(cfg)
+    attn_ffn = count(unet, CuboidSelfAttentionLayer) + count(unet, PositionwiseFFN)
+    assert attn_ffn > 0
+    assert enable_recompute(_unet(cfg), 0) == 0
+    assert enable_recompute(_unet(cfg), 1) == attn_ffn
+    assert enable_recompute(_unet(cfg), 2) == attn_ffn + count(unet, TimeEmbedResBlock)
+
+    vae = models.build("vae", cfg.model_kwargs("vae"))
+    assert enable_recompute(vae, 1) == count(vae, ResnetBlock2D) + sum(
+        type(c).__name__ == "AttentionBlock" for _, c in vae.cells_and_names())
+    # level 2 marks whole stages: fewer, larger cells, none nested in another
+    vae2 = models.build("vae", cfg.model_kwargs("vae"))
+    n2 = enable_recompute(vae2, 2)
+    assert 0 < n2 < count(vae2, ResnetBlock2D)
+    # BatchNorm would count every batch twice: the discriminator is never marked
+    assert enable_recompute(NLayerDiscriminator(input_nc=1), 2) == 0
+    with pytest.raises(ValueError, match="valid: 0, 1, 2"):
+        enable_recompute(nn.Dense(2, 2), 3)
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_recomputed_backward_gives_the_same_loss_and_gradients_with_dropout_on(level):
+    import mindspore as ms
+    from mindspore import Tensor, ops
+
+    from prediff.config import load_config
+    from prediff.pipelines.compile import compiled
+    from prediff.pipelines.training.train_step import StepDropout
+
+    cfg = load_config("tiny")
+    rng = np.random.default_rng(0)
+    t_in, t_out = cfg.unet.input_shape[0], cfg.unet.target_shape[0]
+    h, w, c = cfg.unet.target_shape[1:]
+    cond = Tensor(rng.standard_normal((2, t_in, h, w, c), dtype=np.float32))
+    x = Tensor(rng.standard_normal((2, t_out, h, w, c), dtype=np.float32))
+    t = Tensor(np.array([3, 700], np.int32))
+    target = Tensor(rng.standard_normal((2, t_out, h, w, c), dtype=np.float32))
+    results = []
+    reference = None
+    for lvl in (0, level):
+        net = _unet(cfg, lvl)
+        if reference is None:
+            reference = [p.asnumpy() for p in net.trainable_params()]
+        else:
+            for p, v in zip(net.trainable_params(), reference):
+                p.set_data(Tensor(v))
+        net.set_train(True)
+        dropout = StepDropout.install(net)
+        assert dropout is not None, "the tiny UNet must have dropout for this test to check the recomputed masks"
+        params = net.trainable_params()
+
+        def loss(x_, t_, cond_, target_):
+            return ops.mean(ops.square(net(x_, t_, cond_) - target_))
+
+        grad_fn = ms.value_and_grad(dropout.keyed(loss), None, params)
+
+        @compiled
+        def step(key, x_, t_, cond_, target_):
+            return grad_fn(key, x_, t_, cond_, target_)
+
+        dropout.begin_step(seed=5, step=1)
+        value, grads = step(dropout.key(0), x, t, cond, target)
+        results.append((float(value.asnumpy()), [g.asnumpy() for g in grads]))
+    (v0, g0), (v1, g1) = results
+    assert v0 == pytest.approx(v1, rel=1e-6)
+    assert any(np.abs(g).max() > 0 for g in g0)
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_recompute_is_a_training_setting_that_a_resumed_run_may_change():
+    from prediff.config import load_config
+    from prediff.errors import ConfigError
+
+    assert load_config("tiny", values={"train_diffusion.recompute": 2}).train_diffusion.recompute == 2
+    with pytest.raises(ConfigError, match="recompute"):
+        load_config("tiny", values={"train_vae.recompute": 3})
+    from prediff.pipelines.training import run
+
+    assert "recompute" in run._RESUME_FREE_TRAIN
