@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
-import json
 import os
-import platform
 import subprocess
 import sys
 import threading
