@@ -47,7 +47,13 @@ def prediff(*args: str) -> float:
     cmd = [sys.executable, "-m", "prediff", *args]
     print("$ prediff " + " ".join(args), flush=True)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    try:
+        code = subprocess.run(cmd).returncode
+    except KeyboardInterrupt:  # Ctrl-C reaches both processes; the command saves its checkpoint and stops
+        code = 130
+    if code != 0:
+        raise SystemExit(f"stopped: `prediff {args[0]}` exited with status {code}; what it saved is kept, and "
+                         "`--resume` continues from there")
     return time.perf_counter() - start
 
 
