@@ -17,8 +17,9 @@ from typing import Sequence, Tuple
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common import dtype as mstype
 
-from ..kernels import LayerNorm
+from ..kernels import CuboidAttentionCore, LayerNorm
 from .init import init_linear, normal_table
 
 STRATEGIES = ("l", "d")
@@ -104,12 +105,19 @@ class CuboidSelfAttentionLayer(nn.Cell):
             # the official code slices the constructor-size index to the effective volume
             self.bias_index = Tensor(self._index[:self.volume, :self.volume].reshape(-1).astype(np.int32))
         self._matmul_tb = ops.MatMul(transpose_b=True)
+        # the fused attention core runs in inference only for layers whose owner switches it on (`fuse_core`):
+        # it has no gradient, and the alignment network's attention is differentiated by guidance in inference
+        self.fuse_core = False
+        self.core = CuboidAttentionCore(num_heads, self.scale, eff, strategy, padded)
+        self.zero_bias = Tensor(np.zeros((num_heads, self.volume, self.volume), np.float32))
 
     def official_buffers(self):
         return {"relative_position_index": self._index} if self.use_relative_pos else {}
 
     def construct(self, x):
         b, t, h, w, c = x.shape
+        if self.fuse_core and not self.training and self.core.fused and x.dtype == mstype.float32:
+            return self._fused(x)
         x = self.norm(x)
         if self.pads[0] or self.pads[1] or self.pads[2]:
             x = ops.pad(x, (0, 0, 0, self.pads[2], 0, self.pads[1], 0, self.pads[0]))
@@ -141,4 +149,19 @@ class CuboidSelfAttentionLayer(nn.Cell):
         out = out.reshape((b,) + self.padded_shape + (c,))
         if self.pads[0] or self.pads[1] or self.pads[2]:
             out = out[:, :t, :h, :w]
+        return out
+
+    def _fused(self, x):
+        """Inference on the natural layout: one projection to q, k, v, the fused core, the output projection."""
+        b, t, h, w, c = x.shape
+        qkv = self._matmul_tb(self.norm(x).reshape(-1, c), self.qkv.weight).reshape(b, t, h, w, 3 * c)
+        if self.use_relative_pos:
+            v = self.volume
+            bias = ops.transpose(ops.gather(self.relative_position_bias_table, self.bias_index, 0)
+                                 .reshape(v, v, self.num_heads), (2, 0, 1))
+        else:
+            bias = self.zero_bias
+        out = self.core(qkv, bias)
+        if self.use_final_proj:
+            out = self.proj_drop(self.proj(out))
         return out

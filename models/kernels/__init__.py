@@ -1,5 +1,5 @@
 """Fused float32 CPU kernels (MindSpore AOT custom ops) behind drop-in cells; see `fused` and `library`."""
-from .fused import ChannelsFirst, ChannelsLast, Gelu, GroupNorm, LayerNorm
+from .fused import ChannelsFirst, ChannelsLast, CuboidAttentionCore, Gelu, GroupNorm, LayerNorm
 from .library import library_path, unavailable_reason
 
-__all__ = ["ChannelsFirst", "ChannelsLast", "Gelu", "GroupNorm", "LayerNorm", "library_path", "unavailable_reason"]
+__all__ = ["ChannelsFirst", "ChannelsLast", "CuboidAttentionCore", "Gelu", "GroupNorm", "LayerNorm", "library_path", "unavailable_reason"]

@@ -206,4 +206,99 @@ int ToChannelsLast(int nparam, void **params, int *ndims, int64_t **shapes, cons
   return 0;
 }
 
+// Cuboid self-attention core (Earthformer), inference, on the natural token layout.
+// params: qkv (B, T, H, W, 3C) = [q | k | v] per token, each C = heads x hc, from one projection of the normalised
+// tokens (no bias, q not yet scaled); bias (heads, V, V) relative-position bias; meta (11 floats: heads, scale,
+// cuboid t/h/w, strategy t/h/w (0 local, 1 dilated), padded T/H/W); out (B, T, H, W, C).
+// The tokens are cut into cuboids of V = ct*ch*cw positions of the zero-padded (T', H', W') grid; along an axis of
+// padded length L and cuboid size b, local puts offset o of cuboid i at i*b + o and dilated at o*(L/b) + i. Padded
+// positions stand for zero tokens: their q, k, v are 0, so as keys they score only their bias and add nothing.
+// Each (batch, cuboid, head) is one softmax(q k^T * scale + bias) v over its V tokens; nothing of size V x V per
+// token, and none of the reordered copies of q, k, v or of the output, is ever stored.
+int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 4 || ndims[0] != 5 || ndims[1] != 3) return 1;
+  const float *qkv = static_cast<const float *>(params[0]);
+  const float *bias = static_cast<const float *>(params[1]);
+  const float *meta = static_cast<const float *>(params[2]);
+  float *out = static_cast<float *>(params[3]);
+  const int64_t batch = shapes[0][0], dims[3] = {shapes[0][1], shapes[0][2], shapes[0][3]};
+  const int64_t c3 = shapes[0][4], c = c3 / 3;
+  const int64_t heads = static_cast<int64_t>(meta[0]);
+  const float scale = meta[1];
+  int64_t cub[3], dilated[3], padded[3], counts[3];
+  for (int a = 0; a < 3; ++a) {
+    cub[a] = static_cast<int64_t>(meta[2 + a]);
+    dilated[a] = meta[5 + a] != 0.0f;
+    padded[a] = static_cast<int64_t>(meta[8 + a]);
+    if (cub[a] <= 0 || padded[a] < dims[a] || padded[a] % cub[a]) return 2;
+    counts[a] = padded[a] / cub[a];
+  }
+  if (c3 % 3 || heads <= 0 || c % heads) return 3;
+  const int64_t hc = c / heads, vol = cub[0] * cub[1] * cub[2];
+  const int64_t cuboids = counts[0] * counts[1] * counts[2];
+  if (shapes[1][0] != heads || shapes[1][1] != vol || shapes[1][2] != vol) return 4;
+#pragma omp parallel
+  {
+    // per thread: the token rows of one cuboid (-1 = padding) and one row of scores
+    int64_t *rows = new int64_t[vol];
+    float *score = new float[vol];
+    float *acc = new float[hc];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t job = 0; job < batch * cuboids; ++job) {
+      const int64_t b = job / cuboids, n = job % cuboids;
+      const int64_t idx[3] = {n / (counts[1] * counts[2]), (n / counts[2]) % counts[1], n % counts[2]};
+      for (int64_t j = 0; j < vol; ++j) {
+        const int64_t off[3] = {j / (cub[1] * cub[2]), (j / cub[2]) % cub[1], j % cub[2]};
+        int64_t pos[3];
+        bool real = true;
+        for (int a = 0; a < 3; ++a) {
+          pos[a] = dilated[a] ? off[a] * counts[a] + idx[a] : idx[a] * cub[a] + off[a];
+          real = real && pos[a] < dims[a];
+        }
+        rows[j] = real ? ((b * dims[0] + pos[0]) * dims[1] + pos[1]) * dims[2] + pos[2] : -1;
+      }
+      for (int64_t h = 0; h < heads; ++h) {
+        const float *bias_h = bias + h * vol * vol;
+        for (int64_t i = 0; i < vol; ++i) {
+          if (rows[i] < 0) continue;  // a padded query's output is cut away
+          const float *q = qkv + rows[i] * c3 + h * hc;
+          float top = -INFINITY;
+          for (int64_t j = 0; j < vol; ++j) {
+            float s = 0.0f;
+            if (rows[j] >= 0) {
+              const float *k = qkv + rows[j] * c3 + c + h * hc;
+#pragma omp simd reduction(+ : s)
+              for (int64_t d = 0; d < hc; ++d) s += q[d] * k[d];
+            }
+            s = s * scale + bias_h[i * vol + j];
+            score[j] = s;
+            top = s > top ? s : top;
+          }
+          float total = 0.0f;
+          for (int64_t j = 0; j < vol; ++j) {
+            score[j] = exp_nonpositive(score[j] - top);
+            total += score[j];
+          }
+          for (int64_t d = 0; d < hc; ++d) acc[d] = 0.0f;
+          for (int64_t j = 0; j < vol; ++j) {
+            if (rows[j] < 0) continue;
+            const float p = score[j];
+            const float *v = qkv + rows[j] * c3 + 2 * c + h * hc;
+#pragma omp simd
+            for (int64_t d = 0; d < hc; ++d) acc[d] = std::fma(p, v[d], acc[d]);
+          }
+          float *o = out + rows[i] * c + h * hc;
+          const float inv = 1.0f / total;
+#pragma omp simd
+          for (int64_t d = 0; d < hc; ++d) o[d] = acc[d] * inv;
+        }
+      }
+    }
+    delete[] rows;
+    delete[] score;
+    delete[] acc;
+  }
+  return 0;
+}
+
 }  // extern "C"

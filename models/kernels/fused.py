@@ -1,5 +1,5 @@
 """Drop-in GELU, GroupNorm(+SiLU), LayerNorm and channels-first/last transpose cells that run the fused CPU kernels
-in inference.
+in inference, and the cuboid-attention core (`CuboidAttentionCore`, inference only, without a gradient).
 
 Each cell keeps the parameter names of the MindSpore layer it replaces (`gamma`, `beta`), so the official
 parameter tree and the weight conversion are unchanged. While a cell is in training mode, or when the kernel
@@ -188,3 +188,26 @@ class ChannelsLast(nn.Cell):
         if self.training or not self.fused or x.dtype != mstype.float32:
             return ops.transpose(x, _last_perm(len(x.shape)))
         return self._kernel(x)
+
+
+class CuboidAttentionCore(nn.Cell):
+    """softmax(q·kᵀ·scale + bias)·v within every cuboid, on the natural token layout.
+
+    `construct(qkv, bias)`: qkv (B, T, H, W, 3C) — q, k, v of every token side by side, each C = heads × hc, q not
+    yet scaled — and bias (heads, V, V) → (B, T, H, W, C), the heads' outputs side by side. The cuboids of V =
+    ∏cuboid positions tile the zero-padded grid `padded` (T', H', W'), local ("l") or dilated ("d") per axis;
+    padded positions are zero tokens. Against the reorder / batched-matmul formulation it stores no reordered copy
+    of q, k, v or of the output and no V×V score tensor: about a fifth of the memory, in one pass over qkv. It has
+    no gradient (only the UNet uses it, which nothing differentiates in inference); `fused` is False when the
+    kernel library is unavailable.
+    """
+
+    def __init__(self, heads: int, scale: float, cuboid, strategy, padded):
+        super().__init__()
+        self._kernel = _custom("CuboidAttention", out_shape=lambda s, *rest: list(s[:-1]) + [s[-1] // 3])
+        self.fused = self._kernel is not None
+        self.meta = Tensor(np.array([heads, scale, *cuboid, *(0.0 if m == "l" else 1.0 for m in strategy), *padded],
+                                    np.float32))
+
+    def construct(self, qkv, bias):
+        return self._kernel(qkv, bias, self.meta)
