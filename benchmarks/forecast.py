@@ -1,7 +1,7 @@
 """The forecast path at the paper configuration (`sevirlr`) against this machine's fp32 matmul peak.
 
     python -m benchmarks.forecast [--preset sevirlr] [--members 8] [--member-batch N] [--timed-steps 3]
-                                  [--skip-batch1]
+                                  [--skip-batch1] [--official FILE]
 
 Prints JSON with: the measured fp32 matmul rate (GFLOP/s, best of compiled 2048² and 4096² matmuls); UNet forward
 seconds at batch 1 and batch `members` (and their ratio to the matmul floor, using the official network's 653 GFLOP
@@ -12,6 +12,10 @@ shapes); one guided solver step at the member batch (`--member-batch`, default t
 from the VAE part plus ⌈members / member batch⌉ × steps guided steps — with dpmpp-20, DDIM-50 and DDPM-1000 (solver
 loops timed for `--timed-steps` steps and extrapolated) next to the official sampler's sequential DDPM-1000 (members
 one at a time: 8 × (coding of one member + 1000 one-member steps)). Each part runs in its own process.
+
+`--official FILE` takes the JSON printed by `../shared/tools/bench_official.py` (the official PyTorch networks) run
+in the same session on the same machine, copies it under `official`, and adds `vs_official`: our time over the
+official one for the UNet forward at batch 1 and at batch 8 (> 1: slower than PyTorch).
 """
 from __future__ import annotations
 
@@ -133,7 +137,19 @@ def main() -> None:
                         help="members per UNet call in the guided step (default: the preset's sample.member_batch)")
     parser.add_argument("--timed-steps", type=int, default=3)
     parser.add_argument("--skip-batch1", action="store_true")
+    parser.add_argument("--official", type=argparse.FileType("r"), default=None,
+                        help="JSON of ../shared/tools/bench_official.py from the same session")
     args = parser.parse_args()
+    reference = None  # the official networks' figures
+    if args.official is not None:
+        import json
+
+        try:
+            reference = json.load(args.official)
+        except ValueError as err:
+            parser.error(f"--official {args.official.name}: not JSON ({err})")
+        if not isinstance(reference, dict):
+            parser.error(f"--official {args.official.name}: expected the JSON object bench_official.py prints")
     m = args.members
     if args.member_batch is None:
         from prediff.config import load_config
@@ -171,6 +187,14 @@ def main() -> None:
             official = m * (one["encode_decode_s"] + 1000 * one["per_step_s"])
             out["sequential_ddpm1000_s"] = round(official, 1)
             out["speedup_vs_sequential_ddpm1000"] = {k: round(official / v, 1) for k, v in e2e.items()}
+    if reference is not None:
+        out["official"] = reference
+        ratios = {}
+        for key, name in (("batch1", "unet_fwd_b1_s"), (f"batch{m}", f"unet_fwd_b{m}_s")):
+            ours, theirs = unet.get(key, {}).get("min_s"), reference.get(name)
+            if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0:
+                ratios[f"unet_forward_{key}"] = round(ours / theirs, 2)
+        out["vs_official"] = ratios
     emit(out)
 
 
