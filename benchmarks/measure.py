@@ -78,15 +78,16 @@ def machine() -> dict:
     oneDNN is capped at (prediff sets ONEDNN_MAX_CPU_ISA), total memory. Speed ratios only compare within one kind."""
     import platform
 
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = None, set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first core's lines stand for all
+            if line.startswith("model name") and model is None:
                 model = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    model = model or platform.processor() or platform.machine()
     try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
     except (ValueError, OSError):

@@ -109,7 +109,14 @@ class CuboidSelfAttentionLayer(nn.Cell):
         # it has no gradient, and the alignment network's attention is differentiated by guidance in inference
         self.fuse_core = False
         self.core = CuboidAttentionCore(num_heads, self.scale, eff, strategy, padded)
-        self.zero_bias = Tensor(np.zeros((num_heads, self.volume, self.volume), np.float32))
+        if not use_relative_pos:
+            self.zero_bias = Tensor(np.zeros((num_heads, self.volume, self.volume), np.float32))
+
+    def _relative_bias(self):
+        """(heads, V, V): the bias of query position i and key position j inside a cuboid, per head."""
+        v = self.volume
+        bias = ops.gather(self.relative_position_bias_table, self.bias_index, 0).reshape(v, v, self.num_heads)
+        return ops.transpose(bias, (2, 0, 1))
 
     def official_buffers(self):
         return {"relative_position_index": self._index} if self.use_relative_pos else {}
@@ -137,8 +144,7 @@ class CuboidSelfAttentionLayer(nn.Cell):
         val = ops.transpose(val.reshape(b, n, v, nh, hc), (0, 1, 3, 2, 4))
         score = ops.matmul(q, k)  # (B, N, heads, V, V)
         if self.use_relative_pos:
-            bias = ops.gather(self.relative_position_bias_table, self.bias_index, 0).reshape(v, v, nh)
-            score = score + ops.transpose(bias, (2, 0, 1))
+            score = score + self._relative_bias()
         weights = self.attn_drop(ops.softmax(score, axis=-1))
         out = ops.matmul(weights, val)  # (B, N, heads, V, hc)
         out = ops.transpose(out, (0, 1, 3, 2, 4)).reshape(b, n, v, c)
@@ -155,13 +161,7 @@ class CuboidSelfAttentionLayer(nn.Cell):
         """Inference on the natural layout: one projection to q, k, v, the fused core, the output projection."""
         b, t, h, w, c = x.shape
         qkv = self._matmul_tb(self.norm(x).reshape(-1, c), self.qkv.weight).reshape(b, t, h, w, 3 * c)
-        if self.use_relative_pos:
-            v = self.volume
-            bias = ops.transpose(ops.gather(self.relative_position_bias_table, self.bias_index, 0)
-                                 .reshape(v, v, self.num_heads), (2, 0, 1))
-        else:
-            bias = self.zero_bias
-        out = self.core(qkv, bias)
+        out = self.core(qkv, self._relative_bias() if self.use_relative_pos else self.zero_bias)
         if self.use_final_proj:
             out = self.proj_drop(self.proj(out))
         return out
