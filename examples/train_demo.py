@@ -107,7 +107,7 @@ def main() -> None:
                        "with --resume, or choose another --work\n")
     report_path = work / "demo_training.json"
     earlier = json.loads(report_path.read_text()) if args.resume and report_path.is_file() else {}
-    seconds = {k: v for k, v in earlier.get("seconds", {}).items()}
+    seconds = dict(earlier.get("seconds", {}))
     if not (data / "CATALOG.csv").is_file():
         seconds["data"] = prediff("download", "synthetic", "--dest", str(data), "--events", str(args.events),
                                   "--seed", str(args.seed))
