@@ -1,5 +1,6 @@
 """The fused cuboid-attention core: equal to the reorder / batched-matmul layer in inference for every cuboid layout
-PreDiff can build (padding, dilated axes, no relative bias, several heads), used by the UNet only, and memory-light."""
+PreDiff can build (padding, dilated axes, no relative bias, several heads), memory-light, and with a gradient
+kernel equal to MindSpore's autodiff of that layer."""
 from __future__ import annotations
 
 import numpy as np
@@ -44,32 +45,97 @@ def test_fused_core_equals_the_reorder_formulation(dim, heads, cuboid, data_shap
     np.testing.assert_allclose(fused, reference, rtol=2e-5, atol=2e-5 * np.abs(reference).max())
 
 
-def test_only_the_unet_uses_it_and_training_takes_the_standard_path():
+CASES_GRAD = [
+    (16, 2, (4, 1, 1), (4, 5, 6), ("l", "l", "l"), True),
+    (8, 1, (2, 3, 2), (5, 7, 4), ("l", "l", "l"), True),
+    (16, 2, (3, 2, 1), (4, 3, 3), ("d", "d", "l"), False),
+]
+
+
+@pytest.mark.parametrize("dim,heads,cuboid,data_shape,strategy,rel", CASES_GRAD)
+@pytest.mark.parametrize("training", [False, True])
+def test_gradient_kernel_equals_autodiff_of_the_reorder_formulation(dim, heads, cuboid, data_shape, strategy, rel,
+                                                                    training):
+    """Input and weight gradients (bias table, norm, projections) of the fused layer against MindSpore's autodiff
+    of the standard layer: in inference (guidance) and in training without attention dropout."""
+    import mindspore as ms
     from mindspore import Tensor
 
+    layer = _layer(dim, heads, cuboid, data_shape, strategy, rel, seed=3)
+    layer.set_train(training)
+    rng = np.random.default_rng(4)
+    x = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
+    w = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
+    params = layer.trainable_params()
+
+    def objective(inp):
+        return (layer(inp) * w).sum()
+
+    results = {}
+    for fuse in (False, True):
+        layer.fuse_core = fuse
+        value, (gx, gw) = ms.value_and_grad(objective, grad_position=0, weights=params)(x)
+        results[fuse] = [value.asnumpy(), gx.asnumpy()] + [g.asnumpy() for g in gw]
+    for name, ref, got in zip(["value", "x"] + [p.name for p in params], results[False], results[True]):
+        assert float(np.abs(ref).max()) > 0, name  # every gradient is exercised
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()), err_msg=name)
+
+
+@pytest.mark.parametrize("dim,heads,cuboid,data_shape,strategy,rel", CASES_GRAD)
+def test_keyed_attention_dropout_drops_the_same_weights_in_both_paths(dim, heads, cuboid, data_shape, strategy, rel):
+    """With the trainers' keyed dropout (p = 0.3) the fused kernel and the standard layer give the same value and
+    gradients in a compiled training step, and a different key gives a different value (the mask is applied)."""
+    import mindspore as ms
+    from mindspore import Parameter, Tensor
+
+    from prediff_models.earthformer.cuboid_attention import CuboidSelfAttentionLayer
+    from prediff_models.keyed_dropout import KeyedDropout
+
+    layer = CuboidSelfAttentionLayer(dim, heads, cuboid, data_shape, strategy=strategy, use_relative_pos=rel,
+                                     attn_drop=0.3)
+    rng = np.random.default_rng(6)
+    for p in layer.trainable_params():
+        p.set_data(Tensor(rng.standard_normal(p.shape).astype(np.float32) * 0.3))
+    key = Parameter(Tensor(np.uint32(12345)), name="key", requires_grad=False)
+    layer.attn_drop.dropout = KeyedDropout(0.3, 2, key)
+    layer.set_train(True)
+    x = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
+    w = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
+    params = layer.trainable_params()
+
+    def objective(inp):
+        return (layer(inp) * w).sum()
+
+    results = {}
+    for fuse in (False, True):
+        layer.fuse_core = fuse
+        value, (gx, gw) = ms.jit(ms.value_and_grad(objective, grad_position=0, weights=params))(x)
+        results[fuse] = [value.asnumpy(), gx.asnumpy()] + [g.asnumpy() for g in gw]
+    for name, ref, got in zip(["value", "x"] + [p.name for p in params], results[False], results[True]):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()), err_msg=name)
+    key.set_data(Tensor(np.uint32(54321)))
+    other = ms.jit(ms.value_and_grad(objective, grad_position=0, weights=params))(x)[0].asnumpy()
+    assert abs(float(other) - float(results[True][0])) > 1e-3
+
+
+def test_every_network_fuses_and_unkeyed_attention_dropout_keeps_the_standard_path():
     import prediff_models as models
+    from mindspore import Tensor
+
     from prediff.config import load_config
     from prediff_models.earthformer.cuboid_attention import CuboidSelfAttentionLayer
 
     cfg = load_config("tiny")
-    unet = models.build("unet", cfg.model_kwargs("unet"))
-    align = models.build("align", cfg.model_kwargs("align"))
-
-    def flags(net):
-        return {c.fuse_core for _, c in net.cells_and_names() if isinstance(c, CuboidSelfAttentionLayer)}
-
-    assert flags(unet) == {True}
-    assert flags(align) == {False}  # guidance differentiates the alignment network in inference
-    layer = _layer(16, 2, (2, 2, 2), (4, 4, 4))
-    layer.fuse_core = True
-    x = Tensor(np.random.default_rng(2).standard_normal((1, 4, 4, 4, 16)).astype(np.float32))
-    import mindspore as ms
-
-    def total(inp):
-        return layer(inp).sum()
-
-    layer.set_train(True)  # dropout is 0 here, so training and inference compute the same function
-    value, grad = ms.value_and_grad(total)(x)  # the kernel has no gradient: training must not reach it
-    assert float(np.abs(grad.asnumpy()).max()) > 0
+    for component in ("unet", "align"):
+        net = models.build(component, cfg.model_kwargs(component))
+        assert {c.fuse_core for _, c in net.cells_and_names() if isinstance(c, CuboidSelfAttentionLayer)} == {True}
+    layer = CuboidSelfAttentionLayer(16, 2, (2, 2, 2), (4, 4, 4), attn_drop=0.5)
+    rng = np.random.default_rng(5)
+    for p in layer.trainable_params():
+        p.set_data(Tensor(rng.standard_normal(p.shape).astype(np.float32) * 0.3))
+    x = Tensor(rng.standard_normal((1, 4, 4, 4, 16)).astype(np.float32))
     layer.set_train(False)
-    assert float(total(x).asnumpy()) == pytest.approx(float(value.asnumpy()), rel=1e-5, abs=1e-4)
+    inference = layer(x).asnumpy()
+    layer.set_train(True)  # MindSpore's own dropout (not keyed): the kernel cannot draw its masks
+    first, second = layer(x).asnumpy(), layer(x).asnumpy()
+    assert np.abs(first - inference).max() > 1e-3 and np.abs(first - second).max() > 1e-3

@@ -19,6 +19,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import dtype as mstype
 
+from ..keyed_dropout import KeyedDropout
 from ..kernels import CuboidAttentionCore, LayerNorm
 from .init import init_linear, normal_table
 
@@ -105,9 +106,13 @@ class CuboidSelfAttentionLayer(nn.Cell):
             # the official code slices the constructor-size index to the effective volume
             self.bias_index = Tensor(self._index[:self.volume, :self.volume].reshape(-1).astype(np.int32))
         self._matmul_tb = ops.MatMul(transpose_b=True)
-        # the fused attention core runs in inference only for layers whose owner switches it on (`fuse_core`):
-        # it has no gradient, and the alignment network's attention is differentiated by guidance in inference
-        self.fuse_core = False
+        # the fused attention core (and its gradient kernel) replaces the reorder / batched-matmul path wherever
+        # it computes the same function: in inference, and in training without attention dropout or with the
+        # trainers' keyed dropout (the kernel applies the same masks; MindSpore's own dropout stream it cannot
+        # reproduce); `fuse_core = False` forces the standard path (tests compare the two)
+        self.fuse_core = True
+        self.attn_drop_p = float(attn_drop)
+        self.no_drop = Tensor(np.uint32(0))
         self.core = CuboidAttentionCore(num_heads, self.scale, eff, strategy, padded)
         if not use_relative_pos:
             self.zero_bias = Tensor(np.zeros((num_heads, self.volume, self.volume), np.float32))
@@ -123,8 +128,11 @@ class CuboidSelfAttentionLayer(nn.Cell):
 
     def construct(self, x):
         b, t, h, w, c = x.shape
-        if self.fuse_core and not self.training and self.core.fused and x.dtype == mstype.float32:
-            return self._fused(x)
+        if self.fuse_core and self.core.fused and x.dtype == mstype.float32:
+            if not self.training or self.attn_drop_p == 0.0:
+                return self._fused(x, self.no_drop, self.no_drop)
+            if isinstance(self.attn_drop.dropout, KeyedDropout):
+                return self._fused(x, self.attn_drop.dropout.offset(), self.attn_drop.dropout.threshold)
         x = self.norm(x)
         if self.pads[0] or self.pads[1] or self.pads[2]:
             x = ops.pad(x, (0, 0, 0, self.pads[2], 0, self.pads[1], 0, self.pads[0]))
@@ -157,11 +165,12 @@ class CuboidSelfAttentionLayer(nn.Cell):
             out = out[:, :t, :h, :w]
         return out
 
-    def _fused(self, x):
-        """Inference on the natural layout: one projection to q, k, v, the fused core, the output projection."""
+    def _fused(self, x, drop_offset, drop_threshold):
+        """The natural layout throughout: one projection to q, k, v, the fused core, the output projection."""
         b, t, h, w, c = x.shape
         qkv = self._matmul_tb(self.norm(x).reshape(-1, c), self.qkv.weight).reshape(b, t, h, w, 3 * c)
-        out = self.core(qkv, self._relative_bias() if self.use_relative_pos else self.zero_bias)
+        bias = self._relative_bias() if self.use_relative_pos else self.zero_bias
+        out = self.core(qkv, bias, drop_offset, drop_threshold)
         if self.use_final_proj:
             out = self.proj_drop(self.proj(out))
         return out

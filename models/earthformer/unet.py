@@ -17,7 +17,6 @@ from mindspore import Tensor, nn, ops
 
 from ..kernels import ChannelsFirst, ChannelsLast
 from ..recompute import enable_recompute
-from .cuboid_attention import CuboidSelfAttentionLayer
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .init import init_linear
 from .options import block_widths, check_supported, level_cuboids, level_patterns
@@ -106,9 +105,6 @@ class CuboidTransformerUNet(nn.Cell):
         self.to_ncthw, self.to_nthwc = ChannelsFirst(), ChannelsLast()
         # the official `checkpoint_level` (gradient checkpointing) maps onto MindSpore's recomputation marks
         enable_recompute(self, int(checkpoint_level))
-        for _, cell in self.cells_and_names():  # nothing differentiates the UNet in inference
-            if isinstance(cell, CuboidSelfAttentionLayer):
-                cell.fuse_core = True
 
     def _level(self, x, t_emb, time_block, blocks):
         for block in blocks:

@@ -63,6 +63,81 @@ void gelu_range(const float *__restrict x, float *__restrict y, int64_t begin, i
   for (int64_t i = begin; i < end; ++i) y[i] = gelu_exact(x[i]);
 }
 
+// Wellons' "lowbias32", the hash of the keyed dropout (prediff_models/keyed_dropout.py); wraps modulo 2^32.
+inline uint32_t mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x7FEB352Du;
+  h ^= h >> 15;
+  h *= 0x846CA68Bu;
+  h ^= h >> 16;
+  return h;
+}
+
+// The attention dropout of one (batch, cuboid, head, query) row: weight j of the row is kept when
+// mix32(base + j + offset) >= threshold, base = flat index of the row's first element in the (B, N, heads, V, V)
+// weights of the standard path, so both paths drop the same elements; kept weights are scaled by `scale`.
+struct RowDropout {
+  uint32_t offset, threshold;
+  float scale;
+  bool active() const { return threshold != 0u; }
+  float factor(uint32_t base, int64_t j) const {
+    return mix32(base + static_cast<uint32_t>(j) + offset) >= threshold ? scale : 0.0f;
+  }
+};
+
+RowDropout row_dropout(const void *offset, const void *threshold) {
+  RowDropout d;
+  d.offset = *static_cast<const uint32_t *>(offset);
+  d.threshold = *static_cast<const uint32_t *>(threshold);
+  d.scale = static_cast<float>(1.0 / (1.0 - d.threshold / 4294967296.0));
+  return d;
+}
+
+// Where the tokens of each cuboid are (shared by CuboidAttention and its gradient). qkv (B, T, H, W, 3C), bias
+// (heads, V, V), meta as documented at CuboidAttention.
+struct CuboidPlan {
+  int64_t batch, dims[3], c, heads, hc, vol, cuboids, cub[3], dilated[3], counts[3];
+  float scale;
+  // rows[j] = flat token index (b, t, h, w) of position j of cuboid `job` = (b, n), or -1 for a padded position
+  void cuboid_rows(int64_t job, int64_t *rows) const {
+    const int64_t b = job / cuboids, n = job % cuboids;
+    const int64_t idx[3] = {n / (counts[1] * counts[2]), (n / counts[2]) % counts[1], n % counts[2]};
+    for (int64_t j = 0; j < vol; ++j) {
+      const int64_t off[3] = {j / (cub[1] * cub[2]), (j / cub[2]) % cub[1], j % cub[2]};
+      int64_t pos[3];
+      bool real = true;
+      for (int a = 0; a < 3; ++a) {
+        pos[a] = dilated[a] ? off[a] * counts[a] + idx[a] : idx[a] * cub[a] + off[a];
+        real = real && pos[a] < dims[a];
+      }
+      rows[j] = real ? ((b * dims[0] + pos[0]) * dims[1] + pos[1]) * dims[2] + pos[2] : -1;
+    }
+  }
+};
+
+// Fills `plan` from the shapes and meta; non-zero (the kernel's error code) when they do not fit together.
+int plan_cuboids(const int64_t *qkv_shape, const int64_t *bias_shape, const float *meta, CuboidPlan *plan) {
+  plan->batch = qkv_shape[0];
+  const int64_t c3 = qkv_shape[4];
+  plan->c = c3 / 3;
+  plan->heads = static_cast<int64_t>(meta[0]);
+  plan->scale = meta[1];
+  for (int a = 0; a < 3; ++a) {
+    plan->dims[a] = qkv_shape[1 + a];
+    plan->cub[a] = static_cast<int64_t>(meta[2 + a]);
+    plan->dilated[a] = meta[5 + a] != 0.0f;
+    const int64_t padded = static_cast<int64_t>(meta[8 + a]);
+    if (plan->cub[a] <= 0 || padded < plan->dims[a] || padded % plan->cub[a]) return 2;
+    plan->counts[a] = padded / plan->cub[a];
+  }
+  if (c3 % 3 || plan->heads <= 0 || plan->c % plan->heads) return 3;
+  plan->hc = plan->c / plan->heads;
+  plan->vol = plan->cub[0] * plan->cub[1] * plan->cub[2];
+  plan->cuboids = plan->counts[0] * plan->counts[1] * plan->counts[2];
+  if (bias_shape[0] != plan->heads || bias_shape[1] != plan->vol || bias_shape[2] != plan->vol) return 4;
+  return 0;
+}
+
 }  // namespace
 
 extern "C" {
@@ -214,29 +289,20 @@ int ToChannelsLast(int nparam, void **params, int *ndims, int64_t **shapes, cons
 // padded length L and cuboid size b, local puts offset o of cuboid i at i*b + o and dilated at o*(L/b) + i. Padded
 // positions stand for zero tokens: their q, k, v are 0, so as keys they score only their bias and add nothing.
 // Each (batch, cuboid, head) is one softmax(q k^T * scale + bias) v over its V tokens; nothing of size V x V per
-// token, and none of the reordered copies of q, k, v or of the output, is ever stored.
+// token, and none of the reordered copies of q, k, v or of the output, is ever stored. offset and threshold
+// (uint32 scalars) key the attention dropout (RowDropout); threshold 0 is no dropout.
 int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 4 || ndims[0] != 5 || ndims[1] != 3) return 1;
+  if (nparam != 6 || ndims[0] != 5 || ndims[1] != 3) return 1;
   const float *qkv = static_cast<const float *>(params[0]);
   const float *bias = static_cast<const float *>(params[1]);
   const float *meta = static_cast<const float *>(params[2]);
-  float *out = static_cast<float *>(params[3]);
-  const int64_t batch = shapes[0][0], dims[3] = {shapes[0][1], shapes[0][2], shapes[0][3]};
-  const int64_t c3 = shapes[0][4], c = c3 / 3;
-  const int64_t heads = static_cast<int64_t>(meta[0]);
-  const float scale = meta[1];
-  int64_t cub[3], dilated[3], padded[3], counts[3];
-  for (int a = 0; a < 3; ++a) {
-    cub[a] = static_cast<int64_t>(meta[2 + a]);
-    dilated[a] = meta[5 + a] != 0.0f;
-    padded[a] = static_cast<int64_t>(meta[8 + a]);
-    if (cub[a] <= 0 || padded[a] < dims[a] || padded[a] % cub[a]) return 2;
-    counts[a] = padded[a] / cub[a];
-  }
-  if (c3 % 3 || heads <= 0 || c % heads) return 3;
-  const int64_t hc = c / heads, vol = cub[0] * cub[1] * cub[2];
-  const int64_t cuboids = counts[0] * counts[1] * counts[2];
-  if (shapes[1][0] != heads || shapes[1][1] != vol || shapes[1][2] != vol) return 4;
+  const RowDropout drop = row_dropout(params[3], params[4]);
+  float *out = static_cast<float *>(params[5]);
+  CuboidPlan plan;
+  const int status = plan_cuboids(shapes[0], shapes[1], meta, &plan);
+  if (status) return status;
+  const int64_t c = plan.c, c3 = 3 * c, hc = plan.hc, vol = plan.vol, heads = plan.heads;
+  const float scale = plan.scale;
 #pragma omp parallel
   {
     // per thread: the token rows of one cuboid (-1 = padding) and one row of scores
@@ -244,19 +310,8 @@ int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, con
     float *score = new float[vol];
     float *acc = new float[hc];
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t job = 0; job < batch * cuboids; ++job) {
-      const int64_t b = job / cuboids, n = job % cuboids;
-      const int64_t idx[3] = {n / (counts[1] * counts[2]), (n / counts[2]) % counts[1], n % counts[2]};
-      for (int64_t j = 0; j < vol; ++j) {
-        const int64_t off[3] = {j / (cub[1] * cub[2]), (j / cub[2]) % cub[1], j % cub[2]};
-        int64_t pos[3];
-        bool real = true;
-        for (int a = 0; a < 3; ++a) {
-          pos[a] = dilated[a] ? off[a] * counts[a] + idx[a] : idx[a] * cub[a] + off[a];
-          real = real && pos[a] < dims[a];
-        }
-        rows[j] = real ? ((b * dims[0] + pos[0]) * dims[1] + pos[1]) * dims[2] + pos[2] : -1;
-      }
+    for (int64_t job = 0; job < plan.batch * plan.cuboids; ++job) {
+      plan.cuboid_rows(job, rows);
       for (int64_t h = 0; h < heads; ++h) {
         const float *bias_h = bias + h * vol * vol;
         for (int64_t i = 0; i < vol; ++i) {
@@ -280,9 +335,10 @@ int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, con
             total += score[j];
           }
           for (int64_t d = 0; d < hc; ++d) acc[d] = 0.0f;
+          const uint32_t base = static_cast<uint32_t>(((job * heads + h) * vol + i) * vol);
           for (int64_t j = 0; j < vol; ++j) {
             if (rows[j] < 0) continue;
-            const float p = score[j];
+            const float p = drop.active() ? score[j] * drop.factor(base, j) : score[j];
             const float *v = qkv + rows[j] * c3 + 2 * c + h * hc;
 #pragma omp simd
             for (int64_t d = 0; d < hc; ++d) acc[d] = std::fma(p, v[d], acc[d]);
@@ -297,6 +353,136 @@ int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, con
     delete[] rows;
     delete[] score;
     delete[] acc;
+  }
+  return 0;
+}
+
+
+// Gradient of CuboidAttention. params: qkv, bias, meta, offset, threshold (as the forward), dout (like its output);
+// outputs dqkv (like qkv) and dbias (heads, V, V). Per (batch, cuboid, head) the probabilities P of every real query
+// are recomputed from q, k and the bias (nothing of size V x V was kept by the forward). With M the dropout factors
+// (0 or 1/(1-p); all 1 without dropout) and G_ij = M_ij (dout_i . v_j):  D_i = sum_j P_ij G_ij;
+// dS_ij = P_ij (G_ij - D_i);  dq_i = scale sum_j dS_ij k_j;  dk_j = scale sum_i dS_ij q_i;
+// dv_j = sum_i P_ij M_ij dout_i;  dbias[h, i, j] = sum over batch and cuboids of dS_ij.
+// Padded keys (zero tokens) still take part in the softmax through their bias, so dbias sees them; they have no
+// q, k, v of their own to receive a gradient. Every real token lies in exactly one cuboid, so the rows of dqkv a
+// job writes belong to it alone; dbias is summed per thread and then across threads.
+int CuboidAttentionGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 8 || ndims[0] != 5 || ndims[1] != 3 || ndims[5] != 5) return 1;
+  const float *qkv = static_cast<const float *>(params[0]);
+  const float *bias = static_cast<const float *>(params[1]);
+  const float *meta = static_cast<const float *>(params[2]);
+  const RowDropout drop = row_dropout(params[3], params[4]);
+  const float *dout = static_cast<const float *>(params[5]);
+  float *dqkv = static_cast<float *>(params[6]);
+  float *dbias = static_cast<float *>(params[7]);
+  CuboidPlan plan;
+  const int status = plan_cuboids(shapes[0], shapes[1], meta, &plan);
+  if (status) return status;
+  for (int a = 0; a < 5; ++a)
+    if (shapes[5][a] != shapes[0][a] - (a == 4 ? 2 * plan.c : 0)) return 5;
+  const int64_t c = plan.c, c3 = 3 * c, hc = plan.hc, vol = plan.vol, heads = plan.heads;
+  const float scale = plan.scale;
+  const int64_t bias_size = heads * vol * vol;
+  for (int64_t i = 0; i < bias_size; ++i) dbias[i] = 0.0f;
+#pragma omp parallel
+  {
+    int64_t *rows = new int64_t[vol];
+    float *prob = new float[vol * vol];
+    float *dscore = new float[vol * vol];
+    float *mask = new float[vol * vol];
+    float *local_dbias = new float[bias_size]();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t job = 0; job < plan.batch * plan.cuboids; ++job) {
+      plan.cuboid_rows(job, rows);
+      for (int64_t j = 0; j < vol; ++j) {  // this cuboid's dk and dv rows start at zero; dq is written whole
+        if (rows[j] < 0) continue;
+        float *g = dqkv + rows[j] * c3;
+        for (int64_t d = c; d < c3; ++d) g[d] = 0.0f;
+      }
+      for (int64_t h = 0; h < heads; ++h) {
+        const float *bias_h = bias + h * vol * vol;
+        float *dbias_h = local_dbias + h * vol * vol;
+        for (int64_t i = 0; i < vol; ++i) {
+          if (rows[i] < 0) continue;
+          const float *q = qkv + rows[i] * c3 + h * hc;
+          const float *go = dout + rows[i] * c + h * hc;
+          const uint32_t base = static_cast<uint32_t>(((job * heads + h) * vol + i) * vol);
+          float *p = prob + i * vol;
+          float *m = mask + i * vol;
+          float top = -INFINITY;
+          for (int64_t j = 0; j < vol; ++j) {
+            float s = 0.0f;
+            if (rows[j] >= 0) {
+              const float *k = qkv + rows[j] * c3 + c + h * hc;
+#pragma omp simd reduction(+ : s)
+              for (int64_t d = 0; d < hc; ++d) s += q[d] * k[d];
+            }
+            s = s * scale + bias_h[i * vol + j];
+            p[j] = s;
+            top = s > top ? s : top;
+          }
+          float total = 0.0f;
+          for (int64_t j = 0; j < vol; ++j) {
+            p[j] = exp_nonpositive(p[j] - top);
+            total += p[j];
+          }
+          const float inv = 1.0f / total;
+          float *ds = dscore + i * vol;
+          float dot = 0.0f;
+          for (int64_t j = 0; j < vol; ++j) {
+            p[j] *= inv;
+            m[j] = drop.active() ? drop.factor(base, j) : 1.0f;
+            float dp = 0.0f;
+            if (rows[j] >= 0 && m[j] != 0.0f) {
+              const float *v = qkv + rows[j] * c3 + 2 * c + h * hc;
+#pragma omp simd reduction(+ : dp)
+              for (int64_t d = 0; d < hc; ++d) dp += go[d] * v[d];
+            }
+            ds[j] = dp * m[j];
+            dot += p[j] * ds[j];
+          }
+          for (int64_t j = 0; j < vol; ++j) {
+            ds[j] = p[j] * (ds[j] - dot);
+            dbias_h[i * vol + j] += ds[j];
+          }
+          // dq_i
+          float *gq = dqkv + rows[i] * c3 + h * hc;
+          for (int64_t d = 0; d < hc; ++d) gq[d] = 0.0f;
+          for (int64_t j = 0; j < vol; ++j) {
+            if (rows[j] < 0) continue;
+            const float w = ds[j] * scale;
+            const float *k = qkv + rows[j] * c3 + c + h * hc;
+#pragma omp simd
+            for (int64_t d = 0; d < hc; ++d) gq[d] = std::fma(w, k[d], gq[d]);
+          }
+        }
+        // dk_j and dv_j, key by key
+        for (int64_t j = 0; j < vol; ++j) {
+          if (rows[j] < 0) continue;
+          float *gk = dqkv + rows[j] * c3 + c + h * hc;
+          float *gv = dqkv + rows[j] * c3 + 2 * c + h * hc;
+          for (int64_t i = 0; i < vol; ++i) {
+            if (rows[i] < 0) continue;
+            const float w = dscore[i * vol + j] * scale, pij = prob[i * vol + j] * mask[i * vol + j];
+            const float *q = qkv + rows[i] * c3 + h * hc;
+            const float *go = dout + rows[i] * c + h * hc;
+#pragma omp simd
+            for (int64_t d = 0; d < hc; ++d) {
+              gk[d] = std::fma(w, q[d], gk[d]);
+              gv[d] = std::fma(pij, go[d], gv[d]);
+            }
+          }
+        }
+      }
+    }
+#pragma omp critical
+    for (int64_t i = 0; i < bias_size; ++i) dbias[i] += local_dbias[i];
+    delete[] rows;
+    delete[] prob;
+    delete[] dscore;
+    delete[] mask;
+    delete[] local_dbias;
   }
   return 0;
 }

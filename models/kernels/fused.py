@@ -1,5 +1,6 @@
 """Drop-in GELU, GroupNorm(+SiLU), LayerNorm and channels-first/last transpose cells that run the fused CPU kernels
-in inference, and the cuboid-attention core (`CuboidAttentionCore`, inference only, without a gradient).
+in inference, and the cuboid-attention core (`CuboidAttentionCore`, in inference and training, with a gradient
+kernel).
 
 Each cell keeps the parameter names of the MindSpore layer it replaces (`gamma`, `beta`), so the official
 parameter tree and the weight conversion are unchanged. While a cell is in training mode, or when the kernel
@@ -23,12 +24,11 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def _custom(function: str, bprop=None, out_shape=lambda x, *rest: x):
+def _custom(function: str, bprop=None, out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x):
     path = library_path()
     if path is None:
         return None
-    return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=lambda x, *rest: x, func_type="aot",
-                      bprop=bprop)
+    return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
 
 
 def _gelu_bprop(x, out, dout):
@@ -191,23 +191,36 @@ class ChannelsLast(nn.Cell):
 
 
 class CuboidAttentionCore(nn.Cell):
-    """softmax(q·kᵀ·scale + bias)·v within every cuboid, on the natural token layout.
+    """dropout(softmax(q·kᵀ·scale + bias))·v within every cuboid, on the natural token layout, with its gradient.
 
-    `construct(qkv, bias)`: qkv (B, T, H, W, 3C) — q, k, v of every token side by side, each C = heads × hc, q not
-    yet scaled — and bias (heads, V, V) → (B, T, H, W, C), the heads' outputs side by side. The cuboids of V =
-    ∏cuboid positions tile the zero-padded grid `padded` (T', H', W'), local ("l") or dilated ("d") per axis;
-    padded positions are zero tokens. Against the reorder / batched-matmul formulation it stores no reordered copy
-    of q, k, v or of the output and no V×V score tensor: about a fifth of the memory, in one pass over qkv. It has
-    no gradient (only the UNet uses it, which nothing differentiates in inference); `fused` is False when the
-    kernel library is unavailable.
+    `construct(qkv, bias, offset, threshold)`: qkv (B, T, H, W, 3C) — q, k, v of every token side by side, each
+    C = heads × hc, q not yet scaled — and bias (heads, V, V) → (B, T, H, W, C), the heads' outputs side by side.
+    The cuboids of V = ∏cuboid positions tile the zero-padded grid `padded` (T', H', W'), local ("l") or dilated
+    ("d") per axis; padded positions are zero tokens. `offset` and `threshold` (uint32 scalars) are the keyed
+    attention dropout of `prediff_models.keyed_dropout` on the (B, N, heads, V, V) weights (threshold 0: none).
+    Against the reorder / batched-matmul formulation it stores no reordered copy of q, k, v or of the output and
+    no V×V score tensor: about a fifth of the memory, in one pass over qkv. The gradient (to qkv and bias) is a
+    second kernel that recomputes the attention probabilities from qkv, so training and guidance keep only qkv
+    per layer. `fused` is False when the kernel library is unavailable.
     """
 
     def __init__(self, heads: int, scale: float, cuboid, strategy, padded):
         super().__init__()
-        self._kernel = _custom("CuboidAttention", out_shape=lambda s, *rest: list(s[:-1]) + [s[-1] // 3])
+        grad = _custom("CuboidAttentionGrad", out_shape=lambda s, b, *rest: (s, b),
+                       out_dtype=lambda s, b, *rest: (s, b))
+        self._kernel = _custom("CuboidAttention", out_shape=lambda s, *rest: list(s[:-1]) + [s[-1] // 3],
+                               bprop=None if grad is None else _attention_bprop(grad))
         self.fused = self._kernel is not None
         self.meta = Tensor(np.array([heads, scale, *cuboid, *(0.0 if m == "l" else 1.0 for m in strategy), *padded],
                                     np.float32))
 
-    def construct(self, qkv, bias):
-        return self._kernel(qkv, bias, self.meta)
+    def construct(self, qkv, bias, offset, threshold):
+        return self._kernel(qkv, bias, self.meta, offset, threshold)
+
+
+def _attention_bprop(grad):
+    def bprop(qkv, bias, meta, offset, threshold, out, dout):
+        dqkv, dbias = grad(qkv, bias, meta, offset, threshold, dout)
+        return dqkv, dbias, ops.zeros_like(meta), ops.zeros_like(offset), ops.zeros_like(threshold)
+
+    return bprop

@@ -17,6 +17,7 @@ import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 from prediff.pipelines.compile import compiled
+from prediff_models.keyed_dropout import KeyedDropout
 
 
 class TrainStep:
@@ -155,49 +156,6 @@ _DROPOUT_STREAM = 0x0D0D  # leading word of the dropout keys' SeedSequence, apar
 _U32 = np.uint32
 
 
-def _u32(value: int) -> Tensor:
-    # uint32 tensors, not Python ints: MindSpore has no uint32 multiply-by-scalar kernel
-    return Tensor(_U32(value & 0xFFFFFFFF))
-
-
-_MUL1, _MUL2, _GOLDEN = _u32(0x7FEB352D), _u32(0x846CA68B), 0x9E3779B9
-_SHIFT15, _SHIFT16 = _u32(15), _u32(16)
-
-
-def _mix32(h: Tensor) -> Tensor:
-    """A bijective 32-bit integer hash (Wellons' "lowbias32"); uint32 arithmetic wraps modulo 2^32."""
-    h = ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT16))
-    h = h * _MUL1
-    h = ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT15))
-    h = h * _MUL2
-    return ops.bitwise_xor(h, ops.bitwise_right_shift(h, _SHIFT16))
-
-
-class _KeyedDropoutOp(nn.Cell):
-    """Stands in for the `ops.Dropout` primitive inside an `nn.Dropout`: `construct(x) -> (out, keep)`.
-
-    Element `i` of `x` (row-major) is kept when `mix32(i + k) >= round(p·2^32)`, k = mix32(key + layer·φ), so the
-    keep probability is 1 − p to within 2^-32 and kept elements are scaled by 1/(1 − p), as `ops.Dropout` does.
-    Each (layer, key) reads its own window of the one pseudo-random sequence mix32(0), mix32(1), ... at a hashed
-    offset. `key` is a uint32 scalar Parameter written at the start of each compiled step; it is held outside the
-    Cell's own parameters (plain attribute) so the network's parameter list, and so its checkpoints, do not change.
-    Cost on CPU: about ten integer passes over `x` (MindSpore 2.10's native dropout: about one).
-    """
-
-    def __init__(self, p: float, layer: int, key: Parameter):
-        super().__init__()
-        self.scale = 1.0 / (1.0 - float(p))
-        self.threshold = _u32(min(int(round(float(p) * 2 ** 32)), 2 ** 32 - 1))
-        self.layer = _u32(layer * _GOLDEN)
-        object.__setattr__(self, "key", key)
-
-    def construct(self, x):
-        offset = _mix32(self.key + self.layer)
-        index = ops.cast(ops.arange(0, x.size, dtype=ms.int32), ms.uint32).reshape(x.shape)
-        keep = ops.stop_gradient(ops.cast(_mix32(index + offset) >= self.threshold, x.dtype))
-        return x * keep * self.scale, keep
-
-
 class StepDropout:
     """Dropout masks as a pure function of (seed, step, rank, micro-batch, layer, element).
 
@@ -206,7 +164,7 @@ class StepDropout:
     generator-driven random kernels either: `DropoutExt`, `RandExt`, `BernoulliExt` are not implemented). A resumed
     run builds fresh kernels whose streams restart, so it would draw the masks of steps 0, 1, ... again.
 
-    `install(net)` therefore swaps the primitive inside every active `nn.Dropout` of `net` for `_KeyedDropoutOp`
+    `install(net)` therefore swaps the primitive inside every active `nn.Dropout` of `net` for `KeyedDropout`
     (the cells, their `p` and their train/eval switch stay as they are). Each launch of a `TrainStep` built with
     this object first assigns its micro-batch's key; `begin_step(seed, step, rank)` chooses the keys.
     """
@@ -223,13 +181,13 @@ class StepDropout:
         cells = [cell for _, cell in net.cells_and_names() if isinstance(cell, nn.Dropout)]
         layers = 0
         for cell in cells:
-            if isinstance(cell.dropout, _KeyedDropoutOp):
+            if isinstance(cell.dropout, KeyedDropout):
                 raise ValueError("StepDropout.install: this network's dropout is already keyed")
             p = cell.p if cell.p is not None else 1.0 - cell.keep_prob
             if p > 0:
                 # the enumeration order of cells_and_names is fixed by the architecture, so a layer's number is
                 # the same in every process that builds the same network
-                cell.dropout = _KeyedDropoutOp(p, layers, param)
+                cell.dropout = KeyedDropout(p, layers, param)
                 layers += 1
         return cls(param, layers) if layers else None
 
