@@ -52,6 +52,27 @@ inline float gelu_exact(float x) {
   return (x > 0.0f ? x : 0.0f) - std::fabs(x) * tail;
 }
 
+// Phi(x) and phi(x) (standard normal cdf and pdf) with the same tail formula as gelu_exact: d/dx x Phi(x) needs both.
+inline float gelu_derivative(float x) {
+  float a = std::fabs(x);
+  a = a < 10.0f ? a : 10.0f;
+  const float t = 1.0f / std::fma(0.2316419f, a, 1.0f);
+  float p = 1.330274429f;
+  p = std::fma(p, t, -1.821255978f);
+  p = std::fma(p, t, 1.781477937f);
+  p = std::fma(p, t, -0.356563782f);
+  p = std::fma(p, t, 0.319381530f);
+  const float pdf = 0.3989422804014327f * exp_nonpositive(-0.5f * a * a);
+  const float tail = pdf * p * t;
+  const float cdf = x > 0.0f ? 1.0f - tail : tail;
+  return std::fma(x, pdf, cdf);
+}
+
+inline float sigmoid(float v) {
+  const float e = exp_nonpositive(-std::fabs(v));
+  return (v >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
 // v * sigmoid(v) through e = exp(-|v|), so that exp never overflows and the loop stays branch-free.
 inline float silu(float v) {
   const float e = exp_nonpositive(-std::fabs(v));
@@ -243,6 +264,179 @@ int LayerNormLast(int nparam, void **params, int *ndims, int64_t **shapes, const
     const float rstd = 1.0f / std::sqrt(s2 / channels + eps);
 #pragma omp simd
     for (int64_t i = 0; i < channels; ++i) out[i] = std::fma((row[i] - mean) * rstd, gamma[i], beta[i]);
+  }
+  return 0;
+}
+
+// Gradient of GeluExact. params: x, dout (like x); output dx = dout * (Phi(x) + x phi(x)).
+int GeluExactGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dout = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[2]);
+  const int64_t n = element_count(ndims[0], shapes[0]);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dout[i] * gelu_derivative(x[i]);
+  return 0;
+}
+
+// Gradient of LayerNormLast. params: x (..., C), gamma (C), options (1: eps), dout (like x); outputs dx (like x),
+// dgamma (C), dbeta (C). The row statistics are recomputed as the forward takes them. With xhat the normalised
+// row and g = dout * gamma: dx = rstd (g - mean(g) - xhat mean(g xhat)); dgamma = sum dout xhat; dbeta = sum dout.
+int LayerNormLastGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 7 || ndims[0] < 1) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gamma = static_cast<const float *>(params[1]);
+  const float eps = static_cast<const float *>(params[2])[0];
+  const float *dout = static_cast<const float *>(params[3]);
+  float *dx = static_cast<float *>(params[4]);
+  float *dgamma = static_cast<float *>(params[5]);
+  float *dbeta = static_cast<float *>(params[6]);
+  const int64_t channels = shapes[0][ndims[0] - 1];
+  const int64_t rows = element_count(ndims[0], shapes[0]) / channels;
+  for (int64_t i = 0; i < channels; ++i) dgamma[i] = dbeta[i] = 0.0f;
+#pragma omp parallel
+  {
+    float *sum_gamma = new float[channels]();
+    float *sum_beta = new float[channels]();
+    float *xhat = new float[channels];
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float *row = x + r * channels;
+      const float *go = dout + r * channels;
+      float *out = dx + r * channels;
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < channels; ++i) s += row[i];
+      const float mean = s / channels;
+      float s2 = 0.0f;
+#pragma omp simd reduction(+ : s2)
+      for (int64_t i = 0; i < channels; ++i) { const float d = row[i] - mean; s2 += d * d; }
+      const float rstd = 1.0f / std::sqrt(s2 / channels + eps);
+      float mean_g = 0.0f, mean_gx = 0.0f;
+#pragma omp simd reduction(+ : mean_g, mean_gx)
+      for (int64_t i = 0; i < channels; ++i) {
+        xhat[i] = (row[i] - mean) * rstd;
+        const float g = go[i] * gamma[i];
+        mean_g += g;
+        mean_gx += g * xhat[i];
+        sum_gamma[i] += go[i] * xhat[i];
+        sum_beta[i] += go[i];
+      }
+      mean_g /= channels;
+      mean_gx /= channels;
+#pragma omp simd
+      for (int64_t i = 0; i < channels; ++i) out[i] = rstd * (go[i] * gamma[i] - mean_g - xhat[i] * mean_gx);
+    }
+#pragma omp critical
+    for (int64_t i = 0; i < channels; ++i) {
+      dgamma[i] += sum_gamma[i];
+      dbeta[i] += sum_beta[i];
+    }
+    delete[] sum_gamma;
+    delete[] sum_beta;
+    delete[] xhat;
+  }
+  return 0;
+}
+
+// Gradient of GroupNormSilu. params: x (B, C, ...), gamma (C), beta (C), options (as the forward), dout (like x);
+// outputs dx (like x), dgamma (C), dbeta (C). Per (batch, group) the statistics are recomputed as the forward takes
+// them; with SiLU, dout is first multiplied by silu'(pre) = s (1 + pre (1 - s)), s = sigmoid(pre), pre the affine
+// output. Then as LayerNormLastGrad over the group: dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dout' gamma.
+int GroupNormSiluGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 8 || ndims[0] < 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gamma = static_cast<const float *>(params[1]);
+  const float *beta = static_cast<const float *>(params[2]);
+  const float *options = static_cast<const float *>(params[3]);
+  const float *dout = static_cast<const float *>(params[4]);
+  float *dx = static_cast<float *>(params[5]);
+  float *dgamma = static_cast<float *>(params[6]);
+  float *dbeta = static_cast<float *>(params[7]);
+  const int64_t batch = shapes[0][0], channels = shapes[0][1];
+  const int64_t spatial = element_count(ndims[0], shapes[0]) / (batch * channels);
+  const int64_t groups = static_cast<int64_t>(options[0]);
+  const double eps = options[1];
+  const bool apply_silu = options[2] != 0.0f;
+  if (groups <= 0 || channels % groups) return 2;
+  const int64_t per_group = channels / groups;
+  for (int64_t i = 0; i < channels; ++i) dgamma[i] = dbeta[i] = 0.0f;
+#pragma omp parallel
+  {
+    double *sum_gamma = new double[channels]();
+    double *sum_beta = new double[channels]();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bg = 0; bg < batch * groups; ++bg) {
+      const int64_t b = bg / groups, g = bg % groups;
+      const int64_t offset = (b * channels + g * per_group) * spatial;
+      const int64_t count = per_group * spatial;
+      const float *xs = x + offset;
+      double sum = 0.0;
+      for (int64_t c = 0; c < per_group; ++c) {
+        float s = 0.0f;
+        const float *row = xs + c * spatial;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < spatial; ++i) s += row[i];
+        sum += s;
+      }
+      const float mean = static_cast<float>(sum / count);
+      double sum_sq = 0.0;
+      for (int64_t c = 0; c < per_group; ++c) {
+        float s2 = 0.0f;
+        const float *row = xs + c * spatial;
+#pragma omp simd reduction(+ : s2)
+        for (int64_t i = 0; i < spatial; ++i) { const float d = row[i] - mean; s2 += d * d; }
+        sum_sq += s2;
+      }
+      const float rstd = static_cast<float>(1.0 / std::sqrt(sum_sq / count + eps));
+      // pass 1: g = dout' * gamma into dx, and the group's sums
+      double total_g = 0.0, total_gx = 0.0;
+      for (int64_t c = 0; c < per_group; ++c) {
+        const int64_t ch = g * per_group + c;
+        const float *row = xs + c * spatial;
+        const float *go = dout + offset + c * spatial;
+        float *gd = dx + offset + c * spatial;
+        const float gm = gamma[ch], bt = beta[ch];
+        float sg = 0.0f, sb = 0.0f, sgx = 0.0f;
+#pragma omp simd reduction(+ : sg, sb, sgx)
+        for (int64_t i = 0; i < spatial; ++i) {
+          const float xhat = (row[i] - mean) * rstd;
+          float d = go[i];
+          if (apply_silu) {
+            const float pre = std::fma(xhat, gm, bt);
+            const float sig = sigmoid(pre);
+            d *= sig * std::fma(pre, 1.0f - sig, 1.0f);
+          }
+          sg += d * xhat;
+          sb += d;
+          sgx += d * gm * xhat;
+          gd[i] = d * gm;
+        }
+        sum_gamma[ch] += sg;
+        sum_beta[ch] += sb;
+        total_g += static_cast<double>(sb) * gm;
+        total_gx += sgx;
+      }
+      const float mean_g = static_cast<float>(total_g / count), mean_gx = static_cast<float>(total_gx / count);
+      // pass 2: dx = rstd (g - mean(g) - xhat mean(g xhat))
+      for (int64_t c = 0; c < per_group; ++c) {
+        const float *row = xs + c * spatial;
+        float *gd = dx + offset + c * spatial;
+#pragma omp simd
+        for (int64_t i = 0; i < spatial; ++i) {
+          const float xhat = (row[i] - mean) * rstd;
+          gd[i] = rstd * (gd[i] - mean_g - xhat * mean_gx);
+        }
+      }
+    }
+#pragma omp critical
+    for (int64_t i = 0; i < channels; ++i) {
+      dgamma[i] += static_cast<float>(sum_gamma[i]);
+      dbeta[i] += static_cast<float>(sum_beta[i]);
+    }
+    delete[] sum_gamma;
+    delete[] sum_beta;
   }
   return 0;
 }

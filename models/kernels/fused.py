@@ -1,18 +1,14 @@
-"""Drop-in GELU, GroupNorm(+SiLU), LayerNorm and channels-first/last transpose cells that run the fused CPU kernels
-in inference, and the cuboid-attention core (`CuboidAttentionCore`, in inference and training, with a gradient
-kernel).
+"""Drop-in GELU, GroupNorm(+SiLU), LayerNorm, channels-first/last transpose and cuboid-attention cells that run the
+fused CPU kernels, forward and backward.
 
 Each cell keeps the parameter names of the MindSpore layer it replaces (`gamma`, `beta`), so the official
-parameter tree and the weight conversion are unchanged. While a cell is in training mode, or when the kernel
-library is unavailable (`library.library_path()` is None), it runs MindSpore's own ops, so training and the
-gradients it needs are exactly those of the standard layers. In inference the fused kernel runs; its gradient
-(needed for knowledge-alignment guidance, which differentiates the alignment network in eval mode) is the
-analytic one written below with standard ops, recomputing the statistics from the input. The kernels are float32
-only; other dtypes take the standard path.
+parameter tree and the weight conversion are unchanged. Every kernel has a gradient kernel (the norms recompute
+their statistics from the input, the attention its probabilities), attached as the op's bprop, so training and
+the knowledge-alignment guidance (which differentiates the alignment network in inference) run on them as well.
+When the kernel library is unavailable (`library.library_path()` is None), or a cell's `fused` is set False, or
+the dtype is not float32, a cell runs MindSpore's own ops: the same function, which tests compare against.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from mindspore import Tensor, nn, ops
@@ -20,8 +16,6 @@ from mindspore.common import dtype as mstype
 
 from .library import library_path
 
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _custom(function: str, bprop=None, out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x):
@@ -31,25 +25,11 @@ def _custom(function: str, bprop=None, out_shape=lambda x, *rest: x, out_dtype=l
     return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
 
 
-def _gelu_bprop(x, out, dout):
-    """d/dx x·Φ(x) = Φ(x) + x·φ(x)."""
-    cdf = 0.5 * (1.0 + ops.erf(x * _INV_SQRT2))
-    pdf = ops.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    return (dout * (cdf + x * pdf),)
+def _gelu_bprop(grad):
+    def bprop(x, out, dout):
+        return (grad(x, dout),)
 
-
-def _standardized(x, axis, eps):
-    """(x̂, rstd): x normalised to zero mean and unit variance over `axis`, and 1/sqrt(var + eps) (kept dims)."""
-    centred = x - x.mean(axis=axis, keep_dims=True)
-    rstd = ops.rsqrt((centred * centred).mean(axis=axis, keep_dims=True) + eps)
-    return centred * rstd, rstd
-
-
-def _normalized_grad(xhat, rstd, g, axes):
-    """Input gradient of y = x̂·γ + β given g = dy·γ, with x̂ = (x − μ)·rstd normalised over `axes`."""
-    mean_g = g.mean(axis=axes, keep_dims=True)
-    mean_gx = (g * xhat).mean(axis=axes, keep_dims=True)
-    return rstd * (g - mean_g - xhat * mean_gx)
+    return bprop
 
 
 class Gelu(nn.Cell):
@@ -57,42 +37,30 @@ class Gelu(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        self._kernel = _custom("GeluExact", _gelu_bprop)
+        grad = _custom("GeluExactGrad")
+        self._kernel = None if grad is None else _custom("GeluExact", _gelu_bprop(grad))
         self.fused = self._kernel is not None
 
     def construct(self, x):
-        if self.training or not self.fused or x.dtype != mstype.float32:
+        if not self.fused or x.dtype != mstype.float32:
             return ops.gelu(x, approximate="none")
         return self._kernel(x)
 
 
 class _GroupNormKernel(nn.Cell):
-    """The fused kernel with its analytic gradient as a Cell `bprop`: the constants live on the instance, so two
+    """The fused kernel with its gradient kernel as a Cell `bprop`: the constants live on the instance, so two
     norms with different groups/eps/SiLU never share a compiled gradient."""
 
-    def __init__(self, kernel, groups: int, eps: float, silu: bool):
+    def __init__(self, kernel, grad, groups: int, eps: float, silu: bool):
         super().__init__()
-        self.kernel, self.groups, self.eps, self.silu = kernel, groups, eps, silu
+        self.kernel, self.grad = kernel, grad
         self.options = Tensor(np.array([groups, eps, float(silu)], np.float32))
 
     def construct(self, x, gamma, beta):
         return self.kernel(x, gamma, beta, self.options)
 
     def bprop(self, x, gamma, beta, out, dout):
-        shape = x.shape
-        xhat_g, rstd = _standardized(x.reshape(shape[0], self.groups, -1), 2, self.eps)
-        xhat = xhat_g.reshape(shape)
-        channel = (1, -1) + (1,) * (len(shape) - 2)
-        if self.silu:
-            pre = xhat * gamma.reshape(channel) + beta.reshape(channel)
-            sig = ops.sigmoid(pre)
-            dout = dout * sig * (1.0 + pre * (1.0 - sig))
-        reduce_axes = (0,) + tuple(range(2, len(shape)))
-        dgamma = (dout * xhat).sum(axis=reduce_axes)
-        dbeta = dout.sum(axis=reduce_axes)
-        g = (dout * gamma.reshape(channel)).reshape(shape[0], self.groups, -1)
-        dx = _normalized_grad(xhat_g, rstd, g, 2).reshape(shape)
-        return dx, dgamma, dbeta
+        return self.grad(x, gamma, beta, self.options, dout)
 
 
 class GroupNorm(nn.GroupNorm):
@@ -102,31 +70,34 @@ class GroupNorm(nn.GroupNorm):
         super().__init__(num_groups, num_channels, eps=eps)
         self.silu = silu
         kernel = _custom("GroupNormSilu")
-        self.fused = kernel is not None
-        self._fused_norm = _GroupNormKernel(kernel, int(num_groups), float(eps), bool(silu)) if self.fused else None
+        grad = _custom("GroupNormSiluGrad", out_shape=_with_affine_grads, out_dtype=_with_affine_grads)
+        self.fused = kernel is not None and grad is not None
+        self._fused_norm = _GroupNormKernel(kernel, grad, int(num_groups), float(eps), bool(silu)) \
+            if self.fused else None
 
     def construct(self, x):
-        if self.training or not self.fused or x.dtype != mstype.float32:
+        if not self.fused or x.dtype != mstype.float32:
             out = super().construct(x)
             return ops.silu(out) if self.silu else out
         return self._fused_norm(x, self.gamma, self.beta)
 
 
 class _LayerNormKernel(nn.Cell):
-    def __init__(self, kernel, eps: float):
+    def __init__(self, kernel, grad, eps: float):
         super().__init__()
-        self.kernel, self.eps = kernel, eps
+        self.kernel, self.grad = kernel, grad
         self.options = Tensor(np.array([eps], np.float32))
 
     def construct(self, x, gamma, beta):
         return self.kernel(x, gamma, beta, self.options)
 
     def bprop(self, x, gamma, beta, out, dout):
-        xhat, rstd = _standardized(x, -1, self.eps)
-        rows = (-1, x.shape[-1])
-        dgamma = (dout * xhat).reshape(rows).sum(axis=0)
-        dbeta = dout.reshape(rows).sum(axis=0)
-        return _normalized_grad(xhat, rstd, dout * gamma, -1), dgamma, dbeta
+        return self.grad(x, gamma, self.options, dout)
+
+
+def _with_affine_grads(x, gamma, *rest):
+    """Shapes (or dtypes) of a norm's gradient kernel outputs: dx like x, dgamma and dbeta like gamma."""
+    return x, gamma, gamma
 
 
 class LayerNorm(nn.LayerNorm):
@@ -135,11 +106,12 @@ class LayerNorm(nn.LayerNorm):
     def __init__(self, channels: int, epsilon: float = 1e-5):
         super().__init__((channels,), epsilon=epsilon)
         kernel = _custom("LayerNormLast")
-        self.fused = kernel is not None
-        self._fused_norm = _LayerNormKernel(kernel, float(epsilon)) if self.fused else None
+        grad = _custom("LayerNormLastGrad", out_shape=_with_affine_grads, out_dtype=_with_affine_grads)
+        self.fused = kernel is not None and grad is not None
+        self._fused_norm = _LayerNormKernel(kernel, grad, float(epsilon)) if self.fused else None
 
     def construct(self, x):
-        if self.training or not self.fused or x.dtype != mstype.float32:
+        if not self.fused or x.dtype != mstype.float32:
             return super().construct(x)
         return self._fused_norm(x, self.gamma, self.beta)
 
@@ -152,12 +124,20 @@ def _last_perm(ndim: int):
     return (0,) + tuple(range(2, ndim)) + (1,)
 
 
-def _to_first_bprop(x, out, dout):
-    return (ops.transpose(dout, _last_perm(len(dout.shape))),)
+def _to_first_shape(s):
+    return [s[0], s[-1]] + list(s[1:-1])
 
 
-def _to_last_bprop(x, out, dout):
-    return (ops.transpose(dout, _first_perm(len(dout.shape))),)
+def _to_last_shape(s):
+    return [s[0]] + list(s[2:]) + [s[1]]
+
+
+def _inverse_bprop(inverse):
+    """The gradient of a layout change is the inverse layout change of the incoming gradient."""
+    def bprop(x, out, dout):
+        return (inverse(dout),)
+
+    return bprop
 
 
 class ChannelsFirst(nn.Cell):
@@ -166,12 +146,13 @@ class ChannelsFirst(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        self._kernel = _custom("ToChannelsFirst", _to_first_bprop,
-                               out_shape=lambda s: [s[0], s[-1]] + list(s[1:-1]))
+        inverse = _custom("ToChannelsLast", out_shape=_to_last_shape)
+        self._kernel = None if inverse is None else _custom("ToChannelsFirst", _inverse_bprop(inverse),
+                                                            out_shape=_to_first_shape)
         self.fused = self._kernel is not None
 
     def construct(self, x):
-        if self.training or not self.fused or x.dtype != mstype.float32:
+        if not self.fused or x.dtype != mstype.float32:
             return ops.transpose(x, _first_perm(len(x.shape)))
         return self._kernel(x)
 
@@ -181,11 +162,13 @@ class ChannelsLast(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        self._kernel = _custom("ToChannelsLast", _to_last_bprop, out_shape=lambda s: [s[0]] + list(s[2:]) + [s[1]])
+        inverse = _custom("ToChannelsFirst", out_shape=_to_first_shape)
+        self._kernel = None if inverse is None else _custom("ToChannelsLast", _inverse_bprop(inverse),
+                                                            out_shape=_to_last_shape)
         self.fused = self._kernel is not None
 
     def construct(self, x):
-        if self.training or not self.fused or x.dtype != mstype.float32:
+        if not self.fused or x.dtype != mstype.float32:
             return ops.transpose(x, _last_perm(len(x.shape)))
         return self._kernel(x)
 
