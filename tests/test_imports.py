@@ -90,3 +90,19 @@ def test_nothing_below_the_cli_imports_it():
              if not any(_under(module, a) for a in allowed)
              for name in _imported(module, path) if _under(name, "prediff.cli")]
     assert found == []
+
+
+def test_importing_prediff_sets_the_runtime_environment_and_keeps_the_users_values():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "OMP_WAIT_POLICY", "GLOG_v")}
+    code = ("import os, prediff; print([os.environ.get(k) for k in "
+            "('ONEDNN_MAX_CPU_ISA', 'OMP_WAIT_POLICY', 'GLOG_v')])")
+
+    def run(extra):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                              env={**env, **extra})
+        return proc.stdout.strip().splitlines()[-1]
+
+    assert run({}) == "['AVX2', 'PASSIVE', '3']"
+    assert run({"OMP_WAIT_POLICY": "ACTIVE"}) == "['AVX2', 'ACTIVE', '3']"
