@@ -63,6 +63,8 @@ def isolated(module: str, function: str, timeout: float = 3600, **kwargs) -> dic
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    if proc.returncode < 0:  # ended by a signal: SIGKILL with nothing printed is how the OOM killer shows
+        tail.append(f"killed by signal {-proc.returncode}" + (" (out of memory?)" if proc.returncode == -9 else ""))
     return {"error": " | ".join(tail), **kwargs}
 
 
