@@ -294,11 +294,12 @@ int LayerNormLastGrad(int nparam, void **params, int *ndims, int64_t **shapes, c
   float *dbeta = static_cast<float *>(params[6]);
   const int64_t channels = shapes[0][ndims[0] - 1];
   const int64_t rows = element_count(ndims[0], shapes[0]) / channels;
-  for (int64_t i = 0; i < channels; ++i) dgamma[i] = dbeta[i] = 0.0f;
-#pragma omp parallel
+  const int threads = omp_get_max_threads();  // per-thread partials, summed in thread order: deterministic
+  float *partials = new float[2 * threads * channels]();
+#pragma omp parallel num_threads(threads)
   {
-    float *sum_gamma = new float[channels]();
-    float *sum_beta = new float[channels]();
+    float *sum_gamma = partials + 2 * omp_get_thread_num() * channels;
+    float *sum_beta = sum_gamma + channels;
     float *xhat = new float[channels];
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
@@ -328,15 +329,18 @@ int LayerNormLastGrad(int nparam, void **params, int *ndims, int64_t **shapes, c
 #pragma omp simd
       for (int64_t i = 0; i < channels; ++i) out[i] = rstd * (go[i] * gamma[i] - mean_g - xhat[i] * mean_gx);
     }
-#pragma omp critical
-    for (int64_t i = 0; i < channels; ++i) {
-      dgamma[i] += sum_gamma[i];
-      dbeta[i] += sum_beta[i];
-    }
-    delete[] sum_gamma;
-    delete[] sum_beta;
     delete[] xhat;
   }
+  for (int64_t i = 0; i < channels; ++i) {
+    float g = 0.0f, b = 0.0f;
+    for (int t = 0; t < threads; ++t) {
+      g += partials[2 * t * channels + i];
+      b += partials[(2 * t + 1) * channels + i];
+    }
+    dgamma[i] = g;
+    dbeta[i] = b;
+  }
+  delete[] partials;
   return 0;
 }
 
@@ -361,12 +365,13 @@ int GroupNormSiluGrad(int nparam, void **params, int *ndims, int64_t **shapes, c
   const bool apply_silu = options[2] != 0.0f;
   if (groups <= 0 || channels % groups) return 2;
   const int64_t per_group = channels / groups;
-  for (int64_t i = 0; i < channels; ++i) dgamma[i] = dbeta[i] = 0.0f;
-#pragma omp parallel
+  const int threads = omp_get_max_threads();  // per-thread partials, summed in thread order: deterministic
+  double *partials = new double[2 * threads * channels]();
+#pragma omp parallel num_threads(threads)
   {
-    double *sum_gamma = new double[channels]();
-    double *sum_beta = new double[channels]();
-#pragma omp for schedule(dynamic, 1)
+    double *sum_gamma = partials + 2 * omp_get_thread_num() * channels;
+    double *sum_beta = sum_gamma + channels;
+#pragma omp for schedule(static)
     for (int64_t bg = 0; bg < batch * groups; ++bg) {
       const int64_t b = bg / groups, g = bg % groups;
       const int64_t offset = (b * channels + g * per_group) * spatial;
@@ -430,14 +435,17 @@ int GroupNormSiluGrad(int nparam, void **params, int *ndims, int64_t **shapes, c
         }
       }
     }
-#pragma omp critical
-    for (int64_t i = 0; i < channels; ++i) {
-      dgamma[i] += static_cast<float>(sum_gamma[i]);
-      dbeta[i] += static_cast<float>(sum_beta[i]);
-    }
-    delete[] sum_gamma;
-    delete[] sum_beta;
   }
+  for (int64_t i = 0; i < channels; ++i) {
+    double g = 0.0, b = 0.0;
+    for (int t = 0; t < threads; ++t) {
+      g += partials[2 * t * channels + i];
+      b += partials[(2 * t + 1) * channels + i];
+    }
+    dgamma[i] = static_cast<float>(g);
+    dbeta[i] = static_cast<float>(b);
+  }
+  delete[] partials;
   return 0;
 }
 
@@ -578,15 +586,18 @@ int CuboidAttentionGrad(int nparam, void **params, int *ndims, int64_t **shapes,
   const int64_t c = plan.c, c3 = 3 * c, hc = plan.hc, vol = plan.vol, heads = plan.heads;
   const float scale = plan.scale;
   const int64_t bias_size = heads * vol * vol;
-  for (int64_t i = 0; i < bias_size; ++i) dbias[i] = 0.0f;
-#pragma omp parallel
+  // per-thread partial sums of dbias, added in thread order afterwards: with a static schedule the sum is the same
+  // in every run (a resumed training run repeats the uninterrupted one bit for bit)
+  const int threads = omp_get_max_threads();
+  float *partials = new float[threads * bias_size]();
+#pragma omp parallel num_threads(threads)
   {
     int64_t *rows = new int64_t[vol];
     float *prob = new float[vol * vol];
     float *dscore = new float[vol * vol];
     float *mask = new float[vol * vol];
-    float *local_dbias = new float[bias_size]();
-#pragma omp for schedule(dynamic, 1)
+    float *local_dbias = partials + omp_get_thread_num() * bias_size;
+#pragma omp for schedule(static)
     for (int64_t job = 0; job < plan.batch * plan.cuboids; ++job) {
       plan.cuboid_rows(job, rows);
       for (int64_t j = 0; j < vol; ++j) {  // this cuboid's dk and dv rows start at zero; dq is written whole
@@ -670,14 +681,17 @@ int CuboidAttentionGrad(int nparam, void **params, int *ndims, int64_t **shapes,
         }
       }
     }
-#pragma omp critical
-    for (int64_t i = 0; i < bias_size; ++i) dbias[i] += local_dbias[i];
     delete[] rows;
     delete[] prob;
     delete[] dscore;
     delete[] mask;
-    delete[] local_dbias;
   }
+  for (int64_t i = 0; i < bias_size; ++i) {
+    float total = 0.0f;
+    for (int t = 0; t < threads; ++t) total += partials[t * bias_size + i];
+    dbias[i] = total;
+  }
+  delete[] partials;
   return 0;
 }
 
