@@ -45,6 +45,25 @@ def test_fused_core_equals_the_reorder_formulation(dim, heads, cuboid, data_shap
     np.testing.assert_allclose(fused, reference, rtol=2e-5, atol=2e-5 * np.abs(reference).max())
 
 
+def _standard_and_fused(layer, x, w, compiled: bool):
+    """[(name, standard, fused)] for the value of sum(layer(x)·w) and its gradients to x and every parameter."""
+    import mindspore as ms
+
+    params = layer.trainable_params()
+
+    def objective(inp):
+        return (layer(inp) * w).sum()
+
+    results = {}
+    for fuse in (False, True):
+        layer.fuse_core = fuse
+        step = ms.value_and_grad(objective, grad_position=0, weights=params)
+        value, (gx, gw) = (ms.jit(step) if compiled else step)(x)
+        results[fuse] = [value.asnumpy(), gx.asnumpy()] + [g.asnumpy() for g in gw]
+    names = ["value", "x"] + [p.name for p in params]
+    return list(zip(names, results[False], results[True]))
+
+
 CASES_GRAD = [
     (16, 2, (4, 1, 1), (4, 5, 6), ("l", "l", "l"), True),
     (8, 1, (2, 3, 2), (5, 7, 4), ("l", "l", "l"), True),
@@ -58,7 +77,6 @@ def test_gradient_kernel_equals_autodiff_of_the_reorder_formulation(dim, heads, 
                                                                     training):
     """Input and weight gradients (bias table, norm, projections) of the fused layer against MindSpore's autodiff
     of the standard layer: in inference (guidance) and in training without attention dropout."""
-    import mindspore as ms
     from mindspore import Tensor
 
     layer = _layer(dim, heads, cuboid, data_shape, strategy, rel, seed=3)
@@ -66,17 +84,7 @@ def test_gradient_kernel_equals_autodiff_of_the_reorder_formulation(dim, heads, 
     rng = np.random.default_rng(4)
     x = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
     w = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
-    params = layer.trainable_params()
-
-    def objective(inp):
-        return (layer(inp) * w).sum()
-
-    results = {}
-    for fuse in (False, True):
-        layer.fuse_core = fuse
-        value, (gx, gw) = ms.value_and_grad(objective, grad_position=0, weights=params)(x)
-        results[fuse] = [value.asnumpy(), gx.asnumpy()] + [g.asnumpy() for g in gw]
-    for name, ref, got in zip(["value", "x"] + [p.name for p in params], results[False], results[True]):
+    for name, ref, got in _standard_and_fused(layer, x, w, compiled=False):
         assert float(np.abs(ref).max()) > 0, name  # every gradient is exercised
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()), err_msg=name)
 
@@ -85,7 +93,6 @@ def test_gradient_kernel_equals_autodiff_of_the_reorder_formulation(dim, heads, 
 def test_keyed_attention_dropout_drops_the_same_weights_in_both_paths(dim, heads, cuboid, data_shape, strategy, rel):
     """With the trainers' keyed dropout (p = 0.3) the fused kernel and the standard layer give the same value and
     gradients in a compiled training step, and a different key gives a different value (the mask is applied)."""
-    import mindspore as ms
     from mindspore import Parameter, Tensor
 
     from prediff_models.earthformer.cuboid_attention import CuboidSelfAttentionLayer
@@ -101,21 +108,12 @@ def test_keyed_attention_dropout_drops_the_same_weights_in_both_paths(dim, heads
     layer.set_train(True)
     x = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
     w = Tensor(rng.standard_normal((2,) + tuple(data_shape) + (dim,)).astype(np.float32))
-    params = layer.trainable_params()
-
-    def objective(inp):
-        return (layer(inp) * w).sum()
-
-    results = {}
-    for fuse in (False, True):
-        layer.fuse_core = fuse
-        value, (gx, gw) = ms.jit(ms.value_and_grad(objective, grad_position=0, weights=params))(x)
-        results[fuse] = [value.asnumpy(), gx.asnumpy()] + [g.asnumpy() for g in gw]
-    for name, ref, got in zip(["value", "x"] + [p.name for p in params], results[False], results[True]):
+    compared = _standard_and_fused(layer, x, w, compiled=True)
+    for name, ref, got in compared:
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()), err_msg=name)
     key.set_data(Tensor(np.uint32(54321)))
-    other = ms.jit(ms.value_and_grad(objective, grad_position=0, weights=params))(x)[0].asnumpy()
-    assert abs(float(other) - float(results[True][0])) > 1e-3
+    other = _standard_and_fused(layer, x, w, compiled=True)[0][2]  # the fused value with the other key
+    assert abs(float(other) - float(compared[0][2])) > 1e-3
 
 
 def test_every_network_fuses_and_unkeyed_attention_dropout_keeps_the_standard_path():

@@ -134,6 +134,30 @@ struct CuboidPlan {
       rows[j] = real ? ((b * dims[0] + pos[0]) * dims[1] + pos[1]) * dims[2] + pos[2] : -1;
     }
   }
+  // exp(s_j - max s) for the V keys of query `q` (head h) in the cuboid whose token rows are `rows`, with
+  // s_j = q . k_j * scale + bias_row[j] (a padded key scores its bias alone); returns the sum of the V values
+  float row_exp_scores(const float *qkv, const float *bias_row, const int64_t *rows, const float *q, int64_t h,
+                       float *out) const {
+    const int64_t c3 = 3 * c;
+    float top = -INFINITY;
+    for (int64_t j = 0; j < vol; ++j) {
+      float s = 0.0f;
+      if (rows[j] >= 0) {
+        const float *k = qkv + rows[j] * c3 + c + h * hc;
+#pragma omp simd reduction(+ : s)
+        for (int64_t d = 0; d < hc; ++d) s += q[d] * k[d];
+      }
+      s = s * scale + bias_row[j];
+      out[j] = s;
+      top = s > top ? s : top;
+    }
+    float total = 0.0f;
+    for (int64_t j = 0; j < vol; ++j) {
+      out[j] = exp_nonpositive(out[j] - top);
+      total += out[j];
+    }
+    return total;
+  }
 };
 
 // Fills `plan` from the shapes and meta; non-zero (the kernel's error code) when they do not fit together.
@@ -504,7 +528,6 @@ int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, con
   const int status = plan_cuboids(shapes[0], shapes[1], meta, &plan);
   if (status) return status;
   const int64_t c = plan.c, c3 = 3 * c, hc = plan.hc, vol = plan.vol, heads = plan.heads;
-  const float scale = plan.scale;
 #pragma omp parallel
   {
     // per thread: the token rows of one cuboid (-1 = padding) and one row of scores
@@ -519,23 +542,7 @@ int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, con
         for (int64_t i = 0; i < vol; ++i) {
           if (rows[i] < 0) continue;  // a padded query's output is cut away
           const float *q = qkv + rows[i] * c3 + h * hc;
-          float top = -INFINITY;
-          for (int64_t j = 0; j < vol; ++j) {
-            float s = 0.0f;
-            if (rows[j] >= 0) {
-              const float *k = qkv + rows[j] * c3 + c + h * hc;
-#pragma omp simd reduction(+ : s)
-              for (int64_t d = 0; d < hc; ++d) s += q[d] * k[d];
-            }
-            s = s * scale + bias_h[i * vol + j];
-            score[j] = s;
-            top = s > top ? s : top;
-          }
-          float total = 0.0f;
-          for (int64_t j = 0; j < vol; ++j) {
-            score[j] = exp_nonpositive(score[j] - top);
-            total += score[j];
-          }
+          const float total = plan.row_exp_scores(qkv, bias_h + i * vol, rows, q, h, score);
           for (int64_t d = 0; d < hc; ++d) acc[d] = 0.0f;
           const uint32_t base = static_cast<uint32_t>(((job * heads + h) * vol + i) * vol);
           for (int64_t j = 0; j < vol; ++j) {
@@ -615,23 +622,7 @@ int CuboidAttentionGrad(int nparam, void **params, int *ndims, int64_t **shapes,
           const uint32_t base = static_cast<uint32_t>(((job * heads + h) * vol + i) * vol);
           float *p = prob + i * vol;
           float *m = mask + i * vol;
-          float top = -INFINITY;
-          for (int64_t j = 0; j < vol; ++j) {
-            float s = 0.0f;
-            if (rows[j] >= 0) {
-              const float *k = qkv + rows[j] * c3 + c + h * hc;
-#pragma omp simd reduction(+ : s)
-              for (int64_t d = 0; d < hc; ++d) s += q[d] * k[d];
-            }
-            s = s * scale + bias_h[i * vol + j];
-            p[j] = s;
-            top = s > top ? s : top;
-          }
-          float total = 0.0f;
-          for (int64_t j = 0; j < vol; ++j) {
-            p[j] = exp_nonpositive(p[j] - top);
-            total += p[j];
-          }
+          const float total = plan.row_exp_scores(qkv, bias_h + i * vol, rows, q, h, p);
           const float inv = 1.0f / total;
           float *ds = dscore + i * vol;
           float dot = 0.0f;
