@@ -43,7 +43,7 @@ class _CountingTask(TrainingTask):
         self.count += 1
         return {"loss": 1.0 / self.count, "lr": 0.1, "grad_norm": 0.0}
 
-    def state(self):
+    def state(self, live=False):
         return {"count": np.array([self.count], np.int64)}
 
     def load_state(self, state):

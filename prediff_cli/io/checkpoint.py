@@ -25,6 +25,7 @@ import numpy as np
 
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_path
+from prediff.io.ckpt_stream import write_ckpt
 
 FORMAT_VERSION = 1
 META_KEY = "prediff_meta"
@@ -33,7 +34,9 @@ GROUPS = ("model", "ema", "optim", "aux")
 
 @dataclass
 class Checkpoint:
-    """Contents of a prediff checkpoint; arrays are NumPy, keyed by name without the group prefix."""
+    """Contents of a prediff checkpoint, keyed by name without the group prefix. Read checkpoints hold NumPy
+    arrays; one being saved may hold live MindSpore tensors or parameters instead (`save_checkpoint` copies each to
+    the host only while writing it, so a trainer's checkpoint needs no second copy of its state)."""
 
     component: str
     model_kwargs: Dict[str, Any]
@@ -55,15 +58,13 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
     if path.suffix != ".ckpt":
         raise ValueError(f"checkpoint names end in .ckpt, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for group in GROUPS:
-        for name, value in getattr(ckpt, group).items():
-            entries.append({"name": f"{group}.{name}", "data": ms.Tensor(np.ascontiguousarray(value))})
+    entries = ((f"{group}.{name}", value) for group in GROUPS for name, value in getattr(ckpt, group).items())
     meta = dict(ckpt.meta)
     meta.update(format=FORMAT_VERSION, component=ckpt.component, model_kwargs=ckpt.model_kwargs,
                 config=ckpt.config)
     with atomic_path(path) as tmp:
-        ms.save_checkpoint(entries, str(tmp), append_dict={META_KEY: json.dumps(meta, sort_keys=True)})
+        # one tensor at a time: values may be live MindSpore parameters, copied to the host only while written
+        write_ckpt(tmp, entries, {META_KEY: json.dumps(meta, sort_keys=True)})
     return path
 
 
@@ -110,9 +111,10 @@ def inference_checkpoint(ckpt: Checkpoint, prefer_ema: bool = True) -> Checkpoin
                       model=dict(ckpt.weights(prefer_ema)), meta=meta)
 
 
-def net_weights(net) -> Dict[str, np.ndarray]:
-    """A network's parameters as NumPy arrays keyed by their path inside `net`."""
-    return {name: p.asnumpy() for name, p in net.parameters_and_names()}
+def net_weights(net, live: bool = False) -> Dict[str, np.ndarray]:
+    """A network's parameters as NumPy arrays keyed by their path inside `net` (`live`: the parameters themselves,
+    no copy — for `save_checkpoint`, which copies them one at a time)."""
+    return {name: (p if live else p.asnumpy()) for name, p in net.parameters_and_names()}
 
 
 def load_weights(net, weights: Mapping[str, np.ndarray], source: str = "checkpoint") -> None:

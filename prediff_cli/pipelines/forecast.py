@@ -20,6 +20,7 @@ import prediff_models.diffusion as D
 from prediff import __version__
 from prediff.config import Config, SampleConfig, config_to_yaml
 from prediff.errors import InputError
+from prediff.heap import HeapTrimmer
 
 from .latents import jit_decoder, jit_encoder, split_moments
 from .sampler import EnsembleSampler, MemberNoise
@@ -116,6 +117,10 @@ class Forecaster:
         """contexts (B, T_in, H, W), y_hat (B,) on 0–1 or None, seeds (B,) → members (B, M, T_out, H, W) on 0–1."""
         if self.aligned and y_hat is None:
             raise InputError("aligned sampling needs an anticipated intensity")
+        with HeapTrimmer():  # the first call compiles the coding and sampling graphs
+            return self._run(contexts, y_hat, seeds, progress)
+
+    def _run(self, contexts, y_hat, seeds, progress) -> np.ndarray:
         b, m = contexts.shape[0], self.sample.samples
         cond = self.context_latents(contexts)
         generators = [np.random.default_rng(int(seed)) for seed in seeds]

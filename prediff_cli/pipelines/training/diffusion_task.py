@@ -70,8 +70,8 @@ class DiffusionTask(LatentTask):
         loss, simple = self.loss_cell(*self._inputs(batch, rng))
         return {"val_loss": float(simple.asnumpy()), "val_weighted_loss": float(loss.asnumpy())}
 
-    def aux_state(self) -> Dict[str, np.ndarray]:
-        return {"logvar": self.loss_cell.logvar.asnumpy()}
+    def aux_state(self, live: bool = False) -> Dict[str, np.ndarray]:
+        return {"logvar": self.loss_cell.logvar if live else self.loss_cell.logvar.asnumpy()}
 
     def load_aux_state(self, state: Dict[str, np.ndarray]) -> None:
         if set(state) != {"logvar"}:

@@ -40,9 +40,9 @@ class EMA:
     def update(self) -> None:
         self._update()
 
-    def state(self) -> Dict[str, np.ndarray]:
-        out = {name: s.asnumpy() for name, s in zip(self.names, self.shadow)}
-        return out
+    def state(self, live: bool = False) -> Dict[str, np.ndarray]:
+        """The averaged weights: NumPy copies, or with `live` the shadow parameters themselves."""
+        return {name: (s if live else s.asnumpy()) for name, s in zip(self.names, self.shadow)}
 
     def load_state(self, weights: Dict[str, np.ndarray], num_updates: int) -> None:
         for name, s in zip(self.names, self.shadow):

@@ -13,6 +13,7 @@ import numpy as np
 
 from prediff.config import Config, config_from_dict, to_plain
 from prediff.errors import ConfigError, InputError, PrediffError
+from prediff.heap import HeapTrimmer
 from prediff.io.checkpoint import Checkpoint
 
 from .task import SECTIONS, TrainingTask, train_section
@@ -193,7 +194,8 @@ def run_training(request: TrainRequest, listener: Optional[TrainingListener] = N
                       listener=listener, extra_meta={"vae_checkpoint": vae.record()} if vae is not None else None)
     if point is not None:
         trainer.resume(point)
-    return trainer.fit()
+    with HeapTrimmer():  # compiling the train step leaves GBs of freed compiler memory in the heap
+        return trainer.fit()
 
 
 def _resolve(request: TrainRequest) -> Tuple[Config, Optional[ResumePoint], Optional[FrozenVAE]]:

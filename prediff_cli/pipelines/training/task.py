@@ -65,10 +65,11 @@ class TrainingTask:
         self.net.set_train(mode)
 
     # optimizer moments and other trained tensors (discriminator, learned log-variance) ------------------------
-    def state(self) -> Dict[str, np.ndarray]:
+    def state(self, live: bool = False) -> Dict[str, np.ndarray]:
+        """Every train step's optimizer state (`live`: the parameters, not NumPy copies; see TrainStep.state)."""
         out = {}
         for ts in self.train_steps:
-            out.update({f"{ts.name}.{k}": v for k, v in ts.state().items()})
+            out.update({f"{ts.name}.{k}": v for k, v in ts.state(live).items()})
         return out
 
     def load_state(self, state: Dict[str, np.ndarray]) -> None:
@@ -76,7 +77,7 @@ class TrainingTask:
             prefix = ts.name + "."
             ts.load_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
-    def aux_state(self) -> Dict[str, np.ndarray]:
+    def aux_state(self, live: bool = False) -> Dict[str, np.ndarray]:
         return {}
 
     def load_aux_state(self, state: Dict[str, np.ndarray]) -> None:

@@ -121,12 +121,14 @@ class TrainStep:
         return float(self._lr_schedule[min(step, len(self._lr_schedule) - 1)])
 
     # ------------------------------------------------------------------------------------------------------------
-    def state(self) -> Dict[str, np.ndarray]:
-        """Optimizer moments and step counter, keyed by position (stable for a given parameter list)."""
-        out = {"global_step": self.optimizer.global_step.asnumpy()}
+    def state(self, live: bool = False) -> Dict[str, np.ndarray]:
+        """Optimizer moments and step counter, keyed by position (stable for a given parameter list); NumPy copies,
+        or with `live` the parameters themselves."""
+        host = (lambda p: p) if live else (lambda p: p.asnumpy())
+        out = {"global_step": host(self.optimizer.global_step)}
         for i, (m, v) in enumerate(zip(self.optimizer.moments1, self.optimizer.moments2)):
-            out[f"m.{i}"] = m.asnumpy()
-            out[f"v.{i}"] = v.asnumpy()
+            out[f"m.{i}"] = host(m)
+            out[f"v.{i}"] = host(v)
         return out
 
     def load_state(self, state: Dict[str, np.ndarray]) -> None:

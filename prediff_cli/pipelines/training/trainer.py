@@ -298,11 +298,11 @@ class Trainer:
                 "world_size": self.world_size}
         ema = {}
         if self.ema is not None:
-            ema = self.ema.state()
+            ema = self.ema.state(live=True)
             meta["ema_updates"] = int(self.ema.num_updates.asnumpy())
         return Checkpoint(component=self.task.component, model_kwargs=self.task.model_kwargs,
-                          config=to_plain(self.config), model=net_weights(self.task.net), ema=ema,
-                          optim=self.task.state(), aux=self.task.aux_state(), meta=meta)
+                          config=to_plain(self.config), model=net_weights(self.task.net, live=True), ema=ema,
+                          optim=self.task.state(live=True), aux=self.task.aux_state(live=True), meta=meta)
 
     def _save_last(self, step: int) -> Optional[Path]:
         """Write `last.ckpt` for `step`, keeping the previous one as `last-<previous>.ckpt`.

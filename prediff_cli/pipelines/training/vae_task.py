@@ -162,8 +162,8 @@ class VAETask(TrainingTask):
         mae = float(ops.mean(ops.abs(x - rec)).asnumpy())
         return {"val_loss": nll + self.kl_weight * kl, "val_rec_mae": mae, "val_kl": kl}
 
-    def aux_state(self) -> Dict[str, np.ndarray]:
-        return {f"disc.{k}": v for k, v in net_weights(self.disc).items()}
+    def aux_state(self, live: bool = False) -> Dict[str, np.ndarray]:
+        return {f"disc.{k}": v for k, v in net_weights(self.disc, live).items()}
 
     def load_aux_state(self, state: Dict[str, np.ndarray]) -> None:
         from prediff.io.checkpoint import load_weights
