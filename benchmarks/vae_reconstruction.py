@@ -27,7 +27,8 @@ def reconstruction_scores(data: Path, model: str = "demo", vae: str = None, spli
     from prediff.pipelines.model import load_model
     from prediff.verification.categorical import Contingency
 
-    loaded = load_model(model, vae=vae)
+    # only the VAE is used here: a --vae from another run than the model's UNet is not a mismatch to refuse
+    loaded = load_model(model, vae=vae, allow_mismatch=vae is not None)
     encode, decode = jit_encoder(loaded.vae), jit_decoder(loaded.vae)
     sequences = open_dataset(load_config(loaded.config.preset, values={"data.root": str(data)}).data).split(split)
     table, errors = Contingency(), []
