@@ -7,14 +7,15 @@ device just before writing it, so the extra memory is one tensor.
 
 The bytes are those `mindspore.save_checkpoint` writes for the same entries in the same order (checked in
 tests/test_checkpoint_stream.py): a concatenation of serialized `Checkpoint` protobuf messages, one per tensor
-(the bytes of a tensor above 512 MB are split into 512 MB slices under the same tag, as MindSpore does), each holding `tag`,
-`tensor.dims`, `tensor.tensor_type` (MindSpore's dtype name, e.g. "Float32") and the raw little-endian bytes.
+(the bytes of a tensor above 512 MB are split into 512 MB slices under the same tag, as MindSpore does), each
+holding `tag`, `tensor.dims`, `tensor.tensor_type` (MindSpore's dtype name, e.g. "Float32") and the raw
+little-endian bytes.
 A string entry has dims [0], type "str" and its UTF-32 code units (NumPy's `<U` layout) as content.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, Iterable, Mapping, Tuple
+from typing import Any, BinaryIO, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -60,7 +61,8 @@ def write_string(f: BinaryIO, tag: str, text: str) -> None:
     f.write(_message(tag, (0,), "str", np.array(text).tobytes()))
 
 
-def write_ckpt(path: os.PathLike, tensors: Iterable[Tuple[str, Any]], strings: Mapping[str, str] = {}) -> None:
+def write_ckpt(path: os.PathLike, tensors: Iterable[Tuple[str, Any]],
+               strings: Optional[Mapping[str, str]] = None) -> None:
     """Write `tensors` ((tag, array or MindSpore tensor) pairs, in order) and then `strings` to `path`.
 
     Each tensor is copied to the host only while it is written. The caller provides atomicity and the fsync
@@ -68,5 +70,5 @@ def write_ckpt(path: os.PathLike, tensors: Iterable[Tuple[str, Any]], strings: M
     with open(path, "wb") as f:
         for tag, value in tensors:
             write_tensor(f, tag, value)
-        for tag, text in strings.items():
+        for tag, text in (strings or {}).items():
             write_string(f, tag, text)
