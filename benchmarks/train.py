@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--trainers", nargs="+", default=["vae", "unet", "align"])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--micro-batches", type=int, nargs="+", default=[1])
-    parser.add_argument("--recompute", type=int, nargs="+", default=[0], choices=[0, 1, 2],
+    parser.add_argument("--recompute", type=int, nargs="+", default=[0], choices=[0, 1, 2, 3],
                         help="activation recomputation levels to measure (train_*.recompute)")
     args = parser.parse_args()
 

@@ -44,21 +44,32 @@ class KeyedDropout(nn.Cell):
 
     `key` is a uint32 scalar Parameter written at the start of each compiled step; it is held outside the Cell's
     own parameters (plain attribute) so the network's parameter list, and so its checkpoints, do not change.
-    Cost on CPU: about ten integer passes over `x` (MindSpore 2.10's native dropout: about one).
+    On CPU with the fused kernels (`prediff_models.kernels`) one kernel computes the mask on the fly, forward and
+    backward, and `construct`'s second output is the first again, not the mask. Otherwise the mask is built from
+    standard ops: about ten integer passes over `x`, and compiled graphs keep many tensor-sized buffers of it.
     """
 
     def __init__(self, p: float, layer: int, key: Parameter):
         super().__init__()
+        from .kernels.fused import keyed_dropout_kernel
+
         self.scale = 1.0 / (1.0 - float(p))
         self.threshold = u32(threshold_of(p))
         self.layer = u32(layer * GOLDEN)
         object.__setattr__(self, "key", key)
+        # the fused CPU kernel computes the mask on the fly in both passes (None: the standard ops below)
+        self._kernel = keyed_dropout_kernel()
+        self._scale32 = Tensor(np.float32(self.scale))
 
     def offset(self) -> Tensor:
         """mix32(key + layer·φ): where this layer's window of the sequence starts for the current key."""
         return mix32(self.key + self.layer)
 
     def construct(self, x):
+        if self._kernel is not None and x.dtype == ms.float32:
+            # `nn.Dropout` reads only the first output; the mask is not materialised on this path
+            out = self._kernel(x, self.offset(), self.threshold, self._scale32)
+            return out, out
         index = ops.cast(ops.arange(0, x.size, dtype=ms.int32), ms.uint32).reshape(x.shape)
         keep = ops.stop_gradient(ops.cast(mix32(index + self.offset()) >= self.threshold, x.dtype))
         return x * keep * self.scale, keep

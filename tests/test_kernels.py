@@ -167,3 +167,38 @@ def test_other_dtypes_take_the_standard_path():
     x = Tensor(np.linspace(-3, 3, 24, dtype=np.float16).reshape(4, 6))
     cell = Gelu()
     np.testing.assert_array_equal(ms.jit(cell.construct)(x).asnumpy(), ms.ops.gelu(x).asnumpy())
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_keyed_dropout_kernel_keeps_the_standard_masks_forward_and_backward(compiled):
+    """The fused keyed dropout drops exactly the elements of the standard formulation (same key, same layer) and
+    scales the rest the same, in the output and in the gradient (which it recomputes instead of storing a mask)."""
+    if library_path() is None:
+        pytest.skip(unavailable_reason())
+    from mindspore import Parameter
+
+    from prediff_models.keyed_dropout import KeyedDropout
+
+    key = Parameter(Tensor(np.uint32(12345)), name="key", requires_grad=False)
+    fused, standard = KeyedDropout(0.3, 2, key), KeyedDropout(0.3, 2, key)
+    standard._kernel = None
+    assert fused._kernel is not None
+    x, w = _t(3, 37, 5, scale=2.0, shift=0.5), _t(3, 37, 5)
+
+    def value_and_grad(cell):
+        def loss(v):
+            return (cell(v)[0] * w).sum()
+
+        fn = ms.value_and_grad(loss)
+        return fn if not compiled else ms.jit(fn)
+
+    (v_fused, g_fused), (v_std, g_std) = value_and_grad(fused)(x), value_and_grad(standard)(x)
+    out_fused, out_std = fused(x)[0].asnumpy(), standard(x)[0].asnumpy()
+    np.testing.assert_allclose(out_fused, out_std, rtol=1e-7, atol=0)
+    kept = out_std != 0
+    assert 0.6 < kept.mean() < 0.8  # p = 0.3
+    np.testing.assert_array_equal(g_fused.asnumpy() != 0, kept)
+    np.testing.assert_allclose(g_fused.asnumpy(), g_std.asnumpy(), rtol=1e-7, atol=0)
+    assert float(v_fused.asnumpy()) == pytest.approx(float(v_std.asnumpy()), rel=1e-5)
+    key.set_data(Tensor(np.uint32(54321)))  # another key, another mask
+    assert not np.array_equal(fused(x)[0].asnumpy() != 0, kept)

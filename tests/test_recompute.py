@@ -109,3 +109,91 @@ def test_recompute_is_a_training_setting_that_a_resumed_run_may_change():
     from prediff.pipelines.training import run
 
     assert "recompute" in run._RESUME_FREE_TRAIN
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# level 3: the UNet differentiated block by block (pipelines/training/blockwise.py)
+
+def _tiny_inputs(cfg, batch, seed):
+    from mindspore import Tensor
+
+    rng = np.random.default_rng(seed)
+    t_in, t_out = cfg.unet.input_shape[0], cfg.unet.target_shape[0]
+    h, w, c = cfg.unet.target_shape[1:]
+    return (Tensor(rng.standard_normal((batch, t_in, h, w, c), dtype=np.float32)),
+            Tensor(rng.standard_normal((batch, t_out, h, w, c), dtype=np.float32)),
+            Tensor(rng.integers(0, cfg.diffusion.timesteps, size=(batch,)).astype(np.int32)),
+            Tensor(rng.standard_normal((batch, t_out, h, w, c), dtype=np.float32)))
+
+
+def test_unet_plan_reproduces_its_forward():
+    from prediff.config import load_config
+
+    cfg = load_config("tiny")
+    net = _unet(cfg)
+    cond, x, t, _ = _tiny_inputs(cfg, 2, 1)
+    h, t_emb = net.embed(x, t, cond)
+    skips = {}
+    kinds = []
+    for kind, level, cells in net.plan():
+        kinds.append(kind)
+        if kind == "save":
+            skips[level] = h
+        elif kind == "add":
+            h = h + skips[level]
+        elif kind == "block":
+            h = net.block(h, t_emb, *cells)
+        else:
+            h = cells[0](h)
+    np.testing.assert_array_equal(net.head(h).asnumpy(), net(x, t, cond).asnumpy())
+    n = len(cfg.unet.depth)
+    assert kinds.count("block") == 2 * sum(cfg.unet.depth)
+    assert kinds.count("down") == kinds.count("up") == kinds.count("save") == kinds.count("add") == n - 1
+
+
+def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accumulation():
+    """Two identical UNets, one trained with the whole loss in one graph, one block by block (recompute 3): after
+    two optimizer steps of two micro-batches each (dropout on, learned log-variance) losses and weights agree."""
+    from mindspore import Tensor
+
+    from prediff.config import load_config
+    from prediff.pipelines.training.diffusion_task import LatentDiffusionLoss
+    from prediff.pipelines.training.train_step import StepDropout, TrainStep
+    from prediff.pipelines.training.blockwise import BlockwiseGradient
+    from prediff_models.diffusion import make_schedule
+
+    cfg = load_config("tiny")
+    d = cfg.diffusion
+    schedule = make_schedule(d.timesteps, d.beta_schedule, d.linear_start, d.linear_end, d.cosine_s)
+    runs = []
+    reference = None
+    for blockwise in (False, True):
+        net = _unet(cfg)
+        if reference is None:
+            reference = [p.asnumpy().copy() for p in net.trainable_params()]  # asnumpy shares memory
+        else:
+            for p, v in zip(net.trainable_params(), reference):
+                p.set_data(Tensor(v))
+        net.set_train(True)
+        loss = LatentDiffusionLoss(net, schedule, learn_logvar=True, logvar_init=0.0)
+        dropout = StepDropout.install(net)
+        assert dropout is not None
+        params = list(net.trainable_params()) + [loss.logvar]
+        gradient = BlockwiseGradient(net, loss.stem, loss.head, params, keyed=dropout.keyed, has_key=True,
+                                     head_params=[loss.logvar]) if blockwise else None
+        step = TrainStep(loss, params, lr_schedule=np.full(4, 1e-3, np.float32), accum_steps=2, dropout=dropout,
+                         gradient=gradient, weight_decay=0.01)
+        outs = []
+        for k in range(2):
+            dropout.begin_step(seed=3, step=k)
+            outs.append(step([_tiny_inputs(cfg, 1, 10 + 2 * k), _tiny_inputs(cfg, 1, 11 + 2 * k)]))
+        runs.append((outs, [p.asnumpy().copy() for p in params]))
+    (outs0, w0), (outs1, w1) = runs
+    for a, b in zip(outs0, outs1):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["aux"][0] == pytest.approx(a["aux"][0], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    moved = [np.abs(b - a).max() for a, b in zip(reference + [np.zeros(1)], w0)]
+    assert max(moved) > 1e-4, "the weights must move for this comparison to mean something"
+    for a, b in zip(w0, w1):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

@@ -106,30 +106,69 @@ class CuboidTransformerUNet(nn.Cell):
         # the official `checkpoint_level` (gradient checkpointing) maps onto MindSpore's recomputation marks
         enable_recompute(self, int(checkpoint_level))
 
-    def _level(self, x, t_emb, time_block, blocks):
-        for block in blocks:
-            x = self.to_nthwc(time_block(self.to_ncthw(x), t_emb))
-            x = block(x)
-        return x
-
-    def construct(self, x, t, cond):
-        """x (B, T_out, H, W, C), t int (B,), cond (B, T_in, H, W, C) → ε (B, T_out, H, W, C)."""
+    def embed(self, x, t, cond):
+        """Steps 1-5: x (B, T_out, H, W, C), t int (B,), cond (B, T_in, H, W, C) → (tokens (B, T, H, W, base_units),
+        t_emb (B, time_channels))."""
         x = ops.concat((cond, x), axis=1)
         x = ops.concat((x, ops.broadcast_to(self.obs_indicator, x.shape[:-1] + (1,))), axis=-1)
         x = self.to_nthwc(self.first_proj(self.to_ncthw(x)))
         x = self.pos_embed(x)
-        t_emb = self.time_embed(self.timestep_embedding(t))
+        return x, self.time_embed(self.timestep_embedding(t))
+
+    def block(self, x, t_emb, time_block, block):
+        """One unit of a level: the level's shared time-embedding res block (channels-first), then a cuboid block."""
+        return block(self.to_nthwc(time_block(self.to_ncthw(x), t_emb)))
+
+    def head(self, x):
+        """Step 8: tokens (B, T, H, W, base_units) → ε of the target frames (B, T_out, H, W, C)."""
+        return self.final_proj(x[:, self.in_len:])
+
+    def construct(self, x, t, cond):
+        """x (B, T_out, H, W, C), t int (B,), cond (B, T_in, H, W, C) → ε (B, T_out, H, W, C)."""
+        x, t_emb = self.embed(x, t, cond)
         skips = []
         for i in range(self.num_blocks):
             if i > 0:
                 x = self.downsample_layers[i - 1](x)
-            x = self._level(x, t_emb, self.down_time_embed_blocks[i], self.down_self_blocks[i])
+            for blk in self.down_self_blocks[i]:
+                x = self.block(x, t_emb, self.down_time_embed_blocks[i], blk)
             if i < self.num_blocks - 1:
                 skips.append(x)
         for i in range(self.num_blocks - 1, -1, -1):
             if self.unet_res_connect and i < self.num_blocks - 1:
                 x = x + skips[i]
-            x = self._level(x, t_emb, self.up_time_embed_blocks[i], self.up_self_blocks[i])
+            for blk in self.up_self_blocks[i]:
+                x = self.block(x, t_emb, self.up_time_embed_blocks[i], blk)
             if i > 0:
                 x = self.upsample_layers[i - 1](x)
-        return self.final_proj(x[:, self.in_len:])
+        return self.head(x)
+
+    def embed_cells(self):
+        """The cells `embed` runs (their parameters are the stem's)."""
+        return (self.first_proj, self.pos_embed, self.timestep_embedding, self.time_embed)
+
+    def head_cells(self):
+        """The cells `head` runs."""
+        return (self.final_proj,)
+
+    def plan(self):
+        """`construct` between `embed` and `head` as a flat list of steps, for per-block gradient graphs.
+
+        Each step is (kind, level, cells): "block" → x = self.block(x, t_emb, *cells); "down" / "up" → x = cells[0](x);
+        "save" → keep x as the skip of `level`; "add" → x = x + the skip of `level`. Running the steps in order
+        reproduces `construct` exactly (tested).
+        """
+        steps = []
+        for i in range(self.num_blocks):
+            if i > 0:
+                steps.append(("down", i, (self.downsample_layers[i - 1],)))
+            steps += [("block", i, (self.down_time_embed_blocks[i], blk)) for blk in self.down_self_blocks[i]]
+            if i < self.num_blocks - 1:
+                steps.append(("save", i, ()))
+        for i in range(self.num_blocks - 1, -1, -1):
+            if self.unet_res_connect and i < self.num_blocks - 1:
+                steps.append(("add", i, ()))
+            steps += [("block", i, (self.up_time_embed_blocks[i], blk)) for blk in self.up_self_blocks[i]]
+            if i > 0:
+                steps.append(("up", i, (self.upsample_layers[i - 1],)))
+        return steps

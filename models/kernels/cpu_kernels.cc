@@ -187,6 +187,26 @@ int plan_cuboids(const int64_t *qkv_shape, const int64_t *bias_shape, const floa
 
 extern "C" {
 
+// The trainers' keyed dropout (prediff_models/keyed_dropout.py) on any float32 tensor: element i (row-major) is
+// kept, times `scale`, when mix32(i + offset) >= threshold, else 0. Its gradient is the same map applied to the
+// incoming gradient, so no mask is stored between the passes (MindSpore's compiled graphs kept about fifteen
+// tensor-sized buffers per dropout of the standard formulation).
+// params: x, offset (uint32 scalar), threshold (uint32 scalar), scale (float32 scalar), y (like x).
+int KeyedDropoutApply(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 5) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const uint32_t offset = *static_cast<const uint32_t *>(params[1]);
+  const uint32_t threshold = *static_cast<const uint32_t *>(params[2]);
+  const float scale = *static_cast<const float *>(params[3]);
+  float *y = static_cast<float *>(params[4]);
+  const int64_t n = element_count(ndims[0], shapes[0]);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = mix32(static_cast<uint32_t>(i) + offset) >= threshold ? x[i] * scale : 0.0f;
+  }
+  return 0;
+}
+
 // GELU (erf form). params: x (any shape), y (same shape).
 int GeluExact(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
   if (nparam != 2) return 1;

@@ -25,6 +25,22 @@ def _custom(function: str, bprop=None, out_shape=lambda x, *rest: x, out_dtype=l
     return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
 
 
+def _keyed_dropout_bprop(same_map):
+    def bprop(x, offset, threshold, scale, out, dout):
+        # the map is linear in x and keeps the same elements: its gradient is the map of dout
+        return (same_map(dout, offset, threshold, scale), ops.zeros_like(offset), ops.zeros_like(threshold),
+                ops.zeros_like(scale))
+
+    return bprop
+
+
+def keyed_dropout_kernel():
+    """The op `(x, offset, threshold, scale) → x·scale where mix32(i + offset) ≥ threshold, else 0` of
+    `prediff_models.keyed_dropout`, with the same map as its gradient; None without the kernel library."""
+    same_map = _custom("KeyedDropoutApply")
+    return None if same_map is None else _custom("KeyedDropoutApply", _keyed_dropout_bprop(same_map))
+
+
 def _gelu_bprop(grad):
     def bprop(x, out, dout):
         return (grad(x, dout),)

@@ -193,7 +193,9 @@ class TrainConfig:
     keep_ckpts: int = 2  # rotated older copies of last.ckpt kept as last-<step>.ckpt
     ema_decay: float = 0.0  # 0 disables the exponential moving average of the weights
     # activation recomputation in the backward pass (prediff_models.recompute): 0 off, 1 attention/FFN layers and
-    # VAE ResNet blocks, 2 also the convolution blocks; less memory for one more forward of those cells
+    # VAE ResNet blocks, 2 also the convolution blocks; less memory for one more forward of those cells (on GPU and
+    # Ascend; MindSpore's CPU backend does not save memory with them); 3 (train_diffusion only) differentiates the
+    # UNet one block at a time in its own small graphs, which does save memory on CPU (training/blockwise.py)
     recompute: int = 0
     # VAE-only loss terms (ignored by the latent trainers)
     kl_weight: float = 1e-6
@@ -353,7 +355,7 @@ LIMITS = {
                   "warmup_ratio": FRACTION, "warmup_min_lr_ratio": FRACTION, "min_lr_ratio": FRACTION,
                   "grad_clip": Range(0.0), "log_every": POSITIVE_INT, "val_every": POSITIVE_INT,
                   "val_batches": NON_NEGATIVE, "ckpt_every": POSITIVE_INT, "keep_ckpts": NON_NEGATIVE,
-                  "ema_decay": Range(0.0, 1.0, hi_open=True), "recompute": Range(0, 2), "kl_weight": Range(0.0), "disc_start": NON_NEGATIVE,
+                  "ema_decay": Range(0.0, 1.0, hi_open=True), "recompute": Range(0, 3), "kl_weight": Range(0.0), "disc_start": NON_NEGATIVE,
                   "disc_weight": Range(0.0)},
     SampleConfig: {"samples": Range(1, 4096), "steps": POSITIVE_INT, "eta": FRACTION, "align_target": DIGITAL_VIL,
                    "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,

@@ -34,7 +34,18 @@ class LatentDiffusionLoss(nn.Cell):
 
     def construct(self, cond, z0, t, noise):
         zt = self._q_sample(z0, t, noise, self.schedule)
-        eps = self.unet(zt, t, cond)
+        return self._loss(self.unet(zt, t, cond), t, noise)
+
+    # the same loss in three parts, for the blockwise gradient: stem → the UNet's plan → head
+    def stem(self, cond, z0, t, noise):
+        """→ (tokens, t_emb) of `unet.embed` on the noised target."""
+        return self.unet.embed(self._q_sample(z0, t, noise, self.schedule), t, cond)
+
+    def head(self, x, cond, z0, t, noise):
+        """Tokens after the UNet's last level → (loss, simple_mse)."""
+        return self._loss(self.unet.head(x), t, noise)
+
+    def _loss(self, eps, t, noise):
         simple = ops.mean(ops.square(eps - noise))
         if self.learn_logvar:
             loss = self._eps_loss(eps, noise, t, self.logvar)
@@ -49,6 +60,15 @@ class DiffusionTask(LatentTask):
 
     def make_loss(self, net: nn.Cell, schedule, config: Config) -> nn.Cell:
         return LatentDiffusionLoss(net, schedule, config.diffusion.learn_logvar, config.diffusion.logvar_init)
+
+    def blockwise_gradient(self, params: List[Parameter]):
+        from .blockwise import BlockwiseGradient
+        from .train_step import _keyed
+
+        loss = self.loss_cell
+        return BlockwiseGradient(self.net, loss.stem, loss.head, params,
+                                 keyed=_keyed if self.dropout is None else self.dropout.keyed,
+                                 has_key=self.dropout is not None, head_params=[loss.logvar])
 
     def trained_params(self) -> List[Parameter]:
         # the learned log-variance (spec §4.3) after the UNet's weights: optimizer state is keyed by position

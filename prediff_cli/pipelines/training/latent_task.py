@@ -13,7 +13,7 @@ from mindspore import Parameter, nn
 from prediff.config import Config
 from prediff.pipelines.latents import frozen, jit_encoder
 
-from .task import TrainingTask, optimizer_settings, reducer, train_section
+from .task import BLOCKWISE, TrainingTask, optimizer_settings, reducer, train_section
 from .train_step import StepDropout, TrainStep
 
 
@@ -39,13 +39,19 @@ class LatentTask(TrainingTask):
         self.loss_cell = self.make_loss(net, schedule, config)
         params = self.trained_params()
         self.dropout = StepDropout.install(net)  # masks keyed by (seed, step): exact resume
-        settings = optimizer_settings(train_section(config, self.component), total_steps, accum_steps)
+        section = train_section(config, self.component)
+        settings = optimizer_settings(section, total_steps, accum_steps)
+        gradient = self.blockwise_gradient(params) if section.recompute == BLOCKWISE else None
         self.train_steps = [TrainStep(self.loss_cell, params, grad_reducer=reducer(reducer_factory, params),
-                                      dropout=self.dropout, name=self.component, **settings)]
+                                      dropout=self.dropout, name=self.component, gradient=gradient, **settings)]
 
     def make_loss(self, net: nn.Cell, schedule, config: Config) -> nn.Cell:
         """The loss cell: `construct(*self._inputs(batch, rng)) -> (loss, *aux)` with scalar outputs."""
         raise NotImplementedError
+
+    def blockwise_gradient(self, params: List[Parameter]):
+        """The loss's gradient one network block at a time (`recompute: 3`), for trainers whose network has a plan."""
+        raise ValueError(f"recompute {BLOCKWISE} (per-block gradient graphs) is available for train_diffusion only")
 
     def trained_params(self) -> List[Parameter]:
         """What the optimizer updates, in a fixed order (the optimizer state in checkpoints is keyed by position)."""

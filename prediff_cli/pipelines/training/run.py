@@ -16,7 +16,7 @@ from prediff.errors import ConfigError, InputError, PrediffError
 from prediff.heap import HeapTrimmer
 from prediff.io.checkpoint import Checkpoint
 
-from .task import SECTIONS, TrainingTask, train_section
+from .task import BLOCKWISE, SECTIONS, TrainingTask, train_section
 from .trainer import BatchSource, ResumePoint, Trainer, TrainingListener, TrainingResult, find_resume_point
 
 # what a resumed run may change: where the data is, where it runs, how long it trains and how often it logs,
@@ -257,7 +257,8 @@ def _build_task(component: str, config: Config, accum: int, dist: Distributed,
     net = models.build(component, config.model_kwargs(component))
     # before the first compile: the marks shape the training graph (the frozen VAE of the latent trainers is not
     # differentiated, so only the trained network is marked)
-    enable_recompute(net, train_section(config, component).recompute)
+    level = train_section(config, component).recompute
+    enable_recompute(net, 0 if level == BLOCKWISE else level)  # BLOCKWISE: the trainer's own graphs, no marks
     factory = functools.partial(_grad_reducer, dist=dist) if dist.world_size > 1 else None
     kwargs = dict(accum_steps=accum, total_steps=train_section(config, component).steps, reducer_factory=factory)
     if component == "vae":

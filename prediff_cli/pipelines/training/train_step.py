@@ -10,7 +10,7 @@ resumed run repeats the uninterrupted one exactly (see its docstring for why Min
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -31,12 +31,15 @@ class TrainStep:
     the schedule where it stopped. `accum_steps` micro-batches make one optimizer step (their gradients are
     averaged). `grad_reducer` (e.g. `nn.DistributedGradReducer`) averages gradients across data-parallel ranks.
     `dropout` (a `StepDropout` installed on the trained network) keys each micro-batch's dropout masks.
+    `gradient` replaces the one compiled `value_and_grad` of `loss_cell`: a host-side function `(key?, *inputs) ->
+    (outputs, grads)` with grads in the order of `params` (e.g. `BlockwiseGradient`, which runs many small graphs);
+    the micro-batches' gradients are then summed on the host and one compiled graph clips and steps.
     """
 
     def __init__(self, loss_cell: nn.Cell, params: Sequence[Parameter], *, lr_schedule: np.ndarray,
                  betas=(0.9, 0.999), weight_decay: float = 0.0, eps: float = 1e-8, grad_clip: float = 1.0,
                  accum_steps: int = 1, grad_reducer: Optional[nn.Cell] = None, name: str = "opt",
-                 dropout: Optional["StepDropout"] = None):
+                 dropout: Optional["StepDropout"] = None, gradient: Optional[Callable] = None):
         self.loss_cell = loss_cell
         self.name = name
         self.dropout = dropout
@@ -65,7 +68,18 @@ class TrainStep:
             optimizer(grads)
             return norm
 
-        if self.accum_steps == 1:
+        self._gradient = gradient
+        if gradient is not None:
+            # the graph takes every gradient as one tuple input; MindSpore's parser recurses once per element (its
+            # default limit of 1000 calls fails at the paper-size UNet's 640 tensors)
+            _raise_recursion_limit(8 * len(self.params) + 1000)
+
+            @compiled
+            def apply_given(grads):
+                return finish(grads)
+
+            self._apply_given = apply_given
+        elif self.accum_steps == 1:
             def fused(*inputs):
                 outputs, grads = grad_fn(*inputs)
                 norm = finish(grads)
@@ -103,7 +117,17 @@ class TrainStep:
         lr = self.current_lr()
         # with keyed dropout every graph launch takes its micro-batch's dropout key as a leading input
         keys = [(self.dropout.key(i),) if self.dropout is not None else () for i in range(self.accum_steps)]
-        if self.accum_steps == 1:
+        if self._gradient is not None:
+            collected, total = [], None
+            for key, inputs in zip(keys, micro_batches):
+                outputs, grads = self._gradient(*key, *inputs)
+                collected.append(outputs)
+                total = list(grads) if total is None else [a + g for a, g in zip(total, grads)]
+            if self.accum_steps > 1:
+                total = [g * (1.0 / self.accum_steps) for g in total]
+            # mutable: a plain tuple of tensors is a compile-time constant to ms.jit, recompiled for every new value
+            norm = self._apply_given(ms.mutable(tuple(total)))
+        elif self.accum_steps == 1:
             outputs, norm = self._fused(*keys[0], *micro_batches[0])
             collected = [outputs]
         else:
@@ -144,6 +168,16 @@ class TrainStep:
     @property
     def step(self) -> int:
         return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+
+
+_RECURSION_LIMIT = [1000]  # MindSpore's default; it offers no getter
+
+
+def _raise_recursion_limit(limit: int) -> None:
+    """Raise (never lower) MindSpore's graph-parser call-depth limit."""
+    if limit > _RECURSION_LIMIT[0]:
+        ms.set_recursion_limit(limit)
+        _RECURSION_LIMIT[0] = limit
 
 
 def _keyed(fn):
