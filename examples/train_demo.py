@@ -1,6 +1,6 @@
 """Train the bundled demo model from scratch on this machine, with prediff's own commands.
 
-    python examples/train_demo.py [--work runs/demo] [--out prediff_cli/assets/demo] [--events 96] [--resume]
+    python examples/train_demo.py [--work runs/demo] [--out prediff_cli/assets/demo] [--events 192] [--resume]
 
 Steps (each one a `prediff` command, so the run is what a user would type, with its progress bar):
 1. `prediff download synthetic` writes a synthetic SEVIR-LR tree (advected, growing and decaying storms);
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "demo", help="dataset and run folders")
     parser.add_argument("--out", type=Path, default=REPO / "prediff_cli" / "assets" / "demo",
                         help="where the exported vae/unet/align checkpoints go")
-    parser.add_argument("--events", type=int, default=96, help="synthetic storm events to train on")
+    parser.add_argument("--events", type=int, default=192, help="synthetic storm events to train on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the runs in --work (e.g. another session)")
     args = parser.parse_args()
