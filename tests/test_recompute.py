@@ -186,7 +186,7 @@ def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accu
         outs = []
         for k in range(2):
             dropout.begin_step(seed=3, step=k)
-            outs.append(step([_tiny_inputs(cfg, 1, 10 + 2 * k), _tiny_inputs(cfg, 1, 11 + 2 * k)]))
+            outs.append(step([_tiny_inputs(cfg, 2, 10 + 2 * k), _tiny_inputs(cfg, 2, 11 + 2 * k)]))
         runs.append((outs, [p.asnumpy().copy() for p in params]))
     (outs0, w0), (outs1, w1) = runs
     for a, b in zip(outs0, outs1):

@@ -143,7 +143,8 @@ class BlockwiseGradient:
                 dt = dt_i if dt is None else dt + dt_i
                 self._add(grads, ps, pgrads)
             else:
-                (dx,), pgrads = bwd(*key, x_in, dx)
+                dx, pgrads = bwd(*key, x_in, dx)
+                dx = dx[0] if isinstance(dx, tuple) else dx  # one grad position: MindSpore returns the bare tensor
                 self._add(grads, ps, pgrads)
         if dt is None:
             dt = ops.zeros_like(t_emb)
