@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Callable, List, Sequence, Tuple
 
 import mindspore as ms
-from mindspore import Parameter, ParameterTuple, Tensor, ops
+from mindspore import Parameter, ParameterTuple, ops
 
 from prediff.pipelines.compile import compiled
 
@@ -103,7 +103,7 @@ class BlockwiseGradient:
         if missing:
             raise ValueError(f"blockwise gradient: parameters outside every block: {', '.join(missing[:5])}")
         self._stem_fwd = compiled(keyed(stem))
-        self._stem_bwd = _StemVjp(stem, self._stem_params, keyed)
+        self._stem_bwd = _stem_vjp(stem, self._stem_params, keyed)
         head_vg = ms.value_and_grad(head, grad_position=0, weights=ParameterTuple(self._head_params), has_aux=True)
         self._head = compiled(keyed(head_vg))
 
@@ -158,17 +158,13 @@ class BlockwiseGradient:
             grads[i] = g if grads[i] is None else grads[i] + g
 
 
-class _StemVjp:
+def _stem_vjp(stem: Callable, params: Sequence[Parameter], keyed: Callable):
     """compiled (key?, *inputs, ∂x, ∂t_emb) → the stem parameters' gradients (no input gradients: the loss's
-    inputs are data)."""
+    inputs are data, one of them the integer timestep)."""
 
-    def __init__(self, stem: Callable, params: Sequence[Parameter], keyed: Callable):
-        def dot(*args):
-            inputs, dx, dt = args[:-2], args[-2], args[-1]
-            x, t_emb = stem(*inputs)
-            return ops.sum(x * dx) + ops.sum(t_emb * dt)
+    def dot(*args):
+        inputs, dx, dt = args[:-2], args[-2], args[-1]
+        x, t_emb = stem(*inputs)
+        return ops.sum(x * dx) + ops.sum(t_emb * dt)
 
-        self._fn = compiled(keyed(ms.grad(dot, grad_position=None, weights=ParameterTuple(list(params)))))
-
-    def __call__(self, *args) -> Tensor:
-        return self._fn(*args)
+    return compiled(keyed(ms.grad(dot, grad_position=None, weights=ParameterTuple(list(params)))))

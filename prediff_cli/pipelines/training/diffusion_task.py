@@ -63,11 +63,11 @@ class DiffusionTask(LatentTask):
 
     def blockwise_gradient(self, params: List[Parameter]):
         from .blockwise import BlockwiseGradient
-        from .train_step import _keyed
+        from .train_step import unkeyed
 
         loss = self.loss_cell
         return BlockwiseGradient(self.net, loss.stem, loss.head, params,
-                                 keyed=_keyed if self.dropout is None else self.dropout.keyed,
+                                 keyed=unkeyed if self.dropout is None else self.dropout.keyed,
                                  has_key=self.dropout is not None, head_params=[loss.logvar])
 
     def trained_params(self) -> List[Parameter]:

@@ -56,7 +56,7 @@ class TrainStep:
             return cell(*inputs)
 
         grad_fn = ms.value_and_grad(forward, None, self.params, has_aux=True)
-        keyed = _keyed if dropout is None else dropout.keyed
+        keyed = unkeyed if dropout is None else dropout.keyed
 
         def finish(grads):
             # Average across ranks first, so every rank clips and steps with identical gradients.
@@ -180,7 +180,7 @@ def _raise_recursion_limit(limit: int) -> None:
         _RECURSION_LIMIT[0] = limit
 
 
-def _keyed(fn):
+def unkeyed(fn):
     """Without keyed dropout a step function takes its inputs unchanged."""
     return fn
 
