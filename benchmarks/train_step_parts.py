@@ -15,6 +15,10 @@ runs `--steps` optimizer steps on random sequences and times every graph launch 
 - `host`: the rest of the step (noise drawing, gradient sums on the host, Python).
 
 Prints JSON: seconds per part (median over the timed steps), the step's total and the machine.
+
+`--optimizer` times the optimizer graph's parts alone instead, on gradients shaped like the preset UNet's
+parameters: the global norm, clipping (norm included), AdamW (`nn.AdamWeightDecay`), and all three in one graph as
+`TrainStep` runs them (`norm`, `clip`, `adamw`, `norm_clip_adamw`).
 """
 from __future__ import annotations
 
@@ -93,12 +97,52 @@ def measure(preset: str, micro_batch: int, steps: int) -> dict:
             "by_level_s": {n: v for n, v in median.items() if "." in n}}
 
 
+def optimizer(preset: str, repeats: int = 3) -> dict:
+    import mindspore as ms
+    import numpy as np
+    from mindspore import ParameterTuple, Tensor, nn, ops
+
+    import prediff_models as models
+    from prediff.config import load_config
+    from benchmarks.measure import timed
+
+    cfg = load_config(preset)
+    params = ParameterTuple(models.build("unet", cfg.model_kwargs("unet")).trainable_params())
+    rng = np.random.default_rng(0)
+    grads = ms.mutable(tuple(Tensor(rng.standard_normal(p.shape).astype(np.float32)) for p in params))
+    opt = nn.AdamWeightDecay(params, learning_rate=1e-6, weight_decay=0.01)
+    ms.set_recursion_limit(8 * len(params) + 1000)
+
+    def norm(g):
+        return ops.sqrt(ops.addn([ops.reduce_sum(ops.square(x)) for x in g]))
+
+    def clip(g):
+        return ops.clip_by_global_norm(g, 1.0)
+
+    def adamw(g):
+        return opt(g)
+
+    def norm_clip_adamw(g):  # what TrainStep's compiled optimizer step runs
+        n = norm(g)
+        opt(clip(g))
+        return n
+
+    graphs = {f.__name__: ms.jit(f) for f in (norm, clip, adamw, norm_clip_adamw)}
+    out = {name: timed(lambda f=f: f(grads), repeats)["min_s"] for name, f in graphs.items()}
+    return {"preset": preset, "tensors": len(params), "parameters": int(sum(p.size for p in params)),
+            "seconds": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="sevirlr")
     parser.add_argument("--micro-batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--optimizer", action="store_true", help="time the optimizer graph's parts alone")
     args = parser.parse_args()
+    if args.optimizer:
+        emit(isolated("benchmarks.train_step_parts", "optimizer", preset=args.preset))
+        return
     emit(isolated("benchmarks.train_step_parts", "measure", preset=args.preset, micro_batch=args.micro_batch,
                   steps=args.steps))
 
