@@ -20,7 +20,7 @@ import yaml
 from prediff.errors import ConfigError
 from prediff.io.atomic import atomic_write_text
 
-from .schema import LIMITS, Config, DataConfig, SampleConfig, TrainConfig, VAEConfig, to_plain
+from .schema import BLOCKWISE_RECOMPUTE, LIMITS, Config, DataConfig, SampleConfig, TrainConfig, VAEConfig, to_plain
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -263,8 +263,9 @@ def _validate(obj, prefix: str) -> None:
         if obj.total_batch_size % obj.micro_batch_size:
             fail("total_batch_size", f"{obj.total_batch_size} is not a multiple of micro_batch_size "
                                      f"{obj.micro_batch_size}")
-        if obj.recompute == 3 and prefix != "train_diffusion.":
-            fail("recompute", "3 (per-block gradient graphs) is available in train_diffusion only; valid here: 0, 1, 2")
+        if obj.recompute == BLOCKWISE_RECOMPUTE and prefix != "train_diffusion.":
+            fail("recompute", f"{BLOCKWISE_RECOMPUTE} (per-block gradient graphs) is available in train_diffusion "
+                              "only; valid here: 0, 1, 2")
     if isinstance(obj, DataConfig):
         if obj.seq_len > obj.raw_seq_len:
             fail("raw_seq_len", f"{obj.raw_seq_len} frames cannot hold in_len + out_len = {obj.seq_len}")

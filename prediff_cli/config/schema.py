@@ -172,6 +172,11 @@ class DiffusionConfig:
 # training
 
 
+#: the `recompute` level that differentiates the UNet block by block (train_diffusion only); 1 and 2 are MindSpore's
+#: recomputation marks
+BLOCKWISE_RECOMPUTE = 3
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings shared by the three trainers (reference spec §2.7, §4.6, §5.3)."""

@@ -63,11 +63,10 @@ class DiffusionTask(LatentTask):
 
     def blockwise_gradient(self, params: List[Parameter]):
         from .blockwise import BlockwiseGradient
-        from .train_step import unkeyed
+        from .train_step import keyed_by
 
         loss = self.loss_cell
-        return BlockwiseGradient(self.net, loss.stem, loss.head, params,
-                                 keyed=unkeyed if self.dropout is None else self.dropout.keyed,
+        return BlockwiseGradient(self.net, loss.stem, loss.head, params, keyed=keyed_by(self.dropout),
                                  has_key=self.dropout is not None, head_params=[loss.logvar])
 
     def trained_params(self) -> List[Parameter]:

@@ -10,14 +10,14 @@ import numpy as np
 from mindspore import nn
 
 from prediff.config import Config, TrainConfig
+from prediff.config.schema import BLOCKWISE_RECOMPUTE
 
 from .lr_schedule import lr_table
 from .train_step import StepDropout, TrainStep
 
 
-#: the `recompute` level that differentiates the UNet block by block (`blockwise.BlockwiseGradient`); levels 1 and 2
-#: are MindSpore's recomputation marks (`prediff_models.recompute`)
-BLOCKWISE = 3
+#: the `recompute` level that differentiates the UNet block by block (`blockwise.BlockwiseGradient`)
+BLOCKWISE = BLOCKWISE_RECOMPUTE
 
 #: component → the config section with its trainer's settings
 SECTIONS = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}

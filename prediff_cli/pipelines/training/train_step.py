@@ -56,7 +56,7 @@ class TrainStep:
             return cell(*inputs)
 
         grad_fn = ms.value_and_grad(forward, None, self.params, has_aux=True)
-        keyed = unkeyed if dropout is None else dropout.keyed
+        keyed = keyed_by(dropout)
 
         def finish(grads):
             # Average across ranks first, so every rank clips and steps with identical gradients.
@@ -183,6 +183,11 @@ def _raise_recursion_limit(limit: int) -> None:
 def unkeyed(fn):
     """Without keyed dropout a step function takes its inputs unchanged."""
     return fn
+
+
+def keyed_by(dropout: Optional["StepDropout"]) -> Callable:
+    """The wrapper that makes a step function take `dropout`'s key as its leading input (`unkeyed` without one)."""
+    return unkeyed if dropout is None else dropout.keyed
 
 
 # ----------------------------------------------------------------------------------------------------------------
