@@ -5,7 +5,7 @@ from typing import Sequence, Tuple
 
 from mindspore import nn, ops
 
-from ..kernels import LayerNorm
+from ..kernels import Conv2d, LayerNorm
 from .init import init_linear
 
 
@@ -47,7 +47,7 @@ class Upsample3DLayer(nn.Cell):
         super().__init__()
         self.target_size = tuple(int(s) for s in target_size)
         self.out_dim = out_dim
-        self.conv = nn.Conv2d(dim, out_dim, kernel_size, pad_mode="pad", padding=kernel_size // 2, has_bias=True)
+        self.conv = Conv2d(dim, out_dim, kernel_size, pad_mode="pad", padding=kernel_size // 2, has_bias=True)
 
     def construct(self, x):
         b, t, h, w, c = x.shape

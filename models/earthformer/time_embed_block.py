@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mindspore import nn
 
-from ..kernels import GroupNorm
+from ..kernels import Conv3d, GroupNorm
 from .init import init_linear, zero_cell
 
 
@@ -21,7 +21,8 @@ def _groups(channels: int, preferred: int = 32) -> int:
 
 
 def conv3d(cin: int, cout: int, kernel: int) -> nn.Conv3d:
-    return nn.Conv3d(cin, cout, kernel, pad_mode="pad", padding=kernel // 2, has_bias=True)
+    # the kernels' Conv3d: the direct 3×3×3 kernel for kernel 3, nn.Conv3d itself for the 1×1×1 skip
+    return Conv3d(cin, cout, kernel, pad_mode="pad", padding=kernel // 2, has_bias=True)
 
 
 class TimeEmbedResBlock(nn.Cell):

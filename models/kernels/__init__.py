@@ -1,5 +1,6 @@
 """Fused float32 CPU kernels (MindSpore AOT custom ops) behind drop-in cells; see `fused` and `library`."""
+from .conv import Conv2d, Conv3d
 from .fused import ChannelsFirst, ChannelsLast, CuboidAttentionCore, Gelu, GroupNorm, LayerNorm
 from .library import library_path, unavailable_reason
 
-__all__ = ["ChannelsFirst", "ChannelsLast", "CuboidAttentionCore", "Gelu", "GroupNorm", "LayerNorm", "library_path", "unavailable_reason"]
+__all__ = ["ChannelsFirst", "Conv2d", "Conv3d", "ChannelsLast", "CuboidAttentionCore", "Gelu", "GroupNorm", "LayerNorm", "library_path", "unavailable_reason"]

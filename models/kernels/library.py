@@ -1,8 +1,8 @@
-"""Build (once) and locate the fused CPU kernels in `cpu_kernels.cc`.
+"""Build (once) and locate the fused CPU kernels in `cpu_kernels.cc` and `conv_kernels.cc` (one library).
 
 The shared object is compiled with the system C++ compiler on first use and cached under
 `$PREDIFF_KERNEL_DIR`, else `$XDG_CACHE_HOME/prediff/kernels`, else `~/.cache/prediff/kernels`, named by a hash of
-the source, the flags and the compiler, so an edited source or another compiler builds a new file. The build
+the sources, the flags and the compiler, so an edited source or another compiler builds a new file. The build
 writes to a temporary name and renames, so concurrent processes never load a half-written library.
 
 `library_path()` returns None — and the networks keep MindSpore's own kernels — when any of these holds:
@@ -22,7 +22,7 @@ from typing import Optional
 
 import mindspore as ms
 
-SOURCE = Path(__file__).with_name("cpu_kernels.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_kernels.cc", "conv_kernels.cc"))
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
          "-std=c++17")
 _reason: Optional[str] = None
@@ -53,7 +53,8 @@ def _compiler() -> Optional[str]:
 
 def _build(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + version.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join(FLAGS).encode()
+                            + version.encode()).hexdigest()[:16]
     target = cache_dir() / f"cpu_kernels-{digest}.so"
     if target.exists():
         return target
@@ -61,7 +62,7 @@ def _build(compiler: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so.tmp", dir=target.parent)
     os.close(fd)
     try:
-        proc = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        proc = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", tmp], capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(f"{compiler} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else ''}")
         os.replace(tmp, target)

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from mindspore import Tensor, nn, ops
 
-from ..kernels import GroupNorm
+from ..kernels import Conv2d, GroupNorm
 from .attention import AttentionBlock
 
 EPS = 1e-6  # every GroupNorm of the VAE uses eps 1e-6
@@ -27,8 +27,9 @@ def check_activation(act_fn: str) -> None:
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding=0) -> nn.Conv2d:
     """PyTorch-style Conv2d with bias; `padding` is an int or (top, bottom, left, right)."""
     mode = "pad" if padding else "valid"
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode=mode, padding=padding,
-                     has_bias=True)
+    # the kernels' Conv2d: the direct 3×3 kernel where it applies (stride 1, padding 1), else nn.Conv2d itself
+    return Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode=mode, padding=padding,
+                  has_bias=True)
 
 
 def group_norm(num_groups: int, channels: int, silu: bool = False) -> GroupNorm:

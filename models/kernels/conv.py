@@ -1,0 +1,101 @@
+"""Drop-in `Conv3d` / `Conv2d` cells that run the direct 3×3(×3) convolution kernel (`conv_kernels.cc`).
+
+The kernel covers the convolutions that carry most of the paper-size UNet's FLOPs: 3×3×3 (and 3×3) kernels,
+stride 1, dilation 1, one group, zero padding 1 on every side, float32, an output width that is a multiple of 8.
+Any other configuration, dtype or width, and every cell when the kernel library is unavailable, runs MindSpore's
+own convolution — the same function, which `tests/test_kernels_conv.py` compares against. The parameters are those
+of `nn.Conv3d` / `nn.Conv2d` (`weight` (C_out, C_in, [3,] 3, 3), `bias` (C_out)), so checkpoints and the official
+weight conversion are unchanged.
+
+Gradients: with respect to the input, the same kernel with the weights' channel axes swapped and their taps
+reversed; with respect to the weight, MindSpore's own filter-gradient operator (the one `nn.Conv3d` uses), and the
+bias gradient is the sum of the incoming gradient over everything but its channel axis.
+"""
+from __future__ import annotations
+
+from mindspore import nn, ops
+from mindspore.common import dtype as mstype
+from mindspore.ops.operations import _grad_ops as grad_ops
+
+from .library import library_path
+
+
+def _aot(function: str, out_shape, bprop=None):
+    path = library_path()
+    if path is None:
+        return None
+    return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=lambda x, *rest: x, func_type="aot",
+                      bprop=bprop)
+
+
+def _forward_shape(x, w, *rest):
+    return [x[0], w[0], *x[2:]]
+
+
+def _input_grad_shape(dy, w):
+    return [dy[0], w[1], *dy[2:]]
+
+
+def _bprop(input_grad, filter_grad, reduce_axes):
+    def bprop(x, w, b, out, dout):
+        return input_grad(dout, w), filter_grad(x, dout, w), dout.sum(axis=reduce_axes)
+
+    return bprop
+
+
+def _eligible(cell, ndim: int) -> bool:
+    """Whether the cell's configuration is one the kernel computes (3×3 taps, stride 1, padding 1, one group)."""
+    def all_equal(values, value):
+        values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+        return all(int(v) == value for v in values)
+
+    return (cell.has_bias and cell.group == 1 and cell.pad_mode == "pad" and all_equal(cell.kernel_size, 3)
+            and all_equal(cell.stride, 1) and all_equal(cell.dilation, 1) and all_equal(cell.padding, 1)
+            and len(cell.weight.shape) == ndim)
+
+
+class Conv3d(nn.Conv3d):
+    """`nn.Conv3d` on (N, C_in, T, H, W) → (N, C_out, T, H, W), on the direct kernel where it applies."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._kernel = None
+        if _eligible(self, 5):
+            filter_grad = grad_ops.Conv3DBackpropFilter(self.out_channels, 3, mode=1, pad_mode="pad", pad=1)
+
+            def weight_grad(x, dout, w):
+                return filter_grad(x, dout, w.shape)
+
+            input_grad = _aot("Conv3x3InputGrad", _input_grad_shape)
+            if input_grad is not None:
+                self._kernel = _aot("Conv3x3", _forward_shape, _bprop(input_grad, weight_grad, (0, 2, 3, 4)))
+        self.fused = self._kernel is not None
+
+    def construct(self, x):
+        if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
+            return super().construct(x)
+        return self._kernel(x, self.weight, self.bias)
+
+
+class Conv2d(nn.Conv2d):
+    """`nn.Conv2d` on (N, C_in, H, W) → (N, C_out, H, W), on the direct kernel where it applies."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._kernel = None
+        if _eligible(self, 4):
+            filter_grad = grad_ops.Conv2DBackpropFilter(self.out_channels, (3, 3), pad_mode="pad", pad=1,
+                                                        pad_list=(1, 1, 1, 1))
+
+            def weight_grad(x, dout, w):
+                return filter_grad(dout, x, w.shape)
+
+            input_grad = _aot("Conv3x3InputGrad", _input_grad_shape)
+            if input_grad is not None:
+                self._kernel = _aot("Conv3x3", _forward_shape, _bprop(input_grad, weight_grad, (0, 2, 3)))
+        self.fused = self._kernel is not None
+
+    def construct(self, x):
+        if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
+            return super().construct(x)
+        return self._kernel(x, self.weight, self.bias)

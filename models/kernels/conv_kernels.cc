@@ -1,0 +1,200 @@
+// Direct 3x3(x3) float32 convolution for MindSpore `ops.Custom(func_type="aot")` (see models/kernels/conv.py).
+//
+// MindSpore's oneDNN convolutions run at 60-85 % of its matmul rate under the ONEDNN_MAX_CPU_ISA=AVX2 cap that
+// the AVX-512 CPUs need (README, Performance), and they are 61 % of the paper-size UNet's FLOPs. This kernel
+// computes stride-1, "same"-padded convolutions with 3x3 spatial taps and 3 or 1 temporal taps as an implicit
+// GEMM: the input is copied once into a zero-padded buffer, so that every tap of every output position is a
+// fixed offset from that position; each micro-tile keeps 6 output channels x 16 output positions (two runs of 8
+// consecutive positions along W) in 12 AVX2 registers over the whole reduction (input channels x taps), with the
+// weights packed so that the 6 channels of one (input channel, tap) pair are adjacent. The reduction is split in
+// chunks of input channels so that the packed weights and the input rows of a chunk stay in L2.
+//
+// Layouts: x (N, Cin, T, H, W) or (N, Cin, H, W); w (Cout, Cin, KT, 3, 3) or (Cout, Cin, 3, 3); y like x with
+// Cout channels. W must be a multiple of 8. `Conv3x3InputGrad` is the same convolution with the weights' two
+// channel axes swapped and their taps reversed, which is the gradient with respect to the input.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+namespace {
+
+constexpr int64_t kBlock = 6;        // output channels per micro-tile
+constexpr int64_t kChunk = 64;       // input channels per reduction chunk
+constexpr int64_t kTileBlock = 64;   // micro-tiles per parallel work item
+
+struct Geometry {
+  int64_t n, cin, cout, t, h, w, kt;  // kt: temporal taps (3, or 1 for 2-D)
+  int64_t tp, hp, wp;                 // padded extents
+  int64_t channel_stride() const { return tp * hp * wp; }
+  int64_t taps() const { return kt * 9; }
+};
+
+template <int NB, int TAPS>
+inline void micro_tile(const float *__restrict x0, const float *__restrict x1, const float *__restrict wp,
+                       int64_t channels, int64_t cstride, const int64_t *__restrict offs,
+                       const float *__restrict bias, bool first, float *__restrict y0, float *__restrict y1,
+                       int64_t ystride) {
+  __m256 acc0[NB], acc1[NB];
+  if (first) {
+    for (int j = 0; j < NB; ++j) acc0[j] = acc1[j] = _mm256_set1_ps(bias ? bias[j] : 0.0f);
+  } else {
+    for (int j = 0; j < NB; ++j) {
+      acc0[j] = _mm256_loadu_ps(y0 + j * ystride);
+      acc1[j] = _mm256_loadu_ps(y1 + j * ystride);
+    }
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    const float *p0 = x0 + c * cstride, *p1 = x1 + c * cstride;
+#pragma GCC unroll 27
+    for (int k = 0; k < TAPS; ++k) {
+      const __m256 a0 = _mm256_loadu_ps(p0 + offs[k]);
+      const __m256 a1 = _mm256_loadu_ps(p1 + offs[k]);
+#pragma GCC unroll 6
+      for (int j = 0; j < NB; ++j) {
+        const __m256 b = _mm256_broadcast_ss(wp + j);
+        acc0[j] = _mm256_fmadd_ps(a0, b, acc0[j]);
+        acc1[j] = _mm256_fmadd_ps(a1, b, acc1[j]);
+      }
+      wp += NB;
+    }
+  }
+  for (int j = 0; j < NB; ++j) {
+    _mm256_storeu_ps(y0 + j * ystride, acc0[j]);
+    _mm256_storeu_ps(y1 + j * ystride, acc1[j]);
+  }
+}
+
+using MicroTile = void (*)(const float *, const float *, const float *, int64_t, int64_t, const int64_t *,
+                           const float *, bool, float *, float *, int64_t);
+// [temporal taps == 3][output channels in the block]
+constexpr MicroTile kMicroTiles[2][kBlock + 1] = {
+    {nullptr, micro_tile<1, 9>, micro_tile<2, 9>, micro_tile<3, 9>, micro_tile<4, 9>, micro_tile<5, 9>,
+     micro_tile<6, 9>},
+    {nullptr, micro_tile<1, 27>, micro_tile<2, 27>, micro_tile<3, 27>, micro_tile<4, 27>, micro_tile<5, 27>,
+     micro_tile<6, 27>}};
+
+// x (N, Cin, T, H, W) into a zeroed (N, Cin, T+kt-1, H+2, W+2) buffer.
+void pad_input(const float *x, const Geometry &g, float *xp) {
+  const int64_t pt = g.kt / 2;
+  std::memset(xp, 0, sizeof(float) * g.n * g.cin * g.channel_stride());
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t nc = 0; nc < g.n * g.cin; ++nc)
+    for (int64_t t = 0; t < g.t; ++t)
+      for (int64_t h = 0; h < g.h; ++h)
+        std::memcpy(xp + nc * g.channel_stride() + ((t + pt) * g.hp + h + 1) * g.wp + 1,
+                    x + ((nc * g.t + t) * g.h + h) * g.w, sizeof(float) * g.w);
+}
+
+// Packed weights: per block of 6 output channels, [cin][tap][6] (a partial last block packs its width).
+// Forward: w is (Cout, Cin, taps). Input gradient: w is (Cin_y, Cout_y, taps) of the forward convolution, read with
+// its channel axes swapped and its taps reversed.
+void pack_weights(const float *w, const Geometry &g, bool input_grad, float *packed) {
+  const int64_t taps = g.taps(), blocks = (g.cout + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t cb = 0; cb < blocks; ++cb) {
+    const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
+    float *dst = packed + cb * kBlock * g.cin * taps;
+    for (int64_t ci = 0; ci < g.cin; ++ci)
+      for (int64_t k = 0; k < taps; ++k)
+        for (int64_t j = 0; j < width; ++j) {
+          const int64_t co = cb * kBlock + j;
+          *dst++ = input_grad ? w[(ci * g.cout + co) * taps + (taps - 1 - k)] : w[(co * g.cin + ci) * taps + k];
+        }
+  }
+}
+
+void convolve(const float *x, const float *w, const float *bias, const Geometry &g, bool input_grad, float *y) {
+  // per calling thread, grown on demand: the op runs on MindSpore's kernel threads, once per layer and step
+  thread_local std::vector<float> xp, packed;
+  const int64_t taps = g.taps(), blocks = (g.cout + kBlock - 1) / kBlock, cstride = g.channel_stride();
+  xp.resize(g.n * g.cin * cstride);
+  packed.resize(blocks * kBlock * g.cin * taps);
+  pad_input(x, g, xp.data());
+  pack_weights(w, g, input_grad, packed.data());
+
+  int64_t offs[27];
+  for (int64_t dt = 0; dt < g.kt; ++dt)
+    for (int64_t dh = 0; dh < 3; ++dh)
+      for (int64_t dw = 0; dw < 3; ++dw) offs[(dt * 3 + dh) * 3 + dw] = (dt * g.hp + dh) * g.wp + dw;
+
+  // a run: 8 consecutive output positions along W; a micro-tile: two runs (which may lie in different rows)
+  const int64_t runs_per_plane = g.t * g.h * g.w / 8, runs = g.n * runs_per_plane;
+  const int64_t tiles = (runs + 1) / 2, tile_blocks = (tiles + kTileBlock - 1) / kTileBlock;
+  const int64_t ystride = g.t * g.h * g.w;
+  // the buffers are thread_local: the parallel region below must use these pointers, not the names
+  const float *xpd = xp.data(), *packed_weights = packed.data();
+  auto locate = [&](int64_t run, const float *&in, float *&out) {
+    const int64_t n = run / runs_per_plane, r = (run % runs_per_plane) * 8;
+    const int64_t t = r / (g.h * g.w), h = (r / g.w) % g.h, w0 = r % g.w;
+    in = xpd + n * g.cin * cstride + (t * g.hp + h) * g.wp + w0;
+    out = y + n * g.cout * ystride + (t * g.h + h) * g.w + w0;
+  };
+  // an odd last run is paired with itself (computed twice, stored twice: same values)
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t cb = 0; cb < blocks; ++cb)
+    for (int64_t tb = 0; tb < tile_blocks; ++tb) {
+      const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
+      const MicroTile tile_fn = kMicroTiles[g.kt == 3][width];
+      for (int64_t c0 = 0; c0 < g.cin; c0 += kChunk) {
+        const int64_t channels = std::min(kChunk, g.cin - c0);
+        const float *wpb = packed_weights + cb * kBlock * g.cin * taps + c0 * taps * width;
+        for (int64_t tile = tb * kTileBlock; tile < std::min(tiles, (tb + 1) * kTileBlock); ++tile) {
+          const float *x0, *x1;
+          float *y0, *y1;
+          locate(2 * tile, x0, y0);
+          locate(std::min(2 * tile + 1, runs - 1), x1, y1);
+          tile_fn(x0 + c0 * cstride, x1 + c0 * cstride, wpb, channels, cstride, offs, bias ? bias + cb * kBlock : nullptr, c0 == 0, y0 + cb * kBlock * ystride,
+                  y1 + cb * kBlock * ystride, ystride);
+        }
+      }
+    }
+}
+
+// Reads the geometry from the shapes; false when they do not describe a supported convolution.
+bool geometry(int xdim, const int64_t *xs, int wdim, const int64_t *ws, bool input_grad, Geometry *g) {
+  if (xdim != wdim || (xdim != 4 && xdim != 5)) return false;
+  const bool three_d = xdim == 5;
+  g->n = xs[0];
+  g->t = three_d ? xs[2] : 1;
+  g->h = xs[xdim - 2];
+  g->w = xs[xdim - 1];
+  g->kt = three_d ? ws[2] : 1;
+  g->cin = input_grad ? ws[0] : ws[1];
+  g->cout = input_grad ? ws[1] : ws[0];
+  if (xs[1] != g->cin || ws[wdim - 1] != 3 || ws[wdim - 2] != 3 || (g->kt != 1 && g->kt != 3)) return false;
+  if (g->n <= 0 || g->t <= 0 || g->h <= 0 || g->w <= 0 || g->w % 8 || g->cin <= 0 || g->cout <= 0) return false;
+  g->tp = g->t + g->kt - 1;
+  g->hp = g->h + 2;
+  g->wp = g->w + 2;
+  return true;
+}
+
+}  // namespace
+
+extern "C" {
+
+// params: x (N, Cin, [T,] H, W), w (Cout, Cin, [KT,] 3, 3), b (Cout), y (N, Cout, [T,] H, W).
+int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  Geometry g;
+  if (nparam != 4 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], false, &g)) return 1;
+  convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+           static_cast<const float *>(params[2]), g, false, static_cast<float *>(params[3]));
+  return 0;
+}
+
+// The gradient of Conv3x3 with respect to x. params: dy (N, Cout, [T,] H, W), w (Cout, Cin, [KT,] 3, 3),
+// dx (N, Cin, [T,] H, W).
+int Conv3x3InputGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  Geometry g;
+  if (nparam != 3 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], true, &g)) return 1;
+  convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), nullptr, g, true,
+           static_cast<float *>(params[2]));
+  return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,88 @@
+"""The direct 3×3(×3) convolution kernel (models/kernels/conv.py, conv_kernels.cc): forward and the gradients to the
+input, weight and bias equal MindSpore's own convolution (the same cell with `fused` off), compiled, on the shapes
+that exercise its edges — output channels not a multiple of the 6-channel block, input channels beyond one
+reduction chunk, an odd number of 8-wide runs, a batch — and configurations it does not cover run the standard
+convolution."""
+import numpy as np
+import mindspore as ms
+import pytest
+from mindspore import Tensor, nn
+
+from prediff_models.kernels import Conv2d, Conv3d, library_path
+
+pytestmark = pytest.mark.skipif(library_path() is None, reason="kernel library unavailable")
+rng = np.random.default_rng(3)
+
+
+def _values_and_grads(cell, x, probe):
+    """(y, dL/dx, dL/dw, dL/db) of L = sum(cell(x) · probe), compiled."""
+    def loss(v):
+        return (cell(v) * probe).sum()
+
+    grad = ms.jit(ms.value_and_grad(loss, grad_position=0, weights=(cell.weight, cell.bias)))
+    _, (dx, (dw, db)) = grad(x)
+    y = ms.jit(cell.construct)(x)
+    return [t.asnumpy().copy() for t in (y, dx, dw, db)]
+
+
+@pytest.mark.parametrize("cls, cin, cout, shape", [
+    (Conv3d, 5, 11, (2, 5, 3, 4, 16)),      # 6 + 5 output channels, batch 2
+    (Conv3d, 70, 13, (1, 70, 3, 2, 8)),     # two reduction chunks (64 + 6), 6 + 6 + 1 output channels
+    (Conv3d, 3, 6, (1, 3, 1, 3, 8)),        # one frame, 3 runs of 8: the odd last run
+    (Conv2d, 7, 9, (3, 7, 5, 16)),          # 2-D, batch 3
+])
+def test_direct_convolution_equals_mindspore(cls, cin, cout, shape):
+    cell = cls(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True)
+    cell.bias.set_data(Tensor(rng.standard_normal(cout).astype(np.float32)))
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    probe = Tensor(rng.standard_normal((shape[0], cout, *shape[2:])).astype(np.float32))
+    assert cell.fused
+    fused = _values_and_grads(cell, x, probe)
+    cell.fused = False
+    standard = _values_and_grads(cell, x, probe)
+    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+    # a known answer as well: a centred one-hot 3×3(×3) kernel on the first input channel copies it (a new cell:
+    # a compiled graph keeps the parameter data it was compiled with when `set_data` replaces it afterwards)
+    cell = cls(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True)
+    w = np.zeros(cell.weight.shape, np.float32)
+    w[:, 0][(slice(None),) + (1,) * (w.ndim - 2)] = 1.0
+    cell.weight.set_data(Tensor(w))
+    cell.bias.set_data(Tensor(np.zeros(cout, np.float32)))
+    y = ms.jit(cell.construct)(x).asnumpy()
+    np.testing.assert_array_equal(y, np.repeat(x.asnumpy()[:, :1], cout, axis=1))
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: Conv2d(4, 6, 3, stride=2, pad_mode="pad", padding=(0, 1, 0, 1), has_bias=True), (1, 4, 8, 8)),
+    (lambda: Conv3d(4, 6, 1, has_bias=True), (1, 4, 2, 3, 8)),
+    (lambda: Conv2d(4, 6, 3, pad_mode="pad", padding=1, has_bias=False), (1, 4, 8, 8)),
+])
+def test_configurations_outside_the_kernel_run_mindspore(make, shape):
+    cell = make()
+    assert not cell.fused
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    base = nn.Conv2d if isinstance(cell, nn.Conv2d) and not isinstance(cell, nn.Conv3d) else nn.Conv3d
+    assert isinstance(cell, base)
+    np.testing.assert_array_equal(cell(x).asnumpy(), base.construct(cell, x).asnumpy())
+
+
+def test_width_not_a_multiple_of_8_runs_mindspore():
+    cell = Conv2d(3, 5, 3, pad_mode="pad", padding=1, has_bias=True)
+    assert cell.fused
+    x = Tensor(rng.standard_normal((2, 3, 6, 12)).astype(np.float32))
+    np.testing.assert_allclose(cell(x).asnumpy(), nn.Conv2d.construct(cell, x).asnumpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_networks_use_the_kernel():
+    import prediff_models as models
+    from prediff.config import load_config
+
+    cfg = load_config("tiny")
+    for component in ("unet", "vae"):
+        net = models.build(component, cfg.model_kwargs(component))
+        convs = [c for _, c in net.cells_and_names() if isinstance(c, (Conv2d, Conv3d))]
+        assert any(c.fused for c in convs), component
+        assert all(c.fused == (tuple(c.weight.shape[2:]) in ((3, 3), (3, 3, 3)) and c.stride in ((1, 1), (1, 1, 1))
+                               and c.padding in (1, (1, 1, 1, 1))) for c in convs), component
