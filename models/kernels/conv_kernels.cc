@@ -25,7 +25,8 @@ namespace {
 
 constexpr int64_t kBlock = 6;        // output channels per micro-tile
 constexpr int64_t kChunk = 64;       // input channels per reduction chunk
-constexpr int64_t kTileBlock = 64;   // micro-tiles per parallel work item
+constexpr int64_t kTileBlock = 64;       // micro-tiles per parallel work item
+constexpr int64_t kSmallTileBlock = 16;  // the same when tile blocks are the outer loop
 
 struct Geometry {
   int64_t n, cin, cout, t, h, w, kt;  // kt: temporal taps (3, or 1 for 2-D)
@@ -135,24 +136,35 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
     out = y + n * g.cout * ystride + (t * g.h + h) * g.w + w0;
   };
   // an odd last run is paired with itself (computed twice, stored twice: same values)
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t cb = 0; cb < blocks; ++cb)
-    for (int64_t tb = 0; tb < tile_blocks; ++tb) {
-      const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
-      const MicroTile tile_fn = kMicroTiles[g.kt == 3][width];
-      for (int64_t c0 = 0; c0 < g.cin; c0 += kChunk) {
-        const int64_t channels = std::min(kChunk, g.cin - c0);
-        const float *wpb = packed_weights + cb * kBlock * g.cin * taps + c0 * taps * width;
-        for (int64_t tile = tb * kTileBlock; tile < std::min(tiles, (tb + 1) * kTileBlock); ++tile) {
-          const float *x0, *x1;
-          float *y0, *y1;
-          locate(2 * tile, x0, y0);
-          locate(std::min(2 * tile + 1, runs - 1), x1, y1);
-          tile_fn(x0 + c0 * cstride, x1 + c0 * cstride, wpb, channels, cstride, offs, bias ? bias + cb * kBlock : nullptr, c0 == 0, y0 + cb * kBlock * ystride,
-                  y1 + cb * kBlock * ystride, ystride);
-        }
+  auto work = [&](int64_t cb, int64_t tb, int64_t tiles_per_block) {
+    const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
+    const MicroTile tile_fn = kMicroTiles[g.kt == 3][width];
+    for (int64_t c0 = 0; c0 < g.cin; c0 += kChunk) {
+      const int64_t channels = std::min(kChunk, g.cin - c0);
+      const float *wpb = packed_weights + cb * kBlock * g.cin * taps + c0 * taps * width;
+      for (int64_t tile = tb * tiles_per_block; tile < std::min(tiles, (tb + 1) * tiles_per_block); ++tile) {
+        const float *x0, *x1;
+        float *y0, *y1;
+        locate(2 * tile, x0, y0);
+        locate(std::min(2 * tile + 1, runs - 1), x1, y1);
+        tile_fn(x0 + c0 * cstride, x1 + c0 * cstride, wpb, channels, cstride, offs, bias ? bias + cb * kBlock : nullptr,
+                c0 == 0, y0 + cb * kBlock * ystride, y1 + cb * kBlock * ystride, ystride);
       }
     }
+  };
+  // Which operand a thread sweeps once: when the padded input outweighs the packed weights (the VAE's large
+  // frames), tile blocks are the outer loop, so a block's input rows stay in cache while every output-channel block
+  // passes over them; otherwise (the UNet) output-channel blocks are, so their weights stay while the tiles pass.
+  if (g.n * g.cin * cstride > blocks * kBlock * g.cin * taps) {
+    const int64_t small_blocks = (tiles + kSmallTileBlock - 1) / kSmallTileBlock;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t tb = 0; tb < small_blocks; ++tb)
+      for (int64_t cb = 0; cb < blocks; ++cb) work(cb, tb, kSmallTileBlock);
+  } else {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t cb = 0; cb < blocks; ++cb)
+      for (int64_t tb = 0; tb < tile_blocks; ++tb) work(cb, tb, kTileBlock);
+  }
 }
 
 // Reads the geometry from the shapes; false when they do not describe a supported convolution.
