@@ -7,8 +7,9 @@ and at the member batch 4; the upsampling 3×3; the VAE's 3×3 convolutions at 8
 same cell with the kernel (`fused`) and with MindSpore's `nn.Conv3d`/`nn.Conv2d`, and a matmul with the same FLOPs
 (rows = output positions, K = C_in·taps, N = C_out). The three are interleaved round by round, so that a slow
 period of a shared machine hits all of them; each figure is the median of `--rounds` synchronised calls, reported
-as GFLOP/s, with `vs_matmul` = our rate over the matmul's. `--backward` adds the input gradient (our kernel vs
-MindSpore's) for the UNet shapes.
+as GFLOP/s, with `vs_matmul` = our rate over the matmul's. `--backward` adds the gradients to the input, weight
+and bias (our kernels vs MindSpore's) for the UNet shapes; their rate counts the forward's FLOPs twice (input and
+weight gradient).
 """
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ def measure(rounds: int, backward: bool) -> dict:
         runs = {"ours": (ms.jit(ours.construct), (x,)), "mindspore": (ms.jit(theirs.construct), (x,)),
                 "matmul": (matmul, (a, b))}
         if backward and three_d:
-            for key, cell in (("ours_input_grad", ours), ("mindspore_input_grad", theirs)):
-                runs[key] = (ms.jit(ms.grad(cell, grad_position=0)), (x,))
+            for key, cell in (("ours_grads", ours), ("mindspore_grads", theirs)):
+                runs[key] = (ms.jit(ms.grad(cell, grad_position=0, weights=cell.trainable_params())), (x,))
         times = {key: [] for key in runs}
         for fn, args in runs.values():
             _call(fn, *args)  # compile
@@ -78,7 +79,8 @@ def measure(rounds: int, backward: bool) -> dict:
                 start = time.perf_counter()
                 _call(fn, *args)
                 times[key].append(time.perf_counter() - start)
-        rate = {key: round(gflop / statistics.median(ts), 1) for key, ts in times.items()}
+        work = {key: gflop * (2 if key.endswith("_grads") else 1) for key in runs}
+        rate = {key: round(work[key] / statistics.median(ts), 1) for key, ts in times.items()}
         row = {"shape": name, "input": list(shape), "c_out": cout, "gflop": round(gflop, 2),
                "gflops": rate, "median_ms": {k: round(1e3 * statistics.median(ts), 2) for k, ts in times.items()},
                "ours_vs_matmul": round(rate["ours"] / rate["matmul"], 3),

@@ -8,14 +8,14 @@ of `nn.Conv3d` / `nn.Conv2d` (`weight` (C_out, C_in, [3,] 3, 3), `bias` (C_out))
 weight conversion are unchanged.
 
 Gradients: with respect to the input, the same kernel with the weights' channel axes swapped and their taps
-reversed; with respect to the weight, MindSpore's own filter-gradient operator (the one `nn.Conv3d` uses), and the
-bias gradient is the sum of the incoming gradient over everything but its channel axis.
+reversed; with respect to the weight, a second kernel (`Conv3x3WeightGrad`: for each output channel, input channel
+and tap, the sum over all output positions of the incoming gradient times the shifted input); the bias gradient is
+the sum of the incoming gradient over everything but its channel axis.
 """
 from __future__ import annotations
 
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
-from mindspore.ops.operations import _grad_ops as grad_ops
 
 from .library import library_path
 
@@ -36,11 +36,21 @@ def _input_grad_shape(dy, w):
     return [dy[0], w[1], *dy[2:]]
 
 
-def _bprop(input_grad, filter_grad, reduce_axes):
-    def bprop(x, w, b, out, dout):
-        return input_grad(dout, w), filter_grad(x, dout, w), dout.sum(axis=reduce_axes)
+def _weight_grad_shape(x, dy, w):
+    return w
 
-    return bprop
+
+def _kernel_with_grads(reduce_axes):
+    """The forward op with its gradient kernels as bprop; None without the kernel library."""
+    input_grad = _aot("Conv3x3InputGrad", _input_grad_shape)
+    weight_grad = _aot("Conv3x3WeightGrad", _weight_grad_shape)
+    if input_grad is None or weight_grad is None:
+        return None
+
+    def bprop(x, w, b, out, dout):
+        return input_grad(dout, w), weight_grad(x, dout, w), dout.sum(axis=reduce_axes)
+
+    return _aot("Conv3x3", _forward_shape, bprop)
 
 
 def _eligible(cell, ndim: int) -> bool:
@@ -59,16 +69,7 @@ class Conv3d(nn.Conv3d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._kernel = None
-        if _eligible(self, 5):
-            filter_grad = grad_ops.Conv3DBackpropFilter(self.out_channels, 3, mode=1, pad_mode="pad", pad=1)
-
-            def weight_grad(x, dout, w):
-                return filter_grad(x, dout, w.shape)
-
-            input_grad = _aot("Conv3x3InputGrad", _input_grad_shape)
-            if input_grad is not None:
-                self._kernel = _aot("Conv3x3", _forward_shape, _bprop(input_grad, weight_grad, (0, 2, 3, 4)))
+        self._kernel = _kernel_with_grads((0, 2, 3, 4)) if _eligible(self, 5) else None
         self.fused = self._kernel is not None
 
     def construct(self, x):
@@ -82,17 +83,7 @@ class Conv2d(nn.Conv2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._kernel = None
-        if _eligible(self, 4):
-            filter_grad = grad_ops.Conv2DBackpropFilter(self.out_channels, (3, 3), pad_mode="pad", pad=1,
-                                                        pad_list=(1, 1, 1, 1))
-
-            def weight_grad(x, dout, w):
-                return filter_grad(dout, x, w.shape)
-
-            input_grad = _aot("Conv3x3InputGrad", _input_grad_shape)
-            if input_grad is not None:
-                self._kernel = _aot("Conv3x3", _forward_shape, _bprop(input_grad, weight_grad, (0, 2, 3)))
+        self._kernel = _kernel_with_grads((0, 2, 3)) if _eligible(self, 4) else None
         self.fused = self._kernel is not None
 
     def construct(self, x):

@@ -186,6 +186,74 @@ bool geometry(int xdim, const int64_t *xs, int wdim, const int64_t *ws, bool inp
   return true;
 }
 
+
+inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// dW for NB output channels x 3 consecutive taps of one input channel: the reduction over every output position
+// runs 8 positions per vector (12 accumulators), summed across lanes at the end.
+template <int NB>
+void weight_grad_tile(const float *__restrict dy, int64_t dy_batch_stride, const float *__restrict xp,
+                      int64_t xp_batch_stride, const Geometry &g, const int64_t *__restrict offs,
+                      float *__restrict out, int64_t out_channel_stride) {
+  __m256 acc[NB][3];
+  for (int j = 0; j < NB; ++j) acc[j][0] = acc[j][1] = acc[j][2] = _mm256_setzero_ps();
+  const int64_t ystride = g.t * g.h * g.w;
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float *dyn = dy + n * dy_batch_stride, *xn = xp + n * xp_batch_stride;
+    for (int64_t t = 0; t < g.t; ++t)
+      for (int64_t h = 0; h < g.h; ++h) {
+        const float *drow = dyn + (t * g.h + h) * g.w, *xrow = xn + (t * g.hp + h) * g.wp;
+        for (int64_t w0 = 0; w0 < g.w; w0 += 8) {
+          const __m256 a0 = _mm256_loadu_ps(xrow + w0 + offs[0]);
+          const __m256 a1 = _mm256_loadu_ps(xrow + w0 + offs[1]);
+          const __m256 a2 = _mm256_loadu_ps(xrow + w0 + offs[2]);
+#pragma GCC unroll 4
+          for (int j = 0; j < NB; ++j) {
+            const __m256 d = _mm256_loadu_ps(drow + j * ystride + w0);
+            acc[j][0] = _mm256_fmadd_ps(d, a0, acc[j][0]);
+            acc[j][1] = _mm256_fmadd_ps(d, a1, acc[j][1]);
+            acc[j][2] = _mm256_fmadd_ps(d, a2, acc[j][2]);
+          }
+        }
+      }
+  }
+  for (int j = 0; j < NB; ++j)
+    for (int k = 0; k < 3; ++k) out[j * out_channel_stride + k] = horizontal_sum(acc[j][k]);
+}
+
+using WeightGradTile = void (*)(const float *, int64_t, const float *, int64_t, const Geometry &, const int64_t *,
+                                float *, int64_t);
+constexpr int64_t kGradBlock = 4;  // output channels per weight-gradient tile
+constexpr WeightGradTile kWeightGradTiles[kGradBlock + 1] = {nullptr, weight_grad_tile<1>, weight_grad_tile<2>,
+                                                             weight_grad_tile<3>, weight_grad_tile<4>};
+
+// dw (Cout, Cin, taps) = sum over n and positions of dy (N, Cout, positions) x the tap-shifted padded input.
+void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) {
+  thread_local std::vector<float> xp;
+  const int64_t cstride = g.channel_stride(), taps = g.taps();
+  xp.resize(g.n * g.cin * cstride);
+  pad_input(x, g, xp.data());
+  const float *xpd = xp.data();
+  int64_t offs[27];
+  for (int64_t dt = 0; dt < g.kt; ++dt)
+    for (int64_t dh = 0; dh < 3; ++dh)
+      for (int64_t dw_ = 0; dw_ < 3; ++dw_) offs[(dt * 3 + dh) * 3 + dw_] = (dt * g.hp + dh) * g.wp + dw_;
+  const int64_t blocks = (g.cout + kGradBlock - 1) / kGradBlock, ystride = g.t * g.h * g.w;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t cb = 0; cb < blocks; ++cb)
+    for (int64_t ci = 0; ci < g.cin; ++ci) {
+      const int64_t width = std::min(kGradBlock, g.cout - cb * kGradBlock);
+      for (int64_t k = 0; k < taps; k += 3)
+        kWeightGradTiles[width](dy + cb * kGradBlock * ystride, g.cout * ystride, xpd + ci * cstride, g.cin * cstride,
+                                g, offs + k, dw + (cb * kGradBlock * g.cin + ci) * taps + k, g.cin * taps);
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -206,6 +274,19 @@ int Conv3x3InputGrad(int nparam, void **params, int *ndims, int64_t **shapes, co
   if (nparam != 3 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], true, &g)) return 1;
   convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), nullptr, g, true,
            static_cast<float *>(params[2]));
+  return 0;
+}
+
+// The gradient of Conv3x3 with respect to w. params: x (N, Cin, [T,] H, W), dy (N, Cout, [T,] H, W),
+// w (Cout, Cin, [KT,] 3, 3; only its shape is read), dw (like w).
+int Conv3x3WeightGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  Geometry g;
+  if (nparam != 4 || !geometry(ndims[0], shapes[0], ndims[2], shapes[2], false, &g)) return 1;
+  if (ndims[1] != ndims[0] || shapes[1][0] != g.n || shapes[1][1] != g.cout) return 1;
+  for (int i = 2; i < ndims[0]; ++i)
+    if (shapes[1][i] != shapes[0][i]) return 1;
+  weight_grad(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), g,
+              static_cast<float *>(params[3]));
   return 0;
 }
 
