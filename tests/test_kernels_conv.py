@@ -86,3 +86,40 @@ def test_networks_use_the_kernel():
         assert any(c.fused for c in convs), component
         assert all(c.fused == (tuple(c.weight.shape[2:]) in ((3, 3), (3, 3, 3)) and c.stride in ((1, 1), (1, 1, 1))
                                and c.padding in (1, (1, 1, 1, 1))) for c in convs), component
+
+
+def test_dense_bias_gradient_equals_mindspore():
+    """`kernels.Dense` (the bias gradient as a ones-row matmul) against `nn.Dense`: values and all three gradients."""
+    from prediff_models.kernels import Dense
+
+    cell = Dense(24, 40)
+    cell.bias.set_data(Tensor(rng.standard_normal(40).astype(np.float32)))
+    x = Tensor(rng.standard_normal((3, 7, 24)).astype(np.float32))
+    probe = Tensor(rng.standard_normal((3, 7, 40)).astype(np.float32))
+    assert cell.fused
+    fused = _values_and_grads(cell, x, probe)
+    cell.fused = False
+    standard = _values_and_grads(cell, x, probe)
+    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
+    # the bias gradient of sum(y · probe) is the probe summed over every row
+    np.testing.assert_allclose(fused[3], probe.asnumpy().sum(axis=(0, 1)), rtol=1e-5, atol=1e-5)
+
+
+def test_2d_and_3d_cells_in_one_graph_keep_their_own_gradients():
+    """MindSpore shares one custom op (and its bprop) between every cell of the same kernel function: a Conv2d and a
+    Conv3d differentiated in the same compiled graph must both get bias gradients of their own rank."""
+    pair = nn.CellList([Conv2d(3, 8, 3, pad_mode="pad", padding=1, has_bias=True),
+                        Conv3d(3, 8, 3, pad_mode="pad", padding=1, has_bias=True)])  # unique parameter names
+    c2, c3 = pair[0], pair[1]
+    x2 = Tensor(rng.standard_normal((2, 3, 4, 8)).astype(np.float32))
+    x3 = Tensor(rng.standard_normal((2, 3, 2, 4, 8)).astype(np.float32))
+
+    def loss(a, b):
+        return c2(a).sum() + (c3(b) * 2.0).sum()
+
+    params = (c2.weight, c2.bias, c3.weight, c3.bias)
+    grads = ms.jit(ms.grad(loss, grad_position=None, weights=params))(x2, x3)
+    assert [tuple(g.shape) for g in grads] == [tuple(p.shape) for p in params]
+    np.testing.assert_allclose(grads[1].asnumpy(), np.full(8, 2 * 4 * 8, np.float32))
+    np.testing.assert_allclose(grads[3].asnumpy(), np.full(8, 2.0 * 2 * 2 * 4 * 8, np.float32))

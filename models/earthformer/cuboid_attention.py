@@ -20,7 +20,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import dtype as mstype
 
 from ..keyed_dropout import KeyedDropout
-from ..kernels import CuboidAttentionCore, LayerNorm
+from ..kernels import CuboidAttentionCore, Dense, LayerNorm
 from .init import init_linear, normal_table
 
 STRATEGIES = ("l", "d")
@@ -96,7 +96,7 @@ class CuboidSelfAttentionLayer(nn.Cell):
         self.qkv = init_linear(nn.Dense(dim, 3 * dim, has_bias=False), attn_linear_init_mode)
         self.attn_drop = nn.Dropout(p=attn_drop)
         if use_final_proj:
-            self.proj = init_linear(nn.Dense(dim, dim), proj_linear_init_mode)
+            self.proj = init_linear(Dense(dim, dim), proj_linear_init_mode)
             self.proj_drop = nn.Dropout(p=proj_drop)
         if use_relative_pos:
             rows = (2 * self.cuboid_size[0] - 1) * (2 * self.cuboid_size[1] - 1) * (2 * self.cuboid_size[2] - 1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from mindspore import nn
 
-from ..kernels import Gelu, LayerNorm
+from ..kernels import Dense, Gelu, LayerNorm
 from .init import init_linear
 
 
@@ -13,8 +13,8 @@ class PositionwiseFFN(nn.Cell):
         super().__init__()
         if activation != "gelu":
             raise ValueError(f"unsupported ffn_activation {activation!r}; valid: gelu")
-        self.ffn_1 = init_linear(nn.Dense(units, hidden_size), linear_init_mode)
-        self.ffn_2 = init_linear(nn.Dense(hidden_size, units), ffn2_linear_init_mode)
+        self.ffn_1 = init_linear(Dense(units, hidden_size), linear_init_mode)
+        self.ffn_2 = init_linear(Dense(hidden_size, units), ffn2_linear_init_mode)
         self.layer_norm = LayerNorm(units, epsilon=1e-5)
         self.activation = Gelu()
         self.activation_dropout = nn.Dropout(p=dropout)

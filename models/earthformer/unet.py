@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from ..kernels import ChannelsFirst, ChannelsLast
+from ..kernels import ChannelsFirst, ChannelsLast, Dense
 from ..recompute import enable_recompute
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .init import init_linear
@@ -97,7 +97,7 @@ class CuboidTransformerUNet(nn.Cell):
                                            for i in range(self.num_blocks)])
         self.down_time_embed_blocks = nn.CellList([time_block(i) for i in range(self.num_blocks)])
         self.up_time_embed_blocks = nn.CellList([time_block(i) for i in range(self.num_blocks)])
-        self.final_proj = init_linear(nn.Dense(base_units, c), "2")
+        self.final_proj = init_linear(Dense(base_units, c), "2")
         indicator = np.zeros((1, t_in + t_out, h, w, 1), np.float32)
         indicator[:, :t_in] = 1.0
         self.obs_indicator = Tensor(indicator)

@@ -40,15 +40,18 @@ def _weight_grad_shape(x, dy, w):
     return w
 
 
-def _kernel_with_grads(reduce_axes):
-    """The forward op with its gradient kernels as bprop; None without the kernel library."""
+def _kernel_with_grads():
+    """The forward op with its gradient kernels as bprop; None without the kernel library. MindSpore keys custom
+    ops by their function name, so every cell's op shares the bprop of the first one built: it must serve the 2-D and
+    the 3-D convolution alike (the bias gradient sums over every axis but the channels, whatever their number)."""
     input_grad = _aot("Conv3x3InputGrad", _input_grad_shape)
     weight_grad = _aot("Conv3x3WeightGrad", _weight_grad_shape)
     if input_grad is None or weight_grad is None:
         return None
 
     def bprop(x, w, b, out, dout):
-        return input_grad(dout, w), weight_grad(x, dout, w), dout.sum(axis=reduce_axes)
+        not_channels = (0,) + tuple(range(2, len(dout.shape)))
+        return input_grad(dout, w), weight_grad(x, dout, w), dout.sum(axis=not_channels)
 
     return _aot("Conv3x3", _forward_shape, bprop)
 
@@ -69,7 +72,7 @@ class Conv3d(nn.Conv3d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._kernel = _kernel_with_grads((0, 2, 3, 4)) if _eligible(self, 5) else None
+        self._kernel = _kernel_with_grads() if _eligible(self, 5) else None
         self.fused = self._kernel is not None
 
     def construct(self, x):
@@ -83,7 +86,7 @@ class Conv2d(nn.Conv2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._kernel = _kernel_with_grads((0, 2, 3)) if _eligible(self, 4) else None
+        self._kernel = _kernel_with_grads() if _eligible(self, 4) else None
         self.fused = self._kernel is not None
 
     def construct(self, x):
