@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include <omp.h>
@@ -109,8 +110,16 @@ void pack_weights(const float *w, const Geometry &g, bool input_grad, float *pac
   }
 }
 
+// Scratch buffers are kept per calling thread between calls (the op runs on MindSpore's kernel threads, once per
+// layer and step) up to this size; a larger one (the VAE decoding many frames) is released after its call, so that
+// a long-lived process does not hold it.
+constexpr size_t kKeptScratchFloats = size_t(16) << 20;  // 64 MiB
+
+void release_if_large(std::vector<float> &buffer) {
+  if (buffer.capacity() > kKeptScratchFloats) std::vector<float>().swap(buffer);
+}
+
 void convolve(const float *x, const float *w, const float *bias, const Geometry &g, bool input_grad, float *y) {
-  // per calling thread, grown on demand: the op runs on MindSpore's kernel threads, once per layer and step
   thread_local std::vector<float> xp, packed;
   const int64_t taps = g.taps(), blocks = (g.cout + kBlock - 1) / kBlock, cstride = g.channel_stride();
   xp.resize(g.n * g.cin * cstride);
@@ -165,6 +174,8 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
     for (int64_t cb = 0; cb < blocks; ++cb)
       for (int64_t tb = 0; tb < tile_blocks; ++tb) work(cb, tb, kTileBlock);
   }
+  release_if_large(xp);
+  release_if_large(packed);
 }
 
 // Reads the geometry from the shapes; false when they do not describe a supported convolution.
@@ -252,6 +263,7 @@ void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) 
         kWeightGradTiles[width](dy + cb * kGradBlock * ystride, g.cout * ystride, xpd + ci * cstride, g.cin * cstride,
                                 g, offs + k, dw + (cb * kGradBlock * g.cin + ci) * taps + k, g.cin * taps);
     }
+  release_if_large(xp);
 }
 
 }  // namespace
@@ -262,8 +274,12 @@ extern "C" {
 int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
   Geometry g;
   if (nparam != 4 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], false, &g)) return 1;
-  convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
-           static_cast<const float *>(params[2]), g, false, static_cast<float *>(params[3]));
+  try {  // the scratch buffers can fail to allocate: report it to MindSpore instead of terminating
+    convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+             static_cast<const float *>(params[2]), g, false, static_cast<float *>(params[3]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
   return 0;
 }
 
@@ -272,8 +288,12 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
 int Conv3x3InputGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
   Geometry g;
   if (nparam != 3 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], true, &g)) return 1;
-  convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), nullptr, g, true,
-           static_cast<float *>(params[2]));
+  try {
+    convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), nullptr, g, true,
+             static_cast<float *>(params[2]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
   return 0;
 }
 
@@ -285,8 +305,12 @@ int Conv3x3WeightGrad(int nparam, void **params, int *ndims, int64_t **shapes, c
   if (ndims[1] != ndims[0] || shapes[1][0] != g.n || shapes[1][1] != g.cout) return 1;
   for (int i = 2; i < ndims[0]; ++i)
     if (shapes[1][i] != shapes[0][i]) return 1;
-  weight_grad(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), g,
-              static_cast<float *>(params[3]));
+  try {
+    weight_grad(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), g,
+                static_cast<float *>(params[3]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
   return 0;
 }
 
