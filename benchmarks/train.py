@@ -1,13 +1,14 @@
 """Training throughput: steps/s and peak RSS of each trainer at each preset, compiled vs PyNative.
 
     python -m benchmarks.train [--presets tiny small sevirlr] [--modes jit pynative] [--steps 6]
-                               [--micro-batches 1] [--recompute 0]
+                               [--micro-batches 1] [--recompute LEVEL ...]
 
 Each (preset, trainer, mode, micro-batch, recompute level) runs `run_training` in its own process (total batch =
 micro-batch, so no accumulation) on a small
 synthetic dataset; the latent trainers get a randomly initialised VAE of the same preset. Steps/s is the median
 of the per-step rates after the first two steps (which include graph compilation); `first_steps_s` is the
-wall time of those two. PyNative is `PREDIFF_JIT=0`.
+wall time of those two. PyNative is `PREDIFF_JIT=0`. Without `--recompute` every trainer keeps its preset's
+recompute level (the `sevirlr` UNet trainer: 3, block by block); `recompute` in the JSON is the level that ran.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from benchmarks.measure import emit, isolated
 
 
 def measure(preset: str, component: str, mode: str, steps: int, data: str, micro_batch: int = 1,
-            recompute: int = 0) -> dict:
+            recompute=None) -> dict:
     import json
     import os
     import tempfile
@@ -33,9 +34,12 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str, micro
 
     section = {"vae": "train_vae", "unet": "train_diffusion", "align": "train_align"}[component]
     values = {"data.root": data, f"{section}.micro_batch_size": micro_batch,
-              f"{section}.total_batch_size": micro_batch, f"{section}.recompute": recompute,
+              f"{section}.total_batch_size": micro_batch,
               f"{section}.log_every": 1, f"{section}.val_every": 10**6, f"{section}.ckpt_every": 10**6}
+    if recompute is not None:
+        values[f"{section}.recompute"] = recompute
     cfg = load_config(preset, values=values)
+    recompute = getattr(cfg, section).recompute
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     vae_ckpt = None
     if component != "vae":
@@ -67,8 +71,8 @@ def main() -> None:
     parser.add_argument("--trainers", nargs="+", default=["vae", "unet", "align"])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--micro-batches", type=int, nargs="+", default=[1])
-    parser.add_argument("--recompute", type=int, nargs="+", default=[0], choices=[0, 1, 2, 3],
-                        help="activation recomputation levels to measure (train_*.recompute)")
+    parser.add_argument("--recompute", type=int, nargs="+", default=[None], choices=[0, 1, 2, 3],
+                        help="activation recomputation levels to measure (train_*.recompute; default: the preset's)")
     args = parser.parse_args()
 
     from prediff.data.synthetic import write_synthetic_dataset
