@@ -81,6 +81,8 @@ class Conv3d(nn.Conv3d):
         return self._kernel(x, self.weight, self.bias)
 
 
+# Conv2d repeats Conv3d's two methods rather than sharing them through a mixin: MindSpore's graph parser resolves
+# `super().construct` inside a mixin back to the mixin (infinite recursion, measured).
 class Conv2d(nn.Conv2d):
     """`nn.Conv2d` on (N, C_in, H, W) → (N, C_out, H, W), on the direct kernel where it applies."""
 
