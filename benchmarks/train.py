@@ -21,6 +21,7 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str, micro
             recompute=None) -> dict:
     import json
     import os
+    import shutil
     import tempfile
     import time
     from pathlib import Path
@@ -41,17 +42,21 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str, micro
     cfg = load_config(preset, values=values)
     recompute = getattr(cfg, section).recompute
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    vae_ckpt = None
-    if component != "vae":
-        vae = models.build("vae", cfg.model_kwargs("vae"))
-        vae_ckpt = save_checkpoint(work / "vae.ckpt", Checkpoint(component="vae", model_kwargs=cfg.model_kwargs("vae"),
-                                                                  model=net_weights(vae), config=to_plain(cfg)))
-        del vae
-    start = time.perf_counter()
-    run_training(TrainRequest(component=component, config=cfg, run_dir=work / "run", steps=steps,
-                              vae_checkpoint=vae_ckpt))
-    total = time.perf_counter() - start
-    records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    try:  # the run's checkpoints are GBs at `sevirlr`: never leave them behind
+        vae_ckpt = None
+        if component != "vae":
+            vae = models.build("vae", cfg.model_kwargs("vae"))
+            vae_ckpt = save_checkpoint(work / "vae.ckpt", Checkpoint(component="vae",
+                                                                      model_kwargs=cfg.model_kwargs("vae"),
+                                                                      model=net_weights(vae), config=to_plain(cfg)))
+            del vae
+        start = time.perf_counter()
+        run_training(TrainRequest(component=component, config=cfg, run_dir=work / "run", steps=steps,
+                                  vae_checkpoint=vae_ckpt))
+        total = time.perf_counter() - start
+        records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     rates = sorted(r["it_s"] for r in records if "it_s" in r and r["step"] > 2)
     steady = rates[len(rates) // 2] if rates else None
     return {"preset": preset, "trainer": component, "mode": mode, "micro_batch": micro_batch,
@@ -62,6 +67,7 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str, micro
 
 
 def main() -> None:
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -77,11 +83,15 @@ def main() -> None:
 
     from prediff.data.synthetic import write_synthetic_dataset
 
-    data = write_synthetic_dataset(Path(tempfile.mkdtemp(prefix="bench-data-")) / "synthetic", events=12, seed=0)
-    results = [isolated("benchmarks.train", "measure", preset=preset, component=component, mode=mode,
-                        steps=args.steps, data=str(data), micro_batch=micro, recompute=level)
-               for preset in args.presets for component in args.trainers for mode in args.modes
-               for micro in args.micro_batches for level in args.recompute]
+    scratch = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    try:
+        data = write_synthetic_dataset(scratch / "synthetic", events=12, seed=0)
+        results = [isolated("benchmarks.train", "measure", preset=preset, component=component, mode=mode,
+                            steps=args.steps, data=str(data), micro_batch=micro, recompute=level)
+                   for preset in args.presets for component in args.trainers for mode in args.modes
+                   for micro in args.micro_batches for level in args.recompute]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     emit({"benchmark": "train", "results": results})
 
 
