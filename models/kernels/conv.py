@@ -14,18 +14,10 @@ the sum of the incoming gradient over everything but its channel axis.
 """
 from __future__ import annotations
 
-from mindspore import nn, ops
+from mindspore import nn
 from mindspore.common import dtype as mstype
 
-from .library import library_path
-
-
-def _aot(function: str, out_shape, bprop=None):
-    path = library_path()
-    if path is None:
-        return None
-    return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=lambda x, *rest: x, func_type="aot",
-                      bprop=bprop)
+from .library import custom_op
 
 
 def _forward_shape(x, w, *rest):
@@ -44,8 +36,8 @@ def _kernel_with_grads():
     """The forward op with its gradient kernels as bprop; None without the kernel library. MindSpore keys custom
     ops by their function name, so every cell's op shares the bprop of the first one built: it must serve the 2-D and
     the 3-D convolution alike (the bias gradient sums over every axis but the channels, whatever their number)."""
-    input_grad = _aot("Conv3x3InputGrad", _input_grad_shape)
-    weight_grad = _aot("Conv3x3WeightGrad", _weight_grad_shape)
+    input_grad = custom_op("Conv3x3InputGrad", out_shape=_input_grad_shape)
+    weight_grad = custom_op("Conv3x3WeightGrad", out_shape=_weight_grad_shape)
     if input_grad is None or weight_grad is None:
         return None
 
@@ -53,7 +45,7 @@ def _kernel_with_grads():
         not_channels = (0,) + tuple(range(2, len(dout.shape)))
         return input_grad(dout, w), weight_grad(x, dout, w), dout.sum(axis=not_channels)
 
-    return _aot("Conv3x3", _forward_shape, bprop)
+    return custom_op("Conv3x3", bprop, out_shape=_forward_shape)
 
 
 def _eligible(cell, ndim: int) -> bool:

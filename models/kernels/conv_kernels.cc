@@ -80,6 +80,13 @@ constexpr MicroTile kMicroTiles[2][kBlock + 1] = {
     {nullptr, micro_tile<1, 27>, micro_tile<2, 27>, micro_tile<3, 27>, micro_tile<4, 27>, micro_tile<5, 27>,
      micro_tile<6, 27>}};
 
+// Offset of every tap (temporal, row, column) from an output position's top-left neighbour in the padded input.
+void tap_offsets(const Geometry &g, int64_t *offs) {
+  for (int64_t dt = 0; dt < g.kt; ++dt)
+    for (int64_t dh = 0; dh < 3; ++dh)
+      for (int64_t dw = 0; dw < 3; ++dw) offs[(dt * 3 + dh) * 3 + dw] = (dt * g.hp + dh) * g.wp + dw;
+}
+
 // x (N, Cin, T, H, W) into a zeroed (N, Cin, T+kt-1, H+2, W+2) buffer.
 void pad_input(const float *x, const Geometry &g, float *xp) {
   const int64_t pt = g.kt / 2;
@@ -128,9 +135,7 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
   pack_weights(w, g, input_grad, packed.data());
 
   int64_t offs[27];
-  for (int64_t dt = 0; dt < g.kt; ++dt)
-    for (int64_t dh = 0; dh < 3; ++dh)
-      for (int64_t dw = 0; dw < 3; ++dw) offs[(dt * 3 + dh) * 3 + dw] = (dt * g.hp + dh) * g.wp + dw;
+  tap_offsets(g, offs);
 
   // a run: 8 consecutive output positions along W; a micro-tile: two runs (which may lie in different rows)
   const int64_t runs_per_plane = g.t * g.h * g.w / 8, runs = g.n * runs_per_plane;
@@ -251,9 +256,7 @@ void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) 
   pad_input(x, g, xp.data());
   const float *xpd = xp.data();
   int64_t offs[27];
-  for (int64_t dt = 0; dt < g.kt; ++dt)
-    for (int64_t dh = 0; dh < 3; ++dh)
-      for (int64_t dw_ = 0; dw_ < 3; ++dw_) offs[(dt * 3 + dh) * 3 + dw_] = (dt * g.hp + dh) * g.wp + dw_;
+  tap_offsets(g, offs);
   const int64_t blocks = (g.cout + kGradBlock - 1) / kGradBlock, ystride = g.t * g.h * g.w;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t cb = 0; cb < blocks; ++cb)

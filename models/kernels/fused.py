@@ -14,15 +14,10 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore.common import dtype as mstype
 
-from .library import library_path
+from .library import custom_op
 
 
 
-def _custom(function: str, bprop=None, out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x):
-    path = library_path()
-    if path is None:
-        return None
-    return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
 
 
 def _keyed_dropout_bprop(same_map):
@@ -37,8 +32,8 @@ def _keyed_dropout_bprop(same_map):
 def keyed_dropout_kernel():
     """The op `(x, offset, threshold, scale) → x·scale where mix32(i + offset) ≥ threshold, else 0` of
     `prediff_models.keyed_dropout`, with the same map as its gradient; None without the kernel library."""
-    same_map = _custom("KeyedDropoutApply")
-    return None if same_map is None else _custom("KeyedDropoutApply", _keyed_dropout_bprop(same_map))
+    same_map = custom_op("KeyedDropoutApply")
+    return None if same_map is None else custom_op("KeyedDropoutApply", _keyed_dropout_bprop(same_map))
 
 
 def _gelu_bprop(grad):
@@ -53,8 +48,8 @@ class Gelu(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        grad = _custom("GeluExactGrad")
-        self._kernel = None if grad is None else _custom("GeluExact", _gelu_bprop(grad))
+        grad = custom_op("GeluExactGrad")
+        self._kernel = None if grad is None else custom_op("GeluExact", _gelu_bprop(grad))
         self.fused = self._kernel is not None
 
     def construct(self, x):
@@ -85,8 +80,8 @@ class GroupNorm(nn.GroupNorm):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, silu: bool = False):
         super().__init__(num_groups, num_channels, eps=eps)
         self.silu = silu
-        kernel = _custom("GroupNormSilu")
-        grad = _custom("GroupNormSiluGrad", out_shape=_with_affine_grads, out_dtype=_with_affine_grads)
+        kernel = custom_op("GroupNormSilu")
+        grad = custom_op("GroupNormSiluGrad", out_shape=_with_affine_grads, out_dtype=_with_affine_grads)
         self.fused = kernel is not None and grad is not None
         self._fused_norm = _GroupNormKernel(kernel, grad, int(num_groups), float(eps), bool(silu)) \
             if self.fused else None
@@ -121,8 +116,8 @@ class LayerNorm(nn.LayerNorm):
 
     def __init__(self, channels: int, epsilon: float = 1e-5):
         super().__init__((channels,), epsilon=epsilon)
-        kernel = _custom("LayerNormLast")
-        grad = _custom("LayerNormLastGrad", out_shape=_with_affine_grads, out_dtype=_with_affine_grads)
+        kernel = custom_op("LayerNormLast")
+        grad = custom_op("LayerNormLastGrad", out_shape=_with_affine_grads, out_dtype=_with_affine_grads)
         self.fused = kernel is not None and grad is not None
         self._fused_norm = _LayerNormKernel(kernel, grad, float(epsilon)) if self.fused else None
 
@@ -162,8 +157,8 @@ class ChannelsFirst(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        inverse = _custom("ToChannelsLast", out_shape=_to_last_shape)
-        self._kernel = None if inverse is None else _custom("ToChannelsFirst", _inverse_bprop(inverse),
+        inverse = custom_op("ToChannelsLast", out_shape=_to_last_shape)
+        self._kernel = None if inverse is None else custom_op("ToChannelsFirst", _inverse_bprop(inverse),
                                                             out_shape=_to_first_shape)
         self.fused = self._kernel is not None
 
@@ -178,8 +173,8 @@ class ChannelsLast(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        inverse = _custom("ToChannelsFirst", out_shape=_to_first_shape)
-        self._kernel = None if inverse is None else _custom("ToChannelsLast", _inverse_bprop(inverse),
+        inverse = custom_op("ToChannelsFirst", out_shape=_to_first_shape)
+        self._kernel = None if inverse is None else custom_op("ToChannelsLast", _inverse_bprop(inverse),
                                                             out_shape=_to_last_shape)
         self.fused = self._kernel is not None
 
@@ -205,9 +200,9 @@ class CuboidAttentionCore(nn.Cell):
 
     def __init__(self, heads: int, scale: float, cuboid, strategy, padded):
         super().__init__()
-        grad = _custom("CuboidAttentionGrad", out_shape=lambda s, b, *rest: (s, b),
+        grad = custom_op("CuboidAttentionGrad", out_shape=lambda s, b, *rest: (s, b),
                        out_dtype=lambda s, b, *rest: (s, b))
-        self._kernel = _custom("CuboidAttention", out_shape=lambda s, *rest: list(s[:-1]) + [s[-1] // 3],
+        self._kernel = custom_op("CuboidAttention", out_shape=lambda s, *rest: list(s[:-1]) + [s[-1] // 3],
                                bprop=None if grad is None else _attention_bprop(grad))
         self.fused = self._kernel is not None
         self.meta = Tensor(np.array([heads, scale, *cuboid, *(0.0 if m == "l" else 1.0 for m in strategy), *padded],

@@ -96,3 +96,14 @@ def unavailable_reason() -> Optional[str]:
     """Why `library_path()` is None (None while the kernels are in use or not yet looked up)."""
     library_path()
     return _reason
+
+
+def custom_op(function: str, bprop=None, out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x):
+    """`ops.Custom` for the library's AOT function `function` (output shaped and typed like the first input unless
+    given), or None when the kernels are not to be used."""
+    from mindspore import ops
+
+    path = library_path()
+    if path is None:
+        return None
+    return ops.Custom(f"{path}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
