@@ -8,7 +8,7 @@ import mindspore as ms
 import pytest
 from mindspore import Tensor, nn
 
-from prediff_models.kernels import Conv2d, Conv3d, library_path
+from prediff_models.kernels import Conv2d, Conv3d, UpsampleConv2d, library_path
 
 pytestmark = pytest.mark.skipif(library_path() is None, reason="kernel library unavailable")
 rng = np.random.default_rng(3)
@@ -123,3 +123,50 @@ def test_2d_and_3d_cells_in_one_graph_keep_their_own_gradients():
     assert [tuple(g.shape) for g in grads] == [tuple(p.shape) for p in params]
     np.testing.assert_allclose(grads[1].asnumpy(), np.full(8, 2 * 4 * 8, np.float32))
     np.testing.assert_allclose(grads[3].asnumpy(), np.full(8, 2.0 * 2 * 2 * 4 * 8, np.float32))
+
+
+@pytest.mark.parametrize("cin, cout, shape", [
+    (5, 11, (2, 5, 4, 8)),      # 6 + 5 output channels, batch 2
+    (70, 13, (1, 70, 3, 16)),   # two reduction chunks, 6 + 6 + 1 output channels
+    (3, 6, (1, 3, 3, 8)),       # 3 runs of 8 per phase: the odd last run
+])
+def test_upsampling_convolution_equals_interpolate_then_convolution(cin, cout, shape):
+    """The fused nearest-×2 + 3×3 kernel (4 summed taps per output phase) against `ops.interpolate` + MindSpore's
+    convolution with the same parameters: output and the three gradients."""
+    cell = UpsampleConv2d(cin, cout)
+    cell.bias.set_data(Tensor(rng.standard_normal(cout).astype(np.float32)))
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    probe = Tensor(rng.standard_normal((shape[0], cout, 2 * shape[2], 2 * shape[3])).astype(np.float32))
+    assert cell.fused
+    fused = _values_and_grads(cell, x, probe)
+    cell.fused = False
+    standard = _values_and_grads(cell, x, probe)
+    assert fused[0].shape == (shape[0], cout, 2 * shape[2], 2 * shape[3])
+    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+
+
+def test_upsampling_convolution_known_answer():
+    """A kernel whose only non-zero tap is the top-left one of input channel 0 shifts the upsampled image by one
+    pixel down and right: y[2i+a, 2j+b] = x[(2i+a-1)//2, (2j+b-1)//2], zero on the first row and column."""
+    cell = UpsampleConv2d(2, 3)
+    w = np.zeros(cell.weight.shape, np.float32)
+    w[:, 0, 0, 0] = 1.0
+    cell.weight.set_data(Tensor(w))
+    cell.bias.set_data(Tensor(np.zeros(3, np.float32)))
+    x = rng.standard_normal((1, 2, 3, 8)).astype(np.float32)
+    y = ms.jit(cell.construct)(Tensor(x)).asnumpy()
+    up = x[:, :1].repeat(2, axis=2).repeat(2, axis=3)
+    expected = np.zeros_like(up)
+    expected[:, :, 1:, 1:] = up[:, :, :-1, :-1]
+    np.testing.assert_array_equal(y, np.repeat(expected, 3, axis=1))
+
+
+def test_vae_decoder_upsamples_on_the_kernel():
+    import prediff_models as models
+    from prediff.config import load_config
+
+    vae = models.build("vae", load_config("tiny").model_kwargs("vae"))
+    upsamplers = [c for _, c in vae.cells_and_names() if isinstance(c, UpsampleConv2d)]
+    assert upsamplers and all(c.fused for c in upsamplers)

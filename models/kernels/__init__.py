@@ -1,7 +1,8 @@
 """Fused float32 CPU kernels (MindSpore AOT custom ops) behind drop-in cells; see `fused` and `library`."""
-from .conv import Conv2d, Conv3d
+from .conv import Conv2d, Conv3d, UpsampleConv2d
 from .dense import Dense
 from .fused import ChannelsFirst, ChannelsLast, CuboidAttentionCore, Gelu, GroupNorm, LayerNorm
 from .library import library_path, unavailable_reason
 
-__all__ = ["ChannelsFirst", "Conv2d", "Conv3d", "Dense", "ChannelsLast", "CuboidAttentionCore", "Gelu", "GroupNorm", "LayerNorm", "library_path", "unavailable_reason"]
+__all__ = ["ChannelsFirst", "Conv2d", "Conv3d", "Dense", "ChannelsLast", "CuboidAttentionCore", "Gelu", "GroupNorm", "LayerNorm", "UpsampleConv2d", "library_path",
+           "unavailable_reason"]

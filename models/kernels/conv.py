@@ -14,7 +14,7 @@ the sum of the incoming gradient over everything but its channel axis.
 """
 from __future__ import annotations
 
-from mindspore import nn
+from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
 from .library import custom_op
@@ -86,4 +86,49 @@ class Conv2d(nn.Conv2d):
     def construct(self, x):
         if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
             return super().construct(x)
+        return self._kernel(x, self.weight, self.bias)
+
+
+def _upsample_forward_shape(x, w, *rest):
+    return [x[0], w[0], 2 * x[2], 2 * x[3]]
+
+
+def _upsample_kernel_with_grads():
+    """Nearest ×2 upsampling fused with the 3×3 convolution (`UpsampleConv3x3`), or None without the library.
+
+    Its gradients go through the upsampled input, with the plain convolution's gradient kernels: ∂w correlates the
+    (recomputed) upsampled input with ∂y; ∂x sums the upsampled input's gradient over each 2×2 block it was copied
+    to."""
+    input_grad = custom_op("Conv3x3InputGrad", out_shape=_input_grad_shape)
+    weight_grad = custom_op("Conv3x3WeightGrad", out_shape=_weight_grad_shape)
+    if input_grad is None or weight_grad is None:
+        return None
+
+    def bprop(x, w, b, out, dout):
+        n, c, h, wd = x.shape
+        up = ops.interpolate(x, size=(2 * h, 2 * wd), mode="nearest")
+        dup = input_grad(dout, w)
+        dx = dup.reshape(n, c, h, 2, wd, 2).sum(axis=(3, 5))
+        return dx, weight_grad(up, dout, w), dout.sum(axis=(0, 2, 3))
+
+    return custom_op("UpsampleConv3x3", bprop, out_shape=_upsample_forward_shape)
+
+
+class UpsampleConv2d(nn.Conv2d):
+    """Nearest-neighbour ×2 upsampling then a 3×3, stride-1, padding-1 `nn.Conv2d`: (N, C_in, H, W) →
+    (N, C_out, 2H, 2W).
+
+    On the kernel each output pixel costs 4 taps instead of 9 (the 3×3 taps that read the same input pixel are
+    summed first) and the upsampled input is never built; elsewhere it is `ops.interpolate` + the convolution.
+    Parameters are those of the `nn.Conv2d` it wraps (`weight` (C_out, C_in, 3, 3), `bias`)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 3, pad_mode="pad", padding=1, has_bias=True)
+        self._kernel = _upsample_kernel_with_grads()
+        self.fused = self._kernel is not None
+
+    def construct(self, x):
+        if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
+            _, _, h, w = x.shape
+            return super().construct(ops.interpolate(x, size=(2 * h, 2 * w), mode="nearest"))
         return self._kernel(x, self.weight, self.bias)

@@ -73,12 +73,16 @@ inline void micro_tile(const float *__restrict x0, const float *__restrict x1, c
 
 using MicroTile = void (*)(const float *, const float *, const float *, int64_t, int64_t, const int64_t *,
                            const float *, bool, float *, float *, int64_t);
-// [temporal taps == 3][output channels in the block]
-constexpr MicroTile kMicroTiles[2][kBlock + 1] = {
+// [tap set: 2x2 (one phase of an upsampling convolution), 3x3, 3x3x3][output channels in the block]
+constexpr MicroTile kMicroTiles[3][kBlock + 1] = {
+    {nullptr, micro_tile<1, 4>, micro_tile<2, 4>, micro_tile<3, 4>, micro_tile<4, 4>, micro_tile<5, 4>,
+     micro_tile<6, 4>},
     {nullptr, micro_tile<1, 9>, micro_tile<2, 9>, micro_tile<3, 9>, micro_tile<4, 9>, micro_tile<5, 9>,
      micro_tile<6, 9>},
     {nullptr, micro_tile<1, 27>, micro_tile<2, 27>, micro_tile<3, 27>, micro_tile<4, 27>, micro_tile<5, 27>,
      micro_tile<6, 27>}};
+
+const MicroTile *micro_tiles_for(int64_t taps) { return kMicroTiles[taps == 4 ? 0 : taps == 9 ? 1 : 2]; }
 
 // Offset of every tap (temporal, row, column) from an output position's top-left neighbour in the padded input.
 void tap_offsets(const Geometry &g, int64_t *offs) {
@@ -126,23 +130,16 @@ void release_if_large(std::vector<float> &buffer) {
   if (buffer.capacity() > kKeptScratchFloats) std::vector<float>().swap(buffer);
 }
 
-void convolve(const float *x, const float *w, const float *bias, const Geometry &g, bool input_grad, float *y) {
-  thread_local std::vector<float> xp, packed;
-  const int64_t taps = g.taps(), blocks = (g.cout + kBlock - 1) / kBlock, cstride = g.channel_stride();
-  xp.resize(g.n * g.cin * cstride);
-  packed.resize(blocks * kBlock * g.cin * taps);
-  pad_input(x, g, xp.data());
-  pack_weights(w, g, input_grad, packed.data());
-
-  int64_t offs[27];
-  tap_offsets(g, offs);
-
+// y (N, Cout, T, H, W) = the convolution of the padded input `xpd` with `packed` weights ([block][cin][tap][6])
+// over `taps` taps at `offs` (offsets from each output position's top-left neighbour in the padded input).
+void run_tiles(const float *xpd, const float *packed_weights, const int64_t *offs, int64_t taps, const float *bias,
+               const Geometry &g, float *y) {
+  const int64_t blocks = (g.cout + kBlock - 1) / kBlock, cstride = g.channel_stride();
+  const MicroTile *tile_fns = micro_tiles_for(taps);
   // a run: 8 consecutive output positions along W; a micro-tile: two runs (which may lie in different rows)
   const int64_t runs_per_plane = g.t * g.h * g.w / 8, runs = g.n * runs_per_plane;
   const int64_t tiles = (runs + 1) / 2, tile_blocks = (tiles + kTileBlock - 1) / kTileBlock;
   const int64_t ystride = g.t * g.h * g.w;
-  // the buffers are thread_local: the parallel region below must use these pointers, not the names
-  const float *xpd = xp.data(), *packed_weights = packed.data();
   auto locate = [&](int64_t run, const float *&in, float *&out) {
     const int64_t n = run / runs_per_plane, r = (run % runs_per_plane) * 8;
     const int64_t t = r / (g.h * g.w), h = (r / g.w) % g.h, w0 = r % g.w;
@@ -152,7 +149,7 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
   // an odd last run is paired with itself (computed twice, stored twice: same values)
   auto work = [&](int64_t cb, int64_t tb, int64_t tiles_per_block) {
     const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
-    const MicroTile tile_fn = kMicroTiles[g.kt == 3][width];
+    const MicroTile tile_fn = tile_fns[width];
     for (int64_t c0 = 0; c0 < g.cin; c0 += kChunk) {
       const int64_t channels = std::min(kChunk, g.cin - c0);
       const float *wpb = packed_weights + cb * kBlock * g.cin * taps + c0 * taps * width;
@@ -179,8 +176,75 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
     for (int64_t cb = 0; cb < blocks; ++cb)
       for (int64_t tb = 0; tb < tile_blocks; ++tb) work(cb, tb, kTileBlock);
   }
+}
+
+void convolve(const float *x, const float *w, const float *bias, const Geometry &g, bool input_grad, float *y) {
+  thread_local std::vector<float> xp, packed;
+  const int64_t taps = g.taps(), blocks = (g.cout + kBlock - 1) / kBlock;
+  xp.resize(g.n * g.cin * g.channel_stride());
+  packed.resize(blocks * kBlock * g.cin * taps);
+  pad_input(x, g, xp.data());
+  pack_weights(w, g, input_grad, packed.data());
+  int64_t offs[27];
+  tap_offsets(g, offs);
+  // the buffers are thread_local: parallel regions must be handed these pointers, not the names
+  run_tiles(xp.data(), packed.data(), offs, taps, bias, g, y);
   release_if_large(xp);
   release_if_large(packed);
+}
+
+// Nearest-neighbour x2 upsampling followed by a 3x3 convolution (stride 1, padding 1), without building the
+// upsampled input: output row 2i+a reads upsampled rows 2i+a-1 .. 2i+a+1, which are input rows i-1, i, i (a = 0) or
+// i, i, i+1 (a = 1), so each of the four output phases (a, b) is a 2x2 convolution of the input with weights summed
+// over the taps that land on the same input pixel: 4 taps per output instead of 9.
+// x (N, Cin, H, W), w (Cout, Cin, 3, 3), y (N, Cout, 2H, 2W); g describes x (its H x W) and w.
+void upsample_convolve(const float *x, const float *w, const float *bias, const Geometry &g, float *y) {
+  thread_local std::vector<float> xp, packed, phase_out;
+  const int64_t blocks = (g.cout + kBlock - 1) / kBlock, plane = g.h * g.w;
+  xp.resize(g.n * g.cin * g.channel_stride());
+  packed.resize(blocks * kBlock * g.cin * 4);
+  phase_out.resize(4 * g.n * g.cout * plane);
+  pad_input(x, g, xp.data());
+  // the original taps (0..2) that fall on input offset u (0, 1) for output phase a: [a][u] = {first, last}
+  constexpr int kFirst[2][2] = {{0, 1}, {0, 2}}, kLast[2][2] = {{0, 2}, {1, 2}};
+  float *packed_weights = packed.data(), *phases = phase_out.data();
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 2; ++b) {
+#pragma omp parallel for schedule(static)
+      for (int64_t cb = 0; cb < blocks; ++cb) {
+        const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
+        float *dst = packed_weights + cb * kBlock * g.cin * 4;
+        for (int64_t ci = 0; ci < g.cin; ++ci)
+          for (int u = 0; u < 2; ++u)
+            for (int v = 0; v < 2; ++v)
+              for (int64_t j = 0; j < width; ++j) {
+                const float *k = w + ((cb * kBlock + j) * g.cin + ci) * 9;
+                float sum = 0.0f;
+                for (int dh = kFirst[a][u]; dh <= kLast[a][u]; ++dh)
+                  for (int dw = kFirst[b][v]; dw <= kLast[b][v]; ++dw) sum += k[dh * 3 + dw];
+                *dst++ = sum;
+              }
+      }
+      const int64_t offs[4] = {a * g.wp + b, a * g.wp + b + 1, (a + 1) * g.wp + b, (a + 1) * g.wp + b + 1};
+      run_tiles(xp.data(), packed_weights, offs, 4, bias, g, phases + (a * 2 + b) * g.n * g.cout * plane);
+    }
+  // interleave the phases: y[n, c, 2i + a, 2j + b] = phase (a, b)[n, c, i, j]
+  const int64_t rows = g.n * g.cout * g.h, phase_stride = g.n * g.cout * plane;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int a = 0; a < 2; ++a) {
+      const float *p0 = phases + (a * 2) * phase_stride + r * g.w, *p1 = p0 + phase_stride;
+      float *dst = y + (2 * r + a) * 2 * g.w;
+      for (int64_t j = 0; j < g.w; j += 8) {
+        const __m256 e = _mm256_loadu_ps(p0 + j), o = _mm256_loadu_ps(p1 + j);
+        const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+        _mm256_storeu_ps(dst + 2 * j, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(dst + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+      }
+    }
+  release_if_large(xp);
+  release_if_large(packed);
+  release_if_large(phase_out);
 }
 
 // Reads the geometry from the shapes; false when they do not describe a supported convolution.
@@ -311,6 +375,20 @@ int Conv3x3WeightGrad(int nparam, void **params, int *ndims, int64_t **shapes, c
   try {
     weight_grad(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), g,
                 static_cast<float *>(params[3]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
+  return 0;
+}
+
+// Nearest-neighbour x2 upsampling, then Conv3x3. params: x (N, Cin, H, W), w (Cout, Cin, 3, 3), b (Cout),
+// y (N, Cout, 2H, 2W).
+int UpsampleConv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  Geometry g;
+  if (nparam != 4 || ndims[0] != 4 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], false, &g)) return 1;
+  try {
+    upsample_convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                      static_cast<const float *>(params[2]), g, static_cast<float *>(params[3]));
   } catch (const std::bad_alloc &) {
     return 2;
   }
