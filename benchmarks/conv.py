@@ -44,7 +44,7 @@ def measure(rounds: int, backward: bool) -> dict:
     import mindspore as ms
     from mindspore import Tensor, ops
 
-    from prediff_models.kernels import Conv2d, Conv3d, library_path
+    from prediff_models.kernels import Conv2d, Conv3d, library_path, uses_avx512
 
     if library_path() is None:
         return {"error": "kernel library unavailable"}
@@ -87,7 +87,7 @@ def measure(rounds: int, backward: bool) -> dict:
                "mindspore_vs_matmul": round(rate["mindspore"] / rate["matmul"], 3),
                "speedup_vs_mindspore": round(rate["ours"] / rate["mindspore"], 3)}
         rows.append(row)
-    return {"rounds": rounds, "shapes": rows}
+    return {"rounds": rounds, "avx512_tiles": uses_avx512(), "shapes": rows}
 
 
 def main() -> None:

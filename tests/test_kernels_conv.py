@@ -1,7 +1,7 @@
 """The direct 3×3(×3) convolution kernel (models/kernels/conv.py, conv_kernels.cc): forward and the gradients to the
 input, weight and bias equal MindSpore's own convolution (the same cell with `fused` off), compiled, on the shapes
-that exercise its edges — output channels not a multiple of the 6-channel block, input channels beyond one
-reduction chunk, an odd number of 8-wide runs, a batch — and configurations it does not cover run the standard
+that exercise its edges — output channels not a multiple of the 6-channel (AVX2) or 12-channel (AVX-512) block,
+input channels beyond one reduction chunk, an odd number of 8- or 16-wide runs, a batch — and configurations it does not cover run the standard
 convolution."""
 import numpy as np
 import mindspore as ms
@@ -30,6 +30,9 @@ def _values_and_grads(cell, x, probe):
     (Conv3d, 70, 13, (1, 70, 3, 2, 8)),     # two reduction chunks (64 + 6), 6 + 6 + 1 output channels
     (Conv3d, 3, 6, (1, 3, 1, 3, 8)),        # one frame, 3 runs of 8: the odd last run
     (Conv2d, 7, 9, (3, 7, 5, 16)),          # 2-D, batch 3
+    # widths that are a multiple of 16 take the 12-channel AVX-512 micro-tile on CPUs that have it
+    (Conv3d, 3, 14, (1, 3, 1, 3, 16)),      # 12 + 2 output channels, 3 runs of 16: the odd last run
+    (Conv3d, 70, 25, (1, 70, 2, 2, 32)),    # two reduction chunks, 12 + 12 + 1 output channels
 ])
 def test_direct_convolution_equals_mindspore(cls, cin, cout, shape):
     cell = cls(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True)

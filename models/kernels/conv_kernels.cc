@@ -7,24 +7,30 @@
 // fixed offset from that position; each micro-tile keeps 6 output channels x 16 output positions (two runs of 8
 // consecutive positions along W) in 12 AVX2 registers over the whole reduction (input channels x taps), with the
 // weights packed so that the 6 channels of one (input channel, tap) pair are adjacent. The reduction is split in
-// chunks of input channels so that the packed weights and the input rows of a chunk stay in L2.
+// chunks of input channels so that the packed weights and the input rows of a chunk stay in L2. On CPUs with
+// AVX-512F (checked at run time; PREDIFF_KERNEL_AVX512=0 turns it off) widths that are a multiple of 16 use a
+// 12-channel x 32-position micro-tile in 24 of its 32 registers instead; MindSpore's own oneDNN stays capped at
+// AVX2. Scratch buffers sit on transparent huge pages (see `Scratch`).
 //
 // Layouts: x (N, Cin, T, H, W) or (N, Cin, H, W); w (Cout, Cin, KT, 3, 3) or (Cout, Cin, 3, 3); y like x with
 // Cout channels. W must be a multiple of 8. `Conv3x3InputGrad` is the same convolution with the weights' two
 // channel axes swapped and their taps reversed, which is the gradient with respect to the input.
+// `UpsampleConv3x3` is nearest-neighbour x2 upsampling followed by the 2-D convolution, as four 2x2 convolutions.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <new>
-#include <vector>
 
 #include <omp.h>
+#include <sys/mman.h>
 
 namespace {
 
-constexpr int64_t kBlock = 6;        // output channels per micro-tile
+constexpr int64_t kBlock = 6;        // output channels per micro-tile (AVX2)
+constexpr int64_t kBlock512 = 12;    // the same with AVX-512: 24 of its 32 registers hold accumulators
 constexpr int64_t kChunk = 64;       // input channels per reduction chunk
 constexpr int64_t kTileBlock = 64;       // micro-tiles per parallel work item
 constexpr int64_t kSmallTileBlock = 16;  // the same when tile blocks are the outer loop
@@ -82,7 +88,74 @@ constexpr MicroTile kMicroTiles[3][kBlock + 1] = {
     {nullptr, micro_tile<1, 27>, micro_tile<2, 27>, micro_tile<3, 27>, micro_tile<4, 27>, micro_tile<5, 27>,
      micro_tile<6, 27>}};
 
-const MicroTile *micro_tiles_for(int64_t taps) { return kMicroTiles[taps == 4 ? 0 : taps == 9 ? 1 : 2]; }
+// The AVX-512 micro-tile: 12 output channels x 32 positions (two runs of 16) in 24 registers; same packing with
+// 12-channel blocks. Built for AVX-512F alone (the library's flags stay AVX2) and used only where the CPU has it.
+template <int NB, int TAPS>
+__attribute__((target("avx512f"))) void micro_tile512(const float *__restrict x0, const float *__restrict x1,
+                                                      const float *__restrict wp, int64_t channels, int64_t cstride,
+                                                      const int64_t *__restrict offs, const float *__restrict bias,
+                                                      bool first, float *__restrict y0, float *__restrict y1,
+                                                      int64_t ystride) {
+  __m512 acc0[NB], acc1[NB];
+  if (first) {
+    for (int j = 0; j < NB; ++j) acc0[j] = acc1[j] = _mm512_set1_ps(bias ? bias[j] : 0.0f);
+  } else {
+    for (int j = 0; j < NB; ++j) {
+      acc0[j] = _mm512_loadu_ps(y0 + j * ystride);
+      acc1[j] = _mm512_loadu_ps(y1 + j * ystride);
+    }
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    const float *p0 = x0 + c * cstride, *p1 = x1 + c * cstride;
+#pragma GCC unroll 27
+    for (int k = 0; k < TAPS; ++k) {
+      const __m512 a0 = _mm512_loadu_ps(p0 + offs[k]);
+      const __m512 a1 = _mm512_loadu_ps(p1 + offs[k]);
+#pragma GCC unroll 12
+      for (int j = 0; j < NB; ++j) {
+        const __m512 b = _mm512_set1_ps(wp[j]);
+        acc0[j] = _mm512_fmadd_ps(a0, b, acc0[j]);
+        acc1[j] = _mm512_fmadd_ps(a1, b, acc1[j]);
+      }
+      wp += NB;
+    }
+  }
+  for (int j = 0; j < NB; ++j) {
+    _mm512_storeu_ps(y0 + j * ystride, acc0[j]);
+    _mm512_storeu_ps(y1 + j * ystride, acc1[j]);
+  }
+}
+
+template <int TAPS>
+constexpr MicroTile kMicroTiles512Row[kBlock512 + 1] = {
+    nullptr, micro_tile512<1, TAPS>, micro_tile512<2, TAPS>, micro_tile512<3, TAPS>, micro_tile512<4, TAPS>,
+    micro_tile512<5, TAPS>, micro_tile512<6, TAPS>, micro_tile512<7, TAPS>, micro_tile512<8, TAPS>,
+    micro_tile512<9, TAPS>, micro_tile512<10, TAPS>, micro_tile512<11, TAPS>, micro_tile512<12, TAPS>};
+
+// How the output is tiled: output channels per block, positions per run (a micro-tile covers two runs), and the
+// micro-tile functions by block width.
+struct Tiling {
+  int64_t block, run;
+  const MicroTile *tiles;
+};
+
+bool avx512_wanted() {
+  static const bool wanted = [] {
+    const char *env = std::getenv("PREDIFF_KERNEL_AVX512");
+    return !(env && env[0] == '0') && __builtin_cpu_supports("avx512f");
+  }();
+  return wanted;
+}
+
+// The AVX-512 tiling where the CPU has it and the width is a multiple of 16, else the AVX2 one.
+Tiling tiling_for(int64_t taps, int64_t width) {
+  const int set = taps == 4 ? 0 : taps == 9 ? 1 : 2;
+  if (avx512_wanted() && width % 16 == 0) {
+    static const MicroTile *rows512[3] = {kMicroTiles512Row<4>, kMicroTiles512Row<9>, kMicroTiles512Row<27>};
+    return {kBlock512, 16, rows512[set]};
+  }
+  return {kBlock, 8, kMicroTiles[set]};
+}
 
 // Offset of every tap (temporal, row, column) from an output position's top-left neighbour in the padded input.
 void tap_offsets(const Geometry &g, int64_t *offs) {
@@ -103,19 +176,19 @@ void pad_input(const float *x, const Geometry &g, float *xp) {
                     x + ((nc * g.t + t) * g.h + h) * g.w, sizeof(float) * g.w);
 }
 
-// Packed weights: per block of 6 output channels, [cin][tap][6] (a partial last block packs its width).
+// Packed weights: per block of `block` output channels, [cin][tap][block] (a partial last block packs its width).
 // Forward: w is (Cout, Cin, taps). Input gradient: w is (Cin_y, Cout_y, taps) of the forward convolution, read with
 // its channel axes swapped and its taps reversed.
-void pack_weights(const float *w, const Geometry &g, bool input_grad, float *packed) {
-  const int64_t taps = g.taps(), blocks = (g.cout + kBlock - 1) / kBlock;
+void pack_weights(const float *w, const Geometry &g, bool input_grad, int64_t block, float *packed) {
+  const int64_t taps = g.taps(), blocks = (g.cout + block - 1) / block;
 #pragma omp parallel for schedule(static)
   for (int64_t cb = 0; cb < blocks; ++cb) {
-    const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
-    float *dst = packed + cb * kBlock * g.cin * taps;
+    const int64_t width = std::min(block, g.cout - cb * block);
+    float *dst = packed + cb * block * g.cin * taps;
     for (int64_t ci = 0; ci < g.cin; ++ci)
       for (int64_t k = 0; k < taps; ++k)
         for (int64_t j = 0; j < width; ++j) {
-          const int64_t co = cb * kBlock + j;
+          const int64_t co = cb * block + j;
           *dst++ = input_grad ? w[(ci * g.cout + co) * taps + (taps - 1 - k)] : w[(co * g.cin + ci) * taps + k];
         }
   }
@@ -125,48 +198,83 @@ void pack_weights(const float *w, const Geometry &g, bool input_grad, float *pac
 // layer and step) up to this size; a larger one (the VAE decoding many frames) is released after its call, so that
 // a long-lived process does not hold it.
 constexpr size_t kKeptScratchFloats = size_t(16) << 20;  // 64 MiB
+constexpr size_t kHugePage = size_t(2) << 20;
 
-void release_if_large(std::vector<float> &buffer) {
-  if (buffer.capacity() > kKeptScratchFloats) std::vector<float>().swap(buffer);
-}
+// A growable float buffer on transparent huge pages where the kernel allows them: the tiles read 3 rows of each of
+// 64 input channels, whose planes lie far apart in the padded input (67 KB apart for a 128 x 128 frame), so with
+// 4 KB pages nearly every load of a tile lands on another page and misses the first-level TLB.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch &) = delete;
+  Scratch &operator=(const Scratch &) = delete;
+  ~Scratch() { std::free(data_); }
+
+  float *get(size_t floats) {
+    if (floats > capacity_) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      const size_t bytes = (floats * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
+      void *p = std::aligned_alloc(kHugePage, bytes);
+      if (p == nullptr) throw std::bad_alloc();
+      madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP the buffer works on small pages
+      data_ = static_cast<float *>(p);
+      capacity_ = bytes / sizeof(float);
+    }
+    return data_;
+  }
+
+  void release_if_large() {
+    if (capacity_ > kKeptScratchFloats) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+    }
+  }
+
+ private:
+  float *data_ = nullptr;
+  size_t capacity_ = 0;
+};
 
 // y (N, Cout, T, H, W) = the convolution of the padded input `xpd` with `packed` weights ([block][cin][tap][6])
 // over `taps` taps at `offs` (offsets from each output position's top-left neighbour in the padded input).
-void run_tiles(const float *xpd, const float *packed_weights, const int64_t *offs, int64_t taps, const float *bias,
-               const Geometry &g, float *y) {
-  const int64_t blocks = (g.cout + kBlock - 1) / kBlock, cstride = g.channel_stride();
-  const MicroTile *tile_fns = micro_tiles_for(taps);
-  // a run: 8 consecutive output positions along W; a micro-tile: two runs (which may lie in different rows)
-  const int64_t runs_per_plane = g.t * g.h * g.w / 8, runs = g.n * runs_per_plane;
+void run_tiles(const float *xpd, const float *packed_weights, const int64_t *offs, int64_t taps, const Tiling &tl,
+               const float *bias, const Geometry &g, float *y) {
+  const int64_t block = tl.block, cstride = g.channel_stride(), blocks = (g.cout + block - 1) / block;
+  const MicroTile *tile_fns = tl.tiles;
+  // a run: tl.run consecutive output positions along W; a micro-tile: two runs (which may lie in different rows)
+  const int64_t runs_per_plane = g.t * g.h * g.w / tl.run, runs = g.n * runs_per_plane;
   const int64_t tiles = (runs + 1) / 2, tile_blocks = (tiles + kTileBlock - 1) / kTileBlock;
   const int64_t ystride = g.t * g.h * g.w;
   auto locate = [&](int64_t run, const float *&in, float *&out) {
-    const int64_t n = run / runs_per_plane, r = (run % runs_per_plane) * 8;
+    const int64_t n = run / runs_per_plane, r = (run % runs_per_plane) * tl.run;
     const int64_t t = r / (g.h * g.w), h = (r / g.w) % g.h, w0 = r % g.w;
     in = xpd + n * g.cin * cstride + (t * g.hp + h) * g.wp + w0;
     out = y + n * g.cout * ystride + (t * g.h + h) * g.w + w0;
   };
   // an odd last run is paired with itself (computed twice, stored twice: same values)
   auto work = [&](int64_t cb, int64_t tb, int64_t tiles_per_block) {
-    const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
+    const int64_t width = std::min(block, g.cout - cb * block);
     const MicroTile tile_fn = tile_fns[width];
     for (int64_t c0 = 0; c0 < g.cin; c0 += kChunk) {
       const int64_t channels = std::min(kChunk, g.cin - c0);
-      const float *wpb = packed_weights + cb * kBlock * g.cin * taps + c0 * taps * width;
+      const float *wpb = packed_weights + cb * block * g.cin * taps + c0 * taps * width;
       for (int64_t tile = tb * tiles_per_block; tile < std::min(tiles, (tb + 1) * tiles_per_block); ++tile) {
         const float *x0, *x1;
         float *y0, *y1;
         locate(2 * tile, x0, y0);
         locate(std::min(2 * tile + 1, runs - 1), x1, y1);
-        tile_fn(x0 + c0 * cstride, x1 + c0 * cstride, wpb, channels, cstride, offs, bias ? bias + cb * kBlock : nullptr,
-                c0 == 0, y0 + cb * kBlock * ystride, y1 + cb * kBlock * ystride, ystride);
+        tile_fn(x0 + c0 * cstride, x1 + c0 * cstride, wpb, channels, cstride, offs, bias ? bias + cb * block : nullptr,
+                c0 == 0, y0 + cb * block * ystride, y1 + cb * block * ystride, ystride);
       }
     }
   };
   // Which operand a thread sweeps once: when the padded input outweighs the packed weights (the VAE's large
   // frames), tile blocks are the outer loop, so a block's input rows stay in cache while every output-channel block
   // passes over them; otherwise (the UNet) output-channel blocks are, so their weights stay while the tiles pass.
-  if (g.n * g.cin * cstride > blocks * kBlock * g.cin * taps) {
+  if (g.n * g.cin * cstride > blocks * block * g.cin * taps) {
     const int64_t small_blocks = (tiles + kSmallTileBlock - 1) / kSmallTileBlock;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t tb = 0; tb < small_blocks; ++tb)
@@ -179,18 +287,20 @@ void run_tiles(const float *xpd, const float *packed_weights, const int64_t *off
 }
 
 void convolve(const float *x, const float *w, const float *bias, const Geometry &g, bool input_grad, float *y) {
-  thread_local std::vector<float> xp, packed;
-  const int64_t taps = g.taps(), blocks = (g.cout + kBlock - 1) / kBlock;
-  xp.resize(g.n * g.cin * g.channel_stride());
-  packed.resize(blocks * kBlock * g.cin * taps);
-  pad_input(x, g, xp.data());
-  pack_weights(w, g, input_grad, packed.data());
+  thread_local Scratch xp_buffer, packed_buffer;
+  const int64_t taps = g.taps();
+  const Tiling tl = tiling_for(taps, g.w);
+  const int64_t blocks = (g.cout + tl.block - 1) / tl.block;
+  // the buffers are thread_local: parallel regions must be handed these pointers, not the names
+  float *xp = xp_buffer.get(g.n * g.cin * g.channel_stride());
+  float *packed = packed_buffer.get(blocks * tl.block * g.cin * taps);
+  pad_input(x, g, xp);
+  pack_weights(w, g, input_grad, tl.block, packed);
   int64_t offs[27];
   tap_offsets(g, offs);
-  // the buffers are thread_local: parallel regions must be handed these pointers, not the names
-  run_tiles(xp.data(), packed.data(), offs, taps, bias, g, y);
-  release_if_large(xp);
-  release_if_large(packed);
+  run_tiles(xp, packed, offs, taps, tl, bias, g, y);
+  xp_buffer.release_if_large();
+  packed_buffer.release_if_large();
 }
 
 // Nearest-neighbour x2 upsampling followed by a 3x3 convolution (stride 1, padding 1), without building the
@@ -199,26 +309,26 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
 // over the taps that land on the same input pixel: 4 taps per output instead of 9.
 // x (N, Cin, H, W), w (Cout, Cin, 3, 3), y (N, Cout, 2H, 2W); g describes x (its H x W) and w.
 void upsample_convolve(const float *x, const float *w, const float *bias, const Geometry &g, float *y) {
-  thread_local std::vector<float> xp, packed, phase_out;
-  const int64_t blocks = (g.cout + kBlock - 1) / kBlock, plane = g.h * g.w;
-  xp.resize(g.n * g.cin * g.channel_stride());
-  packed.resize(blocks * kBlock * g.cin * 4);
-  phase_out.resize(4 * g.n * g.cout * plane);
-  pad_input(x, g, xp.data());
+  thread_local Scratch xp_buffer, packed_buffer, phase_buffer;
+  const Tiling tl = tiling_for(4, g.w);
+  const int64_t block = tl.block, blocks = (g.cout + block - 1) / block, plane = g.h * g.w;
+  float *xp = xp_buffer.get(g.n * g.cin * g.channel_stride());
+  float *packed_weights = packed_buffer.get(blocks * block * g.cin * 4);
+  float *phases = phase_buffer.get(4 * g.n * g.cout * plane);
+  pad_input(x, g, xp);
   // the original taps (0..2) that fall on input offset u (0, 1) for output phase a: [a][u] = {first, last}
   constexpr int kFirst[2][2] = {{0, 1}, {0, 2}}, kLast[2][2] = {{0, 2}, {1, 2}};
-  float *packed_weights = packed.data(), *phases = phase_out.data();
   for (int a = 0; a < 2; ++a)
     for (int b = 0; b < 2; ++b) {
 #pragma omp parallel for schedule(static)
       for (int64_t cb = 0; cb < blocks; ++cb) {
-        const int64_t width = std::min(kBlock, g.cout - cb * kBlock);
-        float *dst = packed_weights + cb * kBlock * g.cin * 4;
+        const int64_t width = std::min(block, g.cout - cb * block);
+        float *dst = packed_weights + cb * block * g.cin * 4;
         for (int64_t ci = 0; ci < g.cin; ++ci)
           for (int u = 0; u < 2; ++u)
             for (int v = 0; v < 2; ++v)
               for (int64_t j = 0; j < width; ++j) {
-                const float *k = w + ((cb * kBlock + j) * g.cin + ci) * 9;
+                const float *k = w + ((cb * block + j) * g.cin + ci) * 9;
                 float sum = 0.0f;
                 for (int dh = kFirst[a][u]; dh <= kLast[a][u]; ++dh)
                   for (int dw = kFirst[b][v]; dw <= kLast[b][v]; ++dw) sum += k[dh * 3 + dw];
@@ -226,7 +336,7 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
               }
       }
       const int64_t offs[4] = {a * g.wp + b, a * g.wp + b + 1, (a + 1) * g.wp + b, (a + 1) * g.wp + b + 1};
-      run_tiles(xp.data(), packed_weights, offs, 4, bias, g, phases + (a * 2 + b) * g.n * g.cout * plane);
+      run_tiles(xp, packed_weights, offs, 4, tl, bias, g, phases + (a * 2 + b) * g.n * g.cout * plane);
     }
   // interleave the phases: y[n, c, 2i + a, 2j + b] = phase (a, b)[n, c, i, j]
   const int64_t rows = g.n * g.cout * g.h, phase_stride = g.n * g.cout * plane;
@@ -242,9 +352,9 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
         _mm256_storeu_ps(dst + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
       }
     }
-  release_if_large(xp);
-  release_if_large(packed);
-  release_if_large(phase_out);
+  xp_buffer.release_if_large();
+  packed_buffer.release_if_large();
+  phase_buffer.release_if_large();
 }
 
 // Reads the geometry from the shapes; false when they do not describe a supported convolution.
@@ -314,11 +424,10 @@ constexpr WeightGradTile kWeightGradTiles[kGradBlock + 1] = {nullptr, weight_gra
 
 // dw (Cout, Cin, taps) = sum over n and positions of dy (N, Cout, positions) x the tap-shifted padded input.
 void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) {
-  thread_local std::vector<float> xp;
+  thread_local Scratch xp_buffer;
   const int64_t cstride = g.channel_stride(), taps = g.taps();
-  xp.resize(g.n * g.cin * cstride);
-  pad_input(x, g, xp.data());
-  const float *xpd = xp.data();
+  float *xpd = xp_buffer.get(g.n * g.cin * cstride);
+  pad_input(x, g, xpd);
   int64_t offs[27];
   tap_offsets(g, offs);
   const int64_t blocks = (g.cout + kGradBlock - 1) / kGradBlock, ystride = g.t * g.h * g.w;
@@ -330,7 +439,7 @@ void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) 
         kWeightGradTiles[width](dy + cb * kGradBlock * ystride, g.cout * ystride, xpd + ci * cstride, g.cin * cstride,
                                 g, offs + k, dw + (cb * kGradBlock * g.cin + ci) * taps + k, g.cin * taps);
     }
-  release_if_large(xp);
+  xp_buffer.release_if_large();
 }
 
 }  // namespace

@@ -92,6 +92,16 @@ def library_path() -> Optional[str]:
     return None
 
 
+def uses_avx512() -> bool:
+    """Whether the convolution kernel runs its AVX-512 micro-tile (widths that are a multiple of 16) on this CPU:
+    the CPU has AVX-512F and `PREDIFF_KERNEL_AVX512` is not 0 — the same test the library makes when it loads."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return library_path() is not None and " avx512f" in flags and os.environ.get("PREDIFF_KERNEL_AVX512", "1")[:1] != "0"
+
+
 def unavailable_reason() -> Optional[str]:
     """Why `library_path()` is None (None while the kernels are in use or not yet looked up)."""
     library_path()
