@@ -58,7 +58,7 @@ def test_direct_convolution_equals_mindspore(cls, cin, cout, shape):
 
 
 @pytest.mark.parametrize("make, shape", [
-    (lambda: Conv2d(4, 6, 3, stride=2, pad_mode="pad", padding=(0, 1, 0, 1), has_bias=True), (1, 4, 8, 8)),
+    (lambda: Conv2d(4, 6, 3, stride=2, pad_mode="pad", padding=1, has_bias=True), (1, 4, 8, 16)),
     (lambda: Conv3d(4, 6, 1, has_bias=True), (1, 4, 2, 3, 8)),
     (lambda: Conv2d(4, 6, 3, pad_mode="pad", padding=1, has_bias=False), (1, 4, 8, 8)),
 ])
@@ -87,8 +87,12 @@ def test_networks_use_the_kernel():
         net = models.build(component, cfg.model_kwargs(component))
         convs = [c for _, c in net.cells_and_names() if isinstance(c, (Conv2d, Conv3d))]
         assert any(c.fused for c in convs), component
-        assert all(c.fused == (tuple(c.weight.shape[2:]) in ((3, 3), (3, 3, 3)) and c.stride in ((1, 1), (1, 1, 1))
-                               and c.padding in (1, (1, 1, 1, 1))) for c in convs), component
+        same = [tuple(c.weight.shape[2:]) in ((3, 3), (3, 3, 3)) and c.stride in ((1, 1), (1, 1, 1))
+                and c.padding in (1, (1, 1, 1, 1)) for c in convs]
+        down = [tuple(c.weight.shape[2:]) == (3, 3) and c.stride == (2, 2) and c.padding == (0, 1, 0, 1)
+                for c in convs]
+        assert all(c.fused == (s or d) for c, s, d in zip(convs, same, down)), component
+        assert any(down) == (component == "vae"), component
 
 
 def test_dense_bias_gradient_equals_mindspore():
@@ -173,3 +177,42 @@ def test_vae_decoder_upsamples_on_the_kernel():
     vae = models.build("vae", load_config("tiny").model_kwargs("vae"))
     upsamplers = [c for _, c in vae.cells_and_names() if isinstance(c, UpsampleConv2d)]
     assert upsamplers and all(c.fused for c in upsamplers)
+
+
+@pytest.mark.parametrize("cin, cout, shape", [
+    (16, 13, (2, 16, 8, 16)),    # 8-wide output rows (AVX2 tile), 6 + 6 + 1 output channels, batch 2
+    (70, 25, (1, 70, 6, 32)),    # 16-wide output rows (the AVX-512 tile where present), two reduction chunks
+])
+def test_stride2_downsampling_equals_mindspore(cin, cout, shape):
+    """The VAE's downsampling convolution (3×3, stride 2, one zero row and column appended) on the kernel (input
+    split into its four parity planes) against MindSpore's: output and the three gradients."""
+    cell = Conv2d(cin, cout, 3, stride=2, pad_mode="pad", padding=(0, 1, 0, 1), has_bias=True)
+    cell.bias.set_data(Tensor(rng.standard_normal(cout).astype(np.float32)))
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    probe = Tensor(rng.standard_normal((shape[0], cout, shape[2] // 2, shape[3] // 2)).astype(np.float32))
+    assert cell.fused
+    fused = _values_and_grads(cell, x, probe)
+    cell.fused = False
+    standard = _values_and_grads(cell, x, probe)
+    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+    # a known answer: the bottom-right tap alone reads input pixel (2i+2, 2j+2), zero past the last row/column
+    cell = Conv2d(cin, cout, 3, stride=2, pad_mode="pad", padding=(0, 1, 0, 1), has_bias=True)
+    w = np.zeros(cell.weight.shape, np.float32)
+    w[:, 0, 2, 2] = 1.0
+    cell.weight.set_data(Tensor(w))
+    cell.bias.set_data(Tensor(np.zeros(cout, np.float32)))
+    y = ms.jit(cell.construct)(x).asnumpy()
+    padded = np.pad(x.asnumpy()[:, :1], ((0, 0), (0, 0), (0, 1), (0, 1)))
+    np.testing.assert_array_equal(y, np.repeat(padded[:, :, 2::2, 2::2], cout, axis=1))
+
+
+def test_vae_encoder_downsamples_on_the_kernel():
+    import prediff_models as models
+    from prediff.config import load_config
+    from prediff_models.vae.blocks import Downsample2D
+
+    vae = models.build("vae", load_config("tiny").model_kwargs("vae"))
+    downsamplers = [c.conv for _, c in vae.cells_and_names() if isinstance(c, Downsample2D)]
+    assert downsamplers and all(c.fused for c in downsamplers)

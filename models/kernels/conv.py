@@ -1,7 +1,8 @@
 """Drop-in `Conv3d` / `Conv2d` cells that run the direct 3×3(×3) convolution kernel (`conv_kernels.cc`).
 
 The kernel covers the convolutions that carry most of the paper-size UNet's FLOPs: 3×3×3 (and 3×3) kernels,
-stride 1, dilation 1, one group, zero padding 1 on every side, float32, an output width that is a multiple of 8.
+stride 1, dilation 1, one group, zero padding 1 on every side, float32, an output width that is a multiple of 8;
+and the VAE encoder's stride-2 3×3 downsampling (padding 0 before, 1 after, on both axes).
 Any other configuration, dtype or width, and every cell when the kernel library is unavailable, runs MindSpore's
 own convolution — the same function, which `tests/test_kernels_conv.py` compares against. The parameters are those
 of `nn.Conv3d` / `nn.Conv2d` (`weight` (C_out, C_in, [3,] 3, 3), `bias` (C_out)), so checkpoints and the official
@@ -48,6 +49,36 @@ def _kernel_with_grads():
     return custom_op("Conv3x3", bprop, out_shape=_forward_shape)
 
 
+def _stride2_shape(x, w, *rest):
+    return [x[0], w[0], x[2] // 2, x[3] // 2]
+
+
+def _stride2_kernel_with_grads():
+    """The stride-2 3×3 convolution with a zero row and column appended (`Conv3x3Stride2`), or None without the
+    library. Its gradients are MindSpore's own, of the same function (pad, then a stride-2 `ops.conv2d`): shape-
+    generic, as the shared bprop must be."""
+    def reference(x, w):
+        return ops.conv2d(ops.pad(x, (0, 1, 0, 1)), w, stride=2)
+
+    reference_grads = ops.GradOperation(get_all=True, sens_param=True)(reference)
+
+    def bprop(x, w, b, out, dout):
+        dx, dw = reference_grads(x, w, dout)
+        return dx, dw, dout.sum(axis=(0, 2, 3))
+
+    return custom_op("Conv3x3Stride2", bprop, out_shape=_stride2_shape)
+
+
+def _eligible_stride2(cell) -> bool:
+    """The VAE's downsampling convolution: 3×3, stride 2, padding (top 0, bottom 1, left 0, right 1), 2-D."""
+    def values(v):
+        return tuple(int(x) for x in v) if isinstance(v, (tuple, list)) else (int(v),)
+
+    return (cell.has_bias and cell.group == 1 and cell.pad_mode == "pad" and values(cell.kernel_size) == (3, 3)
+            and values(cell.stride) == (2, 2) and values(cell.dilation) == (1, 1)
+            and values(cell.padding) == (0, 1, 0, 1) and len(cell.weight.shape) == 4)
+
+
 def _eligible(cell, ndim: int) -> bool:
     """Whether the cell's configuration is one the kernel computes (3×3 taps, stride 1, padding 1, one group)."""
     def all_equal(values, value):
@@ -76,15 +107,24 @@ class Conv3d(nn.Conv3d):
 # Conv2d repeats Conv3d's two methods rather than sharing them through a mixin: MindSpore's graph parser resolves
 # `super().construct` inside a mixin back to the mixin (infinite recursion, measured).
 class Conv2d(nn.Conv2d):
-    """`nn.Conv2d` on (N, C_in, H, W) → (N, C_out, H, W), on the direct kernel where it applies."""
+    """`nn.Conv2d` on (N, C_in, H, W) → (N, C_out, H', W'), on the direct kernel where it applies: the 3×3 stride-1
+    "same" convolution, and the VAE's downsampling one (stride 2, one zero row and column appended; even H and W,
+    W/2 a multiple of 8)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._kernel = _kernel_with_grads() if _eligible(self, 4) else None
+        self._stride = 1
+        if _eligible(self, 4):
+            self._kernel = _kernel_with_grads()
+        elif _eligible_stride2(self):
+            self._kernel, self._stride = _stride2_kernel_with_grads(), 2
+        else:
+            self._kernel = None
         self.fused = self._kernel is not None
 
     def construct(self, x):
-        if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
+        if (not self.fused or x.dtype != mstype.float32 or x.shape[-1] % (8 * self._stride)
+                or x.shape[-2] % self._stride):
             return super().construct(x)
         return self._kernel(x, self.weight, self.bias)
 

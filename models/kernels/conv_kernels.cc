@@ -357,6 +357,44 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
   phase_buffer.release_if_large();
 }
 
+// The stride-2 3x3 convolution with one row and column of zeros after the input (the VAE's Downsample2D): output
+// (i, j) reads input rows 2i .. 2i+2 and columns 2j .. 2j+2. The input is split into its four (row, column) parity
+// planes, each (H/2 + 1) x (W/2 + 1) with a zero last row and column, so that every tap is again a fixed offset
+// from the output position (plane (dh % 2, dw % 2), row + dh / 2, column + dw / 2) and the stride-1 tiles apply.
+// x (N, Cin, H, W) with H, W even; y (N, Cout, H/2, W/2); g describes y's extent and the planes (see `Conv3x3Stride2`).
+void split_phases(const float *x, int64_t in_h, int64_t in_w, const Geometry &g, float *xq) {
+  const int64_t cstride = g.channel_stride(), plane = g.hp * g.wp;
+  std::memset(xq, 0, sizeof(float) * g.n * g.cin * cstride);
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.n * g.cin; ++nc)
+    for (int64_t p = 0; p < 2; ++p)
+      for (int64_t r = 0; 2 * r + p < in_h; ++r) {
+        const float *src = x + (nc * in_h + 2 * r + p) * in_w;
+        for (int64_t q = 0; q < 2; ++q) {
+          float *dst = xq + nc * cstride + (p * 2 + q) * plane + r * g.wp;
+          for (int64_t c = 0; 2 * c + q < in_w; ++c) dst[c] = src[2 * c + q];
+        }
+      }
+}
+
+void convolve_stride2(const float *x, int64_t in_h, int64_t in_w, const float *w, const float *bias, const Geometry &g,
+                      float *y) {
+  thread_local Scratch xq_buffer, packed_buffer;
+  const Tiling tl = tiling_for(9, g.w);
+  const int64_t blocks = (g.cout + tl.block - 1) / tl.block;
+  float *xq = xq_buffer.get(g.n * g.cin * g.channel_stride());
+  float *packed = packed_buffer.get(blocks * tl.block * g.cin * 9);
+  split_phases(x, in_h, in_w, g, xq);
+  pack_weights(w, g, false, tl.block, packed);
+  int64_t offs[9];
+  for (int64_t dh = 0; dh < 3; ++dh)
+    for (int64_t dw = 0; dw < 3; ++dw)
+      offs[dh * 3 + dw] = (((dh % 2) * 2 + dw % 2) * g.hp + dh / 2) * g.wp + dw / 2;
+  run_tiles(xq, packed, offs, 9, tl, bias, g, y);
+  xq_buffer.release_if_large();
+  packed_buffer.release_if_large();
+}
+
 // Reads the geometry from the shapes; false when they do not describe a supported convolution.
 bool geometry(int xdim, const int64_t *xs, int wdim, const int64_t *ws, bool input_grad, Geometry *g) {
   if (xdim != wdim || (xdim != 4 && xdim != 5)) return false;
@@ -498,6 +536,24 @@ int UpsampleConv3x3(int nparam, void **params, int *ndims, int64_t **shapes, con
   try {
     upsample_convolve(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
                       static_cast<const float *>(params[2]), g, static_cast<float *>(params[3]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
+  return 0;
+}
+
+// Stride-2 3x3 convolution, input padded by one zero row at the bottom and one zero column on the right.
+// params: x (N, Cin, H, W) with H and W even and W/2 a multiple of 8, w (Cout, Cin, 3, 3), b (Cout),
+// y (N, Cout, H/2, W/2).
+int Conv3x3Stride2(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4) return 1;
+  const int64_t *xs = shapes[0], *ws = shapes[1];
+  if (xs[0] <= 0 || xs[1] <= 0 || xs[2] <= 0 || xs[3] <= 0 || xs[2] % 2 || xs[3] % 2 || (xs[3] / 2) % 8) return 1;
+  if (ws[0] <= 0 || ws[1] != xs[1] || ws[2] != 3 || ws[3] != 3) return 1;
+  Geometry g{xs[0], xs[1], ws[0], 1, xs[2] / 2, xs[3] / 2, 1, 4, xs[2] / 2 + 1, xs[3] / 2 + 1};
+  try {
+    convolve_stride2(static_cast<const float *>(params[0]), xs[2], xs[3], static_cast<const float *>(params[1]),
+                     static_cast<const float *>(params[2]), g, static_cast<float *>(params[3]));
   } catch (const std::bad_alloc &) {
     return 2;
   }
