@@ -7,7 +7,8 @@ Prints JSON with: the measured fp32 matmul rate (GFLOP/s, best of compiled 2048�
 seconds at batch 1 and batch `members` (and their ratio to the matmul floor, using the official network's 653 GFLOP
 per member forward measured with the official code, reference in issue 8); VAE seconds per encoded and per decoded
 frame and the encode-7 + decode-(6·members) total against its conv FLOP floor (counted from the network's own Conv2d
-shapes); one guided solver step at the member batch (`--member-batch`, default the preset's `sample.member_batch`, 0
+shapes as PyTorch computes them: the decoder's upsampling convolutions at 9 taps per output pixel, where prediff's
+fused upsampling kernel does 4, so the VAE can come in under its floor); one guided solver step at the member batch (`--member-batch`, default the preset's `sample.member_batch`, 0
 = all members in one call); and end-to-end seconds for an aligned `members`-member forecast — encode-7 + decode-all
 from the VAE part plus ⌈members / member batch⌉ × steps guided steps — with dpmpp-20, DDIM-50 and DDPM-1000 (solver
 loops timed for `--timed-steps` steps and extrapolated) next to the official sampler's sequential DDPM-1000 (members
@@ -15,7 +16,8 @@ one at a time: 8 × (coding of one member + 1000 one-member steps)). Each part r
 
 `--official FILE` takes the JSON printed by `../shared/tools/bench_official.py` (the official PyTorch networks) run
 in the same session on the same machine, copies it under `official`, and adds `vs_official`: our time over the
-official one for the UNet forward at batch 1 and at batch 8 (> 1: slower than PyTorch).
+official one for the UNet forward at batch 1 and at batch 8, and for the VAE encoding 7 frames and decoding 6
+(> 1: slower than PyTorch).
 """
 from __future__ import annotations
 
@@ -194,6 +196,11 @@ def main() -> None:
             ours, theirs = unet.get(key, {}).get("min_s"), reference.get(name)
             if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0:
                 ratios[f"unet_forward_{key}"] = round(ours / theirs, 2)
+        # the official benchmark's VAE unit: encode 7 frames, decode 6 (ours decodes every member's frames)
+        theirs = reference.get("vae_encode7_decode6_s")
+        if "encode_s" in vae and "decode_per_frame_s" in vae and isinstance(theirs, (int, float)) and theirs > 0:
+            ours = vae["encode_s"] / vae["encode_frames"] * 7 + vae["decode_per_frame_s"] * 6
+            ratios["vae_encode7_decode6"] = round(ours / theirs, 2)
         out["vs_official"] = ratios
     emit(out)
 

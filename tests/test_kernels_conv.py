@@ -19,9 +19,12 @@ def _values_and_grads(cell, x, probe):
     def loss(v):
         return (cell(v) * probe).sum()
 
+    def forward(v):  # a new function per call: a compiled `cell.construct` would be reused after `fused` changes
+        return cell(v)
+
     grad = ms.jit(ms.value_and_grad(loss, grad_position=0, weights=(cell.weight, cell.bias)))
     _, (dx, (dw, db)) = grad(x)
-    y = ms.jit(cell.construct)(x)
+    y = ms.jit(forward)(x)
     return [t.asnumpy().copy() for t in (y, dx, dw, db)]
 
 
@@ -216,3 +219,20 @@ def test_vae_encoder_downsamples_on_the_kernel():
     vae = models.build("vae", load_config("tiny").model_kwargs("vae"))
     downsamplers = [c.conv for _, c in vae.cells_and_names() if isinstance(c, Downsample2D)]
     assert downsamplers and all(c.fused for c in downsamplers)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: Conv2d(64, 6, 3, pad_mode="pad", padding=1, has_bias=True), (20, 64, 128, 128)),
+    (lambda: UpsampleConv2d(64, 6), (48, 64, 64, 64)),
+    (lambda: Conv2d(64, 6, 3, stride=2, pad_mode="pad", padding=(0, 1, 0, 1), has_bias=True), (20, 64, 128, 128)),
+], ids=["3x3", "upsampling", "stride 2"])
+def test_large_batches_run_in_passes_of_frames(make, shape):
+    """Inputs whose scratch would pass 64 MiB are convolved a few frames at a time (here 2-3 passes): the result is
+    MindSpore's convolution of the whole batch."""
+    ours, theirs = make(), make()
+    theirs.weight.set_data(ours.weight.data)
+    theirs.bias.set_data(ours.bias.data)
+    theirs.fused = False
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    np.testing.assert_allclose(ms.jit(ours.construct)(x).asnumpy(), ms.jit(theirs.construct)(x).asnumpy(),
+                               rtol=1e-4, atol=2e-5)

@@ -286,19 +286,32 @@ void run_tiles(const float *xpd, const float *packed_weights, const int64_t *off
   }
 }
 
+// Frames per pass when a pass needs `per_frame` scratch floats per frame: as many as keep the scratch within the size
+// that is kept between calls (at least one), so that a large batch (the VAE decoding every member's frames) neither
+// allocates nor first-touches hundreds of MB per call.
+int64_t frames_per_pass(int64_t n, int64_t per_frame) {
+  return std::max<int64_t>(1, std::min<int64_t>(n, int64_t(kKeptScratchFloats) / std::max<int64_t>(1, per_frame)));
+}
+
 void convolve(const float *x, const float *w, const float *bias, const Geometry &g, bool input_grad, float *y) {
   thread_local Scratch xp_buffer, packed_buffer;
   const int64_t taps = g.taps();
   const Tiling tl = tiling_for(taps, g.w);
   const int64_t blocks = (g.cout + tl.block - 1) / tl.block;
+  const int64_t pass = frames_per_pass(g.n, g.cin * g.channel_stride());
   // the buffers are thread_local: parallel regions must be handed these pointers, not the names
-  float *xp = xp_buffer.get(g.n * g.cin * g.channel_stride());
+  float *xp = xp_buffer.get(pass * g.cin * g.channel_stride());
   float *packed = packed_buffer.get(blocks * tl.block * g.cin * taps);
-  pad_input(x, g, xp);
   pack_weights(w, g, input_grad, tl.block, packed);
   int64_t offs[27];
   tap_offsets(g, offs);
-  run_tiles(xp, packed, offs, taps, tl, bias, g, y);
+  const int64_t in_frame = g.cin * g.t * g.h * g.w, out_frame = g.cout * g.t * g.h * g.w;
+  for (int64_t n0 = 0; n0 < g.n; n0 += pass) {
+    Geometry gp = g;
+    gp.n = std::min(pass, g.n - n0);
+    pad_input(x + n0 * in_frame, gp, xp);
+    run_tiles(xp, packed, offs, taps, tl, bias, gp, y + n0 * out_frame);
+  }
   xp_buffer.release_if_large();
   packed_buffer.release_if_large();
 }
@@ -312,10 +325,11 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
   thread_local Scratch xp_buffer, packed_buffer, phase_buffer;
   const Tiling tl = tiling_for(4, g.w);
   const int64_t block = tl.block, blocks = (g.cout + block - 1) / block, plane = g.h * g.w;
-  float *xp = xp_buffer.get(g.n * g.cin * g.channel_stride());
-  float *packed_weights = packed_buffer.get(blocks * block * g.cin * 4);
-  float *phases = phase_buffer.get(4 * g.n * g.cout * plane);
-  pad_input(x, g, xp);
+  const int64_t phase_weights = blocks * block * g.cin * 4;
+  const int64_t pass = frames_per_pass(g.n, g.cin * g.channel_stride() + 4 * g.cout * plane);
+  float *xp = xp_buffer.get(pass * g.cin * g.channel_stride());
+  float *packed = packed_buffer.get(4 * phase_weights);
+  float *phases = phase_buffer.get(4 * pass * g.cout * plane);
   // the original taps (0..2) that fall on input offset u (0, 1) for output phase a: [a][u] = {first, last}
   constexpr int kFirst[2][2] = {{0, 1}, {0, 2}}, kLast[2][2] = {{0, 2}, {1, 2}};
   for (int a = 0; a < 2; ++a)
@@ -323,7 +337,7 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
 #pragma omp parallel for schedule(static)
       for (int64_t cb = 0; cb < blocks; ++cb) {
         const int64_t width = std::min(block, g.cout - cb * block);
-        float *dst = packed_weights + cb * block * g.cin * 4;
+        float *dst = packed + (a * 2 + b) * phase_weights + cb * block * g.cin * 4;
         for (int64_t ci = 0; ci < g.cin; ++ci)
           for (int u = 0; u < 2; ++u)
             for (int v = 0; v < 2; ++v)
@@ -335,23 +349,33 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
                 *dst++ = sum;
               }
       }
-      const int64_t offs[4] = {a * g.wp + b, a * g.wp + b + 1, (a + 1) * g.wp + b, (a + 1) * g.wp + b + 1};
-      run_tiles(xp, packed_weights, offs, 4, tl, bias, g, phases + (a * 2 + b) * g.n * g.cout * plane);
     }
-  // interleave the phases: y[n, c, 2i + a, 2j + b] = phase (a, b)[n, c, i, j]
-  const int64_t rows = g.n * g.cout * g.h, phase_stride = g.n * g.cout * plane;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r)
-    for (int a = 0; a < 2; ++a) {
-      const float *p0 = phases + (a * 2) * phase_stride + r * g.w, *p1 = p0 + phase_stride;
-      float *dst = y + (2 * r + a) * 2 * g.w;
-      for (int64_t j = 0; j < g.w; j += 8) {
-        const __m256 e = _mm256_loadu_ps(p0 + j), o = _mm256_loadu_ps(p1 + j);
-        const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
-        _mm256_storeu_ps(dst + 2 * j, _mm256_permute2f128_ps(lo, hi, 0x20));
-        _mm256_storeu_ps(dst + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  for (int64_t n0 = 0; n0 < g.n; n0 += pass) {
+    Geometry gp = g;
+    gp.n = std::min(pass, g.n - n0);
+    pad_input(x + n0 * g.cin * plane, gp, xp);
+    const int64_t phase_stride = gp.n * g.cout * plane;
+    for (int a = 0; a < 2; ++a)
+      for (int b = 0; b < 2; ++b) {
+        const int64_t offs[4] = {a * g.wp + b, a * g.wp + b + 1, (a + 1) * g.wp + b, (a + 1) * g.wp + b + 1};
+        run_tiles(xp, packed + (a * 2 + b) * phase_weights, offs, 4, tl, bias, gp, phases + (a * 2 + b) * phase_stride);
       }
-    }
+    // interleave the phases: y[n, c, 2i + a, 2j + b] = phase (a, b)[n, c, i, j]
+    const int64_t rows = gp.n * g.cout * g.h;
+    float *yp = y + n0 * g.cout * 4 * plane;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int a = 0; a < 2; ++a) {
+        const float *p0 = phases + (a * 2) * phase_stride + r * g.w, *p1 = p0 + phase_stride;
+        float *dst = yp + (2 * r + a) * 2 * g.w;
+        for (int64_t j = 0; j < g.w; j += 8) {
+          const __m256 e = _mm256_loadu_ps(p0 + j), o = _mm256_loadu_ps(p1 + j);
+          const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+          _mm256_storeu_ps(dst + 2 * j, _mm256_permute2f128_ps(lo, hi, 0x20));
+          _mm256_storeu_ps(dst + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        }
+      }
+  }
   xp_buffer.release_if_large();
   packed_buffer.release_if_large();
   phase_buffer.release_if_large();
@@ -382,15 +406,20 @@ void convolve_stride2(const float *x, int64_t in_h, int64_t in_w, const float *w
   thread_local Scratch xq_buffer, packed_buffer;
   const Tiling tl = tiling_for(9, g.w);
   const int64_t blocks = (g.cout + tl.block - 1) / tl.block;
-  float *xq = xq_buffer.get(g.n * g.cin * g.channel_stride());
+  const int64_t pass = frames_per_pass(g.n, g.cin * g.channel_stride());
+  float *xq = xq_buffer.get(pass * g.cin * g.channel_stride());
   float *packed = packed_buffer.get(blocks * tl.block * g.cin * 9);
-  split_phases(x, in_h, in_w, g, xq);
   pack_weights(w, g, false, tl.block, packed);
   int64_t offs[9];
   for (int64_t dh = 0; dh < 3; ++dh)
     for (int64_t dw = 0; dw < 3; ++dw)
       offs[dh * 3 + dw] = (((dh % 2) * 2 + dw % 2) * g.hp + dh / 2) * g.wp + dw / 2;
-  run_tiles(xq, packed, offs, 9, tl, bias, g, y);
+  for (int64_t n0 = 0; n0 < g.n; n0 += pass) {
+    Geometry gp = g;
+    gp.n = std::min(pass, g.n - n0);
+    split_phases(x + n0 * g.cin * in_h * in_w, in_h, in_w, gp, xq);
+    run_tiles(xq, packed, offs, 9, tl, bias, gp, y + n0 * g.cout * g.h * g.w);
+  }
   xq_buffer.release_if_large();
   packed_buffer.release_if_large();
 }
