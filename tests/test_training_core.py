@@ -165,3 +165,28 @@ def test_vae_generator_loss_without_the_discriminator_is_the_same_loss_and_gradi
     assert v1 == pytest.approx(v2, rel=1e-6) and adv2 == 0.0 and adv1 != 0.0
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("clip", [0.5, 1e6, 0.0], ids=["clipped", "below the limit", "off"])
+def test_global_norm_and_clip_equals_mindspore_clipping(clip):
+    """TrainStep's clipping (one norm pass, on the `SquareSum` kernel) against numpy's norm in float64 and MindSpore's
+    `clip_by_global_norm`, on gradients of awkward sizes (not multiples of 16, one of 1 element)."""
+    from prediff.pipelines.training.train_step import global_norm_and_clip
+    from prediff_models.kernels import SquareSum
+
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(shape).astype(np.float32) * 0.01 for shape in ((3, 5), (1,), (4099,), (2, 3, 7, 11))]
+    grads = tuple(Tensor(a) for a in arrays)
+    square_sum = SquareSum()
+
+    def run(g):
+        return global_norm_and_clip(g, clip, square_sum)
+
+    norm, clipped = ms.jit(run)(grads)
+    expected = float(np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays)))
+    assert float(norm.asnumpy()) == pytest.approx(expected, rel=1e-6)
+    reference = ops.clip_by_global_norm(grads, clip) if clip > 0 else grads
+    for ours, theirs in zip(clipped, reference):
+        np.testing.assert_allclose(ours.asnumpy(), theirs.asnumpy(), rtol=1e-5, atol=1e-9)
+    if clip == 0.5:
+        assert np.sqrt(sum(np.sum(c.asnumpy().astype(np.float64) ** 2) for c in clipped)) == pytest.approx(0.5, rel=1e-5)

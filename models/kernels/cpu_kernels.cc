@@ -5,6 +5,9 @@
 // double precision, and vectorise (AVX2 + FMA, OpenMP). Every function follows the AOT calling convention:
 //   int f(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
 // with the inputs first and the single output last in `params`. A non-zero return tells MindSpore the call failed.
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -204,6 +207,37 @@ int KeyedDropoutApply(int nparam, void **params, int *ndims, int64_t **shapes, c
   for (int64_t i = 0; i < n; ++i) {
     y[i] = mix32(static_cast<uint32_t>(i) + offset) >= threshold ? x[i] * scale : 0.0f;
   }
+  return 0;
+}
+
+// The sum of squares of every element, accumulated in double per block of 4096 floats. params: x (any shape),
+// y (1). The optimizer's global gradient norm: MindSpore's square + reduce_sum took 0.59 s over the paper-size UNet's
+// 137 M gradient values, a pass that memory bandwidth allows in a tenth of that.
+int SumOfSquares(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const int64_t n = element_count(ndims[0], shapes[0]);
+  constexpr int64_t kBlockFloats = 4096;
+  const int64_t blocks = (n + kBlockFloats - 1) / kBlockFloats;
+  double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lo = b * kBlockFloats, hi = std::min(n, lo + kBlockFloats);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = lo;
+    for (; i + 16 <= hi; i += 16) {
+      const __m256 a = _mm256_loadu_ps(x + i), c = _mm256_loadu_ps(x + i + 8);
+      acc0 = _mm256_fmadd_ps(a, a, acc0);
+      acc1 = _mm256_fmadd_ps(c, c, acc1);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
+    double sum = 0.0;
+    for (float v : lanes) sum += v;
+    for (; i < hi; ++i) sum += double(x[i]) * x[i];
+    total += sum;
+  }
+  static_cast<float *>(params[1])[0] = static_cast<float>(total);
   return 0;
 }
 

@@ -18,6 +18,33 @@ from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 from prediff.pipelines.compile import compiled
 from prediff_models.keyed_dropout import KeyedDropout
+from prediff_models.kernels import SquareSum
+
+
+_hyper_map = ops.HyperMap()
+
+
+def _plain_square_sum(g):
+    return ops.reduce_sum(ops.square(g))
+
+
+def _scaled(scale, g):
+    return g * scale
+
+
+def global_norm_and_clip(grads, clip: float, square_sum: Optional[Callable] = None):
+    """(the gradients' global L2 norm, the gradients scaled by clip / max(norm, clip)), with one pass over them for
+    the norm (`kernels.SquareSum`): `ops.clip_by_global_norm` computes the norm again, and MindSpore's own square +
+    reduce_sum took 0.59 s of the paper-size UNet's 1.3 s optimizer step. `clip` ≤ 0: the gradients unchanged.
+    Same values as `ops.clip_by_global_norm` (tested). `square_sum`: a `SquareSum` cell (built by the caller, once the
+    device is set), else MindSpore's ops."""
+    square_sum = square_sum if square_sum is not None else _plain_square_sum
+    norm = ops.sqrt(ops.addn([square_sum(g) for g in grads]))
+    if clip <= 0:
+        return norm, grads
+    clip_t = ops.scalar_to_tensor(clip, ms.float32)
+    scale = clip_t / ops.maximum(norm, clip_t)
+    return norm, _hyper_map(ops.partial(_scaled, scale), grads)
 
 
 class TrainStep:
@@ -51,6 +78,7 @@ class TrainStep:
         self._lr_schedule = np.asarray(lr_schedule, np.float32)
         clip = float(grad_clip)
         optimizer, reducer, cell = self.optimizer, grad_reducer, loss_cell
+        square_sum = SquareSum()
 
         def forward(*inputs):
             return cell(*inputs)
@@ -62,9 +90,7 @@ class TrainStep:
             # Average across ranks first, so every rank clips and steps with identical gradients.
             if reducer is not None:
                 grads = reducer(grads)
-            norm = ops.sqrt(ops.addn([ops.reduce_sum(ops.square(g)) for g in grads]))
-            if clip > 0:
-                grads = ops.clip_by_global_norm(grads, clip)
+            norm, grads = global_norm_and_clip(grads, clip, square_sum)
             optimizer(grads)
             return norm
 
