@@ -28,6 +28,19 @@ def _values_and_grads(cell, x, probe):
     return [t.asnumpy().copy() for t in (y, dx, dw, db)]
 
 
+def _assert_kernel_matches_mindspore(cell, x, probe):
+    """The cell on the kernel and (`fused` off) on MindSpore's convolution: equal outputs and gradients; returns the
+    kernel's (y, dx, dw, db)."""
+    assert cell.fused
+    fused = _values_and_grads(cell, x, probe)
+    cell.fused = False
+    standard = _values_and_grads(cell, x, probe)
+    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+    return fused
+
+
 @pytest.mark.parametrize("cls, cin, cout, shape", [
     (Conv3d, 5, 11, (2, 5, 3, 4, 16)),      # 6 + 5 output channels, batch 2
     (Conv3d, 70, 13, (1, 70, 3, 2, 8)),     # two reduction chunks (64 + 6), 6 + 6 + 1 output channels
@@ -42,13 +55,7 @@ def test_direct_convolution_equals_mindspore(cls, cin, cout, shape):
     cell.bias.set_data(Tensor(rng.standard_normal(cout).astype(np.float32)))
     x = Tensor(rng.standard_normal(shape).astype(np.float32))
     probe = Tensor(rng.standard_normal((shape[0], cout, *shape[2:])).astype(np.float32))
-    assert cell.fused
-    fused = _values_and_grads(cell, x, probe)
-    cell.fused = False
-    standard = _values_and_grads(cell, x, probe)
-    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
-        assert a.shape == b.shape, name
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+    _assert_kernel_matches_mindspore(cell, x, probe)
     # a known answer as well: a centred one-hot 3×3(×3) kernel on the first input channel copies it (a new cell:
     # a compiled graph keeps the parameter data it was compiled with when `set_data` replaces it afterwards)
     cell = cls(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True)
@@ -147,14 +154,8 @@ def test_upsampling_convolution_equals_interpolate_then_convolution(cin, cout, s
     cell.bias.set_data(Tensor(rng.standard_normal(cout).astype(np.float32)))
     x = Tensor(rng.standard_normal(shape).astype(np.float32))
     probe = Tensor(rng.standard_normal((shape[0], cout, 2 * shape[2], 2 * shape[3])).astype(np.float32))
-    assert cell.fused
-    fused = _values_and_grads(cell, x, probe)
-    cell.fused = False
-    standard = _values_and_grads(cell, x, probe)
+    fused = _assert_kernel_matches_mindspore(cell, x, probe)
     assert fused[0].shape == (shape[0], cout, 2 * shape[2], 2 * shape[3])
-    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
-        assert a.shape == b.shape, name
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
 
 
 def test_upsampling_convolution_known_answer():
@@ -193,13 +194,7 @@ def test_stride2_downsampling_equals_mindspore(cin, cout, shape):
     cell.bias.set_data(Tensor(rng.standard_normal(cout).astype(np.float32)))
     x = Tensor(rng.standard_normal(shape).astype(np.float32))
     probe = Tensor(rng.standard_normal((shape[0], cout, shape[2] // 2, shape[3] // 2)).astype(np.float32))
-    assert cell.fused
-    fused = _values_and_grads(cell, x, probe)
-    cell.fused = False
-    standard = _values_and_grads(cell, x, probe)
-    for name, a, b in zip(("y", "dx", "dw", "db"), fused, standard):
-        assert a.shape == b.shape, name
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+    _assert_kernel_matches_mindspore(cell, x, probe)
     # a known answer: the bottom-right tap alone reads input pixel (2i+2, 2j+2), zero past the last row/column
     cell = Conv2d(cin, cout, 3, stride=2, pad_mode="pad", padding=(0, 1, 0, 1), has_bias=True)
     w = np.zeros(cell.weight.shape, np.float32)

@@ -90,6 +90,8 @@ constexpr MicroTile kMicroTiles[3][kBlock + 1] = {
 
 // The AVX-512 micro-tile: 12 output channels x 32 positions (two runs of 16) in 24 registers; same packing with
 // 12-channel blocks. Built for AVX-512F alone (the library's flags stay AVX2) and used only where the CPU has it.
+// It repeats micro_tile's loop on purpose: one template for both would carry the avx512f target attribute into the
+// AVX2 instantiations too, and the compiler could then emit AVX-512 instructions where the CPU has none.
 template <int NB, int TAPS>
 __attribute__((target("avx512f"))) void micro_tile512(const float *__restrict x0, const float *__restrict x1,
                                                       const float *__restrict wp, int64_t channels, int64_t cstride,
