@@ -69,21 +69,22 @@ def _stride2_kernel_with_grads():
     return custom_op("Conv3x3Stride2", bprop, out_shape=_stride2_shape)
 
 
+def _ints(value) -> tuple:
+    """A cell's size setting (an int or a tuple of them) as a tuple of ints."""
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),)
+
+
 def _eligible_stride2(cell) -> bool:
     """The VAE's downsampling convolution: 3×3, stride 2, padding (top 0, bottom 1, left 0, right 1), 2-D."""
-    def values(v):
-        return tuple(int(x) for x in v) if isinstance(v, (tuple, list)) else (int(v),)
-
-    return (cell.has_bias and cell.group == 1 and cell.pad_mode == "pad" and values(cell.kernel_size) == (3, 3)
-            and values(cell.stride) == (2, 2) and values(cell.dilation) == (1, 1)
-            and values(cell.padding) == (0, 1, 0, 1) and len(cell.weight.shape) == 4)
+    return (cell.has_bias and cell.group == 1 and cell.pad_mode == "pad" and _ints(cell.kernel_size) == (3, 3)
+            and _ints(cell.stride) == (2, 2) and _ints(cell.dilation) == (1, 1)
+            and _ints(cell.padding) == (0, 1, 0, 1) and len(cell.weight.shape) == 4)
 
 
 def _eligible(cell, ndim: int) -> bool:
     """Whether the cell's configuration is one the kernel computes (3×3 taps, stride 1, padding 1, one group)."""
-    def all_equal(values, value):
-        values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
-        return all(int(v) == value for v in values)
+    def all_equal(value, expected):
+        return set(_ints(value)) == {expected}
 
     return (cell.has_bias and cell.group == 1 and cell.pad_mode == "pad" and all_equal(cell.kernel_size, 3)
             and all_equal(cell.stride, 1) and all_equal(cell.dilation, 1) and all_equal(cell.padding, 1)

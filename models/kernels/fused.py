@@ -17,9 +17,6 @@ from mindspore.common import dtype as mstype
 from .library import custom_op
 
 
-
-
-
 def _keyed_dropout_bprop(same_map):
     def bprop(x, offset, threshold, scale, out, dout):
         # the map is linear in x and keeps the same elements: its gradient is the map of dout

@@ -35,11 +35,17 @@ def cache_dir() -> Path:
     return Path(base) / "prediff" / "kernels"
 
 
-def _cpu_has_avx2_fma() -> bool:
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> str:
+    """/proc/cpuinfo's text ("" where it cannot be read)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return ""
+
+
+def _cpu_has_avx2_fma() -> bool:
+    flags = _cpu_flags()
     return " avx2" in flags and " fma" in flags
 
 
@@ -95,11 +101,8 @@ def library_path() -> Optional[str]:
 def uses_avx512() -> bool:
     """Whether the convolution kernel runs its AVX-512 micro-tile (widths that are a multiple of 16) on this CPU:
     the CPU has AVX-512F and `PREDIFF_KERNEL_AVX512` is not 0 — the same test the library makes when it loads."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return library_path() is not None and " avx512f" in flags and os.environ.get("PREDIFF_KERNEL_AVX512", "1")[:1] != "0"
+    return (library_path() is not None and " avx512f" in _cpu_flags()
+            and os.environ.get("PREDIFF_KERNEL_AVX512", "1")[:1] != "0")
 
 
 def unavailable_reason() -> Optional[str]:

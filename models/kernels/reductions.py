@@ -1,4 +1,4 @@
-"""`square_sum`: Σ x² over every element of a float32 tensor, on the kernel library's `SumOfSquares` where it is
+"""`SquareSum`: Σ x² over every element of a float32 tensor, on the kernel library's `SumOfSquares` where it is
 available (one pass, double accumulation per 4096-element block), else MindSpore's `reduce_sum(square(x))`.
 
 For the trainers' global gradient norm: on the CPU backend MindSpore's square + reduce_sum took 0.59 s over the
