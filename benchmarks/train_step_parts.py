@@ -1,6 +1,6 @@
 """Where one block-by-block UNet train step (`train_diffusion.recompute: 3`) spends its time.
 
-    python -m benchmarks.train_step_parts [--preset sevirlr] [--micro-batch 1] [--steps 3]
+    python -m benchmarks.train_step_parts [--preset sevirlr] [--micro-batch 1] [--steps 3] [--keep-linear-outputs]
 
 Builds the diffusion trainer of the preset (randomly initialised UNet and frozen VAE, dropout keyed as in training),
 runs `--steps` optimizer steps on random sequences and times every graph launch of the last ones, synchronised
@@ -12,6 +12,8 @@ runs `--steps` optimizer steps on random sequences and times every graph launch 
   differentiated), `stem_backward`: the blockwise gradient (`prediff.pipelines.training.blockwise`), with the
   block parts also split by UNet level;
 - `optimizer`: clipping and AdamW (one compiled graph);
+- with `--keep-linear-outputs` (`train_diffusion.keep_linear_outputs`) the block backward graphs load the
+  convolutions' and linear layers' outputs kept by the forward ones; `stash_mb` is what that kept;
 - `host`: the rest of the step (noise drawing, gradient sums on the host, Python).
 
 Prints JSON: seconds per part (median over the timed steps), the step's total and the machine.
@@ -46,7 +48,7 @@ class _Clock:
         return timed_fn
 
 
-def measure(preset: str, micro_batch: int, steps: int) -> dict:
+def measure(preset: str, micro_batch: int, steps: int, keep_linear_outputs: bool = False) -> dict:
     import numpy as np
 
     import prediff_models as models
@@ -55,7 +57,8 @@ def measure(preset: str, micro_batch: int, steps: int) -> dict:
 
     cfg = load_config(preset, values={"train_diffusion.recompute": 3,
                                       "train_diffusion.micro_batch_size": micro_batch,
-                                      "train_diffusion.total_batch_size": micro_batch})
+                                      "train_diffusion.total_batch_size": micro_batch,
+                                      "train_diffusion.keep_linear_outputs": keep_linear_outputs})
     vae = models.build("vae", cfg.model_kwargs("vae"))
     unet = models.build("unet", cfg.model_kwargs("unet"))
     task = DiffusionTask(cfg, unet, vae, accum_steps=1, total_steps=steps + 1)
@@ -92,7 +95,10 @@ def measure(preset: str, micro_batch: int, steps: int) -> dict:
     grouped = defaultdict(float)
     for n, v in median.items():
         grouped[n.split(".")[0]] += v
-    return {"preset": preset, "micro_batch": micro_batch, "timed_steps": len(timed),
+    from prediff_models.kernels.stash import stash_bytes
+
+    return {"preset": preset, "micro_batch": micro_batch, "keep_linear_outputs": keep_linear_outputs,
+            "stash_mb": round(stash_bytes() / 2**20, 1), "timed_steps": len(timed),
             "first_step_s": round(records[0][0], 2), "step_s": round(totals[len(totals) // 2], 3),
             "parts_s": {k: round(v, 3) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])},
             "by_level_s": {n: v for n, v in median.items() if "." in n}}
@@ -148,13 +154,15 @@ def main() -> None:
     parser.add_argument("--preset", default="sevirlr")
     parser.add_argument("--micro-batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--keep-linear-outputs", action="store_true",
+                        help="train_diffusion.keep_linear_outputs: load kept outputs instead of recomputing them")
     parser.add_argument("--optimizer", action="store_true", help="time the optimizer graph's parts alone")
     args = parser.parse_args()
     if args.optimizer:
         emit(isolated("benchmarks.train_step_parts", "optimizer", preset=args.preset))
         return
     emit(isolated("benchmarks.train_step_parts", "measure", preset=args.preset, micro_batch=args.micro_batch,
-                  steps=args.steps))
+                  steps=args.steps, keep_linear_outputs=args.keep_linear_outputs))
 
 
 if __name__ == "__main__":

@@ -106,9 +106,13 @@ def test_recompute_is_a_training_setting_that_a_resumed_run_may_change():
     assert load_config("tiny", values={"train_diffusion.recompute": 2}).train_diffusion.recompute == 2
     with pytest.raises(ConfigError, match="recompute"):
         load_config("tiny", values={"train_vae.recompute": 3})
+    # keeping the linear layers' outputs is a choice of the block-by-block gradient only
+    with pytest.raises(ConfigError, match="keep_linear_outputs.*needs recompute 3.*recompute here is 2"):
+        load_config("tiny", values={"train_diffusion.recompute": 2, "train_diffusion.keep_linear_outputs": True})
+    assert load_config("sevirlr").train_diffusion.keep_linear_outputs
     from prediff.pipelines.training import run
 
-    assert "recompute" in run._RESUME_FREE_TRAIN
+    assert "recompute" in run._RESUME_FREE_TRAIN and "keep_linear_outputs" in run._RESUME_FREE_TRAIN
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -152,8 +156,9 @@ def test_unet_plan_reproduces_its_forward():
 
 
 def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accumulation():
-    """Two identical UNets, one trained with the whole loss in one graph, one block by block (recompute 3): after
-    two optimizer steps of two micro-batches each (dropout on, learned log-variance) losses and weights agree."""
+    """Three identical UNets, one trained with the whole loss in one graph, one block by block (recompute 3), one
+    block by block keeping the linear layers' and convolutions' outputs (`keep_linear_outputs`): after two optimizer
+    steps of two micro-batches each (dropout on, learned log-variance) losses and weights agree."""
     from mindspore import Tensor
 
     from prediff.config import load_config
@@ -167,7 +172,7 @@ def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accu
     schedule = make_schedule(d.timesteps, d.beta_schedule, d.linear_start, d.linear_end, d.cosine_s)
     runs = []
     reference = None
-    for blockwise in (False, True):
+    for blockwise, keep in ((False, False), (True, False), (True, True)):
         net = _unet(cfg)
         if reference is None:
             reference = [p.asnumpy().copy() for p in net.trainable_params()]  # asnumpy shares memory
@@ -180,7 +185,9 @@ def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accu
         assert dropout is not None
         params = list(net.trainable_params()) + [loss.logvar]
         gradient = BlockwiseGradient(net, loss.stem, loss.head, params, keyed=dropout.keyed, has_key=True,
-                                     head_params=[loss.logvar]) if blockwise else None
+                                     head_params=[loss.logvar], keep_linear_outputs=keep) if blockwise else None
+        if keep:  # every block's three attention layers' qkv and projection and FFN layers, at least
+            assert all(len(stash) >= 3 * 4 for stash in gradient.stashes) and gradient.stashes
         step = TrainStep(loss, params, lr_schedule=np.full(4, 1e-3, np.float32), accum_steps=2, dropout=dropout,
                          gradient=gradient, weight_decay=0.01)
         outs = []
@@ -188,12 +195,13 @@ def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accu
             dropout.begin_step(seed=3, step=k)
             outs.append(step([_tiny_inputs(cfg, 2, 10 + 2 * k), _tiny_inputs(cfg, 2, 11 + 2 * k)]))
         runs.append((outs, [p.asnumpy().copy() for p in params]))
-    (outs0, w0), (outs1, w1) = runs
-    for a, b in zip(outs0, outs1):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
-        assert b["aux"][0] == pytest.approx(a["aux"][0], rel=1e-5)
-        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    (outs0, w0) = runs[0]
     moved = [np.abs(b - a).max() for a, b in zip(reference + [np.zeros(1)], w0)]
     assert max(moved) > 1e-4, "the weights must move for this comparison to mean something"
-    for a, b in zip(w0, w1):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    for outs1, w1 in runs[1:]:
+        for a, b in zip(outs0, outs1):
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+            assert b["aux"][0] == pytest.approx(a["aux"][0], rel=1e-5)
+            assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+        for a, b in zip(w0, w1):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

@@ -93,7 +93,7 @@ class CuboidSelfAttentionLayer(nn.Cell):
         self.num_cuboids = int(np.prod(padded)) // self.volume
 
         self.norm = LayerNorm(dim, epsilon=1e-5)
-        self.qkv = init_linear(nn.Dense(dim, 3 * dim, has_bias=False), attn_linear_init_mode)
+        self.qkv = init_linear(Dense(dim, 3 * dim, has_bias=False), attn_linear_init_mode)
         self.attn_drop = nn.Dropout(p=attn_drop)
         if use_final_proj:
             self.proj = init_linear(Dense(dim, dim), proj_linear_init_mode)

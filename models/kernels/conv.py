@@ -19,9 +19,10 @@ from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
 from .library import custom_op
+from .stash import LOAD, OFF, STORE, conv_load_op, store_op, stored
 
 
-def _forward_shape(x, w, *rest):
+def convolution_shape(x, w, *rest):
     return [x[0], w[0], *x[2:]]
 
 
@@ -33,20 +34,33 @@ def _weight_grad_shape(x, dy, w):
     return w
 
 
-def _kernel_with_grads():
-    """The forward op with its gradient kernels as bprop; None without the kernel library. MindSpore keys custom
-    ops by their function name, so every cell's op shares the bprop of the first one built: it must serve the 2-D and
-    the 3-D convolution alike (the bias gradient sums over every axis but the channels, whatever their number)."""
+def convolution_grads():
+    """`grads(x, w, dout) -> (∂x, ∂w, ∂b)` of the stride-1 3×3(×3) convolution on the gradient kernels, or None
+    without the kernel library. Shape-generic: the bias gradient sums over every axis but the channels."""
     input_grad = custom_op("Conv3x3InputGrad", out_shape=_input_grad_shape)
     weight_grad = custom_op("Conv3x3WeightGrad", out_shape=_weight_grad_shape)
     if input_grad is None or weight_grad is None:
         return None
 
-    def bprop(x, w, b, out, dout):
+    def grads(x, w, dout):
         not_channels = (0,) + tuple(range(2, len(dout.shape)))
         return input_grad(dout, w), weight_grad(x, dout, w), dout.sum(axis=not_channels)
 
-    return custom_op("Conv3x3", bprop, out_shape=_forward_shape)
+    return grads
+
+
+def _kernel_with_grads():
+    """The forward op with its gradient kernels as bprop; None without the kernel library. MindSpore keys custom
+    ops by their function name, so every cell's op shares the bprop of the first one built: it must serve the 2-D and
+    the 3-D convolution alike."""
+    grads = convolution_grads()
+    if grads is None:
+        return None
+
+    def bprop(x, w, b, out, dout):
+        return grads(x, w, dout)
+
+    return custom_op("Conv3x3", bprop, out_shape=convolution_shape)
 
 
 def _stride2_shape(x, w, *rest):
@@ -92,17 +106,32 @@ def _eligible(cell, ndim: int) -> bool:
 
 
 class Conv3d(nn.Conv3d):
-    """`nn.Conv3d` on (N, C_in, T, H, W) → (N, C_out, T, H, W), on the direct kernel where it applies."""
+    """`nn.Conv3d` on (N, C_in, T, H, W) → (N, C_out, T, H, W), on the direct kernel where it applies. On the
+    kernel it can also keep its output for a later gradient graph (`stash.ActivationStash`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._kernel = _kernel_with_grads() if _eligible(self, 5) else None
         self.fused = self._kernel is not None
+        self.stash_mode = OFF
+        self._store = self._load = self.stash_slot = None
+
+    def can_stash(self) -> bool:
+        return self.fused
+
+    def enable_stash(self) -> None:
+        if self._store is None:
+            self._store, self._load = store_op(), conv_load_op()
 
     def construct(self, x):
         if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
             return super().construct(x)
-        return self._kernel(x, self.weight, self.bias)
+        if self.stash_mode == LOAD:
+            return self._load(x, self.weight, self.bias, self.stash_slot)
+        y = self._kernel(x, self.weight, self.bias)
+        if self.stash_mode == STORE:
+            y = stored(self._store, y, self.stash_slot)
+        return y
 
 
 # Conv2d repeats Conv3d's two methods rather than sharing them through a mixin: MindSpore's graph parser resolves

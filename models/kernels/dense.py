@@ -11,6 +11,9 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
+from .library import library_path
+from .stash import LOAD, OFF, STORE, dense_load_op, store_op, stored
+
 
 class _BiasAdd(nn.Cell):
     """(rows, C) + bias (C), with the bias gradient as a ones-row matmul."""
@@ -28,14 +31,38 @@ class _BiasAdd(nn.Cell):
 
 
 class Dense(nn.Dense):
-    """`nn.Dense` on (..., in) → (..., out)."""
+    """`nn.Dense` on (..., in) → (..., out). Without activation, on CPU with the kernel library, it can also keep
+    its output for a later gradient graph (`stash.ActivationStash`), with or without a bias."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fused = self.has_bias and self.activation is None and ms.get_context("device_target") == "CPU"
         self._bias_add = _BiasAdd() if self.fused else None
+        self.stash_mode = OFF
+        self._store = self._load = self.stash_slot = None
+
+    def can_stash(self) -> bool:
+        return self.activation is None and library_path() is not None
+
+    def enable_stash(self) -> None:
+        if self._store is None:
+            self._store, self._load = store_op(), dense_load_op(self.has_bias)
 
     def construct(self, x):
+        if self.stash_mode == LOAD:
+            shape = x.shape
+            rows = x.reshape(-1, shape[-1])
+            if self.has_bias:
+                y = self._load(rows, self.weight, self.bias, self.stash_slot)
+            else:
+                y = self._load(rows, self.weight, self.stash_slot)
+            return y.reshape(shape[:-1] + (y.shape[-1],))
+        y = self._plain(x)
+        if self.stash_mode == STORE:
+            y = stored(self._store, y, self.stash_slot)
+        return y
+
+    def _plain(self, x):
         if not self.fused:
             return super().construct(x)
         shape = x.shape

@@ -1,4 +1,5 @@
-"""Build (once) and locate the fused CPU kernels in `cpu_kernels.cc` and `conv_kernels.cc` (one library).
+"""Build (once) and locate the fused CPU kernels in `cpu_kernels.cc`, `conv_kernels.cc` and `stash_kernels.cc`
+(one library).
 
 The shared object is compiled with the system C++ compiler on first use and cached under
 `$PREDIFF_KERNEL_DIR`, else `$XDG_CACHE_HOME/prediff/kernels`, else `~/.cache/prediff/kernels`, named by a hash of
@@ -22,7 +23,7 @@ from typing import Optional
 
 import mindspore as ms
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_kernels.cc", "conv_kernels.cc"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_kernels.cc", "conv_kernels.cc", "stash_kernels.cc"))
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
          "-std=c++17")
 _reason: Optional[str] = None

@@ -266,6 +266,9 @@ def _validate(obj, prefix: str) -> None:
         if obj.recompute == BLOCKWISE_RECOMPUTE and prefix != "train_diffusion.":
             fail("recompute", f"{BLOCKWISE_RECOMPUTE} (per-block gradient graphs) is available in train_diffusion "
                               "only; valid here: 0, 1, 2")
+        if obj.keep_linear_outputs and obj.recompute != BLOCKWISE_RECOMPUTE:
+            fail("keep_linear_outputs", f"true needs recompute {BLOCKWISE_RECOMPUTE} (per-block gradient graphs, "
+                                        f"train_diffusion only); recompute here is {obj.recompute}")
     if isinstance(obj, DataConfig):
         if obj.seq_len > obj.raw_seq_len:
             fail("raw_seq_len", f"{obj.raw_seq_len} frames cannot hold in_len + out_len = {obj.seq_len}")

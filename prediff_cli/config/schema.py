@@ -202,6 +202,9 @@ class TrainConfig:
     # Ascend; MindSpore's CPU backend does not save memory with them); 3 (train_diffusion only) differentiates the
     # UNet one block at a time in its own small graphs, which does save memory on CPU (training/blockwise.py)
     recompute: int = 0
+    # with recompute 3: keep every UNet block's convolution and linear-layer outputs from the forward pass for its
+    # backward graph instead of computing them again (prediff_models.kernels.stash); more memory, less time
+    keep_linear_outputs: bool = False
     # VAE-only loss terms (ignored by the latent trainers)
     kl_weight: float = 1e-6
     disc_start: int = 50001  # optimizer step at which the PatchGAN discriminator switches on

@@ -12,6 +12,12 @@ trainer peaked at 21 GB for one sample. Here every UNet block is its own pair of
    gradients join at the "save" step; t_emb's gradient is summed over all blocks;
 4. the stem's graph turns ∂x and ∂t_emb into its parameters' gradients.
 
+`keep_linear_outputs` (config `train_diffusion.keep_linear_outputs`): step 1 also keeps the outputs of every block's
+3×3×3 convolutions and linear layers — nine tenths of a block's forward FLOPs — in an activation stash
+(`prediff_models.kernels.stash`), and step 3 loads them instead of computing them again; the normalisations,
+activations and attention in between are still recomputed (the layers' gradients need their inputs). About
+1.2 GB more at the paper size and micro-batch 1, for most of the recomputed forward's time.
+
 Recomputation is exact: training dropout draws its masks from a key (`StepDropout`), and each graph assigns the
 micro-batch's key before it runs, so the recomputed block sees the masks of the forward pass. The gradients equal
 one `value_and_grad` over the whole loss (tested to float rounding).
@@ -24,6 +30,7 @@ import mindspore as ms
 from mindspore import Parameter, ParameterTuple, ops
 
 from prediff.pipelines.compile import compiled
+from prediff_models.kernels.stash import LOAD, STORE, ActivationStash
 
 
 def _trainable(cells, trained_ids) -> List[Parameter]:
@@ -78,8 +85,9 @@ class BlockwiseGradient:
     """
 
     def __init__(self, unet, stem: Callable, head: Callable, params: Sequence[Parameter], *, keyed: Callable,
-                 has_key: bool, head_params: Sequence[Parameter] = ()):
+                 has_key: bool, head_params: Sequence[Parameter] = (), keep_linear_outputs: bool = False):
         self.params = list(params)
+        self.stashes = []
         self.has_key = has_key
         self._index = {id(p): i for i, p in enumerate(self.params)}
         trained = set(self._index)
@@ -91,6 +99,10 @@ class BlockwiseGradient:
             if kind == "block":
                 fn = _block_fn(unet, *cells)
                 fwd, bwd = compiled(keyed(fn)), _vjp(fn, ps, 2, keyed)
+                if keep_linear_outputs:  # the backward graph loads what the forward one stored (see the docstring)
+                    stash = ActivationStash(cells)
+                    fwd, bwd = stash.bound(STORE, fwd), stash.bound(LOAD, bwd)
+                    self.stashes.append(stash)
             elif kind in ("down", "up"):
                 fn = _layer_fn(cells[0])
                 fwd, bwd = compiled(keyed(fn)), _vjp(fn, ps, 1, keyed)

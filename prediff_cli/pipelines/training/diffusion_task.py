@@ -67,7 +67,8 @@ class DiffusionTask(LatentTask):
 
         loss = self.loss_cell
         return BlockwiseGradient(self.net, loss.stem, loss.head, params, keyed=keyed_by(self.dropout),
-                                 has_key=self.dropout is not None, head_params=[loss.logvar])
+                                 has_key=self.dropout is not None, head_params=[loss.logvar],
+                                 keep_linear_outputs=self.section.keep_linear_outputs)
 
     def trained_params(self) -> List[Parameter]:
         # the learned log-variance (spec §4.3) after the UNet's weights: optimizer state is keyed by position

@@ -39,7 +39,7 @@ class LatentTask(TrainingTask):
         self.loss_cell = self.make_loss(net, schedule, config)
         params = self.trained_params()
         self.dropout = StepDropout.install(net)  # masks keyed by (seed, step): exact resume
-        section = train_section(config, self.component)
+        self.section = section = train_section(config, self.component)
         settings = optimizer_settings(section, total_steps, accum_steps)
         gradient = self.blockwise_gradient(params) if section.recompute == BLOCKWISE else None
         self.train_steps = [TrainStep(self.loss_cell, params, grad_reducer=reducer(reducer_factory, params),

@@ -22,7 +22,8 @@ from .trainer import BatchSource, ResumePoint, Trainer, TrainingListener, Traini
 # what a resumed run may change: where the data is, where it runs, how long it trains and how often it logs,
 # validates and checkpoints; none of these changes what a step computes (`preset`, a label, is not compared)
 _RESUME_FREE = ("data.root", "device")
-_RESUME_FREE_TRAIN = ("steps", "log_every", "val_every", "ckpt_every", "keep_ckpts", "recompute")
+_RESUME_FREE_TRAIN = ("steps", "log_every", "val_every", "ckpt_every", "keep_ckpts", "recompute",
+                      "keep_linear_outputs")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from prediff.config import Config, TrainConfig, to_plain, write_resolved_config
 from prediff.errors import InputError, PrediffError
 from prediff.io.atomic import atomic_path, atomic_write_text, commit, fsync_dir
 from prediff.io.checkpoint import Checkpoint, load_checkpoint, net_weights, save_checkpoint, weights_sha256
+from prediff_models.kernels.stash import release_stash
 
 from .ema import EMA
 from .task import TrainingTask
@@ -203,6 +204,7 @@ class Trainer:
                 last_ckpt = self._save_last(step)
         finally:
             self._restore_signal_handlers(previous)
+            release_stash()  # outputs kept for block gradients (`keep_linear_outputs`): every step's loss was read
         if self.world_size > 1:
             self._write_rank_digest()
         best = self.run_dir / "best.ckpt"
