@@ -8,7 +8,8 @@ micro-batch, so no accumulation) on a small
 synthetic dataset; the latent trainers get a randomly initialised VAE of the same preset. Steps/s is the median
 of the per-step rates after the first two steps (which include graph compilation); `first_steps_s` is the
 wall time of those two. PyNative is `PREDIFF_JIT=0`. Without `--recompute` every trainer keeps its preset's
-recompute level (the `sevirlr` UNet trainer: 3, block by block); `recompute` in the JSON is the level that ran.
+recompute level (the `sevirlr` UNet trainer: 3, block by block, keeping the linear layers' outputs); `recompute` and
+`keep_linear_outputs` in the JSON are what ran.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str, micro
     rates = sorted(r["it_s"] for r in records if "it_s" in r and r["step"] > 2)
     steady = rates[len(rates) // 2] if rates else None
     return {"preset": preset, "trainer": component, "mode": mode, "micro_batch": micro_batch,
-            "recompute": recompute, "steps": steps,
+            "recompute": recompute, "keep_linear_outputs": getattr(cfg, section).keep_linear_outputs, "steps": steps,
             "steps_per_s": steady, "s_per_step": round(1.0 / steady, 3) if steady else None,
             "first_steps_s": round(total - (steps - 2) / steady, 2) if steady else None,
             "wall_s_incl_setup_and_final_checkpoint": round(total, 2)}
