@@ -49,6 +49,9 @@ def _assert_kernel_matches_mindspore(cell, x, probe):
     # widths that are a multiple of 16 take the 12-channel AVX-512 micro-tile on CPUs that have it
     (Conv3d, 3, 14, (1, 3, 1, 3, 16)),      # 12 + 2 output channels, 3 runs of 16: the odd last run
     (Conv3d, 70, 25, (1, 70, 2, 2, 32)),    # two reduction chunks, 12 + 12 + 1 output channels
+    # width 8 with rows of a multiple of 16 positions: AVX-512 runs over two rows of shifted copies
+    (Conv3d, 20, 25, (2, 20, 3, 8, 8)),     # the UNet's second level in small: batch 2, 12 + 12 + 1 channels
+    (Conv2d, 70, 13, (1, 70, 6, 8)),        # 2-D, two reduction chunks, 3 runs of 16: the odd last run
 ])
 def test_direct_convolution_equals_mindspore(cls, cin, cout, shape):
     cell = cls(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True)

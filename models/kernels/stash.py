@@ -32,10 +32,6 @@ OFF, STORE, LOAD = "off", "store", "load"
 _slots = itertools.count()  # slot numbers unique within the process
 
 
-def _zeros_for_slot(slot):
-    return ops.zeros_like(slot)
-
-
 def _one_value(y, *rest):
     return [1]
 
@@ -44,7 +40,7 @@ def store_op():
     """`StashStore(y, slot) -> (1,)` zero: keeps y in the slot; or None without the kernel library. The caller
     orders it before y's next use with `ops.depend(y, store(y, slot))` (no copy of y in the graph)."""
     def bprop(y, slot, out, dout):
-        return ops.zeros_like(y), _zeros_for_slot(slot)
+        return ops.zeros_like(y), ops.zeros_like(slot)
 
     return custom_op("StashStore", bprop, out_shape=_one_value)
 
@@ -64,7 +60,7 @@ def conv_load_op():
 
     def bprop(x, w, b, slot, out, dout):
         dx, dw, db = grads(x, w, dout)
-        return dx, dw, db, _zeros_for_slot(slot)
+        return dx, dw, db, ops.zeros_like(slot)
 
     return custom_op("StashLoadConv", bprop, out_shape=convolution_shape)
 
@@ -82,12 +78,12 @@ def dense_load_op(has_bias: bool):
         def bprop(x, w, b, slot, out, dout):
             ones = ops.ones((1, dout.shape[0]), dout.dtype)
             return (input_grad(dout, w), weight_grad(dout, x), input_grad(ones, dout).reshape(b.shape),
-                    _zeros_for_slot(slot))
+                    ops.zeros_like(slot))
 
         return custom_op("StashLoadDenseBias", bprop, out_shape=_dense_shape)
 
     def bprop(x, w, slot, out, dout):  # noqa: F811 (one of the two is built)
-        return input_grad(dout, w), weight_grad(dout, x), _zeros_for_slot(slot)
+        return input_grad(dout, w), weight_grad(dout, x), ops.zeros_like(slot)
 
     return custom_op("StashLoadDense", bprop, out_shape=_dense_shape)
 
