@@ -169,20 +169,14 @@ Tiling tiling_for(int64_t taps, int64_t width, bool shifted_rows = false) {
   return {kBlock, 8, kMicroTiles[set]};
 }
 
-// Offset of every tap (temporal, row, column) from an output position's top-left neighbour in the padded input.
-void tap_offsets(const Geometry &g, int64_t *offs) {
+// Offset of every tap (temporal, row, column) from an output position's top-left neighbour in the padded input;
+// `column_step` is the distance from one column tap to the next: 1 in the zero-padded layout, the distance between
+// copies in the shifted-rows one (see `uses_shifted_rows`: copy d of the (N, Cin, T+kt-1, H+2, W) buffer holds
+// column c + d - 1 of the input at column c).
+void tap_offsets(const Geometry &g, int64_t column_step, int64_t *offs) {
   for (int64_t dt = 0; dt < g.kt; ++dt)
     for (int64_t dh = 0; dh < 3; ++dh)
-      for (int64_t dw = 0; dw < 3; ++dw) offs[(dt * 3 + dh) * 3 + dw] = (dt * g.hp + dh) * g.wp + dw;
-}
-
-// The shifted-rows layout (see `uses_shifted_rows`): copy d (0, 1, 2) of the (N, Cin, T+kt-1, H+2, W) buffer holds
-// column c + d - 1 of the input at column c; tap (dt, dh, dw) of an output position is copy dw at the position's
-// offset (dt * hp + dh) * W. `copy_stride` is the distance between copies.
-void tap_offsets_shifted(const Geometry &g, int64_t copy_stride, int64_t *offs) {
-  for (int64_t dt = 0; dt < g.kt; ++dt)
-    for (int64_t dh = 0; dh < 3; ++dh)
-      for (int64_t dw = 0; dw < 3; ++dw) offs[(dt * 3 + dh) * 3 + dw] = dw * copy_stride + (dt * g.hp + dh) * g.wp;
+      for (int64_t dw = 0; dw < 3; ++dw) offs[(dt * 3 + dh) * 3 + dw] = (dt * g.hp + dh) * g.wp + dw * column_step;
 }
 
 void pad_input_shifted(const float *x, const Geometry &g, int64_t copy_stride, float *xp) {
@@ -351,10 +345,10 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
     int64_t offs[27];
     if (shifted) {
       const int64_t copy_stride = gp.n * gp.cin * gp.channel_stride();
-      tap_offsets_shifted(gp, copy_stride, offs);
+      tap_offsets(gp, copy_stride, offs);
       pad_input_shifted(x + n0 * in_frame, gp, copy_stride, xp);
     } else {
-      tap_offsets(gp, offs);
+      tap_offsets(gp, 1, offs);
       pad_input(x + n0 * in_frame, gp, xp);
     }
     run_tiles(xp, packed, offs, taps, tl, bias, gp, y + n0 * out_frame);
@@ -543,7 +537,7 @@ void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) 
   float *xpd = xp_buffer.get(g.n * g.cin * cstride);
   pad_input(x, g, xpd);
   int64_t offs[27];
-  tap_offsets(g, offs);
+  tap_offsets(g, 1, offs);
   const int64_t blocks = (g.cout + kGradBlock - 1) / kGradBlock, ystride = g.t * g.h * g.w;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t cb = 0; cb < blocks; ++cb)

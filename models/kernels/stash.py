@@ -20,6 +20,7 @@ of every stashed layer until `release_stash()`, and are reused by the next store
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 from typing import Callable, Iterable, List
 
@@ -134,18 +135,21 @@ class ActivationStash:
         return in_mode
 
 
+@functools.lru_cache(maxsize=None)
 def _library():
+    """The kernel library as ctypes sees it (the same loaded object MindSpore's ops use), or None."""
     path = library_path()
-    return None if path is None else ctypes.CDLL(path)
+    if path is None:
+        return None
+    lib = ctypes.CDLL(path)
+    lib.prediff_stash_bytes.restype = ctypes.c_int64
+    return lib
 
 
 def stash_bytes() -> int:
     """Bytes held by all slots (0 without the kernel library)."""
     lib = _library()
-    if lib is None:
-        return 0
-    lib.prediff_stash_bytes.restype = ctypes.c_int64
-    return int(lib.prediff_stash_bytes())
+    return 0 if lib is None else int(lib.prediff_stash_bytes())
 
 
 def release_stash() -> None:

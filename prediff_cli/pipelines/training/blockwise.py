@@ -15,8 +15,8 @@ trainer peaked at 21 GB for one sample. Here every UNet block is its own pair of
 `keep_linear_outputs` (config `train_diffusion.keep_linear_outputs`): step 1 also keeps the outputs of every block's
 3×3×3 convolutions and linear layers — nine tenths of a block's forward FLOPs — in an activation stash
 (`prediff_models.kernels.stash`), and step 3 loads them instead of computing them again; the normalisations,
-activations and attention in between are still recomputed (the layers' gradients need their inputs). About
-1.2 GB more at the paper size and micro-batch 1, for most of the recomputed forward's time.
+activations and attention in between are still recomputed (the layers' gradients need their inputs). 780 MB
+more at the paper size and micro-batch 1, for about three quarters of the recomputed forward's time.
 
 Recomputation is exact: training dropout draws its masks from a key (`StepDropout`), and each graph assigns the
 micro-batch's key before it runs, so the recomputed block sees the masks of the forward pass. The gradients equal
