@@ -50,7 +50,7 @@ def _source_digest() -> str:
     h = hashlib.sha256(f"{_SHARED_VERSION}/{TINY_STEPS}".encode())
     for folder in ("prediff_cli", "models"):
         for path in sorted((REPO / folder).rglob("*")):
-            if path.suffix in (".py", ".yaml", ".cc") and "__pycache__" not in path.parts:
+            if path.suffix in (".py", ".yaml", ".cc", ".h") and "__pycache__" not in path.parts:
                 h.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:16]

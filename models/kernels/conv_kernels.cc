@@ -27,7 +27,13 @@
 #include <omp.h>
 #include <sys/mman.h>
 
+#include "kernel_support.h"
+
 namespace {
+
+using prediff_kernels::avx512_wanted;
+using prediff_kernels::kKeptScratchFloats;
+using prediff_kernels::Scratch;
 
 constexpr int64_t kBlock = 6;        // output channels per micro-tile (AVX2)
 constexpr int64_t kBlock512 = 12;    // the same with AVX-512: 24 of its 32 registers hold accumulators
@@ -150,14 +156,6 @@ struct Tiling {
   const MicroTile *tiles;
 };
 
-bool avx512_wanted() {
-  static const bool wanted = [] {
-    const char *env = std::getenv("PREDIFF_KERNEL_AVX512");
-    return !(env && env[0] == '0') && __builtin_cpu_supports("avx512f");
-  }();
-  return wanted;
-}
-
 // The AVX-512 tiling where the CPU has it and the width is a multiple of 16 (or the rows are shifted copies, so
 // that a run spans rows), else the AVX2 one.
 Tiling tiling_for(int64_t taps, int64_t width, bool shifted_rows = false) {
@@ -223,50 +221,6 @@ void pack_weights(const float *w, const Geometry &g, bool input_grad, int64_t bl
         }
   }
 }
-
-// Scratch buffers are kept per calling thread between calls (the op runs on MindSpore's kernel threads, once per
-// layer and step) up to this size; a larger one (the VAE decoding many frames) is released after its call, so that
-// a long-lived process does not hold it.
-constexpr size_t kKeptScratchFloats = size_t(16) << 20;  // 64 MiB
-constexpr size_t kHugePage = size_t(2) << 20;
-
-// A growable float buffer on transparent huge pages where the kernel allows them: the tiles read 3 rows of each of
-// 64 input channels, whose planes lie far apart in the padded input (67 KB apart for a 128 x 128 frame), so with
-// 4 KB pages nearly every load of a tile lands on another page and misses the first-level TLB.
-class Scratch {
- public:
-  Scratch() = default;
-  Scratch(const Scratch &) = delete;
-  Scratch &operator=(const Scratch &) = delete;
-  ~Scratch() { std::free(data_); }
-
-  float *get(size_t floats) {
-    if (floats > capacity_) {
-      std::free(data_);
-      data_ = nullptr;
-      capacity_ = 0;
-      const size_t bytes = (floats * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
-      void *p = std::aligned_alloc(kHugePage, bytes);
-      if (p == nullptr) throw std::bad_alloc();
-      madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP the buffer works on small pages
-      data_ = static_cast<float *>(p);
-      capacity_ = bytes / sizeof(float);
-    }
-    return data_;
-  }
-
-  void release_if_large() {
-    if (capacity_ > kKeptScratchFloats) {
-      std::free(data_);
-      data_ = nullptr;
-      capacity_ = 0;
-    }
-  }
-
- private:
-  float *data_ = nullptr;
-  size_t capacity_ = 0;
-};
 
 // y (N, Cout, T, H, W) = the convolution of the padded input `xpd` with `packed` weights ([block][cin][tap][6])
 // over `taps` taps at `offs` (offsets from each output position's top-left neighbour in the padded input).

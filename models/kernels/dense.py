@@ -1,33 +1,91 @@
-"""`Dense`: `nn.Dense` whose bias gradient is a matmul with a row of ones instead of MindSpore's `BiasAddGrad`.
+"""`Dense`: `nn.Dense` whose products run prediff's own GEMM kernels on AVX-512 CPUs, and whose bias gradient is a
+matmul with a row of ones instead of MindSpore's `BiasAddGrad`.
+
+On the AVX-512 machines MindSpore's oneDNN is capped at AVX2, and at the paper-size UNet's shapes its matmul runs
+at 80-200 GFLOP/s depending on the shape and on which operand is transposed (the weight gradient ∂yᵀ·x of the FFN's
+widening layer at 80-90). Where the CPU has AVX-512F (and `PREDIFF_KERNEL_AVX512` is not 0) the layer's three
+products — y = x·wᵀ + b, ∂x = ∂y·w, ∂w = ∂yᵀ·x — run `gemm_kernels.cc` (one blocked 12 × 32 AVX-512 GEMM that
+reads transposed operands through its packing; 160-205 GFLOP/s on the same shapes, `benchmarks/gemm.py`).
+Elsewhere, or with `PREDIFF_KERNEL_GEMM=0`, the products are MindSpore's matmuls.
 
 On the CPU backend MindSpore's `BiasAddGrad` sums the incoming gradient over its rows at a small fraction of memory
 bandwidth: 13 ms for the (3328, 1024) gradient of the paper-size UNet's first FFN layer at batch 1, against 0.4 ms
-for `ones(1, rows) @ dy` (oneDNN's matmul) — 0.86 s of the UNet's 18.9 s forward + backward. The forward pass, the
-parameters (`weight` (out, in), `bias` (out)) and every value are those of `nn.Dense`; on other device targets, or
-without a bias, it is `nn.Dense` itself.
+for `ones(1, rows) @ dy` (oneDNN's matmul) — 0.86 s of the UNet's 18.9 s forward + backward. The parameters
+(`weight` (out, in), `bias` (out)) and every value are those of `nn.Dense` (to float32 rounding); on other device
+targets, with an activation, or without a bias and without the GEMM kernels, it is `nn.Dense` itself.
 """
 from __future__ import annotations
+
+import os
 
 import mindspore as ms
 from mindspore import nn, ops
 
-from .library import library_path
+from mindspore.common import dtype as mstype
+
+from .library import custom_op, library_path, uses_avx512
 from .stash import LOAD, OFF, STORE, dense_load_op, store_op, stored
+
+
+def _forward_shape(x, w, *rest):
+    return [x[0], w[0]]
+
+
+def _input_grad_shape(dy, w):
+    return [dy[0], w[1]]
+
+
+def _weight_grad_shape(dy, x):
+    return [dy[1], x[1]]
+
+
+def _bias_grad(dout):
+    """1ᵀ·∂y (see the module docstring)."""
+    return ops.matmul(ops.ones((1, dout.shape[0]), dout.dtype), dout).reshape(dout.shape[1:])
+
+
+def dense_grads():
+    """`grads(x (rows, in), w (out, in), dout (rows, out)) -> (∂x, ∂w, ∂b)` of the linear layer on the GEMM kernels,
+    or None where they do not run (no kernel library, no AVX-512F, `PREDIFF_KERNEL_AVX512=0` or
+    `PREDIFF_KERNEL_GEMM=0`)."""
+    if not uses_avx512() or os.environ.get("PREDIFF_KERNEL_GEMM", "1")[:1] == "0":
+        return None
+    input_grad = custom_op("DenseInputGrad", out_shape=_input_grad_shape)
+    weight_grad = custom_op("DenseWeightGrad", out_shape=_weight_grad_shape)
+
+    def grads(x, w, dout):
+        return input_grad(dout, w), weight_grad(dout, x), _bias_grad(dout)
+
+    return grads
+
+
+def _gemm_forward(has_bias: bool):
+    """The forward op (`DenseForward`, or `DenseForwardNoBias`) with the GEMM gradients as bprop; None where the
+    GEMM kernels do not run."""
+    grads = dense_grads()
+    if grads is None:
+        return None
+    if has_bias:
+        def bprop(x, w, b, out, dout):
+            return grads(x, w, dout)
+
+        return custom_op("DenseForward", bprop, out_shape=_forward_shape)
+
+    def bprop(x, w, out, dout):  # noqa: F811 (one of the two is built)
+        dx, dw, _ = grads(x, w, dout)
+        return dx, dw
+
+    return custom_op("DenseForwardNoBias", bprop, out_shape=_forward_shape)
 
 
 class _BiasAdd(nn.Cell):
     """(rows, C) + bias (C), with the bias gradient as a ones-row matmul."""
 
-    def __init__(self):
-        super().__init__()
-        self.matmul = ops.MatMul()
-
     def construct(self, x, bias):
         return ops.bias_add(x, bias)
 
     def bprop(self, x, bias, out, dout):
-        ones = ops.ones((1, dout.shape[0]), dout.dtype)
-        return dout, self.matmul(ones, dout).reshape(bias.shape)
+        return dout, _bias_grad(dout)
 
 
 class Dense(nn.Dense):
@@ -36,8 +94,10 @@ class Dense(nn.Dense):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fused = self.has_bias and self.activation is None and ms.get_context("device_target") == "CPU"
-        self._bias_add = _BiasAdd() if self.fused else None
+        plain = self.activation is None and ms.get_context("device_target") == "CPU"
+        self._gemm = _gemm_forward(self.has_bias) if plain else None
+        self.fused = plain and (self.has_bias or self._gemm is not None)
+        self._bias_add = _BiasAdd() if self.fused and self.has_bias else None
         self.stash_mode = OFF
         self._store = self._load = self.stash_slot = None
 
@@ -66,5 +126,11 @@ class Dense(nn.Dense):
         if not self.fused:
             return super().construct(x)
         shape = x.shape
-        y = self._bias_add(self.matmul(x.reshape(-1, shape[-1]), self.weight), self.bias)
+        rows = x.reshape(-1, shape[-1])
+        if self._gemm is not None and x.dtype == mstype.float32:
+            y = self._gemm(rows, self.weight, self.bias) if self.has_bias else self._gemm(rows, self.weight)
+        elif not self.has_bias:
+            return super().construct(x)
+        else:
+            y = self._bias_add(self.matmul(rows, self.weight), self.bias)
         return y.reshape(shape[:-1] + (y.shape[-1],))

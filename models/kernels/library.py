@@ -1,5 +1,5 @@
-"""Build (once) and locate the fused CPU kernels in `cpu_kernels.cc`, `conv_kernels.cc` and `stash_kernels.cc`
-(one library).
+"""Build (once) and locate the fused CPU kernels in `cpu_kernels.cc`, `conv_kernels.cc`, `gemm_kernels.cc` and
+`stash_kernels.cc` (one library; `kernel_support.h` is shared by the convolution and GEMM sources).
 
 The shared object is compiled with the system C++ compiler on first use and cached under
 `$PREDIFF_KERNEL_DIR`, else `$XDG_CACHE_HOME/prediff/kernels`, else `~/.cache/prediff/kernels`, named by a hash of
@@ -23,7 +23,9 @@ from typing import Optional
 
 import mindspore as ms
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_kernels.cc", "conv_kernels.cc", "stash_kernels.cc"))
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("cpu_kernels.cc", "conv_kernels.cc", "gemm_kernels.cc", "stash_kernels.cc"))
+HEADERS = (Path(__file__).with_name("kernel_support.h"),)
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
          "-std=c++17")
 _reason: Optional[str] = None
@@ -60,7 +62,7 @@ def _compiler() -> Optional[str]:
 
 def _build(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join(FLAGS).encode()
+    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES + HEADERS) + " ".join(FLAGS).encode()
                             + version.encode()).hexdigest()[:16]
     target = cache_dir() / f"cpu_kernels-{digest}.so"
     if target.exists():
@@ -100,8 +102,8 @@ def library_path() -> Optional[str]:
 
 
 def uses_avx512() -> bool:
-    """Whether the convolution kernel runs its AVX-512 micro-tile (widths that are a multiple of 16) on this CPU:
-    the CPU has AVX-512F and `PREDIFF_KERNEL_AVX512` is not 0 — the same test the library makes when it loads."""
+    """Whether the convolution kernel runs its AVX-512 micro-tile (widths that are a multiple of 16) and the linear
+    layers the GEMM kernels on this CPU: the CPU has AVX-512F and `PREDIFF_KERNEL_AVX512` is not 0 — the same test the library makes when it loads."""
     return (library_path() is not None and " avx512f" in _cpu_flags()
             and os.environ.get("PREDIFF_KERNEL_AVX512", "1")[:1] != "0")
 

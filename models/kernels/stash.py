@@ -72,19 +72,28 @@ def _dense_shape(x, w, *rest):
 
 def dense_load_op(has_bias: bool):
     """`StashLoadDense[Bias](x (rows, in), w (out, in), [b (out)], slot)` → the stored (rows, out) output, with the
-    linear layer's gradients: ∂x = ∂y·w, ∂w = ∂yᵀ·x, ∂b = 1ᵀ·∂y (a ones-row matmul, as `kernels.Dense`)."""
-    input_grad, weight_grad = ops.MatMul(), ops.MatMul(transpose_a=True)
+    linear layer's gradients: ∂x = ∂y·w, ∂w = ∂yᵀ·x, ∂b = 1ᵀ·∂y (as `kernels.Dense`: on its GEMM kernels where they
+    run, else MindSpore's matmuls)."""
+    from .dense import dense_grads
+
+    grads = dense_grads()
+    if grads is None:
+        input_grad, weight_grad = ops.MatMul(), ops.MatMul(transpose_a=True)
+
+        def grads(x, w, dout):  # noqa: F811 (MindSpore's matmuls where the GEMM kernels do not run)
+            ones = ops.ones((1, dout.shape[0]), dout.dtype)
+            return input_grad(dout, w), weight_grad(dout, x), input_grad(ones, dout).reshape(dout.shape[1:])
 
     if has_bias:
         def bprop(x, w, b, slot, out, dout):
-            ones = ops.ones((1, dout.shape[0]), dout.dtype)
-            return (input_grad(dout, w), weight_grad(dout, x), input_grad(ones, dout).reshape(b.shape),
-                    ops.zeros_like(slot))
+            dx, dw, db = grads(x, w, dout)
+            return dx, dw, db, ops.zeros_like(slot)
 
         return custom_op("StashLoadDenseBias", bprop, out_shape=_dense_shape)
 
     def bprop(x, w, slot, out, dout):  # noqa: F811 (one of the two is built)
-        return input_grad(dout, w), weight_grad(dout, x), ops.zeros_like(slot)
+        dx, dw, _ = grads(x, w, dout)
+        return dx, dw, ops.zeros_like(slot)
 
     return custom_op("StashLoadDense", bprop, out_shape=_dense_shape)
 

@@ -1,0 +1,225 @@
+// float32 matrix products of the linear layers (`kernels.Dense`, models/kernels/dense.py) on AVX-512 CPUs, for
+// MindSpore `ops.Custom(func_type="aot")`.
+//
+// MindSpore's oneDNN matmul has to stay capped at AVX2 on the AVX-512 machines (README, Performance), and at the
+// paper-size UNet's shapes it runs at 80-200 GFLOP/s depending on the shape and on which operand is transposed:
+// the weight gradient dy^T x of the FFN's widening layer at 80-90 GFLOP/s, the same FLOPs in x w^T at 150-190.
+// These kernels compute all three products of a linear layer y = x w^T + b with one blocked GEMM:
+//
+//   C (m x n) = A (m x k) B (k x n) [+ bias (n), broadcast over rows]
+//
+// where A and B are read through row and column strides, so that a transposed operand costs nothing but its
+// packing. The classic blocking: the reduction in chunks of kKC; per chunk, B is packed into 32-column panels
+// (kKC x 32 floats, one micro-panel stays in the first-level cache) shared by the threads, each thread packs a
+// block of A rows into 12-row panels (its second-level-cache block) and runs the 12 x 32 micro-tile - 24 of the
+// 32 AVX-512 registers hold C - over every (row panel, column panel) pair of its block. Edges are zero-padded in
+// the packs and masked in the stores, so any m, n, k >= 1 are computed.
+//
+// Layouts (row-major): x (rows, in), w (out, in), b (out), y (rows, out).
+//   DenseForward / DenseForwardNoBias: y = x w^T (+ b)     A = x, B = w^T
+//   DenseInputGrad:                    dx = dy w           A = dy, B = w
+//   DenseWeightGrad:                   dw = dy^T x         A = dy^T, B = x
+// Every entry point returns 1 on shapes that do not match, 2 if a scratch buffer cannot be allocated and 3 on a
+// CPU without AVX-512F (the Python side uses MindSpore's matmul there).
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#include <omp.h>
+
+#include "kernel_support.h"
+
+namespace {
+
+using prediff_kernels::Scratch;
+
+constexpr int64_t kMR = 12;             // rows of C per micro-tile (broadcast from packed A)
+constexpr int64_t kNR = 32;             // columns of C per micro-tile (two 16-float registers)
+constexpr int64_t kKC = 512;            // reduction chunk
+constexpr int64_t kMaxPanelsPerBlock = 12;  // A row panels per thread work item (12 x 12 x 512 floats = 288 KB)
+
+// Element (r, c) of a matrix operand is p[r * rs + c * cs].
+struct Operand {
+  const float *p;
+  int64_t rs, cs;
+};
+
+// Rows m0 .. m0+mr-1, reduction columns k0 .. k0+kc-1 of A into dst[k][kMR] (rows past mr are zeros).
+void pack_a(const Operand &a, int64_t m0, int64_t mr, int64_t k0, int64_t kc, float *dst) {
+  if (mr < kMR) std::memset(dst, 0, sizeof(float) * kc * kMR);
+  if (a.cs == 1) {  // rows contiguous along the reduction: read each row once
+    for (int64_t i = 0; i < mr; ++i) {
+      const float *src = a.p + (m0 + i) * a.rs + k0;
+      for (int64_t k = 0; k < kc; ++k) dst[k * kMR + i] = src[k];
+    }
+  } else {  // the transposed operand (dy^T): the mr values of one reduction index are contiguous when rs == 1
+    for (int64_t k = 0; k < kc; ++k) {
+      const float *src = a.p + (k0 + k) * a.cs + m0 * a.rs;
+      for (int64_t i = 0; i < mr; ++i) dst[k * kMR + i] = src[i * a.rs];
+    }
+  }
+}
+
+// Reduction rows k0 .. k0+kc-1, columns n0 .. n0+nr-1 of B into dst[k][kNR] (columns past nr are zeros).
+void pack_b(const Operand &b, int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) {
+  if (nr < kNR) std::memset(dst, 0, sizeof(float) * kc * kNR);
+  if (b.cs == 1) {
+    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * kNR, b.p + (k0 + k) * b.rs + n0, sizeof(float) * nr);
+  } else {  // w^T in the forward product: each column is a contiguous weight row
+    for (int64_t j = 0; j < nr; ++j) {
+      const float *src = b.p + (n0 + j) * b.cs + k0 * b.rs;
+      for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = src[k * b.rs];
+    }
+  }
+}
+
+inline __mmask16 column_mask(int64_t columns) {
+  return columns >= 16 ? __mmask16(0xFFFF) : columns <= 0 ? __mmask16(0) : __mmask16((1u << columns) - 1);
+}
+
+// C[0:mr, 0:nr] (row stride ldc) = (first ? bias : C) + ap (kc x 12) . bp (kc x 32). `bias` points at the tile's
+// first column (nullptr: none).
+__attribute__((target("avx512f"))) void micro_tile(const float *__restrict ap, const float *__restrict bp,
+                                                   int64_t kc, float *__restrict c, int64_t ldc, int64_t mr,
+                                                   int64_t nr, const float *__restrict bias, bool first) {
+  __m512 acc0[kMR], acc1[kMR];
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 a = _mm512_set1_ps(ap[i]);
+      acc0[i] = _mm512_fmadd_ps(a, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(a, b1, acc1[i]);
+    }
+    ap += kMR;
+    bp += kNR;
+  }
+  const __mmask16 m0 = column_mask(nr), m1 = column_mask(nr - 16);
+  __m512 base0 = _mm512_setzero_ps(), base1 = _mm512_setzero_ps();
+  if (first && bias) {
+    base0 = _mm512_maskz_loadu_ps(m0, bias);
+    base1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) {
+    if (i >= mr) break;
+    float *row = c + i * ldc;
+    const __m512 c0 = first ? base0 : _mm512_maskz_loadu_ps(m0, row);
+    const __m512 c1 = first ? base1 : _mm512_maskz_loadu_ps(m1, row + 16);
+    _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(c0, acc0[i]));
+    _mm512_mask_storeu_ps(row + 16, m1, _mm512_add_ps(c1, acc1[i]));
+  }
+}
+
+// C (m x n, row-major, contiguous) = A B (+ bias).
+void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, const float *bias, float *c) {
+  thread_local Scratch b_buffer;
+  const int64_t col_panels = (n + kNR - 1) / kNR, row_panels = (m + kMR - 1) / kMR;
+  const int64_t threads = std::max(1, omp_get_max_threads());
+  // work items: blocks of row panels, at least one per thread (the weight gradient's C has only 256-2048 rows)
+  int64_t blocks = std::max((row_panels + kMaxPanelsPerBlock - 1) / kMaxPanelsPerBlock, threads);
+  blocks = std::min(row_panels, (blocks + threads - 1) / threads * threads);
+  const int64_t panels_per_block = (row_panels + blocks - 1) / blocks;
+  blocks = (row_panels + panels_per_block - 1) / panels_per_block;
+  float *bp = b_buffer.get(size_t(col_panels) * kKC * kNR);
+  bool failed = false;
+  for (int64_t k0 = 0; k0 < k; k0 += kKC) {
+    const int64_t kc = std::min(kKC, k - k0);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < col_panels; ++q) pack_b(b, k0, kc, q * kNR, std::min(kNR, n - q * kNR), bp + q * kc * kNR);
+      thread_local Scratch a_buffer;
+      float *ap = nullptr;
+      try {
+        ap = a_buffer.get(size_t(panels_per_block) * kKC * kMR);
+      } catch (const std::bad_alloc &) {
+#pragma omp atomic write
+        failed = true;
+      }
+#pragma omp for schedule(static)
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        if (ap == nullptr) continue;
+        const int64_t p0 = blk * panels_per_block, p1 = std::min(row_panels, p0 + panels_per_block);
+        for (int64_t p = p0; p < p1; ++p)
+          pack_a(a, p * kMR, std::min(kMR, m - p * kMR), k0, kc, ap + (p - p0) * kc * kMR);
+        for (int64_t q = 0; q < col_panels; ++q) {
+          const int64_t nr = std::min(kNR, n - q * kNR);
+          for (int64_t p = p0; p < p1; ++p)
+            micro_tile(ap + (p - p0) * kc * kMR, bp + q * kc * kNR, kc, c + p * kMR * n + q * kNR, n,
+                       std::min(kMR, m - p * kMR), nr, bias ? bias + q * kNR : nullptr, k0 == 0);
+        }
+      }
+    }
+    if (failed) throw std::bad_alloc();
+  }
+}
+
+// Shape checks: a 2-D shape, and its extents.
+bool is_2d(const int *ndims, int64_t **shapes, int i, int64_t rows, int64_t cols) {
+  return ndims[i] == 2 && shapes[i][0] == rows && shapes[i][1] == cols && rows > 0 && cols > 0;
+}
+
+template <typename Fn>
+int guarded(Fn fn) {
+  if (!prediff_kernels::avx512_wanted()) return 3;
+  try {  // the scratch buffers can fail to allocate: report it to MindSpore instead of terminating
+    fn();
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
+  return 0;
+}
+
+int dense_forward(int nparam, void **params, int *ndims, int64_t **shapes, bool with_bias) {
+  if (nparam != (with_bias ? 4 : 3) || ndims[0] != 2 || ndims[1] != 2) return 1;
+  const int64_t rows = shapes[0][0], in = shapes[0][1], out = shapes[1][0];
+  const int y = with_bias ? 3 : 2;
+  if (!is_2d(ndims, shapes, 1, out, in) || !is_2d(ndims, shapes, y, rows, out)) return 1;
+  if (with_bias && (ndims[2] != 1 || shapes[2][0] != out)) return 1;
+  const float *x = static_cast<const float *>(params[0]), *w = static_cast<const float *>(params[1]);
+  const float *bias = with_bias ? static_cast<const float *>(params[2]) : nullptr;
+  return guarded([&] { gemm({x, in, 1}, {w, 1, in}, rows, out, in, bias, static_cast<float *>(params[y])); });
+}
+
+}  // namespace
+
+extern "C" {
+
+// params: x (rows, in), w (out, in), b (out), y (rows, out).
+int DenseForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  return dense_forward(nparam, params, ndims, shapes, true);
+}
+
+// params: x (rows, in), w (out, in), y (rows, out).
+int DenseForwardNoBias(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  return dense_forward(nparam, params, ndims, shapes, false);
+}
+
+// dx = dy w. params: dy (rows, out), w (out, in), dx (rows, in).
+int DenseInputGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3 || ndims[0] != 2 || ndims[1] != 2) return 1;
+  const int64_t rows = shapes[0][0], out = shapes[0][1], in = shapes[1][1];
+  if (!is_2d(ndims, shapes, 0, rows, out) || !is_2d(ndims, shapes, 1, out, in) || !is_2d(ndims, shapes, 2, rows, in))
+    return 1;
+  const float *dy = static_cast<const float *>(params[0]), *w = static_cast<const float *>(params[1]);
+  return guarded([&] { gemm({dy, out, 1}, {w, in, 1}, rows, in, out, nullptr, static_cast<float *>(params[2])); });
+}
+
+// dw = dy^T x. params: dy (rows, out), x (rows, in), dw (out, in).
+int DenseWeightGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3 || ndims[0] != 2 || ndims[1] != 2) return 1;
+  const int64_t rows = shapes[0][0], out = shapes[0][1], in = shapes[1][1];
+  if (!is_2d(ndims, shapes, 0, rows, out) || !is_2d(ndims, shapes, 1, rows, in) || !is_2d(ndims, shapes, 2, out, in))
+    return 1;
+  const float *dy = static_cast<const float *>(params[0]), *x = static_cast<const float *>(params[1]);
+  return guarded([&] { gemm({dy, 1, out}, {x, in, 1}, out, in, rows, nullptr, static_cast<float *>(params[2])); });
+}
+
+}  // extern "C"
