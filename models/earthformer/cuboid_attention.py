@@ -167,8 +167,8 @@ class CuboidSelfAttentionLayer(nn.Cell):
 
     def _fused(self, x, drop_offset, drop_threshold):
         """The natural layout throughout: one projection to q, k, v, the fused core, the output projection."""
-        b, t, h, w, c = x.shape
-        qkv = self._matmul_tb(self.norm(x).reshape(-1, c), self.qkv.weight).reshape(b, t, h, w, 3 * c)
+        # through the layer itself, so that it runs the GEMM kernels and an activation stash can keep its output
+        qkv = self.qkv(self.norm(x))
         bias = self._relative_bias() if self.use_relative_pos else self.zero_bias
         out = self.core(qkv, bias, drop_offset, drop_threshold)
         if self.use_final_proj:
