@@ -159,8 +159,16 @@ def test_info_reports_the_kernels():
 
     result = CliRunner().invoke(app, ["info", "--json"])
     assert result.exit_code == 0, result.output
-    reported = json.loads(result.output)["cpu_kernels"]
-    assert reported == (library_path() or f"off ({unavailable_reason()})")
+    facts = json.loads(result.output)
+    assert facts["cpu_kernels"] == (library_path() or f"off ({unavailable_reason()})")
+    from prediff.cli.info import _kernel_paths
+    from prediff_models.kernels import uses_avx512
+    from prediff_models.kernels.dense import gemm_enabled
+
+    assert facts["cpu_kernel_paths"] == _kernel_paths(library_path() is not None, uses_avx512(), gemm_enabled())
+    assert _kernel_paths(False, True, True) == "MindSpore's own kernels"
+    assert _kernel_paths(True, False, False) == "AVX2 convolution tiles; linear layers on MindSpore's matmul"
+    assert _kernel_paths(True, True, True) == "AVX-512 convolution tiles; linear layers on the GEMM kernels"
 
 
 def test_other_dtypes_take_the_standard_path():

@@ -63,6 +63,16 @@ def test_dense_on_the_gemm_kernels_equals_nn_dense(lead, n_in, n_out, has_bias):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
 
 
+def test_prediff_kernel_gemm_0_keeps_mindspores_matmul(monkeypatch):
+    monkeypatch.setenv("PREDIFF_KERNEL_GEMM", "0")
+    ours, reference = _pair(24, 40, True)
+    assert ours._gemm is None and ours.fused  # still the ones-row bias gradient
+    x = Tensor(rng.standard_normal((5, 24)).astype(np.float32))
+    np.testing.assert_allclose(ms.jit(ours)(x).asnumpy(), reference(x).asnumpy(), rtol=1e-6, atol=1e-6)
+    no_bias = Dense(24, 40, has_bias=False)
+    assert no_bias._gemm is None and not no_bias.fused  # nn.Dense itself
+
+
 def _call(function, *arrays):
     """The library's AOT entry point `function` on numpy arrays, as MindSpore calls it; returns its status."""
     lib = ctypes.CDLL(library_path())

@@ -44,11 +44,17 @@ def _bias_grad(dout):
     return ops.matmul(ops.ones((1, dout.shape[0]), dout.dtype), dout).reshape(dout.shape[1:])
 
 
+def gemm_enabled() -> bool:
+    """Whether linear layers run the GEMM kernels here: kernel library, AVX-512F, neither `PREDIFF_KERNEL_AVX512=0`
+    nor `PREDIFF_KERNEL_GEMM=0`."""
+    return uses_avx512() and os.environ.get("PREDIFF_KERNEL_GEMM", "1")[:1] != "0"
+
+
 def dense_grads():
     """`grads(x (rows, in), w (out, in), dout (rows, out)) -> (∂x, ∂w, ∂b)` of the linear layer on the GEMM kernels,
     or None where they do not run (no kernel library, no AVX-512F, `PREDIFF_KERNEL_AVX512=0` or
     `PREDIFF_KERNEL_GEMM=0`)."""
-    if not uses_avx512() or os.environ.get("PREDIFF_KERNEL_GEMM", "1")[:1] == "0":
+    if not gemm_enabled():
         return None
     input_grad = custom_op("DenseInputGrad", out_shape=_input_grad_shape)
     weight_grad = custom_op("DenseWeightGrad", out_shape=_weight_grad_shape)

@@ -18,7 +18,8 @@ PACKAGES = ("mindspore", "numpy", "typer", "rich", "h5py", "netCDF4", "PyYAML", 
 
 def collect_info(device: str = "auto") -> dict:
     """Versions, device and thread facts as a plain dict."""
-    from prediff_models.kernels import library_path, unavailable_reason
+    from prediff_models.kernels import library_path, unavailable_reason, uses_avx512
+    from prediff_models.kernels.dense import gemm_enabled
     from prediff.runtime import device_available, resolve_device, thread_info
 
     versions = {"prediff": __version__, "python": platform.python_version()}
@@ -34,7 +35,17 @@ def collect_info(device: str = "auto") -> dict:
         "platform": platform.platform(),
         "threads": thread_info(),
         "cpu_kernels": library_path() or f"off ({unavailable_reason()})",
+        "cpu_kernel_paths": _kernel_paths(library_path() is not None, uses_avx512(), gemm_enabled()),
     }
+
+
+def _kernel_paths(built: bool, avx512: bool, gemm: bool) -> str:
+    """Which instruction set the convolution kernel uses and what computes the linear layers."""
+    if not built:
+        return "MindSpore's own kernels"
+    convolution = "AVX-512 convolution tiles" if avx512 else "AVX2 convolution tiles"
+    linear = "linear layers on the GEMM kernels" if gemm else "linear layers on MindSpore's matmul"
+    return f"{convolution}; {linear}"
 
 
 def register(app: typer.Typer) -> None:
@@ -56,4 +67,5 @@ def register(app: typer.Typer) -> None:
         for key, value in facts["threads"].items():
             table.add_row(key, str(value))
         table.add_row("fused CPU kernels", facts["cpu_kernels"])
+        table.add_row("kernel paths", facts["cpu_kernel_paths"])
         console.print(table)
