@@ -48,29 +48,18 @@ def measure(rounds: int) -> dict:
     theirs = {"forward": ops.MatMul(transpose_b=True), "input_grad": ops.MatMul(),
               "weight_grad": ops.MatMul(transpose_a=True)}
 
-    @ms.jit
-    def ours_forward(x, w, b):
-        return ours["forward"](x, w, b)
+    def compiled(op):
+        def call(*args):
+            return op(*args)
+        return ms.jit(call)
 
-    @ms.jit
-    def ours_input_grad(dy, w):
-        return ours["input_grad"](dy, w)
-
-    @ms.jit
-    def ours_weight_grad(dy, x):
-        return ours["weight_grad"](dy, x)
+    ours_forward, ours_input_grad, ours_weight_grad = (compiled(ours[p]) for p in ("forward", "input_grad",
+                                                                                   "weight_grad"))
+    theirs_input_grad, theirs_weight_grad = compiled(theirs["input_grad"]), compiled(theirs["weight_grad"])
 
     @ms.jit
     def theirs_forward(x, w, b):
         return ops.bias_add(theirs["forward"](x, w), b)
-
-    @ms.jit
-    def theirs_input_grad(dy, w):
-        return theirs["input_grad"](dy, w)
-
-    @ms.jit
-    def theirs_weight_grad(dy, x):
-        return theirs["weight_grad"](dy, x)
 
     rng = np.random.default_rng(0)
     rows_out = []
