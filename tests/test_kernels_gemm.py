@@ -10,6 +10,7 @@ import pytest
 from mindspore import ParameterTuple, Tensor, nn
 
 from prediff_models.kernels import Dense, library_path
+from prediff_models.kernels.dense import gemm_enabled
 from prediff_models.kernels.library import uses_avx512
 
 pytestmark = pytest.mark.skipif(not uses_avx512(), reason="GEMM kernels need the kernel library and AVX-512F")
@@ -44,6 +45,7 @@ def _value_and_grads(layer, x, probe):
     return [t.asnumpy() for t in (value, dx, *dws)]
 
 
+@pytest.mark.skipif(not gemm_enabled(), reason="PREDIFF_KERNEL_GEMM=0 keeps MindSpore's matmul")
 @pytest.mark.parametrize("lead, n_in, n_out, has_bias", [
     ((3, 37), 48, 80, True),       # 111 rows: a partial 12-row tile; 80 = two full 32-column tiles and a half one
     ((2, 5, 7), 19, 33, False),    # no bias; every extent odd

@@ -51,13 +51,19 @@ def gemm_enabled() -> bool:
 
 
 def dense_grads():
-    """`grads(x (rows, in), w (out, in), dout (rows, out)) -> (∂x, ∂w, ∂b)` of the linear layer on the GEMM kernels,
-    or None where they do not run (no kernel library, no AVX-512F, `PREDIFF_KERNEL_AVX512=0` or
-    `PREDIFF_KERNEL_GEMM=0`)."""
-    if not gemm_enabled():
-        return None
-    input_grad = custom_op("DenseInputGrad", out_shape=_input_grad_shape)
-    weight_grad = custom_op("DenseWeightGrad", out_shape=_weight_grad_shape)
+    """`grads(x (rows, in), w (out, in), dout (rows, out)) -> (∂x, ∂w, ∂b)` of the linear layer: on the GEMM kernels
+    where they run (`gemm_enabled`), else on MindSpore's matmuls; the bias gradient is the ones-row matmul."""
+    if gemm_enabled():
+        input_grad = custom_op("DenseInputGrad", out_shape=_input_grad_shape)
+        weight_grad = custom_op("DenseWeightGrad", out_shape=_weight_grad_shape)
+    else:
+        matmul, matmul_ta = ops.MatMul(), ops.MatMul(transpose_a=True)
+
+        def input_grad(dout, w):
+            return matmul(dout, w)
+
+        def weight_grad(dout, x):
+            return matmul_ta(dout, x)
 
     def grads(x, w, dout):
         return input_grad(dout, w), weight_grad(dout, x), _bias_grad(dout)
@@ -68,9 +74,9 @@ def dense_grads():
 def _gemm_forward(has_bias: bool):
     """The forward op (`DenseForward`, or `DenseForwardNoBias`) with the GEMM gradients as bprop; None where the
     GEMM kernels do not run."""
-    grads = dense_grads()
-    if grads is None:
+    if not gemm_enabled():
         return None
+    grads = dense_grads()
     if has_bias:
         def bprop(x, w, b, out, dout):
             return grads(x, w, dout)

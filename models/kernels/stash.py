@@ -77,13 +77,6 @@ def dense_load_op(has_bias: bool):
     from .dense import dense_grads
 
     grads = dense_grads()
-    if grads is None:
-        input_grad, weight_grad = ops.MatMul(), ops.MatMul(transpose_a=True)
-
-        def grads(x, w, dout):  # noqa: F811 (MindSpore's matmuls where the GEMM kernels do not run)
-            ones = ops.ones((1, dout.shape[0]), dout.dtype)
-            return input_grad(dout, w), weight_grad(dout, x), input_grad(ones, dout).reshape(dout.shape[1:])
-
     if has_bias:
         def bprop(x, w, b, slot, out, dout):
             dx, dw, db = grads(x, w, dout)
