@@ -1,10 +1,11 @@
 """`prediff train-vae`, `prediff train-diffusion`, `prediff train-align`: one trainer core, three losses.
 
-The three commands share every option; the latent trainers also take `--vae`. With `--workers N > 1` the
-command re-launches itself under MindSpore's `msrun` with N data-parallel workers.
+The three commands share every option; the latent trainers also take `--vae` and `--latent-cache`. With
+`--workers N > 1` the command re-launches itself under MindSpore's `msrun` with N data-parallel workers.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import shlex
@@ -31,6 +32,9 @@ ResumeOpt = Annotated[bool, typer.Option(
                      "change.")]
 VaeOpt = Annotated[Optional[Path], typer.Option(
     "--vae", metavar="CKPT", help="Frozen VAE checkpoint (from train-vae or convert-weights).")]
+LatentCacheOpt = Annotated[Optional[Path], typer.Option(
+    "--latent-cache", metavar="DIR", help="Keep the frozen VAE's encodings of the training sequences in DIR and reuse "
+                                          "them in later epochs (sets train_*.latent_cache; aug_mode 0 or 2).")]
 WorkersOpt = Annotated[int, typer.Option(
     "--workers", min=1, help="Data-parallel workers launched with MindSpore's msrun (1 = this process only).")]
 MsrunTimeoutOpt = Annotated[int, typer.Option(
@@ -61,6 +65,15 @@ def explicit_keys(ctx: Optional[typer.Context], sets: Optional[List[str]], data:
     if seed is not None:
         keys.append("seed")
     return keys
+
+
+def with_latent_cache(cfg, command: str, folder: Path, explicit: Optional[List[str]]):
+    """`cfg` with `<train section>.latent_cache = folder`, and the explicit keys with that key added."""
+    from prediff.pipelines.training.task import SECTIONS
+
+    section = SECTIONS[COMMANDS[command][0]]
+    cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), latent_cache=str(folder))})
+    return cfg, None if explicit is None else explicit + [f"{section}.latent_cache"]
 
 
 def run_train_command(command: str, cfg, *, run_dir: Optional[Path], steps: Optional[int], resume: bool,
@@ -132,19 +145,23 @@ def _make_command(app: typer.Typer, command: str, takes_vae: bool) -> None:
 
     def train(ctx: typer.Context, config: ConfigOpt = "tiny", sets: SetOpt = None, data: DataOpt = None,
               device: DeviceOpt = Device.auto, seed: SeedOpt = None, run_dir: RunDirOpt = None,
-              steps: StepsOpt = None, resume: ResumeOpt = False, vae: VaeOpt = None, workers: WorkersOpt = 1,
-              msrun_timeout: MsrunTimeoutOpt = 900):
+              steps: StepsOpt = None, resume: ResumeOpt = False, vae: VaeOpt = None,
+              latent_cache: LatentCacheOpt = None, workers: WorkersOpt = 1, msrun_timeout: MsrunTimeoutOpt = 900):
         cfg = resolve_config(config, sets, data, device, seed)
+        explicit = explicit_keys(ctx, sets, data, seed)
+        if latent_cache is not None:
+            cfg, explicit = with_latent_cache(cfg, command, latent_cache, explicit)
         run_train_command(command, cfg, run_dir=run_dir, steps=steps, resume=resume, vae=vae, workers=workers,
-                          msrun_timeout=msrun_timeout, explicit=explicit_keys(ctx, sets, data, seed))
+                          msrun_timeout=msrun_timeout, explicit=explicit)
 
     if not takes_vae:
-        # train-vae has no frozen VAE: Typer builds the options from the signature, so --vae is left out of it (the
+        # train-vae has no frozen VAE (nor latents to cache): Typer builds the options from the signature, so --vae is left out of it (the
         # function then runs with vae=None); the annotations are resolved here, as Typer reads them from it as given
         hints = typing.get_type_hints(train, include_extras=True)
         signature = inspect.signature(train)
         train.__signature__ = signature.replace(parameters=[
-            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "vae"])
+            p.replace(annotation=hints[p.name]) for p in signature.parameters.values()
+            if p.name not in ("vae", "latent_cache")])
     train.__doc__ = doc
     train.__name__ = command.replace("-", "_")
     app.command(command, help=doc)(guarded(train))

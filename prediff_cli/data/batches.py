@@ -12,7 +12,8 @@ Augmentation (reference spec §1.6), one transform per sequence applied to all i
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -20,23 +21,63 @@ from scipy import ndimage
 AUG_MODES = ("0", "1", "2")
 
 
-def augment(seq: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
-    """Apply augmentation `mode` to one sequence (T, H, W, C)."""
+@dataclass(frozen=True)
+class Transform:
+    """One augmentation draw: mirror the columns, then the rows, then turn (by quarter turns or a free angle)."""
+
+    flip_columns: bool = False  # reverse W
+    flip_rows: bool = False  # reverse H
+    quarter_turns: int = 0  # np.rot90 over (H, W), counter-clockwise
+    angle: Optional[float] = None  # degrees, free rotation (mode "1"); None: none
+
+    @property
+    def orientation(self) -> Optional[int]:
+        """Which of the square's 8 symmetries this is (0 = identity; 4 + k = a mirror image turned k quarters), or
+        None for a free-angle rotation. Mirroring rows equals mirroring columns then turning half a turn, so the 16
+        (flip, flip, turns) draws of mode "2" give these 8 distinct images."""
+        if self.angle is not None:
+            return None
+        turns = (self.quarter_turns + 2 * self.flip_rows) % 4
+        return 4 * (self.flip_columns != self.flip_rows) + turns
+
+
+IDENTITY = Transform()
+#: distinct images per sequence under each augmentation mode (None: unbounded)
+ORIENTATIONS = {"0": 1, "1": None, "2": 8}
+
+
+def draw_transform(mode: str, rng: np.random.Generator) -> Transform:
+    """The transform of augmentation `mode` for one sequence, drawn from `rng`."""
     if mode == "0":
-        return seq
+        return IDENTITY
     if mode not in AUG_MODES:
         raise ValueError(f"unknown aug_mode {mode!r}; valid: {', '.join(AUG_MODES)}")
-    out = seq
-    if rng.random() < 0.5:
-        out = out[:, :, ::-1]
-    if rng.random() < 0.5:
-        out = out[:, ::-1]
+    flip_columns = bool(rng.random() < 0.5)
+    flip_rows = bool(rng.random() < 0.5)
     if mode == "2":
-        out = np.rot90(out, k=int(rng.integers(0, 4)), axes=(1, 2))
+        return Transform(flip_columns, flip_rows, quarter_turns=int(rng.integers(0, 4)))
+    return Transform(flip_columns, flip_rows, angle=float(rng.uniform(-180.0, 180.0)))
+
+
+def apply_transform(seq: np.ndarray, transform: Transform) -> np.ndarray:
+    """`transform` applied to every frame of one sequence (T, H, W, C)."""
+    if transform == IDENTITY:
+        return seq
+    out = seq
+    if transform.flip_columns:
+        out = out[:, :, ::-1]
+    if transform.flip_rows:
+        out = out[:, ::-1]
+    if transform.angle is None:
+        out = np.rot90(out, k=transform.quarter_turns, axes=(1, 2))
     else:
-        angle = float(rng.uniform(-180.0, 180.0))
-        out = ndimage.rotate(out, angle, axes=(2, 1), reshape=False, order=0, mode="constant", cval=0.0)
+        out = ndimage.rotate(out, transform.angle, axes=(2, 1), reshape=False, order=0, mode="constant", cval=0.0)
     return np.ascontiguousarray(out)
+
+
+def augment(seq: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """Apply augmentation `mode` to one sequence (T, H, W, C)."""
+    return apply_transform(seq, draw_transform(mode, rng))
 
 
 class EpochBatches:
@@ -65,12 +106,18 @@ class EpochBatches:
             chosen = np.concatenate([chosen, order[:self.batch_size - len(chosen)]])
         return chosen
 
-    def batch(self, index: int) -> np.ndarray:
+    def draws(self, index: int) -> List[Tuple[int, Transform]]:
+        """(item index, augmentation) of each sequence of global micro-batch `index`, without reading any data."""
         epoch = int(index) // self.batches_per_epoch
-        out = []
-        for item in self.indices(index):
-            rng = np.random.default_rng([self.seed, epoch, int(item)])
-            out.append(augment(self.items[int(item)], self.aug_mode, rng))
+        return [(int(item), draw_transform(self.aug_mode, np.random.default_rng([self.seed, epoch, int(item)])))
+                for item in self.indices(index)]
+
+    def sequence(self, item: int, transform: Transform) -> np.ndarray:
+        """Item `item` (T, H, W, C) under `transform`."""
+        return apply_transform(self.items[int(item)], transform)
+
+    def batch(self, index: int) -> np.ndarray:
+        out = [self.sequence(item, transform) for item, transform in self.draws(index)]
         return np.stack(out).astype(np.float32, copy=False)
 
 

@@ -87,6 +87,11 @@ class SequenceSet:
     def info(self, index: int) -> SequenceInfo:
         return self.items[index]
 
+    def key(self, index: int) -> str:
+        """What sequence `index` is, independent of its position in the split: event id, file, row and frames."""
+        item = self.items[index]
+        return f"{item.event.id}|{item.event.file_name}|{item.event.file_index}|{item.first_frame}|{item.length}"
+
     def raw(self, index: int) -> np.ndarray:
         """(T, H, W) uint8 digital VIL of sequence `index`."""
         item = self.items[index]

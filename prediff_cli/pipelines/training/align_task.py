@@ -13,6 +13,7 @@ from mindspore import Tensor, nn, ops
 from prediff.config import Config
 from prediff.pipelines.latents import posterior_sample
 
+from .encoded_batches import EncodedBatch, average_intensity
 from .latent_task import LatentTask
 
 
@@ -34,11 +35,6 @@ class AlignmentLoss(nn.Cell):
         return ops.mean(ops.square(err)), ops.mean(ops.abs(err))
 
 
-def average_intensity(frames: np.ndarray) -> np.ndarray:
-    """(B, T, H, W, C) on 0–1 → per-frame mean (B, T, 1), the alignment target (spec §5.2)."""
-    return frames.mean(axis=(2, 3, 4), dtype=np.float64).astype(np.float32)[..., None]
-
-
 class AlignTask(LatentTask):
     component = "align"
     aux_names = ("mae",)
@@ -46,14 +42,18 @@ class AlignTask(LatentTask):
     def make_loss(self, net: nn.Cell, schedule, config: Config) -> nn.Cell:
         return AlignmentLoss(net, schedule)
 
-    def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
-        target_frames = batch[:, self.in_len:]
-        moments = self.encode(Tensor(np.ascontiguousarray(target_frames)))
+    def _inputs(self, batch, rng: np.random.Generator):
+        if isinstance(batch, EncodedBatch):
+            moments = Tensor(np.ascontiguousarray(batch.moments[:, self.in_len:]))
+            target = batch.intensity[:, self.in_len:]
+        else:
+            target_frames = np.ascontiguousarray(batch[:, self.in_len:])
+            moments, target = self.encode(Tensor(target_frames)), average_intensity(target_frames)
         shape = moments.shape[:-1] + (moments.shape[-1] // 2,)
         z0 = posterior_sample(moments, Tensor(rng.standard_normal(shape, dtype=np.float32))) * self.scale_factor
-        t = Tensor(rng.integers(0, self.timesteps, size=(batch.shape[0],)).astype(np.int32))
+        t = Tensor(rng.integers(0, self.timesteps, size=(len(batch),)).astype(np.int32))
         noise = Tensor(rng.standard_normal(shape, dtype=np.float32))
-        return z0, t, noise, Tensor(average_intensity(target_frames))
+        return z0, t, noise, Tensor(np.ascontiguousarray(target))
 
     def validation_metrics(self, batch: np.ndarray, rng: np.random.Generator) -> Dict[str, float]:
         mse, mae = self.loss_cell(*self._inputs(batch, rng))

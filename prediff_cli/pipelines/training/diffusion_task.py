@@ -14,6 +14,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from prediff.config import Config
 from prediff.pipelines.latents import posterior_sample, split_moments
 
+from .encoded_batches import EncodedBatch
 from .latent_task import LatentTask
 
 
@@ -75,13 +76,13 @@ class DiffusionTask(LatentTask):
         extra = [self.loss_cell.logvar] if self.loss_cell.learn_logvar else []
         return list(self.net.trainable_params()) + extra
 
-    def _inputs(self, batch: np.ndarray, rng: np.random.Generator):
-        moments = self.encode(Tensor(batch))
+    def _inputs(self, batch, rng: np.random.Generator):
+        moments = Tensor(batch.moments) if isinstance(batch, EncodedBatch) else self.encode(Tensor(batch))
         mean, _ = split_moments(moments)
         cond = mean[:, :self.in_len]
         post_noise = Tensor(rng.standard_normal(mean[:, self.in_len:].shape, dtype=np.float32))
         z0 = posterior_sample(moments[:, self.in_len:], post_noise) * self.scale_factor
-        b = batch.shape[0]
+        b = len(batch)
         t = Tensor(rng.integers(0, self.timesteps, size=(b,)).astype(np.int32))
         noise = Tensor(rng.standard_normal(z0.shape, dtype=np.float32))
         return cond, z0, t, noise

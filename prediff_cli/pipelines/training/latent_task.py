@@ -13,6 +13,7 @@ from mindspore import Parameter, nn
 from prediff.config import Config
 from prediff.pipelines.latents import frozen, jit_encoder
 
+from .encoded_batches import EncodedBatch
 from .task import BLOCKWISE, TrainingTask, optimizer_settings, reducer, train_section
 from .train_step import StepDropout, TrainStep
 
@@ -57,11 +58,15 @@ class LatentTask(TrainingTask):
         """What the optimizer updates, in a fixed order (the optimizer state in checkpoints is keyed by position)."""
         return list(self.net.trainable_params())
 
-    def _inputs(self, batch: np.ndarray, rng: np.random.Generator) -> Sequence:
-        """The loss cell's inputs for one NTHWC micro-batch on 0–1, drawing noise from `rng`."""
+    def _inputs(self, batch, rng: np.random.Generator) -> Sequence:
+        """The loss cell's inputs for one micro-batch — NTHWC pixels on 0–1, or an `EncodedBatch` from the latent
+        cache — drawing noise from `rng` (the same draws either way)."""
         raise NotImplementedError
 
     def optimizer_step(self, step: int, batches: List[np.ndarray], rng: np.random.Generator) -> Dict[str, float]:
         out = self.train_steps[0]([self._inputs(b, rng) for b in batches])
-        return {"loss": out["loss"], **dict(zip(self.aux_names, out["aux"])), "lr": out["lr"],
-                "grad_norm": out["grad_norm"]}
+        metrics = {"loss": out["loss"], **dict(zip(self.aux_names, out["aux"])), "lr": out["lr"],
+                   "grad_norm": out["grad_norm"]}
+        if batches and isinstance(batches[0], EncodedBatch):  # served by the latent cache: the share it already had
+            metrics["cached"] = sum(b.cached for b in batches) / sum(len(b) for b in batches)
+        return metrics

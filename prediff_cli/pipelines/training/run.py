@@ -23,7 +23,7 @@ from .trainer import BatchSource, ResumePoint, Trainer, TrainingListener, Traini
 # validates and checkpoints; none of these changes what a step computes (`preset`, a label, is not compared)
 _RESUME_FREE = ("data.root", "device")
 _RESUME_FREE_TRAIN = ("steps", "log_every", "val_every", "ckpt_every", "keep_ckpts", "recompute",
-                      "keep_linear_outputs")
+                      "keep_linear_outputs", "latent_cache")
 
 
 @dataclass
@@ -186,10 +186,14 @@ def run_training(request: TrainRequest, listener: Optional[TrainingListener] = N
         raise PrediffError(f"unknown component {request.component!r}; valid: {', '.join(SECTIONS)}")
     config, point, vae = _resolve(request)
     section = train_section(config, request.component)
+    if section.latent_cache is not None:
+        _check_latent_cache(request.component, config)
     setup_runtime(config.device, config.seed)
     dist = init_distributed()
     train_data, val_data, accum = _training_data(config, request.component, dist)
     task = _build_task(request.component, config, accum, dist, vae)
+    if section.latent_cache is not None:
+        train_data = _cached(train_data, config, section, task, vae)
     trainer = Trainer(task, run_dir=Path(request.run_dir), config=config, section=section, train_data=train_data,
                       val_data=val_data, accum_steps=accum, rank=dist.rank, world_size=dist.world_size,
                       listener=listener, extra_meta={"vae_checkpoint": vae.record()} if vae is not None else None)
@@ -246,6 +250,29 @@ def _training_data(config: Config, component: str, dist: Distributed) \
         return iterate_batches(val_set, micro, limit=limit)
 
     return train_data, val_data if len(val_set) else None, section.total_batch_size // (micro * workers)
+
+
+def _check_latent_cache(component: str, config: Config) -> None:
+    from prediff.data.batches import ORIENTATIONS
+
+    key = f"config key '{SECTIONS[component]}.latent_cache'"
+    if component == "vae":
+        raise ConfigError(f"{key}: the VAE trains on pixels, there is nothing to cache; set it to null")
+    if ORIENTATIONS.get(config.data.aug_mode) is None:
+        raise ConfigError(f"{key} needs data.aug_mode \"0\" or \"2\" (finitely many orientations per sequence); "
+                          f"aug_mode {config.data.aug_mode!r} rotates by any angle: set it to null or change aug_mode")
+
+
+def _cached(train_data, config: Config, section, task: TrainingTask, vae: Optional[FrozenVAE]) -> BatchSource:
+    """`train_data` served encoded, through the latent cache `section.latent_cache` (latent trainers only)."""
+    from .encoded_batches import CachedLatentBatches, open_latent_cache
+
+    cache = open_latent_cache(Path(section.latent_cache), aug_mode=config.data.aug_mode,
+                              vae_weights_sha256=vae.weights_sha256, items=train_data.items,
+                              frames=config.data.seq_len, img_size=config.data.img_size,
+                              vae_kwargs=vae.ckpt.model_kwargs,
+                              description={"vae_checkpoint": str(vae.path.resolve()), "dataset": str(config.data.root)})
+    return CachedLatentBatches(train_data, cache, task.encode)
 
 
 def _build_task(component: str, config: Config, accum: int, dist: Distributed,

@@ -39,11 +39,12 @@ from .task import TrainingTask
 
 
 class BatchSource(Protocol):
-    """Random access to training micro-batches: `batch(i)` is global micro-batch `i` (epoch-major)."""
+    """Random access to training micro-batches: `batch(i)` is global micro-batch `i` (epoch-major): NTHWC pixels,
+    or for the latent trainers with a latent cache an `encoded_batches.EncodedBatch`."""
 
     batches_per_epoch: int
 
-    def batch(self, index: int) -> np.ndarray: ...
+    def batch(self, index: int): ...
 
 
 class TrainingListener:

@@ -1,0 +1,198 @@
+"""The latent cache: augmentation orientations, the disk store (round trip, damaged and crafted files), the cached
+batch source (the same moments and the same loss inputs as encoding on the fly) and the trainers' option."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prediff.data.batches import AUG_MODES, ORIENTATIONS, EpochBatches, Transform, apply_transform, augment
+from prediff.errors import ConfigError, InputError
+from prediff.io.latent_cache import CacheShape, LatentCache, fingerprint
+
+
+def test_quarter_turns_and_flips_give_eight_orientations_named_by_their_image():
+    seq = np.random.default_rng(0).random((2, 5, 5, 1)).astype(np.float32)
+    images = {}
+    for fc in (False, True):
+        for fr in (False, True):
+            for k in range(4):
+                t = Transform(fc, fr, quarter_turns=k)
+                images.setdefault(t.orientation, []).append(apply_transform(seq, t))
+    assert sorted(images) == list(range(8))
+    for same in images.values():  # every draw named o gives the one image o
+        assert len(same) == 2 and np.array_equal(same[0], same[1])
+    distinct = {v[0].tobytes() for v in images.values()}
+    assert len(distinct) == 8
+    assert Transform(angle=30.0).orientation is None
+    assert ORIENTATIONS["0"] == 1 and ORIENTATIONS["2"] == 8 and ORIENTATIONS["1"] is None
+
+
+@pytest.mark.parametrize("mode", AUG_MODES)
+def test_draws_rebuild_the_augmented_batch(mode):
+    items = [np.random.default_rng(i).random((3, 6, 6, 1)).astype(np.float32) for i in range(7)]
+    batches = EpochBatches(items, 3, seed=5, aug_mode=mode)
+    for index in (0, 1, 4):
+        rebuilt = np.stack([batches.sequence(item, t) for item, t in batches.draws(index)])
+        assert np.array_equal(rebuilt, batches.batch(index))
+        epoch = index // batches.batches_per_epoch
+        direct = [augment(items[i], mode, np.random.default_rng([5, epoch, int(i)])) for i in batches.indices(index)]
+        assert np.array_equal(np.stack(direct), rebuilt)
+
+
+SHAPE = CacheShape(items=5, orientations=8, frames=3, moments=(4, 4, 2))
+
+
+def _slot(seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((3, 4, 4, 2)).astype(np.float32), rng.random(3).astype(np.float32)
+
+
+def test_store_round_trip_persists_and_is_sparse(tmp_path):
+    fp = fingerprint("w" * 64, [f"e{i}" for i in range(5)], (3, 8, 8, 1))
+    cache = LatentCache.open(tmp_path, fp, SHAPE)
+    assert cache.get(2, 5) is None and cache.filled() == 0
+    moments, intensity = _slot(1)
+    cache.put(2, 5, moments, intensity)
+    cache.put(4, 0, *_slot(2))
+    got = cache.get(2, 5)
+    assert np.array_equal(got[0], moments) and np.array_equal(got[1], intensity)
+    assert cache.get(2, 4) is None and cache.get(3, 5) is None  # neighbouring slots untouched
+    assert (cache.hits, cache.misses) == (1, 3)
+    cache.close()
+    again = LatentCache.open(tmp_path, fp, SHAPE)
+    assert again.filled() == 2 and np.array_equal(again.get(4, 0)[0], _slot(2)[0])
+    with pytest.raises(ValueError, match="slot shapes"):
+        again.put(0, 0, np.zeros((3, 4, 4, 3), np.float32), intensity)
+    with pytest.raises(IndexError):
+        again.get(5, 0)
+    folder = tmp_path / fp[:16]
+    assert sorted(p.name for p in folder.iterdir()) == ["filled.u8", "intensity.f32", "meta.json", "moments.f32"]
+    assert (folder / "moments.f32").stat().st_size == 4 * 5 * 8 * 3 * 32
+    # another fingerprint (another VAE or other sequences) is another folder beside it
+    other = LatentCache.open(tmp_path, fingerprint("v" * 64, [f"e{i}" for i in range(5)], (3, 8, 8, 1)), SHAPE)
+    assert other.folder != folder and other.get(2, 5) is None
+
+
+def _damage(folder, how):
+    meta = json.loads((folder / "meta.json").read_text())
+    if how == "fingerprint":
+        meta["fingerprint"] = "0" * 64
+    elif how == "version":
+        meta["version"] = 99
+    elif how == "shape":
+        meta["items"] = 10**12
+    elif how == "not json":
+        (folder / "meta.json").write_bytes(b"\xff{")
+        return
+    elif how == "huge meta":
+        (folder / "meta.json").write_text(" " * (1 << 17))
+        return
+    elif how == "truncated":
+        os.truncate(folder / "moments.f32", 100)
+        return
+    elif how == "missing":
+        (folder / "filled.u8").unlink()
+        return
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("how", ["fingerprint", "version", "shape", "not json", "huge meta", "truncated", "missing"])
+def test_a_damaged_or_crafted_cache_is_refused_in_one_line(tmp_path, how):
+    fp = fingerprint("w" * 64, ["a", "b"], (3, 8, 8, 1))
+    LatentCache.open(tmp_path, fp, SHAPE).close()
+    folder = tmp_path / fp[:16]
+    _damage(folder, how)
+    with pytest.raises(InputError) as err:
+        LatentCache.open(tmp_path, fp, SHAPE)
+    message = str(err.value)
+    assert "\n" not in message and str(folder) in message and "delete that folder" in message
+
+
+def test_bad_flags_are_refused_and_non_finite_slots_are_encoded_again(tmp_path):
+    fp = fingerprint("w" * 64, ["a"], (3, 8, 8, 1))
+    cache = LatentCache.open(tmp_path, fp, SHAPE)
+    moments, intensity = _slot(3)
+    moments[1, 2, 3, 0] = np.nan
+    cache.put(1, 1, moments, intensity)
+    assert cache.get(1, 1) is None  # filled, but not finite: a miss
+    os.pwrite(cache._fds["filled.u8"], bytes([7]), 0)
+    with pytest.raises(InputError, match="slot flag 7"):
+        cache.get(0, 0)
+
+
+@pytest.fixture(scope="module")
+def unet_task(tiny_runs, synthetic_root):
+    """The tiny diffusion trainer's task and its training batches (no steps taken)."""
+    from prediff.config import load_config
+    from prediff.pipelines.training.run import FrozenVAE, _build_task, _training_data, Distributed
+    from prediff.runtime import setup_runtime
+
+    cfg = load_config("tiny", values={"data.root": str(synthetic_root)})
+    setup_runtime(cfg.device, cfg.seed)
+    vae = FrozenVAE.read(tiny_runs["vae"][0] / "last.ckpt", cfg)
+    train_data, _, _ = _training_data(cfg, "unet", Distributed())
+    return cfg, vae, _build_task("unet", cfg, 1, Distributed(), vae), train_data
+
+
+def test_cached_batches_hold_the_encoders_moments_and_give_the_same_loss_inputs(tmp_path, unet_task):
+    from prediff.pipelines.training.encoded_batches import CachedLatentBatches, open_latent_cache
+    from mindspore import Tensor
+
+    cfg, vae, task, train_data = unet_task
+    cache = open_latent_cache(tmp_path, aug_mode="2", vae_weights_sha256=vae.weights_sha256,
+                              items=train_data.items, frames=cfg.data.seq_len, img_size=cfg.data.img_size,
+                              vae_kwargs=vae.ckpt.model_kwargs)
+    source = CachedLatentBatches(train_data, cache, task.encode)
+    assert source.batches_per_epoch == train_data.batches_per_epoch
+    for index, expected_cached in ((0, 0), (1, 0), (0, 4)):  # batch 0 again: every sequence from the disk
+        pixels = train_data.batch(index)
+        encoded = source.batch(index)
+        assert encoded.cached == expected_cached and len(encoded) == len(pixels) == 4
+        direct = task.encode(Tensor(pixels)).asnumpy()
+        np.testing.assert_allclose(encoded.moments, direct, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(encoded.intensity[..., 0],
+                                      pixels.mean(axis=(2, 3, 4), dtype=np.float64).astype(np.float32))
+        # the loss inputs: the same noise draws and the same latents, from pixels or from the cache
+        ours = task._inputs(encoded, np.random.default_rng(11))
+        theirs = task._inputs(pixels, np.random.default_rng(11))
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
+    orientations = {t.orientation for index in (0, 1) for _, t in train_data.draws(index)}
+    assert cache.filled() == sum(len(train_data.draws(i)) for i in (0, 1)) and orientations <= set(range(8))
+
+
+def test_train_align_with_latent_cache_fills_then_reads_it(tmp_path, tiny_runs, synthetic_root):
+    from typer.testing import CliRunner
+
+    from prediff.cli.app import app
+
+    runner = CliRunner()
+    args = ["train-align", "--config", "tiny", "--data", str(synthetic_root), "--vae",
+            str(tiny_runs["vae"][0] / "last.ckpt"), "--steps", "2", "--set", "train_align.log_every=1",
+            "--latent-cache", str(tmp_path / "cache")]
+    losses = []
+    for run in ("first", "second"):
+        result = runner.invoke(app, args + ["--run-dir", str(tmp_path / run)])
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        rows = [r for r in rows if "loss" in r]
+        assert [r["cached"] for r in rows] == ([0.0, 0.0] if run == "first" else [1.0, 1.0])
+        losses.append([r["loss"] for r in rows])
+        saved = (tmp_path / run / "config.yaml").read_text()
+        assert str(tmp_path / "cache") in saved
+    assert losses[0] == losses[1]
+    # the VAE trainer has nothing to cache, and a free-angle augmentation cannot be cached: one line each
+    assert "--latent-cache" not in runner.invoke(app, ["train-vae", "--help"]).output
+    bad = runner.invoke(app, args + ["--run-dir", str(tmp_path / "bad"), "--set", "data.aug_mode=1"])
+    assert bad.exit_code == 2 and "aug_mode" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_vae_trainer_refuses_a_latent_cache(tmp_path, synthetic_root):
+    from prediff.config import load_config
+    from prediff.pipelines.training.run import TrainRequest, run_training
+
+    cfg = load_config("tiny", values={"data.root": str(synthetic_root), "train_vae.latent_cache": str(tmp_path)})
+    with pytest.raises(ConfigError, match="train_vae.latent_cache"):
+        run_training(TrainRequest("vae", cfg, tmp_path / "run", steps=1))
