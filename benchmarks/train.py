@@ -1,7 +1,7 @@
 """Training throughput: steps/s and peak RSS of each trainer at each preset, compiled vs PyNative.
 
     python -m benchmarks.train [--presets tiny small sevirlr] [--modes jit pynative] [--steps 6]
-                               [--micro-batches 1] [--recompute LEVEL ...]
+                               [--micro-batches 1] [--recompute LEVEL ...] [--latent-cache off warm]
 
 Each (preset, trainer, mode, micro-batch, recompute level) runs `run_training` in its own process (total batch =
 micro-batch, so no accumulation) on a small
@@ -9,7 +9,9 @@ synthetic dataset; the latent trainers get a randomly initialised VAE of the sam
 of the per-step rates after the first two steps (which include graph compilation); `first_steps_s` is the
 wall time of those two. PyNative is `PREDIFF_JIT=0`. Without `--recompute` every trainer keeps its preset's
 recompute level (the `sevirlr` UNet trainer: 3, block by block, keeping the linear layers' outputs); `recompute` and
-`keep_linear_outputs` in the JSON are what ran.
+`keep_linear_outputs` in the JSON are what ran. `--latent-cache warm` (latent trainers) first fills a latent cache
+with every micro-batch the run will take, in a process of its own, then trains from it (`cached_share_min`: 1.0 when
+no step encoded anything).
 """
 from __future__ import annotations
 
@@ -18,8 +20,29 @@ import argparse
 from benchmarks.measure import emit, isolated
 
 
+def prefill(preset: str, component: str, values: dict, vae_ckpt: str, batches: int) -> dict:
+    """Fill a latent cache with the first `batches` training micro-batches (what `measure` will train on)."""
+    from pathlib import Path
+
+    from prediff.config import load_config
+    from prediff.pipelines.latents import frozen, jit_encoder
+    from prediff.pipelines.training.run import (Distributed, FrozenVAE, _training_data, cached_training_data,
+                                                train_section)
+    from prediff.runtime import setup_runtime
+
+    cfg = load_config(preset, values=values)
+    setup_runtime(cfg.device, cfg.seed)
+    vae = FrozenVAE.read(Path(vae_ckpt), cfg)
+    train_data, _, _ = _training_data(cfg, component, Distributed())
+    source = cached_training_data(train_data, cfg, train_section(cfg, component), jit_encoder(frozen(vae.network())),
+                                  vae)
+    for index in range(batches):
+        source.batch(index)
+    return {"slots": source.cache.filled()}
+
+
 def measure(preset: str, component: str, mode: str, steps: int, data: str, micro_batch: int = 1,
-            recompute=None) -> dict:
+            recompute=None, latent_cache: str = "off") -> dict:
     import json
     import os
     import shutil
@@ -51,6 +74,13 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str, micro
                                                                       model_kwargs=cfg.model_kwargs("vae"),
                                                                       model=net_weights(vae), config=to_plain(cfg)))
             del vae
+        if latent_cache == "warm":  # every micro-batch of the run already encoded, as in the epochs after the first
+            values[f"{section}.latent_cache"] = str(work / "latents")
+            filled = isolated("benchmarks.train", "prefill", preset=preset, component=component, values=values,
+                              vae_ckpt=str(vae_ckpt), batches=steps)
+            if "error" in filled:
+                raise RuntimeError(f"prefilling the latent cache failed: {filled['error']}")
+            cfg = load_config(preset, values=values)
         start = time.perf_counter()
         run_training(TrainRequest(component=component, config=cfg, run_dir=work / "run", steps=steps,
                                   vae_checkpoint=vae_ckpt))
@@ -60,8 +90,10 @@ def measure(preset: str, component: str, mode: str, steps: int, data: str, micro
         shutil.rmtree(work, ignore_errors=True)
     rates = sorted(r["it_s"] for r in records if "it_s" in r and r["step"] > 2)
     steady = rates[len(rates) // 2] if rates else None
+    cached = [r["cached"] for r in records if "cached" in r]
     return {"preset": preset, "trainer": component, "mode": mode, "micro_batch": micro_batch,
-            "recompute": recompute, "keep_linear_outputs": getattr(cfg, section).keep_linear_outputs, "steps": steps,
+            "recompute": recompute, "keep_linear_outputs": getattr(cfg, section).keep_linear_outputs,
+            "latent_cache": latent_cache, "cached_share_min": min(cached) if cached else None, "steps": steps,
             "steps_per_s": steady, "s_per_step": round(1.0 / steady, 3) if steady else None,
             "first_steps_s": round(total - (steps - 2) / steady, 2) if steady else None,
             "wall_s_incl_setup_and_final_checkpoint": round(total, 2)}
@@ -80,6 +112,9 @@ def main() -> None:
     parser.add_argument("--micro-batches", type=int, nargs="+", default=[1])
     parser.add_argument("--recompute", type=int, nargs="+", default=[None], choices=[0, 1, 2, 3],
                         help="activation recomputation levels to measure (train_*.recompute; default: the preset's)")
+    parser.add_argument("--latent-cache", nargs="+", default=["off"], choices=["off", "warm"],
+                        help="latent trainers: 'warm' trains from a latent cache already holding every micro-batch "
+                             "(the steady state of train_*.latent_cache after the first epochs)")
     args = parser.parse_args()
 
     from prediff.data.synthetic import write_synthetic_dataset
@@ -88,9 +123,10 @@ def main() -> None:
     try:
         data = write_synthetic_dataset(scratch / "synthetic", events=12, seed=0)
         results = [isolated("benchmarks.train", "measure", preset=preset, component=component, mode=mode,
-                            steps=args.steps, data=str(data), micro_batch=micro, recompute=level)
+                            steps=args.steps, data=str(data), micro_batch=micro, recompute=level, latent_cache=cache)
                    for preset in args.presets for component in args.trainers for mode in args.modes
-                   for micro in args.micro_batches for level in args.recompute]
+                   for micro in args.micro_batches for level in args.recompute
+                   for cache in (args.latent_cache if component != "vae" else ["off"])]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     emit({"benchmark": "train", "results": results})

@@ -193,7 +193,7 @@ def run_training(request: TrainRequest, listener: Optional[TrainingListener] = N
     train_data, val_data, accum = _training_data(config, request.component, dist)
     task = _build_task(request.component, config, accum, dist, vae)
     if section.latent_cache is not None:
-        train_data = _cached(train_data, config, section, task, vae)
+        train_data = cached_training_data(train_data, config, section, task.encode, vae)
     trainer = Trainer(task, run_dir=Path(request.run_dir), config=config, section=section, train_data=train_data,
                       val_data=val_data, accum_steps=accum, rank=dist.rank, world_size=dist.world_size,
                       listener=listener, extra_meta={"vae_checkpoint": vae.record()} if vae is not None else None)
@@ -263,8 +263,9 @@ def _check_latent_cache(component: str, config: Config) -> None:
                           f"aug_mode {config.data.aug_mode!r} rotates by any angle: set it to null or change aug_mode")
 
 
-def _cached(train_data, config: Config, section, task: TrainingTask, vae: Optional[FrozenVAE]) -> BatchSource:
-    """`train_data` served encoded, through the latent cache `section.latent_cache` (latent trainers only)."""
+def cached_training_data(train_data, config: Config, section, encode: Callable, vae: FrozenVAE) -> BatchSource:
+    """`train_data` (an `EpochBatches`) served encoded by `encode` (the task's compiled encoder), through the latent
+    cache `section.latent_cache` (latent trainers only)."""
     from .encoded_batches import CachedLatentBatches, open_latent_cache
 
     cache = open_latent_cache(Path(section.latent_cache), aug_mode=config.data.aug_mode,
@@ -272,7 +273,7 @@ def _cached(train_data, config: Config, section, task: TrainingTask, vae: Option
                               frames=config.data.seq_len, img_size=config.data.img_size,
                               vae_kwargs=vae.ckpt.model_kwargs,
                               description={"vae_checkpoint": str(vae.path.resolve()), "dataset": str(config.data.root)})
-    return CachedLatentBatches(train_data, cache, task.encode)
+    return CachedLatentBatches(train_data, cache, encode)
 
 
 def _build_task(component: str, config: Config, accum: int, dist: Distributed,
