@@ -168,7 +168,8 @@ def test_info_reports_the_kernels():
     assert facts["cpu_kernel_paths"] == _kernel_paths(library_path() is not None, uses_avx512(), gemm_enabled())
     assert _kernel_paths(False, True, True) == "MindSpore's own kernels"
     assert _kernel_paths(True, False, False) == "AVX2 convolution tiles; linear layers on MindSpore's matmul"
-    assert _kernel_paths(True, True, True) == "AVX-512 convolution tiles; linear layers on the GEMM kernels"
+    assert _kernel_paths(True, True, True) == ("AVX-512 convolution tiles; linear layers and convolution weight "
+                                               "gradients on the GEMM kernels")
 
 
 def test_other_dtypes_take_the_standard_path():

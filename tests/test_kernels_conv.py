@@ -1,8 +1,8 @@
 """The direct 3×3(×3) convolution kernel (models/kernels/conv.py, conv_kernels.cc): forward and the gradients to the
 input, weight and bias equal MindSpore's own convolution (the same cell with `fused` off), compiled, on the shapes
 that exercise its edges — output channels not a multiple of the 6-channel (AVX2) or 12-channel (AVX-512) block,
-input channels beyond one reduction chunk, an odd number of 8- or 16-wide runs, a batch — and configurations it does not cover run the standard
-convolution."""
+input channels beyond one reduction chunk, an odd number of 8- or 16-wide runs, a batch, weight-gradient reductions spanning chunks and samples — and
+configurations it does not cover run the standard convolution."""
 import numpy as np
 import mindspore as ms
 import pytest
@@ -52,6 +52,9 @@ def _assert_kernel_matches_mindspore(cell, x, probe):
     # width 8 with rows of a multiple of 16 positions: AVX-512 runs over two rows of shifted copies
     (Conv3d, 20, 25, (2, 20, 3, 8, 8)),     # the UNet's second level in small: batch 2, 12 + 12 + 1 channels
     (Conv2d, 70, 13, (1, 70, 6, 8)),        # 2-D, two reduction chunks, 3 runs of 16: the odd last run
+    # the weight gradient on the AVX-512 GEMM: 2 × 384 positions = 768 reduction indices, so the second 512-chunk
+    # starts inside the second sample; 13 = 12 + 1 rows of dw, 5 × 27 = 135 = 4 × 32 + 7 columns
+    (Conv3d, 5, 13, (2, 5, 3, 8, 16)),
 ])
 def test_direct_convolution_equals_mindspore(cls, cin, cout, shape):
     cell = cls(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True)

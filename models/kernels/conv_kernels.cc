@@ -23,10 +23,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include <omp.h>
 #include <sys/mman.h>
 
+#include "gemm.h"
 #include "kernel_support.h"
 
 namespace {
@@ -492,6 +494,15 @@ void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) 
   pad_input(x, g, xpd);
   int64_t offs[27];
   tap_offsets(g, 1, offs);
+  if (prediff_kernels::gemm_wanted()) {  // AVX-512: dw = dy . im2col(x)^T on the GEMM kernel
+    std::vector<int64_t> row_offsets(g.cin * taps);
+    for (int64_t ci = 0; ci < g.cin; ++ci)
+      for (int64_t k = 0; k < taps; ++k) row_offsets[ci * taps + k] = ci * cstride + offs[k];
+    prediff_kernels::conv_weight_grad_gemm(xpd, g.cin * cstride, row_offsets.data(), g.cin * taps, dy, g.n, g.cout,
+                                           prediff_kernels::ConvGrid{g.t, g.h, g.w, g.hp, g.wp}, dw);
+    xp_buffer.release_if_large();
+    return;
+  }
   const int64_t blocks = (g.cout + kGradBlock - 1) / kGradBlock, ystride = g.t * g.h * g.w;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t cb = 0; cb < blocks; ++cb)

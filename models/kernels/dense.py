@@ -46,7 +46,8 @@ def _bias_grad(dout):
 
 def gemm_enabled() -> bool:
     """Whether linear layers run the GEMM kernels here: kernel library, AVX-512F, neither `PREDIFF_KERNEL_AVX512=0`
-    nor `PREDIFF_KERNEL_GEMM=0`."""
+    nor `PREDIFF_KERNEL_GEMM=0`. The convolution kernel's weight gradient follows the same rule (`gemm_wanted()` in
+    kernel_support.h)."""
     return uses_avx512() and os.environ.get("PREDIFF_KERNEL_GEMM", "1")[:1] != "0"
 
 

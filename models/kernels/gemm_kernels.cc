@@ -31,6 +31,7 @@
 
 #include <omp.h>
 
+#include "gemm.h"
 #include "kernel_support.h"
 
 namespace {
@@ -48,12 +49,12 @@ struct Operand {
   int64_t rs, cs;
 };
 
-// Eight reduction indices of a full 12-row panel whose rows are contiguous along the reduction: rows 0-7 by an
-// 8 x 8 transpose, rows 8-11 by two 4 x 4 ones, so that dst[k][0..11] are written as one 8-wide and one 4-wide
-// store. Scalar packing cost 6-12 % of the products whose C has few columns (each A value meets only n of them).
-inline void pack_a_rows8(const float *src, int64_t rs, float *dst) {
+// Eight consecutive values from each of eight rows, transposed: dst[k * ld + i] = row(i)[k] for i, k < 8, written as
+// eight 8-wide stores. `row(i)` gives row i's first value.
+template <class Row>
+inline void transpose8(const Row &row, float *dst, int64_t ld) {
   __m256 r[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * rs);
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(row(i));
   __m256 t[8], u[8];
   for (int i = 0; i < 4; ++i) {
     t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -66,18 +67,33 @@ inline void pack_a_rows8(const float *src, int64_t rs, float *dst) {
     u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
   }
   for (int j = 0; j < 4; ++j) {
-    _mm256_storeu_ps(dst + j * kMR, _mm256_permute2f128_ps(u[j], u[4 + j], 0x20));
-    _mm256_storeu_ps(dst + (j + 4) * kMR, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
+    _mm256_storeu_ps(dst + j * ld, _mm256_permute2f128_ps(u[j], u[4 + j], 0x20));
+    _mm256_storeu_ps(dst + (j + 4) * ld, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
   }
-  for (int i = 0; i < 4; ++i) r[i] = _mm256_loadu_ps(src + (8 + i) * rs);
+}
+
+// The same for four rows: dst[k * ld + i] = row(i)[k] for i < 4, k < 8.
+template <class Row>
+inline void transpose4(const Row &row, float *dst, int64_t ld) {
+  __m256 r[4];
+  for (int i = 0; i < 4; ++i) r[i] = _mm256_loadu_ps(row(i));
   const __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
   const __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
   const __m256 c[4] = {_mm256_shuffle_ps(a0, a2, 0x44), _mm256_shuffle_ps(a0, a2, 0xEE),
                        _mm256_shuffle_ps(a1, a3, 0x44), _mm256_shuffle_ps(a1, a3, 0xEE)};
   for (int j = 0; j < 4; ++j) {
-    _mm_storeu_ps(dst + j * kMR + 8, _mm256_castps256_ps128(c[j]));
-    _mm_storeu_ps(dst + (j + 4) * kMR + 8, _mm256_extractf128_ps(c[j], 1));
+    _mm_storeu_ps(dst + j * ld, _mm256_castps256_ps128(c[j]));
+    _mm_storeu_ps(dst + (j + 4) * ld, _mm256_extractf128_ps(c[j], 1));
   }
+}
+
+// Eight reduction indices of a full 12-row panel: rows 0-7 by an 8 x 8 transpose, rows 8-11 by a 4 x 8 one, so that
+// dst[k][0..11] are written as one 8-wide and one 4-wide store. Scalar packing cost 6-12 % of the products whose C
+// has few columns (each A value meets only n of them).
+template <class Row>
+inline void pack_a_panel8(const Row &row, float *dst) {
+  transpose8(row, dst, kMR);
+  transpose4([&](int i) { return row(8 + i); }, dst + 8, kMR);
 }
 
 // Rows m0 .. m0+mr-1, reduction columns k0 .. k0+kc-1 of A into dst[k][kMR] (rows past mr are zeros).
@@ -87,7 +103,7 @@ void pack_a(const Operand &a, int64_t m0, int64_t mr, int64_t k0, int64_t kc, fl
     const float *src = a.p + m0 * a.rs + k0;
     int64_t k = 0;
     if (mr == kMR)
-      for (; k + 8 <= kc; k += 8) pack_a_rows8(src + k, a.rs, dst + k * kMR);
+      for (; k + 8 <= kc; k += 8) pack_a_panel8([&](int i) { return src + i * a.rs + k; }, dst + k * kMR);
     for (int64_t i = 0; i < mr; ++i)
       for (int64_t kk = k; kk < kc; ++kk) dst[kk * kMR + i] = src[i * a.rs + kk];
   } else {  // the transposed operand (dy^T): the mr values of one reduction index are contiguous when rs == 1
@@ -154,8 +170,12 @@ __attribute__((target("avx512f"))) void micro_tile(const float *__restrict ap, c
   }
 }
 
-// C (m x n, row-major, contiguous) = A B (+ bias).
-void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, const float *bias, float *c) {
+// C (m x n, row-major, contiguous) = (accumulate ? C : 0) + A B (+ bias), with A and B delivered by packers:
+// pack_a(m0, mr, k0, kc, dst) writes rows m0 .. m0+mr-1, reduction indices k0 .. k0+kc-1 as dst[k][kMR] (rows past mr
+// zero); pack_b(k0, kc, n0, nr, dst) writes dst[k][kNR] likewise. k0 is always a multiple of kKC.
+template <class PackA, class PackB>
+void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n, int64_t k, const float *bias,
+                  float *c, bool accumulate) {
   thread_local Scratch b_buffer;
   const int64_t col_panels = (n + kNR - 1) / kNR, row_panels = (m + kMR - 1) / kMR;
   const int64_t threads = std::max(1, omp_get_max_threads());
@@ -168,10 +188,11 @@ void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, c
   bool failed = false;
   for (int64_t k0 = 0; k0 < k; k0 += kKC) {
     const int64_t kc = std::min(kKC, k - k0);
+    const bool first = k0 == 0 && !accumulate;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < col_panels; ++q) pack_b(b, k0, kc, q * kNR, std::min(kNR, n - q * kNR), bp + q * kc * kNR);
+      for (int64_t q = 0; q < col_panels; ++q) pack_b(k0, kc, q * kNR, std::min(kNR, n - q * kNR), bp + q * kc * kNR);
       thread_local Scratch a_buffer;
       float *ap = nullptr;
       try {
@@ -185,12 +206,12 @@ void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, c
         if (ap == nullptr) continue;
         const int64_t p0 = blk * panels_per_block, p1 = std::min(row_panels, p0 + panels_per_block);
         for (int64_t p = p0; p < p1; ++p)
-          pack_a(a, p * kMR, std::min(kMR, m - p * kMR), k0, kc, ap + (p - p0) * kc * kMR);
+          pack_a(p * kMR, std::min(kMR, m - p * kMR), k0, kc, ap + (p - p0) * kc * kMR);
         for (int64_t q = 0; q < col_panels; ++q) {
           const int64_t nr = std::min(kNR, n - q * kNR);
           for (int64_t p = p0; p < p1; ++p)
             micro_tile(ap + (p - p0) * kc * kMR, bp + q * kc * kNR, kc, c + p * kMR * n + q * kNR, n,
-                       std::min(kMR, m - p * kMR), nr, bias ? bias + q * kNR : nullptr, k0 == 0);
+                       std::min(kMR, m - p * kMR), nr, bias ? bias + q * kNR : nullptr, first);
         }
       }
     }
@@ -198,7 +219,58 @@ void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, c
   }
 }
 
-// Shape checks: a 2-D shape, and its extents.
+// C (m x n, row-major, contiguous) = A B (+ bias) for strided operands.
+void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, const float *bias, float *c) {
+  gemm_blocked([&](int64_t m0, int64_t mr, int64_t k0, int64_t kc, float *dst) { pack_a(a, m0, mr, k0, kc, dst); },
+               [&](int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) { pack_b(b, k0, kc, n0, nr, dst); },
+               m, n, k, bias, c, false);
+}
+
+}  // namespace
+
+namespace prediff_kernels {
+
+void conv_weight_grad_gemm(const float *xpd, int64_t xbs, const int64_t *row_offsets, int64_t rows, const float *dy,
+                           int64_t batch, int64_t cout, const ConvGrid &grid, float *dw) {
+  const int64_t positions = grid.t * grid.h * grid.w, plane = grid.h * grid.w;
+  // reduction index k = (sample, output position); every run of 8 starts at a multiple of 8, so (w being a multiple
+  // of 8) it lies in one sample and one output row, contiguous in dy and in every tap-shifted input row
+  auto input_offset = [&](int64_t k) {
+    const int64_t s = k / positions, p = k % positions;
+    const int64_t t = p / plane, h = (p / grid.w) % grid.h, w = p % grid.w;
+    return s * xbs + (t * grid.hp + h) * grid.wp + w;
+  };
+  auto pack_dy = [&](int64_t m0, int64_t mr, int64_t k0, int64_t kc, float *dst) {
+    if (mr < kMR) std::memset(dst, 0, sizeof(float) * kc * kMR);
+    for (int64_t k = 0; k < kc; k += 8) {
+      const int64_t s = (k0 + k) / positions, p = (k0 + k) % positions;
+      const float *src = dy + (s * cout + m0) * positions + p;
+      if (mr == kMR) {
+        pack_a_panel8([&](int i) { return src + i * positions; }, dst + k * kMR);
+      } else {
+        for (int64_t i = 0; i < mr; ++i)
+          for (int e = 0; e < 8; ++e) dst[(k + e) * kMR + i] = src[i * positions + e];
+      }
+    }
+  };
+  auto pack_columns = [&](int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) {
+    if (nr < kNR) std::memset(dst, 0, sizeof(float) * kc * kNR);
+    for (int64_t k = 0; k < kc; k += 8) {
+      const float *base = xpd + input_offset(k0 + k);
+      const int64_t *offs = row_offsets + n0;
+      int64_t j = 0;
+      for (; j + 8 <= nr; j += 8) transpose8([&](int i) { return base + offs[j + i]; }, dst + k * kNR + j, kNR);
+      for (; j < nr; ++j)
+        for (int e = 0; e < 8; ++e) dst[(k + e) * kNR + j] = base[offs[j] + e];
+    }
+  };
+  gemm_blocked(pack_dy, pack_columns, cout, rows, batch * positions, nullptr, dw, false);
+}
+
+}  // namespace prediff_kernels
+
+namespace {
+
 bool is_2d(const int *ndims, int64_t **shapes, int i, int64_t rows, int64_t cols) {
   return ndims[i] == 2 && shapes[i][0] == rows && shapes[i][1] == cols && rows > 0 && cols > 0;
 }

@@ -1,5 +1,5 @@
 // Shared by the convolution and matmul kernels (conv_kernels.cc, gemm_kernels.cc): per-thread scratch buffers on
-// transparent huge pages, and whether the AVX-512 micro-tiles are to be used on this CPU.
+// transparent huge pages, and whether the AVX-512 micro-tiles and GEMM kernels are to be used on this CPU.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,16 @@ inline bool avx512_wanted() {
   static const bool wanted = [] {
     const char *env = std::getenv("PREDIFF_KERNEL_AVX512");
     return !(env && env[0] == '0') && __builtin_cpu_supports("avx512f");
+  }();
+  return wanted;
+}
+
+// The GEMM kernels (linear layers, the convolution's weight gradient) on AVX-512 CPUs; PREDIFF_KERNEL_GEMM=0 keeps
+// MindSpore's matmul for the linear layers and the AVX2 weight-gradient tile for the convolutions.
+inline bool gemm_wanted() {
+  static const bool wanted = [] {
+    const char *env = std::getenv("PREDIFF_KERNEL_GEMM");
+    return !(env && env[0] == '0') && avx512_wanted();
   }();
   return wanted;
 }

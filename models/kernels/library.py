@@ -1,5 +1,6 @@
 """Build (once) and locate the fused CPU kernels in `cpu_kernels.cc`, `conv_kernels.cc`, `gemm_kernels.cc` and
-`stash_kernels.cc` (one library; `kernel_support.h` is shared by the convolution and GEMM sources).
+`stash_kernels.cc` (one library; `kernel_support.h` is shared by the convolution and GEMM sources, `gemm.h` declares
+the GEMM source's convolution weight gradient for the convolution source).
 
 The shared object is compiled with the system C++ compiler on first use and cached under
 `$PREDIFF_KERNEL_DIR`, else `$XDG_CACHE_HOME/prediff/kernels`, else `~/.cache/prediff/kernels`, named by a hash of
@@ -25,7 +26,7 @@ import mindspore as ms
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("cpu_kernels.cc", "conv_kernels.cc", "gemm_kernels.cc", "stash_kernels.cc"))
-HEADERS = (Path(__file__).with_name("kernel_support.h"),)
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("kernel_support.h", "gemm.h"))
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
          "-std=c++17")
 _reason: Optional[str] = None

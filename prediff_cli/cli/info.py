@@ -40,12 +40,14 @@ def collect_info(device: str = "auto") -> dict:
 
 
 def _kernel_paths(built: bool, avx512: bool, gemm: bool) -> str:
-    """Which instruction set the convolution kernel uses and what computes the linear layers."""
+    """Which instruction set the convolution kernel uses, and what computes the linear layers and the convolutions'
+    weight gradients."""
     if not built:
         return "MindSpore's own kernels"
     convolution = "AVX-512 convolution tiles" if avx512 else "AVX2 convolution tiles"
-    linear = "linear layers on the GEMM kernels" if gemm else "linear layers on MindSpore's matmul"
-    return f"{convolution}; {linear}"
+    if gemm:
+        return f"{convolution}; linear layers and convolution weight gradients on the GEMM kernels"
+    return f"{convolution}; linear layers on MindSpore's matmul"
 
 
 def register(app: typer.Typer) -> None:
