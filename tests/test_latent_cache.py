@@ -40,38 +40,44 @@ def test_draws_rebuild_the_augmented_batch(mode):
         assert np.array_equal(np.stack(direct), rebuilt)
 
 
-SHAPE = CacheShape(items=5, orientations=8, frames=3, moments=(4, 4, 2))
+SHAPE = CacheShape(frames=5, orientations=8, moments=(4, 4, 2))
 
 
-def _slot(seed):
+def _slots(seed, frames=3):
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((3, 4, 4, 2)).astype(np.float32), rng.random(3).astype(np.float32)
+    return rng.standard_normal((frames, 4, 4, 2)).astype(np.float32), rng.random(frames).astype(np.float32)
 
 
 def test_store_round_trip_persists_and_is_sparse(tmp_path):
-    fp = fingerprint("w" * 64, [f"e{i}" for i in range(5)], (3, 8, 8, 1))
+    fp = fingerprint("w" * 64, [f"e{i}" for i in range(5)], (8, 8, 1))
     cache = LatentCache.open(tmp_path, fp, SHAPE)
-    assert cache.get(2, 5) is None and cache.filled() == 0
-    moments, intensity = _slot(1)
-    cache.put(2, 5, moments, intensity)
-    cache.put(4, 0, *_slot(2))
-    got = cache.get(2, 5)
+    assert cache.get([0, 1, 2], 5) is None and cache.filled() == 0
+    moments, intensity = _slots(1)
+    cache.put([2, 3, 4], 5, moments, intensity)
+    got = cache.get([2, 3, 4], 5)
     assert np.array_equal(got[0], moments) and np.array_equal(got[1], intensity)
-    assert cache.get(2, 4) is None and cache.get(3, 5) is None  # neighbouring slots untouched
-    assert (cache.hits, cache.misses) == (1, 3)
+    # a sequence overlapping it (frames 3, 4 shared) misses until its own first frame is in
+    assert cache.get([1, 2, 3], 5) is None
+    cache.put([0, 1], 5, *_slots(2, 2))
+    overlap = cache.get([1, 2, 3], 5)
+    assert np.array_equal(overlap[0], np.concatenate([_slots(2, 2)[0][1:], moments[:2]]))
+    assert cache.get([2, 3, 4], 4) is None  # another orientation of the same frames
+    assert (cache.hits, cache.misses) == (2, 3)
     cache.close()
     again = LatentCache.open(tmp_path, fp, SHAPE)
-    assert again.filled() == 2 and np.array_equal(again.get(4, 0)[0], _slot(2)[0])
+    assert again.filled() == 5 and np.array_equal(again.get([4], 5)[0], moments[2:])
     with pytest.raises(ValueError, match="slot shapes"):
-        again.put(0, 0, np.zeros((3, 4, 4, 3), np.float32), intensity)
+        again.put([0, 1, 2], 0, np.zeros((3, 4, 4, 3), np.float32), intensity)
     with pytest.raises(IndexError):
-        again.get(5, 0)
+        again.get([4, 5], 0)
+    with pytest.raises(IndexError):
+        again.get([0], 8)
     folder = tmp_path / fp[:16]
     assert sorted(p.name for p in folder.iterdir()) == ["filled.u8", "intensity.f32", "meta.json", "moments.f32"]
-    assert (folder / "moments.f32").stat().st_size == 4 * 5 * 8 * 3 * 32
-    # another fingerprint (another VAE or other sequences) is another folder beside it
-    other = LatentCache.open(tmp_path, fingerprint("v" * 64, [f"e{i}" for i in range(5)], (3, 8, 8, 1)), SHAPE)
-    assert other.folder != folder and other.get(2, 5) is None
+    assert (folder / "moments.f32").stat().st_size == 4 * 5 * 8 * 32
+    # another fingerprint (another VAE or other frames) is another folder beside it
+    other = LatentCache.open(tmp_path, fingerprint("v" * 64, [f"e{i}" for i in range(5)], (8, 8, 1)), SHAPE)
+    assert other.folder != folder and other.get([2, 3, 4], 5) is None
 
 
 def _damage(folder, how):
@@ -81,7 +87,7 @@ def _damage(folder, how):
     elif how == "version":
         meta["version"] = 99
     elif how == "shape":
-        meta["items"] = 10**12
+        meta["frames"] = 10**12
     elif how == "not json":
         (folder / "meta.json").write_bytes(b"\xff{")
         return
@@ -99,7 +105,7 @@ def _damage(folder, how):
 
 @pytest.mark.parametrize("how", ["fingerprint", "version", "shape", "not json", "huge meta", "truncated", "missing"])
 def test_a_damaged_or_crafted_cache_is_refused_in_one_line(tmp_path, how):
-    fp = fingerprint("w" * 64, ["a", "b"], (3, 8, 8, 1))
+    fp = fingerprint("w" * 64, ["a", "b"], (8, 8, 1))
     LatentCache.open(tmp_path, fp, SHAPE).close()
     folder = tmp_path / fp[:16]
     _damage(folder, how)
@@ -110,15 +116,35 @@ def test_a_damaged_or_crafted_cache_is_refused_in_one_line(tmp_path, how):
 
 
 def test_bad_flags_are_refused_and_non_finite_slots_are_encoded_again(tmp_path):
-    fp = fingerprint("w" * 64, ["a"], (3, 8, 8, 1))
+    fp = fingerprint("w" * 64, ["a"], (8, 8, 1))
     cache = LatentCache.open(tmp_path, fp, SHAPE)
-    moments, intensity = _slot(3)
+    moments, intensity = _slots(3)
     moments[1, 2, 3, 0] = np.nan
-    cache.put(1, 1, moments, intensity)
-    assert cache.get(1, 1) is None  # filled, but not finite: a miss
+    cache.put([1, 2, 3], 1, moments, intensity)
+    assert cache.get([1, 2, 3], 1) is None  # filled, but not finite: a miss
+    assert cache.get([1], 1) is not None
     os.pwrite(cache._fds["filled.u8"], bytes([7]), 0)
     with pytest.raises(InputError, match="slot flag 7"):
-        cache.get(0, 0)
+        cache.get([0], 0)
+
+
+def test_frame_table_shares_the_frames_of_overlapping_sequences(synthetic_root):
+    from prediff.config import load_config
+    from prediff.data import open_dataset
+    from prediff.pipelines.training.encoded_batches import frame_table
+
+    cfg = load_config("tiny", values={"data.root": str(synthetic_root)})
+    items = open_dataset(cfg.data).split("train")
+    keys, frames = frame_table(items)
+    assert frames.shape == (len(items), cfg.data.seq_len) and len(set(keys)) == len(keys) == frames.max() + 1
+    for i in range(len(items)):
+        assert [keys[f] for f in frames[i]] == items.frame_keys(i)
+    # 13-frame sequences every 6 frames: consecutive sequences of an event share one frame
+    infos = [items.info(i) for i in range(len(items))]
+    pairs = [(i, j) for i in range(len(items)) for j in range(len(items))
+             if infos[i].event.id == infos[j].event.id and infos[j].first_frame == infos[i].first_frame + 6]
+    assert pairs and all(frames[i][12] == frames[j][6] for i, j in pairs)
+    assert len(keys) < len(items) * cfg.data.seq_len
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +162,13 @@ def unet_task(tiny_runs, synthetic_root):
 
 
 def test_cached_batches_hold_the_encoders_moments_and_give_the_same_loss_inputs(tmp_path, unet_task):
-    from prediff.pipelines.training.encoded_batches import CachedLatentBatches, open_latent_cache
     from mindspore import Tensor
 
+    from prediff.pipelines.training.encoded_batches import cached_batches
+
     cfg, vae, task, train_data = unet_task
-    cache = open_latent_cache(tmp_path, aug_mode="2", vae_weights_sha256=vae.weights_sha256,
-                              items=train_data.items, frames=cfg.data.seq_len, img_size=cfg.data.img_size,
-                              vae_kwargs=vae.ckpt.model_kwargs)
-    source = CachedLatentBatches(train_data, cache, task.encode)
+    source = cached_batches(train_data, tmp_path, encode=task.encode, vae_weights_sha256=vae.weights_sha256,
+                            img_size=cfg.data.img_size, vae_kwargs=vae.ckpt.model_kwargs)
     assert source.batches_per_epoch == train_data.batches_per_epoch
     for index, expected_cached in ((0, 0), (1, 0), (0, 4)):  # batch 0 again: every sequence from the disk
         pixels = train_data.batch(index)
@@ -158,8 +183,9 @@ def test_cached_batches_hold_the_encoders_moments_and_give_the_same_loss_inputs(
         theirs = task._inputs(pixels, np.random.default_rng(11))
         for a, b in zip(ours, theirs):
             np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
-    orientations = {t.orientation for index in (0, 1) for _, t in train_data.draws(index)}
-    assert cache.filled() == sum(len(train_data.draws(i)) for i in (0, 1)) and orientations <= set(range(8))
+    slots = {(int(f), t.orientation) for index in (0, 1) for item, t in train_data.draws(index)
+             for f in source.frames[item]}
+    assert source.cache.filled() == len(slots)
 
 
 def test_train_align_with_latent_cache_fills_then_reads_it(tmp_path, tiny_runs, synthetic_root):

@@ -87,10 +87,12 @@ class SequenceSet:
     def info(self, index: int) -> SequenceInfo:
         return self.items[index]
 
-    def key(self, index: int) -> str:
-        """What sequence `index` is, independent of its position in the split: event id, file, row and frames."""
+    def frame_keys(self, index: int) -> List[str]:
+        """What each frame of sequence `index` is, independent of the sequence and of its position in the split:
+        event id, file, row and raw frame (overlapping sequences of one event share keys)."""
         item = self.items[index]
-        return f"{item.event.id}|{item.event.file_name}|{item.event.file_index}|{item.first_frame}|{item.length}"
+        stem = f"{item.event.id}|{item.event.file_name}|{item.event.file_index}"
+        return [f"{stem}|{item.first_frame + k}" for k in range(item.length)]
 
     def raw(self, index: int) -> np.ndarray:
         """(T, H, W) uint8 digital VIL of sequence `index`."""

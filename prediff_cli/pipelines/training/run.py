@@ -266,14 +266,12 @@ def _check_latent_cache(component: str, config: Config) -> None:
 def cached_training_data(train_data, config: Config, section, encode: Callable, vae: FrozenVAE) -> BatchSource:
     """`train_data` (an `EpochBatches`) served encoded by `encode` (the task's compiled encoder), through the latent
     cache `section.latent_cache` (latent trainers only)."""
-    from .encoded_batches import CachedLatentBatches, open_latent_cache
+    from .encoded_batches import cached_batches
 
-    cache = open_latent_cache(Path(section.latent_cache), aug_mode=config.data.aug_mode,
-                              vae_weights_sha256=vae.weights_sha256, items=train_data.items,
-                              frames=config.data.seq_len, img_size=config.data.img_size,
-                              vae_kwargs=vae.ckpt.model_kwargs,
-                              description={"vae_checkpoint": str(vae.path.resolve()), "dataset": str(config.data.root)})
-    return CachedLatentBatches(train_data, cache, encode)
+    return cached_batches(train_data, Path(section.latent_cache), encode=encode,
+                          vae_weights_sha256=vae.weights_sha256, img_size=config.data.img_size,
+                          vae_kwargs=vae.ckpt.model_kwargs,
+                          description={"vae_checkpoint": str(vae.path.resolve()), "dataset": str(config.data.root)})
 
 
 def _build_task(component: str, config: Config, accum: int, dist: Distributed,
