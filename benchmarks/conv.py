@@ -1,6 +1,7 @@
 """Per-shape speed of prediff's direct 3×3(×3) convolution kernel against MindSpore's convolution and matmul.
 
     python -m benchmarks.conv [--rounds 7] [--backward]
+    python -m benchmarks.conv --weight-grad [--rounds 7]
 
 For each convolution shape of the paper-size networks (the UNet's 3×3×3 convolutions at both levels, at batch 1
 and at the member batch 4; the upsampling 3×3; the VAE's 3×3 convolutions at 8 frames) it times, compiled, the
@@ -10,6 +11,11 @@ period of a shared machine hits all of them; each figure is the median of `--rou
 as GFLOP/s, with `vs_matmul` = our rate over the matmul's. `--backward` adds the gradients to the input, weight
 and bias (our kernels vs MindSpore's) for the UNet shapes; their rate counts the forward's FLOPs twice (input and
 weight gradient).
+
+`--weight-grad` times the convolution's weight-gradient op alone (`Conv3x3WeightGrad`) on every shape along both
+of its paths — the AVX2 reduction tile (`PREDIFF_KERNEL_GEMM=0`) and, on AVX-512 CPUs, the GEMM kernel — each path in
+a process of its own (the path is chosen once per process), alternating the two processes `--rounds` times; the
+figure per path is the median over all its calls.
 """
 from __future__ import annotations
 
@@ -90,12 +96,78 @@ def measure(rounds: int, backward: bool) -> dict:
     return {"rounds": rounds, "avx512_tiles": uses_avx512(), "shapes": rows}
 
 
+def _weight_shape(x, dy, w):
+    return w
+
+
+def weight_grad_times(repeats: int) -> dict:
+    """Seconds of each call of the weight-gradient op, per shape, on the path this process runs."""
+    import numpy as np
+    import mindspore as ms
+    from mindspore import Tensor
+
+    from prediff_models.kernels.library import custom_op
+
+    op = custom_op("Conv3x3WeightGrad", out_shape=_weight_shape)
+    if op is None:
+        return {"error": "kernel library unavailable"}
+
+    @ms.jit
+    def run(x, dy, w):
+        return op(x, dy, w)
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, three_d, cin, cout, shape in SHAPES:
+        x = Tensor(rng.standard_normal(shape).astype(np.float32))
+        dy = Tensor(rng.standard_normal((shape[0], cout) + tuple(shape[2:])).astype(np.float32))
+        w = Tensor(np.zeros((cout, cin) + ((3, 3, 3) if three_d else (3, 3)), np.float32))
+        _call(run, x, dy, w)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _call(run, x, dy, w)
+            times.append(time.perf_counter() - start)
+        out[name] = {"times": times, "gflop": 2.0 * int(np.prod(shape)) * cout * (27 if three_d else 9) / 1e9}
+    return {"shapes": out}
+
+
+def weight_grad(rounds: int) -> dict:
+    import os
+
+    from benchmarks.measure import isolated
+    from prediff_models.kernels import uses_avx512
+
+    paths = {"avx2_tile": "0", "gemm": "1"} if uses_avx512() else {"avx2_tile": "0"}
+    times: dict = {path: {} for path in paths}
+    gflop = {}
+    for _ in range(rounds):
+        for path, env in paths.items():
+            os.environ["PREDIFF_KERNEL_GEMM"] = env  # inherited by the measuring process
+            result = isolated("benchmarks.conv", "weight_grad_times", repeats=3)
+            if "error" in result:
+                return result
+            for name, row in result["shapes"].items():
+                times[path].setdefault(name, []).extend(row["times"])
+                gflop[name] = row["gflop"]
+    rows = []
+    for name in gflop:
+        rate = {path: round(gflop[name] / statistics.median(times[path][name]), 1) for path in paths}
+        row = {"shape": name, "gflop": round(gflop[name], 2), "gflops": rate}
+        if "gemm" in rate:
+            row["gemm_vs_avx2_tile"] = round(rate["gemm"] / rate["avx2_tile"], 3)
+        rows.append(row)
+    return {"rounds": rounds, "benchmark": "conv_weight_grad", "shapes": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backward", action="store_true")
+    parser.add_argument("--weight-grad", action="store_true",
+                        help="time the weight-gradient op alone, AVX2 tile vs AVX-512 GEMM")
     args = parser.parse_args()
-    emit(measure(args.rounds, args.backward))
+    emit(weight_grad(args.rounds) if args.weight_grad else measure(args.rounds, args.backward))
 
 
 if __name__ == "__main__":
