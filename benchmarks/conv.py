@@ -129,27 +129,34 @@ def weight_grad_times(repeats: int) -> dict:
             _call(run, x, dy, w)
             times.append(time.perf_counter() - start)
         out[name] = {"times": times, "gflop": 2.0 * int(np.prod(shape)) * cout * (27 if three_d else 9) / 1e9}
-    return {"shapes": out}
+    from prediff_models.kernels import uses_avx512
+
+    return {"shapes": out, "avx512": uses_avx512()}
 
 
 def weight_grad(rounds: int) -> dict:
     import os
 
     from benchmarks.measure import isolated
-    from prediff_models.kernels import uses_avx512
 
-    paths = {"avx2_tile": "0", "gemm": "1"} if uses_avx512() else {"avx2_tile": "0"}
+    # MindSpore is loaded only in the measuring processes: its idle runtime threads here would take a core from them
+    paths = {"avx2_tile": "0", "gemm": "1"}
     times: dict = {path: {} for path in paths}
-    gflop = {}
+    gflop, avx512 = {}, True
     for _ in range(rounds):
         for path, env in paths.items():
+            if path == "gemm" and not avx512:
+                continue
             os.environ["PREDIFF_KERNEL_GEMM"] = env  # inherited by the measuring process
             result = isolated("benchmarks.conv", "weight_grad_times", repeats=3)
             if "error" in result:
                 return result
+            avx512 = result["avx512"]
             for name, row in result["shapes"].items():
                 times[path].setdefault(name, []).extend(row["times"])
                 gflop[name] = row["gflop"]
+    if not avx512:  # no AVX-512 here: the tile is the only path
+        del paths["gemm"]
     rows = []
     for name in gflop:
         rate = {path: round(gflop[name] / statistics.median(times[path][name]), 1) for path in paths}

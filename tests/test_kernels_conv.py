@@ -52,9 +52,11 @@ def _assert_kernel_matches_mindspore(cell, x, probe):
     # width 8 with rows of a multiple of 16 positions: AVX-512 runs over two rows of shifted copies
     (Conv3d, 20, 25, (2, 20, 3, 8, 8)),     # the UNet's second level in small: batch 2, 12 + 12 + 1 channels
     (Conv2d, 70, 13, (1, 70, 6, 8)),        # 2-D, two reduction chunks, 3 runs of 16: the odd last run
-    # the weight gradient on the AVX-512 GEMM: 2 × 384 positions = 768 reduction indices, so the second 512-chunk
-    # starts inside the second sample; 13 = 12 + 1 rows of dw, 5 × 27 = 135 = 4 × 32 + 7 columns
-    (Conv3d, 5, 13, (2, 5, 3, 8, 16)),
+    # more than 128 output channels: the weight gradient on the AVX-512 GEMM where the CPU has it. 2 × 384 positions
+    # = 768 reduction indices, so the second 512-chunk starts inside the second sample; 133 = 11 × 12 + 1 rows of
+    # dw, 5 × 27 = 135 = 4 × 32 + 7 columns
+    (Conv3d, 5, 133, (2, 5, 3, 8, 16)),
+    (Conv2d, 3, 130, (3, 3, 8, 16)),        # 2-D, batch 3: 27 columns (one partial panel), 10 + 10 rows
 ])
 def test_direct_convolution_equals_mindspore(cls, cin, cout, shape):
     cell = cls(cin, cout, 3, pad_mode="pad", padding=1, has_bias=True)

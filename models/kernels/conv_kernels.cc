@@ -494,7 +494,12 @@ void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) 
   pad_input(x, g, xpd);
   int64_t offs[27];
   tap_offsets(g, 1, offs);
-  if (prediff_kernels::gemm_wanted()) {  // AVX-512: dw = dy . im2col(x)^T on the GEMM kernel
+  // AVX-512: dw = dy . im2col(x)^T on the GEMM kernel, where it pays. Every input value is packed once per tap for
+  // the GEMM, work that each packed value repays with 2 x Cout FLOPs: with 128 output channels the packing made the
+  // GEMM slower than the AVX2 tile (VAE, 128 channels at 128 x 128: 130 vs 145 GFLOP/s), with 256 about even at
+  // batch 1 (183 vs 190) and ahead beyond, with 512 ahead everywhere (192-197 vs 151-172; benchmarks.conv
+  // --weight-grad).
+  if (prediff_kernels::gemm_wanted() && g.cout > 128) {
     std::vector<int64_t> row_offsets(g.cin * taps);
     for (int64_t ci = 0; ci < g.cin; ++ci)
       for (int64_t k = 0; k < taps; ++k) row_offsets[ci * taps + k] = ci * cstride + offs[k];
