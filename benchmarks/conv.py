@@ -13,8 +13,8 @@ and bias (our kernels vs MindSpore's) for the UNet shapes; their rate counts the
 weight gradient).
 
 `--weight-grad` times the convolution's weight-gradient op alone (`Conv3x3WeightGrad`) on every shape along both
-of its paths — the AVX2 reduction tile (`PREDIFF_KERNEL_GEMM=0`) and, on AVX-512 CPUs, the GEMM kernel — each path in
-a process of its own (the path is chosen once per process), alternating the two processes `--rounds` times; the
+of its paths — the AVX2 reduction tile (`PREDIFF_KERNEL_GEMM=0`) and, on AVX-512 CPUs, the GEMM kernel — each path
+in a process of its own (the path is chosen once per process), alternating the two processes `--rounds` times; the
 figure per path is the median over all its calls.
 """
 from __future__ import annotations

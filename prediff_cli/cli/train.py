@@ -33,7 +33,7 @@ ResumeOpt = Annotated[bool, typer.Option(
 VaeOpt = Annotated[Optional[Path], typer.Option(
     "--vae", metavar="CKPT", help="Frozen VAE checkpoint (from train-vae or convert-weights).")]
 LatentCacheOpt = Annotated[Optional[Path], typer.Option(
-    "--latent-cache", metavar="DIR", help="Keep the frozen VAE's encodings of the training sequences in DIR and reuse "
+    "--latent-cache", metavar="DIR", help="Keep the frozen VAE's encodings of the training frames in DIR and reuse "
                                           "them in later epochs (sets train_*.latent_cache; aug_mode 0 or 2).")]
 WorkersOpt = Annotated[int, typer.Option(
     "--workers", min=1, help="Data-parallel workers launched with MindSpore's msrun (1 = this process only).")]
@@ -155,8 +155,9 @@ def _make_command(app: typer.Typer, command: str, takes_vae: bool) -> None:
                           msrun_timeout=msrun_timeout, explicit=explicit)
 
     if not takes_vae:
-        # train-vae has no frozen VAE (nor latents to cache): Typer builds the options from the signature, so --vae is left out of it (the
-        # function then runs with vae=None); the annotations are resolved here, as Typer reads them from it as given
+        # train-vae has no frozen VAE (nor latents to cache): Typer builds the options from the signature, so --vae
+        # and --latent-cache are left out of it (the function then runs with None for both); the annotations are
+        # resolved here, as Typer reads them from it as given
         hints = typing.get_type_hints(train, include_extras=True)
         signature = inspect.signature(train)
         train.__signature__ = signature.replace(parameters=[

@@ -205,7 +205,7 @@ class TrainConfig:
     # with recompute 3: keep every UNet block's convolution and linear-layer outputs from the forward pass for its
     # backward graph instead of computing them again (prediff_models.kernels.stash); more memory, less time
     keep_linear_outputs: bool = False
-    # latent trainers: a directory where the frozen VAE's encodings of the training sequences are kept once computed
+    # latent trainers: a directory where the frozen VAE's encodings of the training frames are kept once computed
     # (pipelines/training/encoded_batches.py), so later epochs skip the encoder; needs aug_mode "0" or "2"; null off
     latent_cache: Optional[str] = None
     # VAE-only loss terms (ignored by the latent trainers)

@@ -86,7 +86,7 @@ def cached_batches(batches: EpochBatches, root, *, encode: Callable, vae_weights
     if ORIENTATIONS.get(batches.aug_mode) is None:
         raise ValueError(f"aug_mode {batches.aug_mode!r} has unboundedly many orientations: nothing can be cached")
     keys, frames = frame_table(batches.items)
-    size = img_size // 2 ** (len(vae_kwargs["down_block_types"]) - 1)
+    size = img_size // 2 ** (len(vae_kwargs["block_out_channels"]) - 1)  # the VAE's downscale, as it computes it
     # room for all 8 orientations whatever the mode (the files are sparse): runs with aug_mode "0" and "2" share it
     shape = CacheShape(frames=len(keys), orientations=ORIENTATIONS["2"],
                        moments=(size, size, 2 * int(vae_kwargs["latent_channels"])))
