@@ -55,7 +55,7 @@ def write_i3d_file(folder: Path) -> Path:
         if name.endswith("bn.running_var"):
             state[name[:-len("running_var")] + "num_batches_tracked"] = np.array(0, np.int64)
     folder.mkdir(parents=True, exist_ok=True)
-    return write_state_dict(folder / FEATURE_NETWORKS["i3d"].file, state)
+    return write_state_dict(folder / FEATURE_NETWORKS["i3d"].file.name, state)
 
 
 def serve(folder: Path):

@@ -36,7 +36,8 @@ def write_official_files(preset: str, folder: Path) -> dict:
     cfg, files, folder = load_config(preset), RELEASES["sevirlr"].files, Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sizes = {}
-    for component, name in files.items():
+    for component, file in files.items():
+        name = file.name
         net = models.build(component, cfg.model_kwargs(component))
         sizes[name] = write_state_dict(folder / name, models.official_state_dict(net)).stat().st_size
         del net
@@ -65,8 +66,8 @@ def check_weights(home: str, folder: str) -> dict:
 
     model = prediff.load_model("sevirlr")
     worst = 0.0
-    for component, name in RELEASES["sevirlr"].files.items():
-        served = read_state_dict(Path(folder) / name)
+    for component, file in RELEASES["sevirlr"].files.items():
+        served = read_state_dict(Path(folder) / file.name)
         ours = models.official_state_dict(model.network(component))
         for key, value in served.items():
             worst = max(worst, float(np.abs(np.asarray(ours[key]).reshape(value.shape) - value).max()))

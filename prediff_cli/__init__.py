@@ -14,7 +14,7 @@ import prediff_models  # noqa: F401  (the network package: sets MindSpore's envi
 
 __version__ = "0.1.0"
 
-_API = {"load_model": ".pipelines.model", "Model": ".pipelines.model", "installed_models": ".pipelines.model",
+_API = {"load_model": ".pipelines.model", "Model": ".pipelines.model", "installed_models": ".pipelines.model_store",
         "read_radar": ".api", "forecast": ".api", "score": ".api"}
 
 __all__ = ["__version__", *sorted(_API)]

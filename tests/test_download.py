@@ -13,8 +13,9 @@ from loopback_server import Server
 from typer.testing import CliRunner
 
 from prediff.cli.app import app
-from prediff.data.download import download_sevir_lr, fetch
+from prediff.data.download import download_sevir_lr
 from prediff.errors import DownloadError
+from prediff.io.http_fetch import fetch
 
 
 def _zip_tree(root, wrap="sevir_lr"):

@@ -42,7 +42,8 @@ def sevir_lr(
     sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the archive.")] = None,
 ):
     """Download, verify and unpack SEVIR-LR (resumes an interrupted transfer)."""
-    from prediff.data.download import check_url, download_sevir_lr, resolve_url
+    from prediff.data.download import download_sevir_lr, resolve_url
+    from prediff.io.http_fetch import check_url
 
     check_url(resolve_url(url))
     echo(f"downloading {resolve_url(url)}")
@@ -85,34 +86,50 @@ class Component(str, Enum):
     all = "all"
 
 
+class WeightSource(str, Enum):
+    official = "official"
+    gdrive = "gdrive"
+    mirror = "mirror"
+
+
 @download_app.command("weights")
 @guarded(oom_hint="the conversion holds one network at a time; free memory and run again (downloads resume)")
 def weights(
     model: Annotated[str, typer.Argument(
         help="Published model to install (sevirlr), or i3d: the video network of the FVD score.")] = "sevirlr",
-    component: Annotated[Component, typer.Option("--component", help="Which network to fetch.")] = Component.all,
+    component: Annotated[Component, typer.Option("--component", help="Which network to install.")] = Component.all,
+    source: Annotated[Optional[WeightSource], typer.Option(
+        "--source", help="Fetch from this source only (default: the mirror when given, then the official "
+                         "SharePoint links, then Google Drive; endpoints: $PREDIFF_SHAREPOINT_URL, "
+                         "$PREDIFF_GDRIVE_URL).")] = None,
     url_base: Annotated[Optional[str], typer.Option(
-        "--url-base", metavar="URL", help="A mirror serving the official file names (default: the official "
-                                          "locations, or $PREDIFF_WEIGHTS_URL).")] = None,
+        "--url-base", metavar="URL", help="A mirror serving the official file names, tried first (default: "
+                                          "$PREDIFF_WEIGHTS_URL).")] = None,
+    from_paths: Annotated[Optional[List[Path]], typer.Option(
+        "--from", metavar="PATH", help="Install from files you fetched by hand: a folder holding them under their "
+                                       "official names, or the files; repeatable. Nothing is downloaded.")] = None,
     sha256: Annotated[Optional[List[str]], typer.Option(
-        "--sha256", metavar="NAME=HEX", help="Expected SHA-256 of a file (official name or vae/unet/align); "
-                                             "repeatable.")] = None,
+        "--sha256", metavar="NAME=HEX", help="Expected SHA-256 of a file (official name or vae/unet/align); it "
+                                             "replaces the size check for that file; repeatable.")] = None,
     keep_source: Annotated[bool, typer.Option(
         "--keep-source", help="Keep the downloaded PyTorch files (default: deleted after a verified conversion).")
     ] = False,
 ):
     """Download the published PreDiff weights and install them as a model: `--model sevirlr` then uses them.
-    `weights i3d` installs the I3D network with which `prediff score` computes the FVD."""
+    `weights i3d` installs the I3D network with which `prediff score` computes the FVD. Each source that fails
+    prints one line and the next is tried; when all fail, the last line says which files to fetch by hand for
+    `--from`."""
     from prediff.pipelines.published_weights import FEATURE_NETWORKS, install_weights, parse_digests
 
+    digests = parse_digests(sha256 or [])
+    chosen = source.value if source is not None else None
     if model in FEATURE_NETWORKS:
-        _feature_network(model, url_base, parse_digests(sha256 or []), keep_source)
+        _feature_network(model, chosen, url_base, from_paths, digests, keep_source)
         return
     components = ("vae", "unet", "align") if component == Component.all else (component.value,)
-    digests = parse_digests(sha256 or [])
     with _file_bars() as report:
-        result = install_weights(model, components, url_base=url_base, sha256=digests, keep_source=keep_source,
-                                 progress=report)
+        result = install_weights(model, components, url_base=url_base, source=chosen, from_paths=from_paths,
+                                 sha256=digests, keep_source=keep_source, progress=report, notify=echo)
     if not result["installed"]:
         echo(f"{model} is already installed in {result['folder']} ({', '.join(result['skipped'])}); nothing to do")
     elif result["published"]:
@@ -122,14 +139,15 @@ def weights(
              "the vae and unet: prediff download weights --component all")
 
 
-def _feature_network(name: str, url_base: Optional[str], digests: dict, keep_source: bool) -> None:
+def _feature_network(name: str, source: Optional[str], url_base: Optional[str], from_paths, digests: dict,
+                     keep_source: bool) -> None:
     from prediff.pipelines.published_weights import FEATURE_NETWORKS, install_feature_network
 
     spec = FEATURE_NETWORKS[name]
-    expected = digests.get(spec.file, digests.get(name))
+    expected = digests.get(spec.file.name, digests.get(name))
     with _file_bars() as report:
-        result = install_feature_network(name, url_base=url_base, sha256=expected, keep_source=keep_source,
-                                         progress=report)
+        result = install_feature_network(name, url_base=url_base, source=source, from_paths=from_paths,
+                                         sha256=expected, keep_source=keep_source, progress=report, notify=echo)
     if result["installed"]:
         echo(f"installed {name} in {result['folder']}; `prediff score` now reports the FVD")
     else:

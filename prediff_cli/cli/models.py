@@ -8,29 +8,20 @@ from rich.table import Table
 from rich.text import Text
 from typing_extensions import Annotated
 
-from prediff.cli.reporting import console, guarded
-
-
-def list_models() -> list:
-    """One dict per installed model: name, folder, networks present, training steps, the config's preset."""
-    from prediff.io.checkpoint import load_checkpoint
-    from prediff.pipelines.model import COMPONENT_FILES, installed_models
-
-    rows = []
-    for name, folder in installed_models().items():
-        present = [c for c, f in COMPONENT_FILES.items() if (folder / f).is_file()]
-        unet = load_checkpoint(folder / COMPONENT_FILES["unet"], component="unet")
-        rows.append({"name": name, "folder": str(folder), "networks": present, "unet_step": unet.meta.get("step"),
-                     "preset": (unet.config or {}).get("preset")})
-    return rows
+from prediff.cli.reporting import console, err_console, guarded
 
 
 def register(app: typer.Typer) -> None:
     @app.command("models")
     @guarded
     def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
-        """List the models that --model NAME accepts (the bundled demo and those under $PREDIFF_HOME/models)."""
-        rows = list_models()
+        """List the models that --model NAME accepts (the bundled demo and those under $PREDIFF_HOME/models);
+        folders there that are not complete models are named on stderr with the reason."""
+        from prediff.pipelines.model_store import list_models
+
+        rows, skipped = list_models()
+        for folder, why in skipped:
+            err_console.print(Text(f"skipped {folder}: {why}"), soft_wrap=True)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return

@@ -15,8 +15,12 @@ against what the archive really holds. In particular:
   record is read, and a compressed record may not claim to expand more than deflate ever can;
 - every tensor view (offset, sizes, strides) is bound-checked against its storage before a strided view exists,
   and all tensors together may not grow far beyond the stored data (broadcast views with stride 0);
+- compressed records together may not expand beyond a fixed allowance plus a small multiple of the file's size;
 - `data.pkl` is size-capped and pre-scanned with `pickletools` so the C unpickler never sees opcodes that make it
-  allocate by a number from the file (a huge memo index, a `bytearray8` length) rather than by the bytes present.
+  allocate by a number from the file (a huge memo index, a `bytearray8` length) rather than by the bytes present,
+  nor containers nested deep enough to crash Python's hashing (a dict key nested a million tuples deep);
+- only regular files are read (a FIFO or device path is refused, not waited on);
+- `require_finite` refuses weights holding NaN or infinities, for callers that convert them.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from typing import Dict
 import numpy as np
 
 from prediff.errors import InputError
+from prediff.io.untrusted import check_regular_file
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -50,6 +55,16 @@ _MAX_EXPANSION = 1100
 _MAX_COUNT = 1 << 48
 # NumPy 1.x arrays have at most 32 dimensions.
 _MAX_NDIM = 32
+# A state dict nests containers a few levels deep (dict → list of pairs → pair → tensor call → its arguments); a
+# Lightning checkpoint adds a few more. Python's C hashing of nested tuples has no recursion guard, so this bound is
+# what keeps a crafted key from crashing the process.
+_MAX_NESTING = 100
+# Items put into one container: a state dict holds thousands of tensors, far below this.
+_MAX_ITEMS = 1 << 20
+# Compressed records together may expand to this plus a multiple of the archive's size on disk (PyTorch stores its
+# records uncompressed; a re-compressed file of float weights shrinks little), so a small file never makes the
+# reader inflate gigabytes, whatever each record's own ratio.
+_INFLATE_ALLOWANCE, _INFLATE_FACTOR = 64 << 20, 4
 # All rebuilt tensors together may hold this multiple of the storage bytes read, plus a fixed allowance: views
 # sharing one storage (tied weights) repeat it, a stride-0 broadcast view can multiply it without limit.
 _VIEW_FACTOR, _VIEW_ALLOWANCE = 4, 64 << 20
@@ -78,6 +93,15 @@ def _check_expansion(path: Path, info: zipfile.ZipInfo) -> None:
     if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_EXPANSION * max(info.compress_size, 1):
         raise InputError(f"{path}: zip entry {_show(info.filename)} claims to expand from {info.compress_size} "
                          f"to {info.file_size} bytes; refusing a possible zip bomb")
+
+
+def _check_inflation(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse an archive whose compressed records together claim to expand far beyond the file itself."""
+    inflated = sum(i.file_size for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED)
+    cap = _INFLATE_ALLOWANCE + _INFLATE_FACTOR * path.stat().st_size
+    if inflated > cap:
+        raise InputError(f"{path}: its compressed records claim to expand to {inflated:,} bytes, more than "
+                         f"{cap:,} for a file of {path.stat().st_size:,} bytes; refusing a possible zip bomb")
 
 
 def _check_unique_names(path: Path, archive: zipfile.ZipFile) -> None:
@@ -133,12 +157,67 @@ def _decode(raw, type_name: str, byteorder: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype), copy=False)
 
 
+_MARK = object()  # a MARK on the simulated stack
+# Opcodes that change the object below their arguments in place (the list, dict, set or object being filled).
+_MUTATORS = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
+
+
+class _Shape:
+    """What the pre-scan knows of an object the unpickler would build: how deeply it nests and how many items
+    were put into it."""
+
+    __slots__ = ("depth", "items")
+
+    def __init__(self, depth: int = 0, items: int = 0):
+        self.depth, self.items = depth, items
+
+
 def _prescan_pickle(path: Path, data: bytes) -> int:
-    """Walk the opcodes without executing them (pickletools reads only bytes that are present) and refuse those
-    that would make the C unpickler allocate by a count written in the file. Returns the length of the pickle
-    (up to and including its STOP opcode)."""
+    """Walk the opcodes without executing them (pickletools reads only bytes that are present) and refuse a pickle
+    that would make the unpickler allocate by a count written in the file, or build containers nested deeper than
+    `_MAX_NESTING` or holding more than `_MAX_ITEMS` items. Returns the length of the pickle (up to and including
+    its STOP opcode).
+
+    The nesting matters because Python hashes a tuple by hashing its items recursively in C, with no recursion
+    check: a dict key (or set member) nested a million tuples deep kills the process with SIGSEGV. The scan runs
+    the unpickler's stack machine on shapes instead of objects: every opcode's arguments are popped (down to the
+    MARK for the variable-length ones), the object it makes is one level deeper than the deepest of them, an object
+    filled in place (APPEND, SETITEMS, BUILD, ...) takes the depth of what is put into it, and the memo hands out
+    the same shape it stored."""
     puts = 0
     end = 0
+    stack: list = []
+    memo: dict = {}
+
+    def fail(message: str) -> InputError:
+        return InputError(f"{path}: data.pkl {message}")
+
+    def pop(count: int) -> list:
+        if count > len(stack) or any(item is _MARK for item in stack[len(stack) - count:]):
+            raise fail("is not a valid pickle (an opcode finds too few objects on the stack)")
+        taken = stack[len(stack) - count:]
+        del stack[len(stack) - count:]
+        return taken
+
+    def pop_to_mark() -> list:
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is _MARK:
+                taken = stack[i + 1:]
+                del stack[i:]
+                return taken
+        raise fail("is not a valid pickle (an opcode needs a MARK that was never set)")
+
+    def made_of(parts: list) -> _Shape:
+        depth = 1 + max((p.depth for p in parts), default=-1)
+        return _Shape(depth, len(parts))
+
+    def check(shape: _Shape) -> _Shape:
+        if shape.depth > _MAX_NESTING:
+            raise fail(f"nests containers more than {_MAX_NESTING} levels deep; a state dict nests a few")
+        if shape.items > _MAX_ITEMS:
+            raise fail(f"puts more than {_MAX_ITEMS} items into one container")
+        return shape
+
     try:
         for opcode, arg, pos in pickletools.genops(data):
             end = pos + 1  # the last opcode genops yields is STOP, one byte
@@ -151,8 +230,49 @@ def _prescan_pickle(path: Path, data: bytes) -> int:
                 if not _is_int(arg) or arg < 0 or arg > puts:
                     raise InputError(f"{path}: data.pkl stores memo entry {_show(arg)} after only {puts} entries")
                 puts += 1
+                if not stack or stack[-1] is _MARK:
+                    raise fail("is not a valid pickle (PUT with nothing to store)")
+                memo[arg] = stack[-1]
             elif name == "MEMOIZE":
+                if not stack or stack[-1] is _MARK:
+                    raise fail("is not a valid pickle (MEMOIZE with nothing to store)")
+                memo[puts] = stack[-1]
                 puts += 1
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                if arg not in memo:
+                    raise fail(f"reads memo entry {_show(arg)}, which was never stored")
+                stack.append(memo[arg])
+            elif name == "MARK":
+                stack.append(_MARK)
+            elif name == "DUP":
+                stack.extend(pop(1) * 2)
+            elif name == "POP":
+                if not stack:
+                    raise fail("is not a valid pickle (POP on an empty stack)")
+                stack.pop()
+            elif name == "POP_MARK":
+                pop_to_mark()
+            elif name in _MUTATORS:
+                before = opcode.stack_before
+                if pickletools.markobject in before:
+                    items = pop_to_mark()
+                    (target,) = pop(1)
+                else:
+                    target, *items = pop(len(before))
+                if target.__class__ is not _Shape:
+                    raise fail("is not a valid pickle")
+                target.depth = max(target.depth, made_of(items).depth)
+                target.items += len(items)
+                stack.append(check(target))
+            else:
+                before, after = opcode.stack_before, opcode.stack_after
+                if pickletools.markobject in before:
+                    fixed = before.index(pickletools.markobject)  # OBJ: its class sits above the mark
+                    parts = pop_to_mark() + pop(fixed)
+                else:
+                    parts = pop(len(before))
+                shape = check(made_of(parts))
+                stack.extend(shape if i == 0 else _Shape() for i in range(len(after)))
     except InputError:
         raise
     except Exception as exc:  # genops raises ValueError for truncated or unknown opcodes
@@ -307,6 +427,7 @@ def _record(prefix: str, name: str) -> str:
 def _read_torch_zip(path: Path) -> dict:
     with zipfile.ZipFile(path) as archive:
         _check_unique_names(path, archive)
+        _check_inflation(path, archive)
         pkl = [i for i in archive.infolist() if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
         if not pkl:
             raise InputError(f"{path} is a zip file but not a PyTorch checkpoint (no data.pkl)")
@@ -483,6 +604,7 @@ def _check_npz(path: Path) -> None:
     array the header declares and only then reads, so a lying header would allocate by its word alone."""
     with zipfile.ZipFile(path) as archive:
         _check_unique_names(path, archive)
+        _check_inflation(path, archive)
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 raise InputError(f"{path}: entry {_show(info.filename)} is not a .npy array")
@@ -544,8 +666,7 @@ def read_state_dict(path) -> Dict[str, np.ndarray]:
     checkpoint (a dict with a `state_dict` entry) is unwrapped.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"weights file not found: {path}")
+    check_regular_file(path, "weights file")  # a FIFO or device would hang or never end
     if path.suffix == ".npz":
         obj = _read_npz(path)
     else:
@@ -572,3 +693,11 @@ def read_state_dict(path) -> Dict[str, np.ndarray]:
             raise InputError(f"{path}: entry {_show(key)} is a {type(value).__name__}, not a tensor")
         out[key] = value
     return out
+
+
+def require_finite(state: Dict[str, np.ndarray], source) -> None:
+    """Refuse a state dict holding NaN or infinite floating-point values: weights like that make every forecast
+    NaN, and no published network has them."""
+    for key, value in state.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            raise InputError(f"{source}: entry {_show(key)} holds NaN or infinite values; these are not usable weights")

@@ -9,7 +9,7 @@ from prediff import __version__
 from prediff.config import Config, to_plain
 from prediff.errors import InputError
 from prediff.io.checkpoint import Checkpoint, file_sha256, net_weights, save_checkpoint
-from prediff.io.state_dict_file import read_state_dict
+from prediff.io.state_dict_file import read_state_dict, require_finite
 
 
 @dataclass
@@ -31,6 +31,7 @@ def convert_weights(src: Path, component: str, config: Config, out: Path) -> Con
     if out.suffix != ".ckpt":
         raise InputError(f"--out must name a .ckpt file, got {out}")
     state = read_state_dict(src)
+    require_finite(state, src)
     kwargs = config.model_kwargs(component)
     net = models.build(component, kwargs)
     try:
@@ -52,16 +53,13 @@ I3D_KWARGS = {"num_classes": 400, "in_channels": 3}
 def convert_i3d(src: Path, out: Path) -> ConversionReport:
     """The official I3D state dict (`pretrained_i3d_400.pt`, `InceptionI3d(400, in_channels=3)`) → a prediff
     checkpoint of component "i3d"; exact key and shape check, finite float weights only."""
-    import numpy as np
     from prediff_models.i3d import InceptionI3d, load_i3d_state_dict
 
     out = Path(out)
     if out.suffix != ".ckpt":
         raise InputError(f"--out must name a .ckpt file, got {out}")
     state = read_state_dict(src)
-    for key, value in state.items():
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise InputError(f"{src}: entry {key} holds NaN or infinite values")
+    require_finite(state, src)
     net = InceptionI3d(**I3D_KWARGS)
     try:
         load_i3d_state_dict(net, state)

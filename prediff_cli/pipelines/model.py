@@ -1,8 +1,7 @@
 """A model = the three networks trained together (VAE, UNet, alignment), their config and digests, loaded once.
 
-Models have names: `demo` is bundled with the package; any folder under `$PREDIFF_HOME/models/` (default
-`~/.cache/prediff/models/`) that holds `vae.ckpt` and `unet.ckpt` is installed under its folder name; a folder path
-works everywhere a name does. `prediff export-model` and `examples/train_demo.py` write such folders.
+Models are found by name or folder through `model_store` (the bundled `demo`, folders under
+`$PREDIFF_HOME/models/`); `prediff export-model` and `examples/train_demo.py` write such folders.
 
 The checkpoints are read (and hashed) when the model is loaded; the MindSpore networks are built on first use, so a
 command can validate its settings against the model's config before spending time on network construction.
@@ -10,7 +9,6 @@ command can validate its settings against the model's config before spending tim
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -23,55 +21,9 @@ from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint
                                    save_checkpoint, weights_sha256)
 from prediff.io.output_dir import check_output_dir
 
-HOME_ENV = "PREDIFF_HOME"
-BUNDLED = {"demo": Path(__file__).resolve().parents[1] / "assets" / "demo"}
-#: models installed by a command rather than bundled: name → the command that installs it
-DOWNLOADABLE = {"sevirlr": "prediff download weights sevirlr"}
-COMPONENT_FILES = {"vae": "vae.ckpt", "unet": "unet.ckpt", "align": "align.ckpt"}
+from .model_store import COMPONENT_FILES, model_folder
+
 OPTION_OF = {"vae": "--vae", "unet": "--unet", "align": "--align-net"}
-
-
-def prediff_home() -> Path:
-    """Where installed models (and the kernel cache) live: $PREDIFF_HOME, else $XDG_CACHE_HOME/prediff."""
-    if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prediff"
-
-
-def _is_model_dir(folder: Path) -> bool:
-    return (folder / COMPONENT_FILES["vae"]).is_file() and (folder / COMPONENT_FILES["unet"]).is_file()
-
-
-def installed_models() -> Dict[str, Path]:
-    """name → folder of every model that `load_model` accepts by name (bundled first, then installed)."""
-    found = {name: folder for name, folder in BUNDLED.items() if _is_model_dir(folder)}
-    root = prediff_home() / "models"
-    if root.is_dir():
-        for folder in sorted(root.iterdir()):
-            if folder.is_dir() and _is_model_dir(folder) and folder.name not in found:
-                found[folder.name] = folder
-    return found
-
-
-def model_folder(name_or_dir) -> Path:
-    """The folder of a model given by name or path; one clear line for an unknown name."""
-    text = str(name_or_dir)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        if not _is_model_dir(path):
-            raise InputError(f"{path} is not a model folder: it needs vae.ckpt and unet.ckpt (align.ckpt for "
-                             "alignment); `prediff export-model` writes one")
-        return path
-    known = installed_models()
-    if text in known:
-        return known[text]
-    if text in BUNDLED:
-        raise InputError(f"the bundled {text} model is not installed with this copy of prediff")
-    if text in DOWNLOADABLE:
-        raise InputError(f"the {text} model is not installed; install it with: {DOWNLOADABLE[text]}")
-    names = ", ".join(known) or "none"
-    raise InputError(f"unknown model {text!r}: installed models are {names}; or give a folder holding vae.ckpt and "
-                     "unet.ckpt")
 
 
 @dataclass
