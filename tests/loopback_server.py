@@ -3,9 +3,19 @@ once-only faults, and imitates the hosts of the published weights (`FakeDrive`, 
 hosts that answer pages or lie about ranges). It stops with the test session (daemon threads) or on `close()`."""
 import http.server
 import secrets
+import sys
 import threading
 import time
 import urllib.parse
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # a client that stops reading (a refused size, a page) breaks the pipe: that is the test, not an error
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class Server:
@@ -117,8 +127,7 @@ class Server:
                     return
                 self.wfile.write(payload)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

@@ -1,12 +1,12 @@
 """`prediff download weights i3d`: an official-format `pretrained_i3d_400.pt` (random weights under the official keys
-and shapes, written without PyTorch) served on 127.0.0.1, converted into `$PREDIFF_HOME/metrics/i3d/`, found by
-name by `prediff score`; bad files fail in one line and install nothing."""
-import dataclasses
+and shapes, written without PyTorch) served on 127.0.0.1 by a SharePoint that answers 404 and a Google Drive that
+answers its confirmation page (or given with `--from`), converted into `$PREDIFF_HOME/metrics/i3d/`, found by name by
+`prediff score`; bad files fail in one line and install nothing, not even an empty folder."""
 import json
 
 import numpy as np
 import pytest
-from loopback_server import Server
+from loopback_server import FakeDrive, Server
 from typer.testing import CliRunner
 
 from prediff.cli.app import app
@@ -15,7 +15,8 @@ from prediff.io.state_dict_writer import write_state_dict
 from prediff.pipelines import evaluate
 from prediff.pipelines import published_weights as pw
 
-NAME = pw.FEATURE_NETWORKS["i3d"].file
+NAME = pw.FEATURE_NETWORKS["i3d"].file.name
+DRIVE_ID = pw.FEATURE_NETWORKS["i3d"].file.gdrive
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,15 @@ def official(official_dir, tmp_path_factory):
 
 @pytest.fixture
 def server(official, monkeypatch, tmp_path):
-    srv = Server({NAME: official[1]})
-    spec = dataclasses.replace(pw.FEATURE_NETWORKS["i3d"], url=srv.url + "official/" + NAME)
-    monkeypatch.setitem(pw.FEATURE_NETWORKS, "i3d", spec)
+    """SharePoint (every link 404) and Google Drive (its confirmation page, then the file) on 127.0.0.1; the mirror
+    path `/mirror/<name>` serves the file directly."""
+    drive = FakeDrive({DRIVE_ID: (NAME, official[1])})
+    srv = Server({NAME: official[1]}, routes=drive.routes())
+    srv.drive = drive
     monkeypatch.setenv("PREDIFF_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("PREDIFF_WEIGHTS_URL", raising=False)
+    monkeypatch.setenv("PREDIFF_SHAREPOINT_URL", srv.url + "sharepoint/")
+    monkeypatch.setenv("PREDIFF_GDRIVE_URL", srv.url + "drive/uc")
     yield srv
     srv.close()
 
@@ -54,10 +59,13 @@ def test_download_installs_the_i3d_found_by_name(tmp_path, server, official):
     assert evaluate.fvd_features() == (None, None)
     result = _download()
     assert result.exit_code == 0, result.output
+    assert (f"SharePoint answered 404 for {NAME} (the official links have been gone since 2025-11); trying Google "
+            "Drive…") in result.output
+    assert [file_id for file_id, _ in server.drive.served] == [DRIVE_ID]
     folder = tmp_path / "home" / "metrics" / "i3d"
     assert sorted(p.name for p in folder.iterdir()) == ["i3d.ckpt", "model.json"]
     card = json.loads((folder / "model.json").read_text())
-    assert card["source"]["file"] == NAME and card["source"]["url"].startswith(server.url)
+    assert card["source"]["file"] == NAME and card["source"]["url"].startswith(server.url + "drive/uc?")
     assert card["output"]["parameters"] == card["expected_parameters"] == 12_711_824
     assert not list((tmp_path / "home" / "downloads").glob(NAME + "*"))  # the source is removed after conversion
     ckpt = load_checkpoint(folder / "i3d.ckpt", component="i3d")
@@ -78,24 +86,40 @@ def test_download_installs_the_i3d_found_by_name(tmp_path, server, official):
 
 @pytest.mark.parametrize("case", ["wrong-keys", "truncated", "digest"])
 def test_bad_files_fail_in_one_line_and_install_nothing(tmp_path, server, official, case):
-    args = []
+    args = ["--source", "mirror", "--url-base", server.url + "mirror/"]
     if case == "wrong-keys":
         server.files[NAME] = official[2]
     elif case == "truncated":
         server.files[NAME] = official[1][:len(official[1]) // 3]
     else:
-        args = ["--sha256", f"i3d={'0' * 64}"]
+        args += ["--sha256", f"i3d={'0' * 64}"]
     result = _download(*args)
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     assert pw.installed_feature_network("i3d") is None
-    assert not (tmp_path / "home" / "metrics" / "i3d" / "model.json").exists()
-    assert not list((tmp_path / "home" / "downloads").glob(NAME + "*"))
+    home = tmp_path / "home"  # no metrics/i3d, no staging, no empty folder: nothing at all
+    assert not home.exists() or not list(home.rglob("*")), sorted(home.rglob("*"))
 
 
 def test_mirror_and_unknown_names(tmp_path, server):
-    result = _download("--url-base", server.url)
-    assert result.exit_code == 0, result.output
-    assert server.requests[-1]["Host"].startswith("127.0.0.1") and pw.installed_feature_network("i3d") is not None
+    result = _download("--url-base", server.url + "mirror/")
+    assert result.exit_code == 0 and "trying" not in result.output, result.output
+    assert server.requests[-1]["path"] == "/mirror/" + NAME and pw.installed_feature_network("i3d") is not None
     assert "available: sevirlr, i3d" in CliRunner().invoke(app, ["download", "weights", "other"]).output
+
+
+def test_from_a_file_fetched_by_hand(tmp_path, server, official):
+    folder = tmp_path / "by-hand"
+    folder.mkdir()
+    (folder / NAME).write_bytes(official[2])  # a small network under the right name: refused, nothing installed
+    wrong = _download("--from", str(folder))
+    assert wrong.exit_code == 2 and "holds at least 25,423,648" in wrong.output, wrong.output
+    assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("*"))
+    (folder / NAME).write_bytes(official[1])
+    result = _download("--from", str(folder / NAME))
+    assert result.exit_code == 0, result.output
+    assert not server.requests
+    card = json.loads((tmp_path / "home" / "metrics" / "i3d" / "model.json").read_text())
+    assert card["source"]["path"] == str((folder / NAME).resolve()) and (folder / NAME).is_file()
+    assert "already installed" in _download("--from", str(folder)).output

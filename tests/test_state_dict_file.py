@@ -471,7 +471,7 @@ BAD_LEGACY = {
                                                                (1,), (1,)))), ["0"], {"0": (2, _f32(1, 2))}),
         "does not lie within"),
     "a global that is not a tensor": (
-        lambda tp, p: _legacy(p, b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00truet\x85R.", [], {}), "os.system"),
+        lambda tp, p: _legacy(p, b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00true\x85R.", [], {}), "os.system"),
 }
 
 
@@ -512,3 +512,126 @@ def test_mutated_legacy_files_end_in_one_line_or_a_valid_read(tmp_path):
             assert "\n" not in str(exc)
             outcomes["error"] += 1
     assert outcomes["error"] > 250  # most mutations break the file; those that do not are still read safely
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# nesting, container sizes, inflation, non-finite weights, special files
+
+
+def _nested_pt(path, kind, depth=1_000_000):
+    """A zip `.pt` whose data.pkl nests `depth` containers: a dict keyed by a tuple that deep (hashing it recursed in
+    C until SIGSEGV), a frozenset that deep, or a list built top-down through the memo (APPEND into memoized lists,
+    so no container is deeper than 1 when it is made)."""
+    if kind == "tuple key":
+        body = b"\x80\x02}" + b")" + b"\x85" * depth + b"K\x01s."
+    elif kind == "frozenset":
+        body = b"\x80\x04}" + b"(" * depth + b"\x91" * depth + b"K\x01s."
+    else:  # ] q0 ; then repeatedly: g(i) ] q(i+1) a — list i gets list i+1 appended after both exist
+        ops = [b"\x80\x02]q\x00"]
+        for i in range(depth):
+            ops.append(b"h" + bytes([i % 256]) if i < 256 else b"j" + i.to_bytes(4, "little"))
+            ops.append(b"]" + (b"q" + bytes([i + 1]) if i + 1 < 256 else b"r" + (i + 1).to_bytes(4, "little")))
+            ops.append(b"a0")  # APPEND, then POP the list it returned
+        body = b"".join(ops) + b"."
+    return _pickle_bytes_pt(path, body)
+
+
+@pytest.mark.parametrize("kind, depth, message", [
+    ("tuple key", 1_000_000, "nests containers more than 100 levels deep"),
+    ("frozenset", 1_000_000, "nests containers more than 100 levels deep"),
+    # lists cannot be hashed, so a chain built top-down (deeper than the scan sees) is harmless: refused later
+    ("lists through the memo", 100_000, "holds a list at the top level")])
+def test_deeply_nested_pickles_are_refused_without_a_crash(tmp_path, repo_root, kind, depth, message):
+    """Run in a child process: before, the tuple key killed it with SIGSEGV."""
+    import os
+    import subprocess
+    import sys
+
+    path = _nested_pt(tmp_path / "deep.pt", kind, depth)
+    code = ("import sys\nfrom prediff.errors import InputError\nfrom prediff.io.state_dict_file import "
+            "read_state_dict\ntry:\n    read_state_dict(sys.argv[1])\nexcept InputError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=repo_root, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert message in proc.stdout, proc.stdout
+
+
+def test_convert_weights_reports_a_nested_pickle_in_one_line(tmp_path, repo_root):
+    import os
+    import subprocess
+    import sys
+
+    deep = _nested_pt(tmp_path / "deep.pt", "tuple key")
+    out = tmp_path / "x.ckpt"
+    proc = subprocess.run([sys.executable, "-m", "prediff", "convert-weights", str(deep), "--component", "vae",
+                           "--config", "tiny", "--out", str(out)], cwd=repo_root, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "levels deep" in lines[0], (proc.returncode, proc.stderr)
+    assert not out.exists()
+
+
+def test_a_container_with_too_many_items_is_refused(tmp_path):
+    count = (1 << 20) + 1
+    body = b"\x80\x02]" + b"(" + b"K\x01" * count + b"e."  # EMPTY_LIST, MARK, BININT1 × count, APPENDS
+    with pytest.raises(InputError, match="more than 1048576 items into one container"):
+        read_state_dict(_pickle_bytes_pt(tmp_path / "wide.pt", body))
+
+
+def test_nested_state_dicts_within_bounds_still_read(tmp_path):
+    """A Lightning-style checkpoint (the state dict under `state_dict`, a few more levels) reads as before."""
+    from prediff.io.state_dict_writer import write_state_dict
+
+    path = write_state_dict(tmp_path / "ok.pt", {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    state = read_state_dict(path)
+    np.testing.assert_array_equal(state["a.weight"], np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_compressed_records_have_an_absolute_cap(tmp_path, tp):
+    """A record of zeros deflated ~1000:1 stays under the ratio cap; before, 70 MB (and copies of it) were inflated
+    from a 70 kB file; now the archive's total is refused from its directory."""
+    import tracemalloc
+
+    numel = 18 << 20  # 72 MiB of float32 zeros
+    pkl = tp.dump(tp.dict(w=tp.tensor(tp.storage("0", numel), 0, (numel,), (1,))))
+    path = tmp_path / "inflating.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/data/0", bytes(numel * 4))
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="claim to expand to 75,49[0-9,]+ bytes"):
+            read_state_dict(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_do_not_convert(tmp_path, bad):
+    import prediff_models as models
+
+    from prediff.config import load_config
+    from prediff.io.state_dict_writer import write_state_dict
+    from prediff.pipelines.convert_weights import convert_weights
+
+    cfg = load_config("tiny")
+    state = models.official_state_dict(models.build("align", cfg.model_kwargs("align")))
+    key = next(k for k, v in state.items() if v.dtype == np.float32 and v.size > 1)
+    state[key] = state[key].copy()
+    state[key].flat[1] = bad
+    path = write_state_dict(tmp_path / "nan.pt", state)
+    with pytest.raises(InputError, match=f"entry '{re.escape(key)}' holds NaN or infinite values"):
+        convert_weights(path, "align", cfg, tmp_path / "x.ckpt")
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    import os
+
+    fifo = tmp_path / "weights.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="is a FIFO"):
+        read_state_dict(fifo)
