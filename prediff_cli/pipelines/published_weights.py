@@ -46,8 +46,6 @@ from .convert_weights import convert_weights
 from .model_store import COMPONENT_FILES, prediff_home
 from .weight_sources import AllSourcesFailed, Notify, Progress, PublishedFile, fetch_file, select_sources
 
-URL_ENV = "PREDIFF_WEIGHTS_URL"
-
 
 def _floor(parameters: int) -> int:
     """The fewest bytes a file holding `parameters` weights can have (2 bytes each, even at half precision)."""
