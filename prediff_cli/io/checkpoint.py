@@ -25,6 +25,7 @@ import numpy as np
 
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_path
+from prediff.io.available_memory import measure_available_memory_in_mindspore
 from prediff.io.ckpt_stream import write_ckpt
 
 FORMAT_VERSION = 1
@@ -73,6 +74,7 @@ def load_checkpoint(path, component: Optional[str] = None) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
+    measure_available_memory_in_mindspore()  # its own check counts free memory only, not the reclaimable cache
     try:
         raw = ms.load_checkpoint(str(path))
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError subclasses for corrupt files
