@@ -44,7 +44,7 @@ def official(tmp_path_factory):
 
 
 def _tiny_release(official, **sizes):
-    files = {c: dataclasses.replace(f, size=sizes.get(c, len(official[c][1])), min_size=2 * official[c][2])
+    files = {c: dataclasses.replace(f, size=sizes.get(c, len(official[c][1])), parameters=official[c][2])
              for c, f in FILES.items()}
     return dataclasses.replace(pw.RELEASES["sevirlr"], preset="tiny", files=files)
 
@@ -314,11 +314,11 @@ def _deep_pickle_pt(path, depth=1_000_000):
 _RUN_TINY = textwrap.dedent("""
     import dataclasses, sys
     from prediff.pipelines import published_weights as pw
-    files = {c: dataclasses.replace(f, size=None, min_size=1000) for c, f in pw.RELEASES["sevirlr"].files.items()}
+    files = {c: dataclasses.replace(f, size=None, parameters=500) for c, f in pw.RELEASES["sevirlr"].files.items()}
     pw.RELEASES["sevirlr"] = dataclasses.replace(pw.RELEASES["sevirlr"], preset="tiny", files=files)
     pw.FEATURE_NETWORKS["i3d"] = dataclasses.replace(pw.FEATURE_NETWORKS["i3d"],
                                                      file=dataclasses.replace(pw.FEATURE_NETWORKS["i3d"].file,
-                                                                              min_size=1000))
+                                                                              parameters=500))
     from prediff.cli.app import app
     sys.argv = ["prediff", *sys.argv[1:]]
     app()
@@ -393,3 +393,17 @@ def test_a_users_own_model_folder_is_never_overwritten(tmp_path, hosts, official
     result = _download("--from", str(_folder_with(tmp_path, official, ("vae", "unet", "align"))))
     assert result.exit_code == 2 and "was not installed by `prediff download weights`" in result.output
     assert (folder / "vae.ckpt").read_bytes() == b"my own vae"
+
+
+def test_the_release_record_names_the_official_files_and_their_drive_copies():
+    """No exact size or digest of the published files is recorded (the official repository lists none), so the
+    record holds none and the manual route gives the size from the parameter count."""
+    files = pw.RELEASES["sevirlr"].files
+    assert files["vae"].manual() == ("pretrained_sevirlr_vae_8x8x64_v1.pt (about 338 MB, "
+                                     "https://drive.google.com/file/d/10OicEQuOPzSKDp5WYF3zDHsL-COywe98/view)")
+    assert [f.gdrive for f in files.values()] == ["10OicEQuOPzSKDp5WYF3zDHsL-COywe98",
+                                                  "1cVB0Sm2V4OMTLxNNEXlb2__ONqSAjUDJ",
+                                                  "1CzrzNVDVTyc8ivnWqEOiJnrN6wraY6fy"]
+    assert pw.FEATURE_NETWORKS["i3d"].file.gdrive == "1UwfpQEIi1jJqGmTmRWcIClEpXF3jKwOq"
+    assert all(f.size is None and f.sha256 is None for f in [*files.values(), pw.FEATURE_NETWORKS["i3d"].file])
+    assert files["unet"].min_size == 2 * 136_817_538

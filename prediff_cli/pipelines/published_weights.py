@@ -47,11 +47,6 @@ from .model_store import COMPONENT_FILES, prediff_home
 from .weight_sources import AllSourcesFailed, Notify, Progress, PublishedFile, fetch_file, select_sources
 
 
-def _floor(parameters: int) -> int:
-    """The fewest bytes a file holding `parameters` weights can have (2 bytes each, even at half precision)."""
-    return 2 * parameters
-
-
 @dataclass(frozen=True)
 class Release:
     """A published model: its official files and what the converted networks hold."""
@@ -68,15 +63,15 @@ RELEASES = {
         preset="sevirlr",
         # names, SharePoint share ids and Google Drive ids as the official download helper lists them
         # (gaozhihan/PreDiff, src/prediff/utils/download.py: the Drive ids up to commit 1a2a6ef, the share ids after)
-        files={"vae": PublishedFile("pretrained_sevirlr_vae_8x8x64_v1.pt", None, _floor(_PARAMETERS["vae"]), None,
+        files={"vae": PublishedFile("pretrained_sevirlr_vae_8x8x64_v1.pt", None, _PARAMETERS["vae"], None,
                                     "EZ-BfMnX-dhFrccXtLuCB78BPs3xBc-ke1BG4_9Jf7UblQ?e=bMplKs",
                                     "10OicEQuOPzSKDp5WYF3zDHsL-COywe98"),
                "unet": PublishedFile("pretrained_sevirlr_earthformerunet_v1.pt", None,
-                                     _floor(_PARAMETERS["unet"]), None,
+                                     _PARAMETERS["unet"], None,
                                      "EUp432GSXplCuhN7-WUF6YsBK4WrWiL8A9RZCA1Pf9D0Ag?e=eY6hcQ",
                                      "1cVB0Sm2V4OMTLxNNEXlb2__ONqSAjUDJ"),
                "align": PublishedFile("pretrained_sevirlr_alignment_avg_x_cuboid_v1.pt", None,
-                                      _floor(_PARAMETERS["align"]), None,
+                                      _PARAMETERS["align"], None,
                                       "EWHH7y6w9D5Dg01YNX99IFQBA3tCR2a7s7z7Xv0BiNLV7Q?e=Hd9jCH",
                                       "1CzrzNVDVTyc8ivnWqEOiJnrN6wraY6fy")},
         parameters=dict(_PARAMETERS),
@@ -168,7 +163,7 @@ def _check_local(path: Path, wanted: _Wanted, label: str) -> dict:
         raise InputError(f"{path} is {describe(page, kind)}, not {file.name}: a web page was saved instead of the "
                          f"file; fetch it again from {file.manual()}")
     if size < file.min_size:
-        raise InputError(f"{path} is {size:,} bytes; {file.name} holds at least {file.min_size:,} (the {label}'s "
+        raise InputError(f"{path} is {size:,} bytes; {file.name} holds at least {file.min_size:,} ({file.parameters:,} "
                          "weights): it is not the published file or it is truncated")
     digest = _digest(path)
     if wanted.sha256 is not None and digest != wanted.sha256:
@@ -414,7 +409,7 @@ FEATURE_NETWORKS = {
         # listed by the official download helper (gaozhihan/PreDiff, src/prediff/utils/download.py) and loaded by
         # its FVD (src/prediff/evaluation/fvd/download.py, `InceptionI3d(400, in_channels=3)`); its size is not
         # recorded there, so only the floor applies
-        file=PublishedFile("pretrained_i3d_400.pt", None, _floor(12_711_824), None,
+        file=PublishedFile("pretrained_i3d_400.pt", None, 12_711_824, None,
                            "ESSxcaYvlrlAvXnsJoQ8P-kBusWJiM1D8pOu7wcNEVmzcw?e=HqWz8F",
                            "1UwfpQEIi1jJqGmTmRWcIClEpXF3jKwOq"),
         parameters=12_711_824,

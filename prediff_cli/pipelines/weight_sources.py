@@ -53,8 +53,8 @@ class PublishedFile:
         The official file name.
     size : int or None
         Its size in bytes when recorded; any other size is refused unless a SHA-256 is given for it.
-    min_size : int
-        Fewer bytes cannot hold the network (2 bytes per parameter, even at half precision).
+    parameters : int
+        How many weights it holds (the converted network's parameter count).
     sha256 : str or None
         Its SHA-256 once seen (hex).
     sharepoint : str
@@ -65,14 +65,19 @@ class PublishedFile:
 
     name: str
     size: Optional[int]
-    min_size: int
+    parameters: int
     sha256: Optional[str]
     sharepoint: str
     gdrive: str
 
+    @property
+    def min_size(self) -> int:
+        """Fewer bytes cannot hold the weights: 2 bytes each, even at half precision."""
+        return 2 * self.parameters
+
     def manual(self) -> str:
         """The file, its size and the link to fetch it by hand, for a message."""
-        size = f"{self.size:,} bytes" if self.size is not None else f"at least {self.min_size:,} bytes"
+        size = f"{self.size:,} bytes" if self.size is not None else f"about {4 * self.parameters / 1e6:.0f} MB"
         return f"{self.name} ({size}, {google_drive.view_url(self.gdrive)})"
 
 
