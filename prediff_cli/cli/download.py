@@ -20,17 +20,25 @@ download_app = typer.Typer(help="Fetch SEVIR-LR or write a synthetic dataset in 
 
 @contextmanager
 def _file_bars() -> Iterator[Callable[[str, int, Optional[int]], None]]:
-    """One download bar per file (name printed verbatim); yields `report(file, bytes done, total or None)`."""
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
-        tasks = {}
+    """One download bar per file (name printed verbatim), shown from the first report on (a run that downloads
+    nothing prints no empty display); yields `report(file, bytes done, total or None)`."""
+    bars: list = []  # the display, once started
+    tasks: dict = {}
 
-        def report(file: str, done: int, total: Optional[int]) -> None:
-            if file not in tasks:
-                tasks[file] = progress.add_task(file, total=total)
-            progress.update(tasks[file], completed=done, total=total)
+    def report(file: str, done: int, total: Optional[int]) -> None:
+        if not bars:
+            bars.append(Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console))
+            bars[0].start()
+        if file not in tasks:
+            tasks[file] = bars[0].add_task(file, total=total)
+        bars[0].update(tasks[file], completed=done, total=total)
 
+    try:
         yield report
+    finally:
+        if bars:
+            bars[0].stop()
 
 
 @download_app.command("sevir-lr")
