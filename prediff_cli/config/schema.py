@@ -66,6 +66,7 @@ class UNetConfig:
     input_shape: Tuple[int, ...] = (7, 16, 16, 64)
     target_shape: Tuple[int, ...] = (6, 16, 16, 64)
     base_units: int = 256
+    block_units: Optional[Tuple[int, ...]] = None  # widths of the levels (None: base_units × downsample^(level·alpha))
     scale_alpha: float = 1.0
     num_heads: int = 4
     attn_drop: float = 0.1
@@ -356,7 +357,8 @@ LIMITS = {
                  "split_seed": Range(0, 2 ** 32 - 1), "shuffle_seed": Range(0, 2 ** 32 - 1)},
     VAEConfig: {"in_channels": POSITIVE_INT, "out_channels": POSITIVE_INT, "block_out_channels": POSITIVE_INT,
                 "layers_per_block": POSITIVE_INT, "latent_channels": POSITIVE_INT, "norm_num_groups": POSITIVE_INT},
-    UNetConfig: {**_NETWORK_COMMON, "target_shape": POSITIVE_INT, "upsample_kernel_size": POSITIVE_INT},
+    UNetConfig: {**_NETWORK_COMMON, "target_shape": POSITIVE_INT, "upsample_kernel_size": POSITIVE_INT,
+                 "block_units": POSITIVE_INT},
     AlignConfig: {**_NETWORK_COMMON, "out_channels": POSITIVE_INT, "block_units": POSITIVE_INT,
                   "out_len": POSITIVE_INT},
     DiffusionConfig: {"timesteps": Range(1, 100_000), "linear_start": POSITIVE, "linear_end": POSITIVE,

@@ -117,7 +117,8 @@ def _fetch_and_convert(rel: Release, component: str, url: str, expected: Optiona
     os.replace(part, source)
     size = source.stat().st_size
     try:
-        report = convert_weights(source, component, load_config(rel.preset), staging / COMPONENT_FILES[component])
+        report = convert_weights(source, component, load_config(rel.preset), staging / COMPONENT_FILES[component],
+                                 overwrite=True)  # prediff's own staging folder
     except InputError as exc:
         source.unlink(missing_ok=True)  # complete but not these weights: it cannot be resumed into good ones
         raise DownloadError(f"{name} from {url} is not the published {component}: {exc}") from None
@@ -256,7 +257,7 @@ def install_feature_network(name: str = "i3d", *, url_base: Optional[str] = None
     size = source.stat().st_size
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        report = convert_i3d(source, folder / FEATURE_CHECKPOINT)
+        report = convert_i3d(source, folder / FEATURE_CHECKPOINT, overwrite=True)  # not installed: replace
     except InputError as exc:
         source.unlink(missing_ok=True)  # complete but not these weights: it cannot be resumed into good ones
         raise DownloadError(f"{spec.file} from {url} is not the published {name}: {exc}") from None
