@@ -54,12 +54,17 @@ class _Stream:
     def __init__(self, fh: BinaryIO, end: int):
         self.fh, self.pos, self.end, self.crc = fh, 0, end, 0
 
-    def read(self, n: int, limit: int, what: str) -> bytes:
+    def read(self, n: int, limit: int, what: str) -> bytearray:
+        """`n` bytes (a fresh, writable buffer: the arrays made from it are writable without a copy)."""
         if n > limit - self.pos:
             raise _Malformed(f"{what} declares {n:,} bytes but only {limit - self.pos:,} remain at byte {self.pos:,}")
-        data = self.fh.read(n)
-        if len(data) != n:
-            raise _Malformed(f"the file ends early, at byte {self.pos + len(data):,}")
+        data = bytearray(n)
+        view, got = memoryview(data), 0
+        while got < n:
+            count = self.fh.readinto(view[got:])
+            if not count:
+                raise _Malformed(f"the file ends early, at byte {self.pos + got:,}")
+            got += count
         self.pos += n
         self.crc = zlib.crc32(data, self.crc)
         return data
@@ -91,7 +96,7 @@ def _expect(wire: int, wanted: int, what: str, pos: int) -> None:
         raise _Malformed(f"{what} at byte {pos:,} has wire type {wire}, expected {wanted}")
 
 
-def _tensor(stream: _Stream, end: int) -> Tuple[List[int], str, bytes]:
+def _tensor(stream: _Stream, end: int) -> Tuple[List[int], str, bytearray]:
     """One TensorProto occupying the stream up to `end`: (dims, tensor_type, tensor_content)."""
     dims: List[int] = []
     type_name, content = None, None
@@ -123,7 +128,7 @@ def _tensor(stream: _Stream, end: int) -> Tuple[List[int], str, bytes]:
     return dims, type_name, content
 
 
-def _value(stream: _Stream, end: int) -> Tuple[str, List[int], str, bytes]:
+def _value(stream: _Stream, end: int) -> Tuple[str, List[int], str, bytearray]:
     """One Checkpoint.Value: (tag, dims, tensor_type, tensor_content)."""
     tag, tensor = None, None
     while stream.pos < end:
@@ -137,7 +142,7 @@ def _value(stream: _Stream, end: int) -> Tuple[str, List[int], str, bytes]:
             try:
                 tag = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise _Malformed(f"a tensor name that is not UTF-8 ({raw[:40]!r})") from None
+                raise _Malformed(f"a tensor name that is not UTF-8 ({bytes(raw[:40])!r})") from None
         elif number == 2 and tensor is None:
             _expect(wire, 2, "a tensor", stream.pos)
             n = stream.length(end, "a tensor")
@@ -151,8 +156,8 @@ def _value(stream: _Stream, end: int) -> Tuple[str, List[int], str, bytes]:
     return (tag, *tensor)
 
 
-def _finish(tag: str, dims: List[int], type_name: str, chunks: List[bytes]) -> Entry:
-    content = b"".join(chunks)
+def _finish(tag: str, dims: List[int], type_name: str, chunks: List[bytearray]) -> Entry:
+    content = chunks[0] if len(chunks) == 1 else bytearray().join(chunks)
     if type_name == STRING_TYPE:
         if len(content) % 4:
             raise _Malformed(f"string entry {tag!r} holds {len(content):,} bytes, not whole UTF-32 characters")

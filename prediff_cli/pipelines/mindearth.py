@@ -27,6 +27,8 @@ from prediff.io.mindspore_ckpt import read_mindspore_ckpt
 from prediff.io.output_dir import check_output_dir
 from prediff.io.publish import publish_folder, staging_folder
 
+from .model import COMPONENT_FILES, MODEL_CARD
+
 #: the key prefixes MindEarth's cells put on a network's names when it is saved (see the module docstring):
 #: the trainer's `main_module` → the model's `main_model` (UNet), the model's first-stage/conditioning VAE
 PREFIXES = {"vae": ("", "first_stage_model.", "cond_stage_model.", "main_module.first_stage_model.",
@@ -34,8 +36,6 @@ PREFIXES = {"vae": ("", "first_stage_model.", "cond_stage_model.", "main_module.
             "unet": ("main_module.main_model.", "main_model.", ""),
             "align": ("",)}
 SOURCE = "MindEarth PreDiff (mindspore-ai/mindscience, MindEarth/applications/nowcasting/PreDiff)"
-CARD = "model.json"
-_COMPONENT_FILES = {"vae": "vae.ckpt", "unet": "unet.ckpt", "align": "align.ckpt"}
 # top-level cells that only one of the networks has: to say which network a file holds when it is not the one asked
 _DISTINCT = {"vae": {"encoder", "decoder", "quant_conv", "post_quant_conv"},
              "unet": {"up_self_blocks", "final_proj", "upsample_layers", "up_time_embed_blocks"},
@@ -200,7 +200,7 @@ def import_mindearth_model(vae, unet, out, align=None, config: Optional[str] = N
     if wrong:
         raise InputError(f"--set changes only the default forecast settings here (sample.KEY=VALUE); got {wrong[0]!r}")
     out = Path(out)
-    names = [*_COMPONENT_FILES.values(), CARD]
+    names = [*COMPONENT_FILES.values(), MODEL_CARD]
     check_output_dir(out, names, overwrite, what="a model", inputs=list(sources.values()))
     cfg = load_config(config) if config is not None else None
     networks: Dict[str, MindEarthNetwork] = {}
@@ -217,13 +217,13 @@ def import_mindearth_model(vae, unet, out, align=None, config: Optional[str] = N
         for component, network in networks.items():
             network.config = cfg
             ckpt = mindearth_checkpoint(network)
-            path = save_checkpoint(staging / _COMPONENT_FILES[component], ckpt)
+            path = save_checkpoint(staging / COMPONENT_FILES[component], ckpt)
             card["sources"][component] = {"file": str(network.source), "sha256": ckpt.meta["source_sha256"],
                                           "bytes": network.source.stat().st_size, "key_prefix": network.prefix,
                                           "tensors": network.tensors, "unused_dropped": network.dropped}
-            card["outputs"][component] = {"file": _COMPONENT_FILES[component], "sha256": file_sha256(path),
+            card["outputs"][component] = {"file": COMPONENT_FILES[component], "sha256": file_sha256(path),
                                           "parameters": models.count_parameters(network.net)}
-        atomic_write_text(staging / CARD, json.dumps(card, indent=2))
+        atomic_write_text(staging / MODEL_CARD, json.dumps(card, indent=2))
         published = publish_folder(staging, out, names)
     return {p.name: p for p in published}
 
