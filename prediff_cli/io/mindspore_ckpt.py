@@ -11,7 +11,9 @@ This reader parses that wire format itself rather than handing the file to proto
 allocate what the file declares and have no limits of their own): each length is checked against the bytes left in
 the enclosing message before anything is read or allocated, a tensor's shape must account for exactly the bytes it
 holds, dimensions may not be negative, and the numbers of entries, dimensions and characters in a name are capped.
-A file that ends early, lies about a size, or holds anything else is refused in one line naming the file.
+A file that ends early, lies about a size, or holds anything else is refused in one line naming the file. (The
+format has no end marker: a file cut exactly between two entries reads as a checkpoint with fewer tensors, which the
+exact key check against the network then reports.)
 """
 from __future__ import annotations
 
@@ -105,7 +107,8 @@ def _tensor(stream: _Stream, end: int) -> Tuple[List[int], str, bytearray]:
         if number == 1 and wire == 0:
             dims.append(stream.varint(end, "a dimension"))
         elif number == 1 and wire == 2:  # packed dims
-            stop = stream.pos + stream.length(end, "the packed dimensions")
+            n = stream.length(end, "the packed dimensions")
+            stop = stream.pos + n
             while stream.pos < stop:
                 dims.append(stream.varint(stop, "a dimension"))
         elif number == 2 and type_name is None:
