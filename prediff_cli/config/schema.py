@@ -104,6 +104,9 @@ class UNetConfig:
     time_embed_use_scale_shift_norm: bool = False
     time_embed_dropout: float = 0.0
     unet_res_connect: bool = True
+    # the timestep sinusoid's frequencies: "official" (PyTorch's float32 exp) or "mindearth" (MindSpore's float32 exp,
+    # as MindEarth's port computes them; set by a MindEarth YAML, see docs/mindearth.md)
+    timestep_frequencies: Literal["official", "mindearth"] = "official"
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class AlignConfig:
     pool: Literal["attention"] = "attention"
     readout_seq: bool = True
     out_len: int = 6
+    timestep_frequencies: Literal["official", "mindearth"] = "official"  # as in UNetConfig
 
 
 @dataclass(frozen=True)

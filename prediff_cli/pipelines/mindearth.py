@@ -112,7 +112,14 @@ def _signature(component: str, kwargs: Mapping) -> Dict[str, tuple]:
     return out
 
 
+def as_mindearth(config: Config) -> Config:
+    """`config` with its networks computing what MindEarth's do: the timestep sinusoid's frequencies with MindSpore's
+    float32 exp (whatever config the weights come with: a preset, a prediff YAML or MindEarth's)."""
+    return override_config(config, values={f"{c}.timestep_frequencies": "mindearth" for c in ("unet", "align")})
+
+
 def _load(src: Path, component: str, arrays: Mapping[str, np.ndarray], config: Config) -> MindEarthNetwork:
+    config = as_mindearth(config)
     net = models.build(component, config.model_kwargs(component))
     prefix, state = _strip_prefix(src, component, arrays, net)
     try:
@@ -150,15 +157,17 @@ def read_mindearth_network(src, component: str, config: Optional[Config] = None)
     arrays = _tensors(src, component)
     if config is not None:
         return _load(src, component, arrays, config)
-    tried = []
+    tried, near = [], None
     for name in _presets_first_paper():
         preset = load_config(name)
         tried.append(name)
         if _fits_signature(arrays, component, preset):
             try:
                 return _load(src, component, arrays, preset)
-            except InputError:
-                continue
+            except InputError as exc:  # a preset of its shapes that it still does not fit: say what differs
+                near = near or exc
+    if near is not None:
+        raise near
     raise InputError(f"{src} fits the {component} of no preset ({', '.join(tried)}); give the MindEarth YAML it was "
                      "trained with: --config diffusion.yaml")
 
@@ -208,7 +217,7 @@ def import_mindearth_model(vae, unet, out, align=None, config: Optional[str] = N
         networks[component] = read_mindearth_network(path, component, cfg)
         cfg = cfg or networks[component].config  # the preset the first file fits serves the others
     _check_together(networks)
-    cfg = override_config(cfg, list(sample_sets)) if sample_sets else cfg
+    cfg = override_config(as_mindearth(cfg), list(sample_sets))
     card = {"name": out.name, "origin": SOURCE, "prediff_version": __version__,
             "imported": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "config": {**(_config_source(config) or {"preset": cfg.preset}), "translated": to_plain(cfg)},
