@@ -172,8 +172,9 @@ def test_mindearth_yaml_becomes_the_networks_it_describes(me_yaml):
     assert config.model_kwargs("vae") == tiny.model_kwargs("vae")
     unet, ref = config.model_kwargs("unet"), tiny.model_kwargs("unet")
     assert unet["block_attn_patterns"] == ["axial", "axial"]  # use_attn_pattern: true
-    assert {k: v for k, v in unet.items() if k not in ("attn_drop", "proj_drop", "ffn_drop")} == \
-        {k: v for k, v in ref.items() if k not in ("attn_drop", "proj_drop", "ffn_drop")}
+    assert unet["timestep_frequencies"] == config.align.timestep_frequencies == "mindearth"  # MindSpore's exp
+    same = ("attn_drop", "proj_drop", "ffn_drop", "timestep_frequencies")
+    assert {k: v for k, v in unet.items() if k not in same} == {k: v for k, v in ref.items() if k not in same}
     assert config.align.out_len == 6 and config.align.block_attn_patterns == "axial"  # t_out, use_attn_pattern
     assert config.data.img_size == 128 and (config.data.in_len, config.data.out_len) == (7, 6)
     assert config.diffusion.learn_logvar is False and config.diffusion.linear_start == 1e-4
@@ -263,6 +264,11 @@ def test_a_bare_checkpoint_of_a_preset_needs_no_yaml(tmp_path):
     result = invoke("convert-weights", src, "--component", "vae", "--out", tmp_path / "o.ckpt")
     assert result.exit_code == 0 and "of config 'tiny'" in result.output, result.output
     np.testing.assert_array_equal(outputs("vae", converted(tmp_path / "o.ckpt", "vae")[0]), outputs("vae", net))
+    unet = network("unet", load_config("tiny"))
+    src = save_mindearth(tmp_path / "unet.ckpt", mindearth_state(unet), "main_module.main_model.")
+    assert invoke("convert-weights", src, "--component", "unet", "--out", tmp_path / "u.ckpt").exit_code == 0
+    # the weights are MindEarth's, so the network computes its timestep frequencies as MindEarth does
+    assert load_checkpoint(tmp_path / "u.ckpt").model_kwargs["timestep_frequencies"] == "mindearth"
     odd = models.build("vae", {**load_config("tiny").model_kwargs("vae"), "latent_channels": 2})
     src = save_mindearth(tmp_path / "odd.ckpt", mindearth_state(odd))
     line = one_line(invoke("convert-weights", src, "--component", "vae", "--out", tmp_path / "odd_out.ckpt"))
@@ -362,6 +368,16 @@ def test_import_builds_a_model_folder_that_forecasts(tmp_path, me_yaml, me_files
     sampled = invoke("sample", "--input", radar_file, "--model", "me", "--samples", "1", "--out", tmp_path / "f")
     assert sampled.exit_code == 0, sampled.output
     assert (tmp_path / "f" / "forecast.nc").is_file()
+
+
+def test_import_without_a_yaml_uses_the_preset_the_files_fit(tmp_path, me_files):
+    out = tmp_path / "model"
+    result = invoke("import-mindearth", "--vae", me_files["vae"], "--unet", me_files["unet"], "--align",
+                    me_files["align"], "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "model.json").read_text())["config"]["preset"] == "tiny"
+    model = load_model(out)
+    assert model.config.preset == "tiny" and model.config.unet.timestep_frequencies == "mindearth"
 
 
 def test_import_refuses_before_writing_and_never_mixes_models(tmp_path, me_yaml, me_files, sources):

@@ -17,7 +17,7 @@ TIMESTEP_FREQUENCIES = ("official", "mindearth")
 
 
 def timestep_frequencies(dim: int, max_period: float = 10000.0, kind: str = "official") -> np.ndarray:
-    """f_k = exp(−ln(max_period)·k/half), k = 0..half−1, float32, computed as `kind` says (`TIMESTEP_FREQUENCIES`)."""
+    """f_k = exp(−ln(max_period)·k/half), k = 0..half−1, float32, computed the `kind` way (`TIMESTEP_FREQUENCIES`)."""
     half = dim // 2
     if kind == "mindearth":  # MindEarth's expression, in MindSpore ops on the current device
         return ops.exp(-math.log(max_period) * ops.arange(start=0, end=half, dtype=ms.float32) / half).asnumpy()

@@ -18,11 +18,11 @@ def register(app: typer.Typer) -> None:
     def import_mindearth_cmd(
         vae: Annotated[Path, typer.Option("--vae", metavar="CKPT", help="MindEarth's VAE checkpoint (vae.ckpt).")],
         unet: Annotated[Path, typer.Option("--unet", metavar="CKPT", help="MindEarth's diffusion checkpoint "
-                                                                          "(diffusion.ckpt or diffusion_epochN.ckpt).")],
+                                                                          "(diffusion.ckpt, diffusion_epochN.ckpt).")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (vae.ckpt, unet.ckpt, "
                                                               "align.ckpt, model.json).")],
-        align: Annotated[Optional[Path], typer.Option("--align", metavar="CKPT", help="MindEarth's alignment "
-                                                                                      "checkpoint (align.ckpt).")] = None,
+        align: Annotated[Optional[Path], typer.Option(
+            "--align", metavar="CKPT", help="MindEarth's alignment checkpoint (align.ckpt).")] = None,
         config: Annotated[Optional[str], typer.Option(
             "--config", "-c", metavar="PATH|PRESET",
             help="The MindEarth YAML the networks were built with (configs/diffusion.yaml) (default: the preset "

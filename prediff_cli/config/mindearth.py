@@ -123,8 +123,8 @@ def translate_mindearth_config(raw: Mapping, source: str) -> Dict[str, Any]:
     unet_in = tr.section(raw, "latent_model")
     align_in = tr.section(raw, "align")
 
-    # MindEarth computes the timestep sinusoid's frequencies with MindSpore's float32 exp, less accurate than the official
-    # code's on CPU (4.5e-6 relative; cos(t·f) moves by up to 1e-3 near t = 1000): both converted networks do the same
+    # MindEarth computes the timestep sinusoid's frequencies with MindSpore's float32 exp, less accurate than the
+    # official code's on CPU (4.5e-6 relative; cos(t·f) moves by up to 1e-3 near t = 1000): both networks do the same
     unet = tr.cuboid_common(unet_in, "latent_model")
     unet.update(target_shape=unet_in["target_shape"], upsample_type=unet_in["upsample_type"],
                 upsample_kernel_size=unet_in["upsample_kernel_size"], unet_res_connect=unet_in["unet_res_connect"],

@@ -247,5 +247,6 @@ def _check_together(networks: Mapping[str, MindEarthNetwork]) -> None:
     if "align" in networks:
         align = networks["align"]
         if list(align.config.align.input_shape) != list(unet.config.unet.target_shape):
-            raise InputError(f"the alignment network {align.source} takes latents {list(align.config.align.input_shape)}"
-                             f" but the UNet {unet.source} makes {list(unet.config.unet.target_shape)}")
+            raise InputError(f"the alignment network {align.source} takes latents "
+                             f"{list(align.config.align.input_shape)} but the UNet {unet.source} makes "
+                             f"{list(unet.config.unet.target_shape)}")
