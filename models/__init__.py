@@ -25,6 +25,6 @@ __all__ = sorted(_LAZY)
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    if name in ("diffusion", "vae", "earthformer", "kernels", "official", "registry"):
+    if name in ("diffusion", "vae", "earthformer", "kernels", "official", "registry", "mindearth"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,8 @@ def relative_parameters(net: nn.Cell) -> Dict[str, ms.Parameter]:
     return dict(net.parameters_and_names())
 
 
-def _buffers(net: nn.Cell) -> Dict[str, np.ndarray]:
+def official_buffers(net: nn.Cell) -> Dict[str, np.ndarray]:
+    """The official buffers of every cell of `net` (the cuboid attentions' relative_position_index), by path."""
     out = {}
     for prefix, cell in net.cells_and_names():
         getter = getattr(cell, "official_buffers", None)
@@ -66,7 +67,7 @@ def load_official_state_dict(net: nn.Cell, state: Mapping[str, np.ndarray]) -> N
     shape differs, or if a stored buffer disagrees with the network's own; nothing is copied in that case.
     """
     params = relative_parameters(net)
-    buffers = _buffers(net)
+    buffers = official_buffers(net)
     assignments = {}
     unexpected, mismatched, bad_buffers = [], [], []
     matched = set()
@@ -91,7 +92,7 @@ def load_official_state_dict(net: nn.Cell, state: Mapping[str, np.ndarray]) -> N
     missing = [official_key(n) for n in params if n not in assignments and n not in matched]
     missing += [k for k in buffers if k not in state]
     if missing or unexpected or mismatched or bad_buffers:
-        raise StateDictMismatch(_summary(missing, unexpected, mismatched, bad_buffers))
+        raise StateDictMismatch(mismatch_summary(missing, unexpected, mismatched, bad_buffers))
     for name, value in assignments.items():
         param = params[name]
         param.set_data(ms.Tensor(value, dtype=param.dtype))
@@ -103,11 +104,12 @@ def official_state_dict(net: nn.Cell) -> Dict[str, np.ndarray]:
     Kernels that MindSpore stores with extra unit axes (Conv1d) keep MindSpore's shape;
     `load_official_state_dict` accepts either form."""
     out = {official_key(name): p.asnumpy() for name, p in relative_parameters(net).items()}
-    out.update(_buffers(net))
+    out.update(official_buffers(net))
     return out
 
 
-def _summary(missing, unexpected, mismatched, bad_buffers) -> str:
+def mismatch_summary(missing, unexpected, mismatched, bad_buffers, not_finite=()) -> str:
+    """One line listing what differs between a state dict and a network (a few names of each kind)."""
     def part(label, items):
         if not items:
             return None
@@ -115,5 +117,6 @@ def _summary(missing, unexpected, mismatched, bad_buffers) -> str:
         return f"{len(items)} {label}: {shown}"
 
     parts = [part("missing", missing), part("unexpected", unexpected), part("with a different shape", mismatched),
-             part("buffers that differ from this config's geometry", bad_buffers)]
+             part("buffers that differ from this config's geometry", bad_buffers),
+             part("not finite or not floating point", list(not_finite))]
     return "state dict does not match the network: " + "; ".join(p for p in parts if p)

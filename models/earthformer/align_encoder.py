@@ -35,7 +35,7 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
                  global_proj_linear_init_mode: str = "2", norm_init_mode: str = "0",
                  time_embed_channels_mult: int = 4, time_embed_use_scale_shift_norm: bool = False,
                  time_embed_dropout: float = 0.0, pool: str = "attention", readout_seq: bool = True,
-                 out_len: Optional[int] = None):
+                 out_len: Optional[int] = None, timestep_frequencies: str = "official"):
         super().__init__()
         check_supported(num_global_vectors=num_global_vectors, downsample_type=downsample_type, gated_ffn=gated_ffn,
                         norm_layer=norm_layer, hierarchical_pos_embed=hierarchical_pos_embed,
@@ -55,7 +55,7 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
 
         self.first_proj = TimeEmbedResBlock(c, base_units, dropout=proj_drop)
         self.pos_embed = PosEmbed(base_units, t, h, w, pos_embed_type)
-        self.timestep_embedding = TimestepEmbedding(self.block_units[0])
+        self.timestep_embedding = TimestepEmbedding(self.block_units[0], timestep_frequencies)
         self.time_embed = TimeEmbedLayer(self.block_units[0], time_channels)
         mem_shapes = [(t, h, w, base_units)]
         downs = []

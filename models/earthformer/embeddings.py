@@ -10,20 +10,30 @@ from mindspore import Tensor, nn, ops
 from .init import normal_table
 
 
-def timestep_frequencies(dim: int, max_period: float = 10000.0) -> np.ndarray:
-    """f_k = exp(−ln(max_period)·k/half), k = 0..half−1 (float32, as the official code computes them)."""
+#: how the sinusoid's frequencies are computed: "official" as the official PyTorch code does (float32 exp accurate to
+#: about 1e-7); "mindearth" with MindSpore's float32 exp, as MindEarth's port does (on CPU accurate to only about
+#: 4.5e-6, which moves cos(t·f) by up to 1e-3 near t = 1000: a converted MindEarth network must compute them its way)
+TIMESTEP_FREQUENCIES = ("official", "mindearth")
+
+
+def timestep_frequencies(dim: int, max_period: float = 10000.0, kind: str = "official") -> np.ndarray:
+    """f_k = exp(−ln(max_period)·k/half), k = 0..half−1, float32, computed the `kind` way (`TIMESTEP_FREQUENCIES`)."""
     half = dim // 2
+    if kind == "mindearth":  # MindEarth's expression, in MindSpore ops on the current device
+        return ops.exp(-math.log(max_period) * ops.arange(start=0, end=half, dtype=ms.float32) / half).asnumpy()
+    if kind != "official":
+        raise ValueError(f"unknown timestep_frequencies {kind!r}; valid: {', '.join(TIMESTEP_FREQUENCIES)}")
     return np.exp(-math.log(max_period) * np.arange(half, dtype=np.float32) / half).astype(np.float32)
 
 
 class TimestepEmbedding(nn.Cell):
     """Integer timesteps (B,) → sinusoidal embedding (B, dim): [cos(t·f), sin(t·f)] (cosines first), zero-padded
-    by one column when `dim` is odd."""
+    by one column when `dim` is odd; `frequencies` as in `timestep_frequencies`."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, frequencies: str = "official"):
         super().__init__()
         self.dim = dim
-        self.freqs = Tensor(timestep_frequencies(dim)[None, :])
+        self.freqs = Tensor(timestep_frequencies(dim, kind=frequencies)[None, :])
 
     def construct(self, t):
         args = ops.cast(t, ms.float32)[:, None] * self.freqs

@@ -40,7 +40,8 @@ class CuboidTransformerUNet(nn.Cell):
                  attn_proj_linear_init_mode: str = "2", conv_init_mode: str = "0", down_linear_init_mode: str = "0",
                  up_linear_init_mode: str = "0", global_proj_linear_init_mode: str = "2", norm_init_mode: str = "0",
                  time_embed_channels_mult: int = 4, time_embed_use_scale_shift_norm: bool = False,
-                 time_embed_dropout: float = 0.0, unet_res_connect: bool = True):
+                 time_embed_dropout: float = 0.0, unet_res_connect: bool = True,
+                 timestep_frequencies: str = "official"):
         super().__init__()
         check_supported(num_global_vectors=num_global_vectors, downsample_type=downsample_type, gated_ffn=gated_ffn,
                         norm_layer=norm_layer, hierarchical_pos_embed=hierarchical_pos_embed,
@@ -62,7 +63,7 @@ class CuboidTransformerUNet(nn.Cell):
 
         self.first_proj = TimeEmbedResBlock(c + 1, base_units, dropout=proj_drop)
         self.pos_embed = PosEmbed(base_units, t_in + t_out, h, w, pos_embed_type)
-        self.timestep_embedding = TimestepEmbedding(self.block_units[0])
+        self.timestep_embedding = TimestepEmbedding(self.block_units[0], timestep_frequencies)
         self.time_embed = TimeEmbedLayer(self.block_units[0], time_channels)
 
         mem_shapes = [(t_in + t_out, h, w, base_units)]

@@ -4,7 +4,8 @@
 `section.key=value` overrides and returns a frozen, type-checked `Config`. Anything unknown or of the
 wrong type raises `ConfigError` with a one-line message naming the key and what is allowed.
 
-A user YAML may start from a preset with `base: <preset>`; every other top-level key is a section.
+A user YAML may start from a preset with `base: <preset>`; every other top-level key is a section. A MindEarth
+PreDiff YAML is recognised by its structure and translated (`config.mindearth`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import yaml
 from prediff.errors import ConfigError
 from prediff.io.atomic import atomic_write_text
 
+from .mindearth import is_mindearth_config, translate_mindearth_config
 from .schema import BLOCKWISE_RECOMPUTE, LIMITS, Config, DataConfig, SampleConfig, TrainConfig, VAEConfig, to_plain
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -97,6 +99,8 @@ def _read_source(source: str, seen: tuple) -> tuple:
         raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    if is_mindearth_config(raw):
+        raw = translate_mindearth_config(raw, str(path))
     base = raw.pop("base", None)
     if base is None:
         return raw, name

@@ -66,6 +66,7 @@ class UNetConfig:
     input_shape: Tuple[int, ...] = (7, 16, 16, 64)
     target_shape: Tuple[int, ...] = (6, 16, 16, 64)
     base_units: int = 256
+    block_units: Optional[Tuple[int, ...]] = None  # widths of the levels (None: base_units × downsample^(level·alpha))
     scale_alpha: float = 1.0
     num_heads: int = 4
     attn_drop: float = 0.1
@@ -103,6 +104,9 @@ class UNetConfig:
     time_embed_use_scale_shift_norm: bool = False
     time_embed_dropout: float = 0.0
     unet_res_connect: bool = True
+    # the timestep sinusoid's frequencies: "official" (PyTorch's float32 exp) or "mindearth" (MindSpore's float32 exp,
+    # as MindEarth's port computes them; set by a MindEarth YAML, see docs/mindearth.md)
+    timestep_frequencies: Literal["official", "mindearth"] = "official"
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class AlignConfig:
     pool: Literal["attention"] = "attention"
     readout_seq: bool = True
     out_len: int = 6
+    timestep_frequencies: Literal["official", "mindearth"] = "official"  # as in UNetConfig
 
 
 @dataclass(frozen=True)
@@ -356,7 +361,8 @@ LIMITS = {
                  "split_seed": Range(0, 2 ** 32 - 1), "shuffle_seed": Range(0, 2 ** 32 - 1)},
     VAEConfig: {"in_channels": POSITIVE_INT, "out_channels": POSITIVE_INT, "block_out_channels": POSITIVE_INT,
                 "layers_per_block": POSITIVE_INT, "latent_channels": POSITIVE_INT, "norm_num_groups": POSITIVE_INT},
-    UNetConfig: {**_NETWORK_COMMON, "target_shape": POSITIVE_INT, "upsample_kernel_size": POSITIVE_INT},
+    UNetConfig: {**_NETWORK_COMMON, "target_shape": POSITIVE_INT, "upsample_kernel_size": POSITIVE_INT,
+                 "block_units": POSITIVE_INT},
     AlignConfig: {**_NETWORK_COMMON, "out_channels": POSITIVE_INT, "block_units": POSITIVE_INT,
                   "out_len": POSITIVE_INT},
     DiffusionConfig: {"timesteps": Range(1, 100_000), "linear_start": POSITIVE, "linear_end": POSITIVE,

@@ -25,8 +25,8 @@ import numpy as np
 
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_path
-from prediff.io.available_memory import measure_available_memory_in_mindspore
 from prediff.io.ckpt_stream import write_ckpt
+from prediff.io.mindspore_ckpt import read_mindspore_ckpt
 
 FORMAT_VERSION = 1
 META_KEY = "prediff_meta"
@@ -70,21 +70,22 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
 
 
 def load_checkpoint(path, component: Optional[str] = None) -> Checkpoint:
-    """Read a prediff checkpoint; `component` (if given) must match the one stored."""
+    """Read a prediff checkpoint; `component` (if given) must match the one stored. The file is read as untrusted
+    (`io.mindspore_ckpt`): a damaged or crafted file ends in one `InputError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
-    measure_available_memory_in_mindspore()  # its own check counts free memory only, not the reclaimable cache
-    try:
-        raw = ms.load_checkpoint(str(path))
-    except Exception as exc:  # MindSpore raises ValueError/RuntimeError subclasses for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path} is not a readable MindSpore checkpoint ({first})") from None
+    raw = read_mindspore_ckpt(path, what="checkpoint")
     meta_text = raw.pop(META_KEY, None)
     if not isinstance(meta_text, str):
-        raise InputError(f"{path} is a MindSpore checkpoint but not a prediff one (no {META_KEY}); "
-                         "convert official PyTorch weights with `prediff convert-weights`")
-    meta = json.loads(meta_text)
+        raise InputError(f"{path} is a MindSpore checkpoint but not a prediff one (no {META_KEY}); convert official "
+                         "PyTorch weights or MindEarth PreDiff checkpoints with `prediff convert-weights`, or a "
+                         "MindEarth model with `prediff import-mindearth`")
+    try:
+        meta = json.loads(meta_text)
+        if not isinstance(meta, dict) or not isinstance(meta.get("component"), str) \
+                or not isinstance(meta.get("model_kwargs"), dict) or not isinstance(meta.get("format", 0), int):
+            raise ValueError("no component, model_kwargs or format number")
+    except ValueError as exc:
+        raise InputError(f"{path}: its {META_KEY} entry is damaged ({exc})") from None
     if meta.get("format", 0) > FORMAT_VERSION:
         raise InputError(f"{path} was written by a newer prediff (format {meta['format']}); upgrade prediff")
     stored = meta.pop("component")
@@ -93,8 +94,8 @@ def load_checkpoint(path, component: Optional[str] = None) -> Checkpoint:
     groups: Dict[str, Dict[str, np.ndarray]] = {g: {} for g in GROUPS}
     for key, value in raw.items():
         group, _, name = key.partition(".")
-        if group in groups:
-            groups[group][name] = value.asnumpy()
+        if group in groups and not isinstance(value, str):
+            groups[group][name] = value
     kwargs = meta.pop("model_kwargs")
     config = meta.pop("config", None)
     meta.pop("format", None)

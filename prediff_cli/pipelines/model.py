@@ -20,6 +20,7 @@ from prediff.errors import InputError
 from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint, load_checkpoint, load_weights,
                                    save_checkpoint, weights_sha256)
 from prediff.io.output_dir import check_output_dir
+from prediff.io.publish import publish_folder, staging_folder
 
 from .model_store import COMPONENT_FILES, model_folder
 
@@ -207,13 +208,20 @@ def _with_sample_settings(ckpt: Checkpoint, sets: Sequence[str]) -> Checkpoint:
     return dataclasses.replace(ckpt, config=to_plain(config))
 
 
+#: a model folder's card (where it came from: sources, digests, config), written by the commands that install models
+MODEL_CARD = "model.json"
+
+
 def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = False,
                  sample_sets: Sequence[str] = ()) -> Dict[str, Path]:
     """Write the inference copies (EMA weights, config, no optimizer state) of training checkpoints into a model
     folder `out` as vae.ckpt, unet.ckpt and (optionally) align.ckpt; returns component → written path.
 
     `sample_sets` (`sample.KEY=VALUE`) change the model's default forecast settings, which `prediff sample` and
-    `prediff score` start from (the UNet checkpoint's config); nothing else of a trained config may change."""
+    `prediff score` start from (the UNet checkpoint's config); nothing else of a trained config may change.
+    Every input is read and checked before anything is written; the folder is then published whole (`io.publish`):
+    with `overwrite` an earlier model there is replaced entirely (its align.ckpt too when none is exported), and a
+    failure leaves it as it was."""
     missing = [c for c in ("vae", "unet") if c not in checkpoints]
     if missing:
         raise InputError(f"a model needs a {' and a '.join(missing)} checkpoint; give the run folders of "
@@ -222,12 +230,16 @@ def export_model(checkpoints: Dict[str, Path], out: Path, overwrite: bool = Fals
     if wrong:
         raise InputError(f"export-model --set changes only the default forecast settings (sample.KEY=VALUE); got "
                          f"{wrong[0]!r}")
-    check_output_dir(out, [COMPONENT_FILES[c] for c in checkpoints], overwrite, what="a model")
+    names = [*COMPONENT_FILES.values(), MODEL_CARD]  # an earlier model's files, its card included, go as a whole
+    check_output_dir(out, names, overwrite, what="a model", inputs=list(checkpoints.values()))
     loaded = {c: _with_sample_settings(load_checkpoint(p, component=c), sample_sets) for c, p in checkpoints.items()}
     vae_sha = file_sha256(checkpoints["vae"])
     for component in ("unet", "align"):
         if component in loaded:
             check_vae_pairing(loaded["vae"], checkpoints["vae"], vae_sha, loaded[component], checkpoints[component],
                               OPTION_OF[component], hint="the VAE run (or .ckpt) it was trained with")
-    return {c: save_checkpoint(Path(out) / COMPONENT_FILES[c], inference_checkpoint(ckpt))
-            for c, ckpt in loaded.items()}
+    with staging_folder(out) as staging:
+        for component, ckpt in loaded.items():
+            save_checkpoint(staging / COMPONENT_FILES[component], inference_checkpoint(ckpt))
+        publish_folder(staging, out, names)
+    return {c: Path(out) / COMPONENT_FILES[c] for c in loaded}
