@@ -72,16 +72,19 @@ def _transformer(source: CRS, target: CRS) -> Transformer:
 def transform(source: CRS, target: CRS, x, y) -> Tuple[np.ndarray, np.ndarray]:
     """Coordinates (x, y) in `source` → (x, y) in `target` (longitude first for a geographic CRS); points where
     the transformation is undefined come back as inf or NaN, never as an exception or a warning."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    x, y = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
     if source == target:
         return x.copy(), y.copy()
+    # pyproj takes a one-element array for a point (a path NumPy deprecates): always hand it two or more values
+    flat_x, flat_y = np.resize(x.ravel(), max(x.size, 2)), np.resize(y.ravel(), max(y.size, 2))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            out = _transformer(source, target).transform(x, y, errcheck=False)
+            out = _transformer(source, target).transform(flat_x, flat_y, errcheck=False)
         except ProjError:
             return np.full(x.shape, np.nan), np.full(y.shape, np.nan)
-    return np.asarray(out[0], np.float64).reshape(x.shape), np.asarray(out[1], np.float64).reshape(y.shape)
+    return (np.asarray(out[0], np.float64)[:x.size].reshape(x.shape),
+            np.asarray(out[1], np.float64)[:y.size].reshape(y.shape))
 
 
 def laea_crs(lat0: float, lon0: float, geodetic: Optional[CRS] = None, radius: Optional[float] = None) -> CRS:
@@ -563,27 +566,29 @@ def _check_axis(values, name: str) -> np.ndarray:
 
 
 def _check_pixels(grid, what: str) -> None:
-    """The grid's pixels within `PIXEL_RANGE_M`, and every pixel centre and edge on the Earth."""
+    """The grid on the Earth (coordinates within bounds), its pixels within `PIXEL_RANGE_M`, and its projection
+    defined at every pixel centre and edge."""
     low, high = PIXEL_RANGE_M
+    plain = isinstance(grid, Grid) and grid.geographic and _is_plain_lat_lon(grid.crs)
     if isinstance(grid, Grid):
         x_min, y_min, x_max, y_max = grid.extent()
-        if not grid.geographic and max(abs(x_min), abs(x_max), abs(y_min), abs(y_max)) > MAX_COORDINATE_M:
-            raise ValueError(f"{what} reaches {max(abs(x_min), abs(x_max), abs(y_min), abs(y_max)):g} m from its "
-                             f"origin; the Earth is within {MAX_COORDINATE_M:g} m")
-        if grid.geographic and _is_plain_lat_lon(grid.crs) and (min(y_min, y_max) < -90.5 or max(y_min, y_max) > 90.5
-                                                                  or x_max - x_min > 360.0 + 1e-6):
+        reach = max(abs(x_min), abs(x_max), abs(y_min), abs(y_max))
+        if not grid.geographic and reach > MAX_COORDINATE_M:
+            raise ValueError(f"{what} reaches {reach:g} m from its origin; the Earth is within {MAX_COORDINATE_M:g} m")
+        if plain and (min(y_min, y_max) < -90.5 or max(y_min, y_max) > 90.5 or x_max - x_min > 360.0 + 1e-6):
             raise ValueError(f"{what} spans latitudes {y_min:g}..{y_max:g} and {x_max - x_min:g} degrees of "
                              "longitude; expected -90..90 and at most 360")
-        lat, lon = grid.lat_lon()
-        bx, by = grid.boundary()
-        edge_lon, edge_lat = transform(grid.crs, geodetic_of(grid.crs), bx, by)
-        if grid.geographic and _is_plain_lat_lon(grid.crs):
-            edge_lat = np.clip(edge_lat, -90.0, 90.0)  # half a pixel beyond a pole-touching row
-        if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(edge_lat)) and np.all(np.isfinite(edge_lon))):
-            raise ValueError(f"{what} lies partly where its projection is undefined (no latitude/longitude there)")
     smallest, largest = grid.pixel_size_m()
     if not (math.isfinite(smallest) and math.isfinite(largest)) or smallest < low or largest > high:
         raise ValueError(f"{what} has pixels of {smallest:.3g}..{largest:.3g} m; expected {low:g}..{high:g} m")
+    if isinstance(grid, Grid):
+        lat, _ = grid.lat_lon()
+        bx, by = grid.boundary()
+        edge_lon, edge_lat = transform(grid.crs, geodetic_of(grid.crs), bx, by)
+        if plain:
+            edge_lat = np.clip(edge_lat, -90.0, 90.0)  # half a pixel beyond a pole-touching row
+        if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(edge_lat)) and np.all(np.isfinite(edge_lon))):
+            raise ValueError(f"{what} lies partly where its projection is undefined (no latitude/longitude there)")
 
 
 def grid_from_cf(mapping_name: Optional[str], attrs: Optional[Dict[str, object]], x, y,
@@ -724,6 +729,11 @@ def grid_from_spec(spec: str, height: int, width: int) -> Grid:
         origin = values[place]
     crs = laea_crs(origin[0], origin[1], radius=radius)
     geodetic = geodetic_of(crs)
+    given = angle_from(origin[0], origin[1], values[place][0::2], values[place][1::2], geodetic)
+    if not given <= 90.0:
+        raise InputError(f"--grid {spec!r}: {place}= lies {given:.0f} degrees from the projection origin "
+                         f"{origin[0]:g},{origin[1]:g}; at most 90 (LAEA degenerates beyond, its antipode is "
+                         "undefined); set origin= near the grid or leave it out")
     if place == "bbox":
         a, b, c, d = values["bbox"]
         (x_min, x_max), (y_min, y_max) = transform(geodetic, crs, [b, d], [a, c])
@@ -754,18 +764,37 @@ def grid_from_spec(spec: str, height: int, width: int) -> Grid:
     grid = Grid.from_extent(crs, x_min, y_min, x_max, y_max, height, width)
     reach = reach_degrees(grid)
     if not reach <= 90.0:
-        raise InputError(f"--grid {spec!r}: the grid reaches {reach:.0f} degrees from the projection origin "
-                         f"{origin[0]:g},{origin[1]:g}; at most 90 (beyond it LAEA pixels are stretched more than 2:1 "
-                         "and the antipode is undefined); set origin= near the grid or leave it out")
+        where = "beyond 90" if math.isinf(reach) else f"{reach:.0f}"
+        if "origin" in values:
+            raise InputError(f"--grid {spec!r}: the grid reaches {where} degrees from the projection origin "
+                             f"{origin[0]:g},{origin[1]:g}; at most 90 (beyond it LAEA pixels are stretched more "
+                             "than 2:1); set origin= nearer the grid's centre")
+        raise InputError(f"--grid {spec!r}: the grid reaches {where} degrees from its centre; at most 90 fit one "
+                         "LAEA map (beyond it pixels are stretched more than 2:1); use fewer or smaller pixels")
     return grid
 
 
-def reach_degrees(grid: Grid, points: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> float:
-    """The largest angle (degrees, approximate on an ellipsoid) from the origin of an LAEA grid without false
-    easting/northing to its outer edge, or to `points` (x, y) in its CRS; inf where the projection is undefined."""
-    bx, by = grid.boundary() if points is None else points
-    radius = geodetic_of(grid.crs).ellipsoid.semi_major_metre
-    rho = np.hypot(bx, by) / (2.0 * radius)
-    if not np.all(np.isfinite(rho)) or rho.max() > 1.0:
+def angle_from(lat0: float, lon0: float, lat, lon, geodetic: CRS) -> float:
+    """The largest angle (degrees: geodesic distance over the semi-major axis) from (lat0, lon0) to the points
+    (lat, lon), on the Earth shape of `geodetic`; inf when a point is not finite."""
+    lat, lon = np.ravel(np.asarray(lat, np.float64)), np.ravel(np.asarray(lon, np.float64))
+    if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
         return math.inf
-    return float(np.degrees(2.0 * np.arcsin(rho.max())))
+    geod = geodetic.get_geod()
+    n = max(lat.size, 2)  # two or more values: pyproj takes one for a point
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, _, dist = geod.inv(np.full(n, lon0), np.full(n, lat0), np.resize(lon, n),
+                              np.resize(np.clip(lat, -90.0, 90.0), n))
+    return float(np.degrees(np.max(dist) / geod.a))
+
+
+def reach_degrees(grid: Grid) -> float:
+    """The largest angle (degrees) from the projection origin of an LAEA grid to its outer edge (inf where the
+    projection is undefined)."""
+    params = {p.name.lower(): p.value for p in grid.crs.coordinate_operation.params}
+    lat0 = params.get("latitude of natural origin", 0.0)
+    lon0 = params.get("longitude of natural origin", 0.0)
+    bx, by = grid.boundary()
+    lon, lat = transform(grid.crs, geodetic_of(grid.crs), bx, by)
+    return angle_from(lat0, lon0, lat, lon, geodetic_of(grid.crs))

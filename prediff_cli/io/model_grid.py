@@ -3,9 +3,9 @@
 The model works on a north-up Lambert azimuthal equal-area (LAEA) grid of 3 km pixels, as SEVIR-LR is. For an
 input on a map grid (`io.grid`), `model_grid_for` chooses that grid:
 
-* An input that already is on such a grid (LAEA, x east and y north in rows from north to south, pixels 3 km
-  within 0.1 %, evenly spaced) keeps its own pixels: the model grid is the input grid (extended by whole pixels
-  where it is smaller than the model's window), so nothing is resampled.
+* An input that already is on such a grid (LAEA, pixels 3 km within 0.1 %, evenly spaced) keeps its own
+  pixels: the model grid is the input grid, its rows ordered north to south and extended by whole pixels where it
+  is smaller than the model's window, so values are copied, not interpolated.
 * Any other input gets an LAEA grid whose projection origin is the centre of the input's domain (rounded to
   0.001 degree), on the input's own Earth shape: north is up and pixels are square where the forecaster looks.
   The grid covers the whole of the input's domain (the bounding box of its outer edge in the new projection),
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import numpy as np
 
-from .grid import MAX_SIDE, CurvilinearGrid, Grid, geodetic_of, is_laea, laea_crs, reach_degrees, transform
+from .grid import MAX_SIDE, CurvilinearGrid, Grid, angle_from, geodetic_of, is_laea, laea_crs, transform
 
 #: the model's pixel, metres, and the side of its window, pixels
 MODEL_PIXEL_M = 3000.0
@@ -36,13 +36,13 @@ def _even_axis(axis: np.ndarray, step: float) -> bool:
 
 
 def is_model_lattice(grid, pixel_m: float = MODEL_PIXEL_M) -> bool:
-    """Whether `grid` is already a model grid: LAEA, evenly spaced `pixel_m` pixels (within 0.1 %), x
-    increasing eastward and y decreasing (row 0 north)."""
+    """Whether `grid`'s pixels already are the model's: LAEA, evenly spaced `pixel_m` pixels (within 0.1 %),
+    whichever way its axes run (a model grid runs x east, y south: row 0 north)."""
     if not isinstance(grid, Grid) or not is_laea(grid.crs):
         return False
     dx, dy = float(np.mean(np.diff(grid.x))), float(np.mean(np.diff(grid.y)))
-    return bool(dx > 0 > dy and abs(dx - pixel_m) <= SAME_PIXEL_RTOL * pixel_m
-                and abs(-dy - pixel_m) <= SAME_PIXEL_RTOL * pixel_m and _even_axis(grid.x, dx)
+    return bool(abs(abs(dx) - pixel_m) <= SAME_PIXEL_RTOL * pixel_m
+                and abs(abs(dy) - pixel_m) <= SAME_PIXEL_RTOL * pixel_m and _even_axis(grid.x, dx)
                 and _even_axis(grid.y, dy))
 
 
@@ -62,25 +62,23 @@ def model_grid_for(grid, min_side: int = MODEL_SIDE, pixel_m: float = MODEL_PIXE
     line) when the input's domain cannot be put on one LAEA grid."""
     from prediff.errors import InputError
 
-    if is_model_lattice(grid, pixel_m):
-        x, y = _extend(grid.x, min_side), _extend(grid.y, min_side)
-        if len(x) == len(grid.x) and len(y) == len(grid.y):
+    if is_model_lattice(grid, pixel_m):  # the same pixels, north-up, extended to the model's window
+        x, y = _extend(np.sort(grid.x), min_side), _extend(np.sort(grid.y)[::-1], min_side)
+        if np.array_equal(x, grid.x) and np.array_equal(y, grid.y):
             return grid
         return Grid(grid.crs, x, y, cf_attrs=grid.cf_attrs)
     lat0, lon0 = grid.centre()
     crs = laea_crs(round(lat0, 3), round(lon0, 3), geodetic_of(grid.crs))
-    if isinstance(grid, CurvilinearGrid):
-        bx, by = grid.boundary()
-        source = grid.local_crs
-    else:
-        bx, by = grid.boundary()
-        source = grid.crs
-    x, y = transform(source, crs, bx, by)
-    probe = Grid(crs, np.array([0.0, 1.0]), np.array([1.0, 0.0]))
-    reach = reach_degrees(probe, (x, y))
+    source = grid.local_crs if isinstance(grid, CurvilinearGrid) else grid.crs
+    bx, by = grid.boundary()
+    lon, lat = transform(source, geodetic_of(source), bx, by)
+    reach = angle_from(lat0, lon0, lat, lon, geodetic_of(source))
     if not reach <= 90.0:
-        raise InputError(f"the input's domain reaches {'beyond' if math.isinf(reach) else f'{reach:.0f}'} degrees "
-                         f"from its centre ({lat0:.2f}, {lon0:.2f}); at most 90 can be put on one map grid; crop it")
+        raise InputError(f"the input's domain reaches {'beyond 90' if math.isinf(reach) else f'{reach:.0f}'} "
+                         f"degrees from its centre ({lat0:.2f}, {lon0:.2f}); at most 90 fit one LAEA map; crop it")
+    x, y = transform(source, crs, bx, by)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise InputError("the input's domain cannot be projected onto one LAEA map around its centre; crop it")
     x_min, x_max, y_min, y_max = float(x.min()), float(x.max()), float(y.min()), float(y.max())
     # whole pixels covering the domain (a sliver of a pixel below 0.1 % is rounding, not domain)
     width = max(min_side, math.ceil((x_max - x_min) / pixel_m - 1e-3))
