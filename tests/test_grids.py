@@ -56,8 +56,22 @@ def laea_2km_grid(n=300):
     return grid_from_spec("center=52,5 pixel=2000", n, n)
 
 
+def dateline_grid(n=250):
+    """Lat/lon with longitudes 176..184 (across 180 degrees), rows south to north."""
+    return grid_from_cf(None, None, np.linspace(176.0, 184.0, n), np.linspace(52.0, 57.0, n),
+                        {"units": "degrees_east"}, {"units": "degrees_north"})
+
+
+def rotated_pole_grid(n=300):
+    mapping = {"grid_mapping_name": "rotated_latitude_longitude", "grid_north_pole_latitude": 40.0,
+               "grid_north_pole_longitude": -170.0}
+    return grid_from_cf("rotated_pole", mapping, np.linspace(-2.0, 2.0, n), np.linspace(2.0, -2.0, n),
+                        {"units": "degrees", "standard_name": "grid_longitude"},
+                        {"units": "degrees", "standard_name": "grid_latitude"})
+
+
 GRIDS = {"polar stereographic": polar_grid, "lat/lon": lat_lon_grid, "curvilinear lat/lon": curvilinear_grid,
-         "LAEA 2 km": laea_2km_grid}
+         "LAEA 2 km": laea_2km_grid, "lat/lon across 180": dateline_grid, "rotated pole": rotated_pole_grid}
 
 
 def blob(grid, sigma_km, north_km=0.0, east_km=0.0):
@@ -78,7 +92,7 @@ def centre_of_mass_km(field, grid):
         return float((w * x).sum() / 1e3), float((w * y).sum() / 1e3)
     xx, yy = np.meshgrid(grid.x, grid.y)
     if grid.geographic:
-        clat, clon = grid.centre()
+        clat, clon = grid.centre()[0], float(np.mean(grid.x))
         return (float((w * (xx - clon)).sum() * 111.2 * np.cos(np.radians(clat))),
                 float((w * (yy - clat)).sum() * 111.2))
     return float((w * xx).sum() / 1e3), float((w * yy).sum() / 1e3)
@@ -95,7 +109,9 @@ def model_com_in_input_coordinates(field, model, grid):
     x, y = transform(model.crs, grid.crs, [mx], [my])
     if grid.geographic:
         clat, clon = grid.centre()
-        return float((x[0] - clon) * 111.2 * np.cos(np.radians(clat))), float((y[0] - clat) * 111.2)
+        clon = float(np.mean(grid.x))  # the grid's own longitudes (176..184 stays so, not -176)
+        return float(((x[0] - clon + 180.0) % 360.0 - 180.0) * 111.2 * np.cos(np.radians(clat))), \
+            float((y[0] - clat) * 111.2)
     return float(x[0] / 1e3), float(y[0] / 1e3)
 
 
@@ -379,3 +395,22 @@ def test_one_bound_on_pixel_size_for_pixel_and_bbox():
     assert np.diff(grid_from_spec("center=35,-97 pixel=1", 128, 128).x)[0] == pytest.approx(1.0)
     tiny = grid_from_spec("bbox=35,-97,35.0018,-96.9978", 128, 128)  # about 1.5 m pixels
     assert 1.0 < np.diff(tiny.x)[0] < 2.0
+
+
+@pytest.mark.parametrize("output_grid", ["model", "input"])
+def test_a_forecast_on_either_grid_is_scored_against_the_truth_on_that_grid(tmp_path, output_grid):
+    from prediff.config import Config
+    from prediff.pipelines.evaluate import score_forecast_file
+
+    grid = polar_grid(200)
+    frames = np.stack([blob(grid, 12.0, north_km=3.0 * k) for k in range(13)])
+    source = _write_polar_input(tmp_path / "composite.nc", frames, grid)
+    radar = read_radar_input(source)
+    if output_grid == "input":
+        members, context, g = np.stack([frames[7:]] * 2), frames[:7], grid
+    else:
+        members, context, g = np.stack([radar.truth] * 2), radar.context, radar.grid
+    path = write_forecast(tmp_path / "fc.nc", members, reference_time=START + dt.timedelta(minutes=60),
+                          lead_minutes=range(10, 70, 10), context=context, grid=g)
+    scores = score_forecast_file(path, source, 0, 0, Config())
+    assert scores["mse"] == pytest.approx(0.0, abs=1e-9)
