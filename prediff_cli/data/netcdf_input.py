@@ -4,8 +4,8 @@ The variable (`--variable`, default `vil`) must be (time, y, x). Its decoded tim
 times, which must be 10 minutes apart over the context (a different step or a gap is refused); its `units` tell
 the scale: "kg m-2" (physical VIL, encoded to the model's digital scale, `vil_scale`), or "1" / none (SEVIR
 digital 0–255, or 0–1 floats). A CF grid mapping on the variable with its x/y coordinates, longitude/latitude
-axes, or 2-D lat/lon give the frames' map grid (`io.grid.grid_from_cf`). Declared shapes and types are checked before any values are read, and only the frames
-needed are read.
+axes, or 2-D lat/lon give the frames' map grid (`io.grid.grid_from_cf`). Declared shapes and types are checked
+before any values are read, and only the frames needed are read.
 """
 from __future__ import annotations
 

@@ -67,8 +67,8 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
                    grid=None, attrs: Optional[Dict[str, object]] = None,
                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Path:
     """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside;
-    `grid` (a `Grid` or `CurvilinearGrid` of H × W pixels) places it on the map; `thresholds` (digital VIL) are those of the exceedance
-    probabilities."""
+    `grid` (a `Grid` or `CurvilinearGrid` of H × W pixels) places it on the map; `thresholds` (digital VIL) are
+    those of the exceedance probabilities."""
     forecast = np.asarray(forecast, dtype=np.float32)
     t = forecast.shape[1]
     lead = np.asarray(lead_minutes, dtype=np.float64)
