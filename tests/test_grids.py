@@ -414,3 +414,10 @@ def test_a_forecast_on_either_grid_is_scored_against_the_truth_on_that_grid(tmp_
                           lead_minutes=range(10, 70, 10), context=context, grid=g)
     scores = score_forecast_file(path, source, 0, 0, Config())
     assert scores["mse"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_api_output_grid_lists_the_valid_choices():
+    from prediff.api import forecast
+
+    with pytest.raises(InputError, match="unknown output grid 'native'; valid output grids: model, input"):
+        forecast(None, np.zeros((7, 128, 128), np.float32), output_grid="native")

@@ -253,7 +253,7 @@ class Grid:
             sides = np.concatenate([dx, dy]) * unit
             return float(sides.min()), float(sides.max())
         metres = math.radians(1.0) * geodetic_of(self.crs).ellipsoid.semi_major_metre
-        lat, _ = self.lat_lon()
+        lat, _ = _lat_lon_at(self, _sample_indices(len(self.y)), _sample_indices(len(self.x)))
         cos = np.cos(np.radians(np.clip(np.abs(lat), 0.0, 89.0)))
         smallest = min(dy.min() * metres, dx.min() * metres * float(cos.min()))
         largest = max(dy.max() * metres, dx.max() * metres * float(cos.max()))
@@ -407,6 +407,11 @@ class CurvilinearGrid:
         return float(self.lon[0, -1])
 
 
+def _sample_indices(n: int, count: int = 256) -> np.ndarray:
+    """About `count` evenly spread indices of 0..n-1, the first and last included."""
+    return np.unique(np.r_[np.arange(0, n, max(1, n // count)), n - 1])
+
+
 def _lat_lon_at(grid, rows: np.ndarray, cols: np.ndarray):
     if isinstance(grid, Grid):
         xx, yy = np.meshgrid(grid.x[cols], grid.y[rows])
@@ -418,14 +423,12 @@ def _lat_lon_at(grid, rows: np.ndarray, cols: np.ndarray):
 
 def same_pixels(a, b, tolerance_m: float = 1.0) -> bool:
     """Whether grids `a` and `b` (of either kind) have the same shape and pixel centres within `tolerance_m`
-    metres (compared at every 16th row and column and the last ones)."""
+    metres (compared on about 256 × 256 pixels spread over the grid, the outer rows and columns included)."""
     if a is b:
         return True
     if not (hasattr(b, "lat_lon") and hasattr(b, "shape")) or a.shape != b.shape:
         return False
-    h, w = a.shape
-    rows = np.unique(np.r_[np.arange(0, h, 16), h - 1])
-    cols = np.unique(np.r_[np.arange(0, w, 16), w - 1])
+    rows, cols = _sample_indices(a.shape[0]), _sample_indices(a.shape[1])
     (lat_a, lon_a), (lat_b, lon_b) = (_lat_lon_at(g, rows, cols) for g in (a, b))
     metres = math.radians(1.0) * 6.4e6
     dlon = (lon_a - lon_b + 180.0) % 360.0 - 180.0
@@ -582,7 +585,7 @@ def _check_pixels(grid, what: str) -> None:
     if not (math.isfinite(smallest) and math.isfinite(largest)) or smallest < low or largest > high:
         raise ValueError(f"{what} has pixels of {smallest:.3g}..{largest:.3g} m; expected {low:g}..{high:g} m")
     if isinstance(grid, Grid):
-        lat, _ = grid.lat_lon()
+        lat, _ = _lat_lon_at(grid, _sample_indices(grid.shape[0]), _sample_indices(grid.shape[1]))
         bx, by = grid.boundary()
         edge_lon, edge_lat = transform(grid.crs, geodetic_of(grid.crs), bx, by)
         if plain:
