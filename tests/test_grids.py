@@ -200,18 +200,21 @@ def test_a_storm_keeps_its_position(kind):
     assert np.hypot(mx - ex, my - ey) < 0.5
 
 
-@pytest.mark.parametrize("column", [300, 301, 302, 350])
-def test_coarsening_is_area_weighted_so_a_one_pixel_core_is_kept(column):
-    """A single 1 km pixel of rain: on the 3 km grid its mass is kept (a point sample would drop it or make it
-    nine times heavier, depending on where it falls)."""
+def test_coarsening_is_area_weighted_so_a_one_pixel_core_is_kept():
+    """A single 1 km pixel of rain: on the 3 km grid its mass is kept, the same wherever it falls (a point sample
+    would drop it or make it nine times heavier, depending on where it falls). Measured: 0.950 of the mass at the
+    four neighbouring positions, 0.972 further north (the polar-stereographic pixels' true area varies)."""
     grid = polar_grid(700)
     model = model_grid_for(grid)
-    field = np.zeros(grid.shape, np.float32)
-    field[340, column] = 1.0
-    on_model, _ = resample(field, grid, model)
-    area_in, area_model = 1000.0 ** 2, 3000.0 ** 2  # near 58 N the polar-stereographic scale is ~1.01
-    assert np.nansum(on_model) * area_model / area_in == pytest.approx(1.0, rel=0.06)
-    assert np.nanmax(on_model) > 0.05
+    ratios = []
+    for row, column in [(340, 300), (340, 301), (341, 302), (342, 350), (100, 600)]:
+        field = np.zeros(grid.shape, np.float32)
+        field[row, column] = 1.0
+        on_model, _ = resample(field, grid, model)
+        ratios.append(np.nansum(on_model) * 3000.0 ** 2 / 1000.0 ** 2)
+        assert np.nanmax(on_model) > 0.05
+    assert min(ratios) > 0.94 and max(ratios) < 1.06
+    assert max(ratios[:4]) - min(ratios[:4]) < 0.01  # neighbouring positions: the same (the last lies further north)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -626,8 +626,13 @@ def grid_from_cf(mapping_name: Optional[str], attrs: Optional[Dict[str, object]]
                 raise ValueError("x and y are projection coordinates, but no grid mapping names the projection")
             if not crs.is_projected:
                 raise ValueError(f"x and y are in metres, but the grid mapping {mapping_name!r} is "
-                                 f"{crs.to_cf().get('grid_mapping_name', 'not a projection')}")
+                                 f"{_to_cf(crs).get('grid_mapping_name', 'not a projection')}")
         else:
+            for axis, axis_attrs, wrong in (("x", x_attrs, "latitude"), ("y", y_attrs, "longitude")):
+                units = str(axis_attrs.get("units", "")).strip().lower()
+                if axis_attrs.get("standard_name") == wrong or units.endswith("north" if wrong == "latitude"
+                                                                               else "east"):
+                    raise ValueError(f"{axis} holds {wrong}s; expected x along longitude and y along latitude")
             crs = crs if crs is not None else CRS.from_cf({"grid_mapping_name": "latitude_longitude"})
             if not crs.is_geographic:
                 raise ValueError(f"x and y are in degrees, but the grid mapping {mapping_name!r} is a projection")

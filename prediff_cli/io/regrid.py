@@ -207,8 +207,11 @@ class _Sampler:
     def __init__(self, flat: np.ndarray):
         self.h, self.w = flat.shape[1:]
         missing = np.isnan(flat)
-        self.missing = missing.reshape(len(flat), -1).astype(np.float32) if missing.any() else None
-        self.values = np.where(missing, 0.0, flat).reshape(len(flat), -1).astype(np.float32)
+        if missing.any():  # read as 0, and where any weight falls on a missing value the result is missing
+            self.missing = missing.reshape(len(flat), -1).view(np.uint8)
+            self.values = np.where(missing, np.float32(0.0), flat).reshape(len(flat), -1)
+        else:
+            self.missing, self.values = None, flat.reshape(len(flat), -1)
 
     def _weights(self, index: np.ndarray, n: int):
         index = np.clip(index, 0.0, n - 1)  # the outer half pixel reads the border pixel
