@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import numpy as np
 
+from prediff.errors import InputError
+
 from .grid import MAX_SIDE, CurvilinearGrid, Grid, angle_from, geodetic_of, is_laea, laea_crs, transform
 
 #: the model's pixel, metres, and the side of its window, pixels
@@ -60,8 +62,6 @@ def model_grid_for(grid, min_side: int = MODEL_SIDE, pixel_m: float = MODEL_PIXE
     """The model's grid for an input on `grid` (a `Grid` or `CurvilinearGrid`), placed as the module docstring
     says: `grid` itself when it already is one and at least `min_side` pixels a side. Raises InputError (one
     line) when the input's domain cannot be put on one LAEA grid."""
-    from prediff.errors import InputError
-
     if is_model_lattice(grid, pixel_m):  # the same pixels, north-up, extended to the model's window
         x, y = _extend(np.sort(grid.x), min_side), _extend(np.sort(grid.y)[::-1], min_side)
         if np.array_equal(x, grid.x) and np.array_equal(y, grid.y):
