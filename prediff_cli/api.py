@@ -20,6 +20,7 @@ import numpy as np
 
 from prediff.config import Config
 from prediff.config.forecast_settings import forecast_config, sample_values
+from prediff.data.model_placement import OUTPUT_GRIDS, output_fields
 from prediff.data.radar_input import RadarInput, read_radar_input
 from prediff.errors import InputError
 from prediff.io.netcdf import forecast_dataset, read_forecast
@@ -32,7 +33,8 @@ def read_radar(path, event: int = 0, start: int = 0, variable: str = "vil",
                grid: Optional[str] = None) -> RadarInput:
     """Context frames `start … start+6` of event `event` (and the next 6 as truth, when present) of `variable` in
     an HDF5 or CF NetCDF file, on 0–1, with their times and map grid when the file carries them (`grid`: a
-    `--grid` text such as "center=35.2,-97.4" places the frames on the map)."""
+    `--grid` text such as "center=35.2,-97.4" places the frames on the map). Frames on a map grid come resampled
+    onto the model's 3 km grid (`radar.grid`); `radar.placement` keeps the input's own grid and frames."""
     return read_radar_input(path, event, start, variable=variable, grid=grid)
 
 
@@ -55,11 +57,14 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
              align_oracle: Optional[float] = None, guide_scale: Optional[float] = None,
              couple_members: Optional[bool] = None, member_batch: Optional[int] = None, seed: Optional[int] = None,
              thresholds: Optional[Sequence[float]] = None, config: Optional[str] = None, sets: Sequence[str] = (),
-             truth=None,
-             reference_time: Optional[dt.datetime] = None, progress: Optional[Callable[[], None]] = None):
+             truth=None, reference_time: Optional[dt.datetime] = None, output_grid: str = "model",
+             progress: Optional[Callable[[], None]] = None):
     """An ensemble forecast as an `xarray.Dataset` with the variables, coordinates and attributes of the NetCDF
     that `prediff sample` writes. `context`: a `RadarInput` (from `read_radar`) or (T_in, H, W) frames on 0–1 (then
-    `reference_time`, the UTC of the last frame, is needed; `truth` only for `align_oracle`)."""
+    `reference_time`, the UTC of the last frame, is needed; `truth` only for `align_oracle`). `output_grid`:
+    "model" (the model's 3 km grid) or "input" (resampled back onto the input's own map grid)."""
+    if output_grid not in OUTPUT_GRIDS:
+        raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     radar = _as_radar(context, truth, reference_time)
     values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                            align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
@@ -72,9 +77,10 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
     setup_runtime(settings.device, settings.seed)
     result = run_forecast(model, settings, radar.context, radar.truth, progress)
     attrs = provenance(model, settings, result, source=radar.source, event=radar.event, start=radar.start)
-    return forecast_dataset(result.members, reference_time=reference, lead_minutes=result.lead_minutes,
-                            context=radar.context, grid=radar.grid, attrs=attrs,
-                            thresholds=settings.sample.thresholds)
+    members, context, _, grid = output_fields(result.members, radar.context, radar.truth, radar.grid,
+                                              radar.placement, output_grid)
+    return forecast_dataset(members, reference_time=reference, lead_minutes=result.lead_minutes,
+                            context=context, grid=grid, attrs=attrs, thresholds=settings.sample.thresholds)
 
 
 def score(fc, truth, config: Optional[str] = None, sets: Sequence[str] = ()) -> dict:

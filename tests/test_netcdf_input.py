@@ -10,7 +10,7 @@ import pytest
 from prediff.data.radar_input import read_radar_input
 from prediff.data.vil_scale import digital_to_kg_m2, kg_m2_to_digital, scale_of_units
 from prediff.errors import InputError
-from prediff.io.grid import CarriedGrid, Grid, grid_from_spec, laea_forward
+from prediff.io.grid import Grid, grid_from_spec
 
 START = dt.datetime(2019, 7, 1, 18, 0)
 
@@ -138,30 +138,32 @@ def test_netcdf_shape_and_content_refusals(tmp_path):
 def test_netcdf_laea_grid_is_read_and_grid_option_replaces_it(tmp_path):
     grid = grid_from_spec("center=35,-97", 128, 128)
     x, y = grid.coordinates(128, 128)
-    attrs = {k: v for k, v in grid.mapping_attrs().items() if k != "proj4"}
+    attrs = {k: v for k, v in grid.mapping_attrs().items() if k != "crs_wkt"}
     path = _write(tmp_path / "g.nc", np.zeros((13, 128, 128), np.float32),
                   mapping=("crs", attrs, x, y, []))
     radar = read_radar_input(path)
-    assert isinstance(radar.grid, Grid)
+    assert isinstance(radar.grid, Grid) and radar.placement is None  # already the model's 3 km grid
     np.testing.assert_allclose(radar.grid.extent(), grid.extent(), atol=1e-3)
     other = read_radar_input(path, grid="corner=40,-100 pixel=2000")
-    ox, oy = other.grid.coordinates(128, 128)
-    assert ox[1] - ox[0] == pytest.approx(2000) and other.grid.llcrnrlat == pytest.approx(40)
+    ox, oy = other.placement.input_grid.coordinates(128, 128)
+    assert ox[1] - ox[0] == pytest.approx(2000) and other.placement.input_grid.llcrnrlat == pytest.approx(40)
+    mx, my = other.grid.coordinates()
+    assert mx[1] - mx[0] == pytest.approx(3000) and other.context.shape == (7, 128, 128)
 
 
-def test_other_grid_mappings_are_carried_as_they_are(tmp_path):
+def test_other_grid_mappings_are_read_with_pyproj(tmp_path):
     attrs = {"grid_mapping_name": "polar_stereographic", "straight_vertical_longitude_from_pole": 10.0,
              "latitude_of_projection_origin": 90.0, "standard_parallel": 60.0, "false_easting": 0.0,
              "false_northing": 0.0}
-    x, y = np.arange(128) * 1000.0, np.arange(128) * 1000.0  # y ascending: kept as it is
-    lat, lon = np.full((128, 128), 55.0), np.tile(np.linspace(5, 9, 128), (128, 1))
-    path = _write(tmp_path / "ps.nc", np.zeros((13, 128, 128), np.float32), mapping=(
-        "polar", attrs, x, y, [("lat", lat, "latitude", "degrees_north"), ("lon", lon, "longitude", "degrees_east")]))
+    x, y = np.arange(128) * 1000.0, -3.6e6 + np.arange(128) * 1000.0  # y ascending: south row first
+    path = _write(tmp_path / "ps.nc", np.zeros((13, 128, 128), np.float32), mapping=("polar", attrs, x, y, []))
     radar = read_radar_input(path)
-    assert isinstance(radar.grid, CarriedGrid) and radar.grid.mapping_name == "polar"
-    assert radar.grid.mapping_attrs()["grid_mapping_name"] == "polar_stereographic"
-    np.testing.assert_array_equal(radar.grid.coordinates(128, 128)[1], y)
-    np.testing.assert_allclose(radar.grid.lat_lon(128, 128)[1], lon)
+    source = radar.placement.input_grid
+    assert isinstance(source, Grid) and source.mapping_name == "polar_stereographic"
+    np.testing.assert_array_equal(source.coordinates(128, 128)[1], y)
+    lat, lon = source.lat_lon()
+    assert 56 < lat.mean() < 58 and 10 < lon.mean() < 12
+    assert radar.grid.mapping_name == "lambert_azimuthal_equal_area" and radar.context.shape == (7, 128, 128)
 
 
 # ------------------------------------------------------------------------------------------------ --grid
@@ -171,8 +173,8 @@ def test_grid_specs():
     g = grid_from_spec("center=35.2,-97.4", 128, 128)
     x, y = g.coordinates(128, 128)
     assert x[1] - x[0] == pytest.approx(3000) and y[0] - y[1] == pytest.approx(3000)
-    cx, cy = laea_forward(35.2, -97.4)
-    assert (x[0] + x[-1]) / 2 == pytest.approx(cx, abs=1e-3) and (y[0] + y[-1]) / 2 == pytest.approx(cy, abs=1e-3)
+    assert g.centre() == pytest.approx((35.2, -97.4))  # the projection's origin: north is up there
+    assert (x[0] + x[-1]) / 2 == pytest.approx(0, abs=1e-3) and (y[0] + y[-1]) / 2 == pytest.approx(0, abs=1e-3)
     b = grid_from_spec("bbox=33.5,-99.8,36.9,-95.1; origin=35,-97", 128, 128)
     assert (b.llcrnrlat, b.llcrnrlon, b.urcrnrlat, b.urcrnrlon) == pytest.approx((33.5, -99.8, 36.9, -95.1))
     assert b.mapping_attrs()["latitude_of_projection_origin"] == 35

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +39,11 @@ def parse_thresholds(text: Optional[str]) -> Optional[tuple]:
     return tuple(sorted(values))
 
 
+class OutputGrid(str, Enum):
+    model = "model"
+    input = "input"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("sample")
     @guarded(oom_hint="try fewer --samples or members per call (--set sample.member_batch=N)")
@@ -57,8 +63,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         grid: Annotated[Optional[str], typer.Option(
             "--grid", metavar="SPEC", help=f"Place the input on the map (LAEA grid): {GRID_SPEC_HELP}. Replaces "
-            "the input's own grid. (default: the input's grid: SEVIR catalog or NetCDF grid mapping, else none)")
+            "the input's own grid. (default: the input's grid: SEVIR catalog, NetCDF grid mapping or lat/lon, "
+            "else none: the input's pixels are taken as the model's 3 km pixels)")
         ] = None,
+        output_grid: Annotated[OutputGrid, typer.Option(
+            "--output-grid", case_sensitive=False, help="Grid of the written forecast: 'model' (the model's 3 km "
+            "LAEA grid that the input was resampled onto) or 'input' (resampled back onto the input's own grid, "
+            "with its grid mapping).")] = OutputGrid.model,
         thresholds: Annotated[Optional[str], typer.Option(
             "--thresholds", metavar="V1,V2,...", help="Digital VIL thresholds of the exceedance probabilities "
             "(a pixel counts at >= threshold). (default: the config's sample.thresholds, 16,74,133,160,181,219)")
@@ -75,7 +86,11 @@ def register(app: typer.Typer) -> None:
         with json_output(json_):
             with StepsDisplay("denoising") as display:
                 report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),
-                                    variable=variable, grid=grid, progress_factory=display.start, **forecast)
+                                    variable=variable, grid=grid, output_grid=OutputGrid(output_grid).value,
+                                    progress_factory=display.start, **forecast)
+            coverage = report.get("input_coverage")
+            if coverage is not None and coverage < 0.995:
+                echo(f"note: the input covers {coverage:.0%} of the model's grid; no echo was assumed beyond it")
             echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
                  f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
                  f"{report['seconds']:.1f} s; alignment: {report['alignment']})")

@@ -3,9 +3,9 @@
 The variable (`--variable`, default `vil`) must be (time, y, x). Its decoded time coordinate gives the frame
 times, which must be 10 minutes apart over the context (a different step or a gap is refused); its `units` tell
 the scale: "kg m-2" (physical VIL, encoded to the model's digital scale, `vil_scale`), or "1" / none (SEVIR
-digital 0–255, or 0–1 floats). A CF grid mapping on the variable, with the x/y (and lat/lon) coordinates, is
-carried to the forecast. Declared shapes and types are checked before any values are read, and only the frames
-needed are read.
+digital 0–255, or 0–1 floats). A CF grid mapping on the variable with its x/y coordinates, longitude/latitude
+axes, or 2-D lat/lon give the frames' map grid (`io.grid.grid_from_cf`). Declared shapes and types are checked
+before any values are read, and only the frames needed are read.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class NetcdfFrames:
     frames: np.ndarray  # (T', H, W) float32 on 0–1: at most `count` frames from `start`
     total: int  # frames in the file
     times: Optional[List[dt.datetime]]  # times of `frames` (None when the variable has no time coordinate)
-    grid: object  # Grid, CarriedGrid or None
+    grid: object  # Grid, CurvilinearGrid or None
 
 
 def _to_datetimes(values: np.ndarray) -> List[dt.datetime]:
@@ -59,12 +59,15 @@ def check_frame_times(path: Path, times: List[dt.datetime], in_len: int) -> None
 
 
 def _grid(ds, var, ydim: str, xdim: str):
+    """The field's map grid (`io.grid.grid_from_cf`): from its grid mapping with x/y, or from longitude/latitude
+    axes or 2-D lat/lon; None when the file gives no map position."""
     name = var.attrs.get("grid_mapping")
-    if not isinstance(name, str) or ydim not in ds.coords or xdim not in ds.coords:
-        return None
-    name = name.split(":")[0].strip()
-    if name not in ds.variables:
-        raise InputError(f"'{var.name}' names the grid mapping {name!r}, which the file does not hold")
+    attrs = None
+    if isinstance(name, str):
+        name = name.split(":")[0].strip()
+        if name not in ds.variables:
+            raise InputError(f"'{var.name}' names the grid mapping {name!r}, which the file does not hold")
+        attrs = dict(ds[name].attrs)
     lat = lon = None
     for candidate in ds.variables.values():
         std = candidate.attrs.get("standard_name")
@@ -75,11 +78,17 @@ def _grid(ds, var, ydim: str, xdim: str):
                 lon = candidate.values
     if (lat is None) != (lon is None):
         lat = lon = None
-    x, y = ds[xdim], ds[ydim]
+    x = ds[xdim] if xdim in ds.coords else None
+    y = ds[ydim] if ydim in ds.coords else None
+    angular = x is not None and y is not None and all(
+        str(c.attrs.get("units", "")).strip().lower().startswith("degree") for c in (x, y))
+    if attrs is None and lat is None and not angular:
+        return None
     try:
-        return grid_from_cf(name, dict(ds[name].attrs), x.values, y.values, dict(x.attrs), dict(y.attrs), lat, lon)
+        return grid_from_cf(name, attrs, None if x is None else x.values, None if y is None else y.values,
+                            {} if x is None else dict(x.attrs), {} if y is None else dict(y.attrs), lat, lon)
     except (ValueError, TypeError) as exc:
-        raise InputError(f"its map grid ({name}, {xdim}, {ydim}) is malformed ({exc})") from None
+        raise InputError(f"its map grid ({name or 'lat/lon'}, {xdim}, {ydim}) is malformed ({exc})") from None
 
 
 def read_netcdf_frames(path: Path, variable: str, start: int, count: int) -> NetcdfFrames:

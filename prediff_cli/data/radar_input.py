@@ -11,21 +11,25 @@ When the file sits in a SEVIR(-LR) tree (root/data/vil/YEAR/x.h5 next to root/CA
 frames' UTC times and the grid corners. Otherwise a `time_utc` dataset in the file (ISO UTC time of frame 0 of each
 event) gives the times; failing both, times are None and the caller supplies a reference time.
 `grid` (a `--grid` text, `io.grid.grid_from_spec`) places any input on the map, replacing the file's own grid.
+Frames on a map grid are put on the model's grid (`model_placement`); the frames as read are kept for writing
+the forecast back on the input's grid.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import h5py
 import numpy as np
 
 from prediff.errors import InputError
 from prediff.io.grid import Grid, grid_from_spec
+from prediff.io.model_grid import MODEL_SIDE
 
 from .catalog import find_event
+from .model_placement import Placement, place_on_model_grid
 from .netcdf_input import check_frame_times, read_netcdf_frames
 from .sevir import FRAME_MINUTES, frame_time
 
@@ -35,18 +39,19 @@ class RadarInput:
     context: np.ndarray  # (in_len, H, W) float32 on 0–1
     truth: Optional[np.ndarray]  # (out_len, H, W) float32 on 0–1, or None
     context_times: Optional[List[dt.datetime]]  # UTC of each context frame (last = forecast reference time)
-    grid: object  # a Grid (SEVIR catalog, --grid, LAEA NetCDF), a CarriedGrid (other CF mappings) or None
+    grid: object  # the map grid of context/truth (the model's, for an input on a map grid), or None
     source: Path
     event: int
     start: int
+    placement: Optional[Placement] = None  # the input's own grid and frames, when resampled onto the model's
 
     @property
     def reference_time(self) -> Optional[dt.datetime]:
         return self.context_times[-1] if self.context_times else None
 
 
-def _catalog_metadata(path: Path, event: int, start: int, in_len: int):
-    """(context times, grid) from the SEVIR catalog above `path`, or (None, None)."""
+def _catalog_metadata(path: Path, event: int, start: int, in_len: int, shape: Tuple[int, int]):
+    """(context times, grid of `shape` (H, W) pixels) from the SEVIR catalog above `path`, or (None, None)."""
     parts = path.resolve().parts
     if "data" not in parts:
         return None, None
@@ -62,7 +67,10 @@ def _catalog_metadata(path: Path, event: int, start: int, in_len: int):
     if record is None:
         return None, None
     times = [frame_time(record, start + k) for k in range(in_len)]
-    return times, Grid.from_corners(record.corners, record.proj)
+    try:
+        return times, Grid.from_corners(record.corners, record.proj, *shape)
+    except ValueError as exc:
+        raise InputError(f"{catalog}: the grid of {path.name} is malformed ({exc})") from None
 
 
 def _embedded_times(path: Path, event: int, start: int, in_len: int):
@@ -158,10 +166,11 @@ def _netcdf_input(path: Path, variable: str, start: int, in_len: int, out_len: i
 
 
 def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_len: int = 6,
-                     variable: str = "vil", grid: Optional[str] = None) -> RadarInput:
+                     variable: str = "vil", grid: Optional[str] = None, min_side: int = MODEL_SIDE) -> RadarInput:
     """Context frames `start … start+in_len-1` (and the next `out_len` as truth, when present) of event `event` of
     `variable` in an HDF5 or NetCDF file, on 0–1, with their times and map grid when known (`grid`: a `--grid`
-    text that places the frames on the map)."""
+    text that places the frames on the map); frames on a map grid come on the model's grid (at least `min_side`
+    pixels a side), the frames as read in `placement`."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a directory; expected an HDF5 or NetCDF file with a {variable!r} variable")
@@ -177,8 +186,9 @@ def read_radar_input(path, event: int = 0, start: int = 0, in_len: int = 7, out_
         context, truth, times, own_grid = _hdf5_input(path, variable, event, start, in_len, out_len)
     if grid is not None:
         own_grid = grid_from_spec(grid, *context.shape[1:])
+    context, truth, own_grid, placement = place_on_model_grid(context, truth, own_grid, min_side)
     return RadarInput(context=context, truth=truth, context_times=times, grid=own_grid, source=path, event=event,
-                      start=start)
+                      start=start, placement=placement)
 
 
 def _hdf5_input(path: Path, variable: str, event: int, start: int, in_len: int, out_len: int):
@@ -208,7 +218,7 @@ def _hdf5_input(path: Path, variable: str, event: int, start: int, in_len: int, 
     truth = None
     if start + in_len + out_len <= t:
         truth = np.ascontiguousarray(scaled[in_len:in_len + out_len])
-    times, grid = _catalog_metadata(path, event, start, in_len) if sevir_layout else (None, None)
+    times, grid = _catalog_metadata(path, event, start, in_len, context.shape[1:]) if sevir_layout else (None, None)
     if times is None:
         times = _embedded_times(path, event, start, in_len)
     return context, truth, times, grid

@@ -10,9 +10,11 @@ Layout (CF-1.8; checked with cfchecks and the IOOS compliance-checker):
 * `vil_context(context_time, y, x)` and `vil_context_kg_m2`: the observed context frames on both scales.
 * `time` (valid times, "minutes since" the forecast reference time), `forecast_period` (lead, minutes), scalar
   `forecast_reference_time`, `context_time`; `member` (units "1") with standard_name "realization".
-* `x`/`y` always exist (axis X / Y). With a grid: the grid-mapping variable (Lambert azimuthal equal-area for
-  SEVIR and `--grid`, or the input file's own mapping carried over), x/y cell centres in metres (SEVIR: y
-  descends, row 0 is north) and 2-D `lat`/`lon`; without one, x/y are pixel indices.
+* `x`/`y` always exist (axis X / Y). With a grid (`io.grid`): the grid-mapping variable, named after its CF
+  `grid_mapping_name` (e.g. `lambert_azimuthal_equal_area` for the model's grid; the input's own projection
+  with `--output-grid input`), so that its name never collides with a data variable; x/y pixel centres in
+  metres (the model's grid: y descends, row 0 is north), or longitude/latitude in degrees for a lat/lon grid,
+  and 2-D `lat`/`lon` (except on a lat/lon grid, whose x/y are those); without a grid, x/y are pixel indices.
 * Global provenance attributes (prediff version, sampler, steps, alignment, seed, checkpoint hashes, config).
 Nothing time-of-run dependent is written, so the same forecast gives the same bytes. The file is written under a
 temporary name and renamed.
@@ -52,7 +54,7 @@ class ForecastFile:
     reference_time: dt.datetime
     lead_minutes: np.ndarray  # (T,)
     times: list  # valid datetimes (T,)
-    grid: object  # a `Grid`, a `CarriedGrid` or None
+    grid: object  # a `Grid`, a `CurvilinearGrid` or None
     attrs: Dict[str, object] = field(default_factory=dict)
 
 
@@ -65,8 +67,8 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
                    grid=None, attrs: Optional[Dict[str, object]] = None,
                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Path:
     """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside;
-    `grid` (a `Grid` or `CarriedGrid`) places it on the map; `thresholds` (digital VIL) are those of the exceedance
-    probabilities."""
+    `grid` (a `Grid` or `CurvilinearGrid` of H × W pixels) places it on the map; `thresholds` (digital VIL) are
+    those of the exceedance probabilities."""
     forecast = np.asarray(forecast, dtype=np.float32)
     t = forecast.shape[1]
     lead = np.asarray(lead_minutes, dtype=np.float64)
@@ -91,6 +93,12 @@ def forecast_dataset(forecast: np.ndarray, **layout):
         image = nc.close()
     with netCDF4.Dataset("forecast.nc", "r", memory=bytes(image)) as ds:
         return xr.open_dataset(xr.backends.NetCDF4DataStore(ds)).load()
+
+
+#: every variable `_fill` may write (a grid mapping is never given one of these names)
+_VARIABLE_NAMES = {"member", "time", "forecast_period", "forecast_reference_time", "x", "y", "lat", "lon", "vil",
+                   "vil_kg_m2", "threshold", "threshold_kg_m2", "exceedance_probability", "context_time",
+                   "vil_context", "vil_context_kg_m2"}
 
 
 def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.ndarray,
@@ -126,17 +134,18 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
     x = ds.createVariable("x", "f8", ("x",))
     y = ds.createVariable("y", "f8", ("y",))
     if grid is not None:
-        grid_name = grid.mapping_name
+        grid_name = grid.mapping_name if grid.mapping_name.isidentifier() and \
+            grid.mapping_name not in _VARIABLE_NAMES else "crs"
         crs = ds.createVariable(grid_name, "i4", ())
         crs.setncatts(grid.mapping_attrs())
         x[:], y[:] = grid.coordinates(h, w)
         x_attrs, y_attrs = grid.coordinate_attrs()
         x.setncatts(x_attrs)
         y.setncatts(y_attrs)
-        lat_lon = grid.lat_lon(h, w)
-        if lat_lon is not None:
-            for name, values, std, unit in (("lat", lat_lon[0], "latitude", "degrees_north"),
-                                            ("lon", lat_lon[1], "longitude", "degrees_east")):
+        if x_attrs.get("standard_name") != "longitude":  # a lat/lon grid's x/y are its longitude/latitude
+            lat, lon = grid.lat_lon(h, w)
+            for name, values, std, unit in (("lat", lat, "latitude", "degrees_north"),
+                                            ("lon", lon, "longitude", "degrees_east")):
                 var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
                 var[:] = np.asarray(values, np.float32)
                 var.setncatts({"standard_name": std, "long_name": std, "units": unit})
@@ -164,7 +173,8 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
     scaled = forecast * 255.0
     digital = np.clip(scaled, 0.0, 255.0).astype(np.float32)
     field("vil", ("member", "time", "y", "x"), digital,
-          dict(digital_attrs, raw_min=np.float32(scaled.min()), raw_max=np.float32(scaled.max())), (1, 1, h, w))
+          dict(digital_attrs, raw_min=np.float32(np.nanmin(scaled)), raw_max=np.float32(np.nanmax(scaled))),
+          (1, 1, h, w))
     field("vil_kg_m2", ("member", "time", "y", "x"), digital_to_kg_m2(digital), physical_attrs, (1, 1, h, w))
 
     levels = np.asarray(thresholds, dtype=np.float64)

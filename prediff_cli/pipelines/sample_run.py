@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from prediff.config import write_resolved_config
 from prediff.config.forecast_settings import forecast_config
+from prediff.data.model_placement import OUTPUT_GRIDS, output_fields
 from prediff.data.radar_input import read_radar_input
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
@@ -34,9 +35,12 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
                reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
-               progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
+               output_grid: str = "model", progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
     """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file)
-    into `out`; `grid` (a `--grid` text) places the input on the map. Returns the run report."""
+    into `out`; `grid` (a `--grid` text) places the input on the map; `output_grid` ("model" or "input") is the
+    grid the forecast is written on. Returns the run report."""
+    if output_grid not in OUTPUT_GRIDS:
+        raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
     radar = read_radar_input(input, event, start, variable=variable, grid=grid)
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
@@ -46,8 +50,11 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     t_in, size = loaded.config.unet.input_shape[0], loaded.config.data.img_size
     if radar.context.shape[1:] != (size, size):
         h, w = radar.context.shape[1:]
-        raise InputError(f"{input}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop or regrid "
-                         "the input)")
+        if radar.grid is None:
+            raise InputError(f"{input}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop the input, "
+                             "or place it on the map with --grid)")
+        raise InputError(f"{input}: on the model's 3 km grid the input covers {h}x{w} pixels; the model forecasts "
+                         f"{size}x{size} (crop the input)")
     if len(radar.context) != t_in:
         raise InputError(f"the model expects {t_in} context frames; the input gives {len(radar.context)}")
     if s.align != "none" and not loaded.has_align:
@@ -63,14 +70,15 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     attrs = provenance(loaded, settings, result, source=input, event=event, start=start)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    nc = write_forecast(out / "forecast.nc", result.members, reference_time=reference,
-                        lead_minutes=result.lead_minutes, context=radar.context, grid=radar.grid, attrs=attrs,
-                        thresholds=s.thresholds)
-    gif = write_forecast_gif(out / "forecast.gif", radar.context, result.members, lead_minutes=result.lead_minutes,
-                             max_members=s.gif_members, truth=radar.truth, reference_time=reference,
+    members, context, truth, out_grid = output_fields(result.members, radar.context, radar.truth, radar.grid,
+                                                      radar.placement, output_grid)
+    nc = write_forecast(out / "forecast.nc", members, reference_time=reference, lead_minutes=result.lead_minutes,
+                        context=context, grid=out_grid, attrs=attrs, thresholds=s.thresholds)
+    gif = write_forecast_gif(out / "forecast.gif", context, members, lead_minutes=result.lead_minutes,
+                             max_members=s.gif_members, truth=truth, reference_time=reference,
                              thresholds=s.thresholds)
-    png = write_summary_png(out / "forecast.png", radar.context, result.members, lead_minutes=result.lead_minutes,
-                            truth=radar.truth, max_members=s.gif_members, thresholds=s.thresholds)
+    png = write_summary_png(out / "forecast.png", context, members, lead_minutes=result.lead_minutes,
+                            truth=truth, max_members=s.gif_members, thresholds=s.thresholds)
     write_resolved_config(settings, out)
     report = {
         "netcdf": str(nc), "gif": str(gif), "png": str(png), "members": int(s.samples), "sampler": s.sampler,
@@ -79,7 +87,8 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         "alignment_target_vil": None if result.y_hat is None else round(result.y_hat * 255.0, 3),
         "ensemble_mean_vil": round(float(result.members.mean() * 255.0), 3),
         "reference_time": reference.isoformat(), "thresholds": [float(v) for v in s.thresholds],
-        "grid": None if radar.grid is None else radar.grid.mapping_name,
+        "grid": None if out_grid is None else out_grid.mapping_name, "output_grid": output_grid,
+        "input_coverage": None if radar.placement is None else round(radar.placement.coverage, 4),
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
         "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name,
     }
