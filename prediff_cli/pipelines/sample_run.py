@@ -66,11 +66,10 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     nc = write_forecast(out / "forecast.nc", result.members, reference_time=reference,
                         lead_minutes=result.lead_minutes, context=radar.context, grid=radar.grid, attrs=attrs,
                         thresholds=s.thresholds)
-    gif = write_forecast_gif(out / "forecast.gif", radar.context, result.members, lead_minutes=result.lead_minutes,
-                             max_members=s.gif_members, truth=radar.truth, reference_time=reference,
-                             thresholds=s.thresholds)
-    png = write_summary_png(out / "forecast.png", radar.context, result.members, lead_minutes=result.lead_minutes,
-                            truth=radar.truth, max_members=s.gif_members, thresholds=s.thresholds)
+    pictures = dict(lead_minutes=result.lead_minutes, max_members=s.gif_members, truth=radar.truth,
+                    reference_time=reference, thresholds=s.thresholds, model_name=loaded.name, grid=radar.grid)
+    gif = write_forecast_gif(out / "forecast.gif", radar.context, result.members, **pictures)
+    png = write_summary_png(out / "forecast.png", radar.context, result.members, **pictures)
     write_resolved_config(settings, out)
     report = {
         "netcdf": str(nc), "gif": str(gif), "png": str(png), "members": int(s.samples), "sampler": s.sampler,
