@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from typing_extensions import Annotated
 
 from prediff.cli.options import DataOpt, JsonOpt, forecast_options
@@ -18,76 +19,79 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _with_interval(value, interval) -> str:
-    """"0.3521 [0.3102, 0.3907]"; the value alone where there is no interval."""
-    if value is None or not interval or None in interval:
-        return _fmt(value)
-    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+def _interval(interval) -> Text:
+    """"0.310–0.391" (or "" where there is no interval)."""
+    if not interval or None in interval:
+        return Text("")
+    return Text(f"{interval[0]:.3f}–{interval[1]:.3f}")
 
 
-def _difference(entry) -> str:
-    """"+0.0110 [-0.0200, +0.0400]", with " *" when the interval excludes 0."""
+def _difference(entry) -> tuple:
+    """("+0.0110 *", "[-0.020, +0.040]"): the difference, marked * when its interval excludes 0, and the
+    interval."""
     if not entry:
-        return "-"
+        return "-", ""
     lo, hi = entry["interval"]
-    return f"{entry['value']:+.4f} [{lo:+.4f}, {hi:+.4f}]" + (" *" if entry["excludes_zero"] else "")
+    return f"{entry['value']:+.4f}" + (" *" if entry["excludes_zero"] else "  "), Text(f"[{lo:+.3f}, {hi:+.3f}]")
 
 
-def _pick(block: dict, path) -> Optional[float]:
+def _pick(block: dict, path, kind=(int, float)):
     value = block
     for key in path:
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]
-    return value if isinstance(value, (int, float)) else None
+    return value if isinstance(value, kind) else None
 
 
 #: the summary rows of the table: label → path into a score block ("-" where a block lacks it)
 SUMMARY_ROWS = (
     ("CSI-pool4 avg", ("csi_pool4", "avg")), ("CSI-pool16 avg", ("csi_pool16", "avg")),
     ("bias (freq.) avg", ("bias", "avg")),
-    ("CRPS (fair), 0-1 scale", ("crps", "pool1")), ("CRPS (standard), 0-1 scale", ("crps_standard", "pool1")),
-    ("MSE, 0-1 scale", ("mse",)), ("MAE, 0-1 scale", ("mae",)), ("SSIM", ("ssim",)), ("FVD", ("fvd",)),
+    ("CRPS (fair)", ("crps", "pool1")), ("CRPS (standard)", ("crps_standard", "pool1")),
+    ("MSE", ("mse",)), ("MAE", ("mae",)), ("SSIM", ("ssim",)), ("FVD", ("fvd",)),
 )
+#: rows that get a second row with their interval: label → path into the "intervals" block
+INTERVAL_ROWS = {"CRPS (fair)": ("crps",)}
 SCALE_NOTE = "CRPS, MSE and MAE on the 0-1 scale (digital VIL / 255)"
+
+
+def _csi_label(key: str) -> str:
+    return "CSI-M (avg)" if key == "avg" else f"CSI (≥ threshold) {key}"
 
 
 def _interval_caption(scores: dict) -> str:
     intervals = scores.get("intervals")
     if not intervals:
         return ""
-    return (f"; [a, b]: {intervals['level']:.0%} interval, bootstrap over {intervals['events']} events "
-            f"({intervals['resamples']} draws)")
+    return (f"; under CSI and CRPS: {intervals['level']:.0%} interval, bootstrap over {intervals['events']} "
+            f"events ({intervals['resamples']} draws)")
 
 
 def render_table(scores: dict) -> Table:
-    """CSI per threshold (a pixel counts at ≥ threshold) and the summary scores, PreDiff beside each baseline,
-    with the bootstrap intervals where there are some. CRPS (fair) is the fair ensemble estimator (unbiased for
-    the ensemble's distribution), CRPS (standard) the usual one; both on the 0–1 scale."""
+    """CSI per threshold (a pixel counts at ≥ threshold) and the summary scores, PreDiff beside each baseline;
+    under CSI and CRPS their bootstrap intervals, where there are some. CRPS (fair) is the fair ensemble estimator
+    (unbiased for the ensemble's distribution), CRPS (standard) the usual one; CRPS, MSE and MAE on the 0–1
+    scale."""
     columns = {"PreDiff": scores, **scores["baselines"]}
     table = Table(title=f"skill on {scores['n_cases']} case(s), {scores.get('n_members', 1)} member(s)"
                         + _interval_caption(scores), caption=SCALE_NOTE)
     table.add_column("score")
     for name in columns:
         table.add_column(name, justify="right")
+    with_intervals = bool(scores.get("intervals"))
+
+    def add(label, path, interval_path):
+        table.add_row(label, *(_fmt(_pick(c, path)) for c in columns.values()))
+        if with_intervals and interval_path is not None:
+            table.add_row("", *(_interval(_pick(c, ("intervals",) + interval_path, list)) for c in columns.values()),
+                          style="dim")
+
     for key in [k for k in scores["csi"] if k != "avg"] + ["avg"]:
-        label = "CSI-M (avg)" if key == "avg" else f"CSI (≥ threshold) {key}"
-        table.add_row(label, *(_with_interval(_pick(c, ("csi", key)), _pick_list(c, ("intervals", "csi", key)))
-                               for c in columns.values()))
+        add(_csi_label(key), ("csi", key), ("csi", key))
     for label, path in SUMMARY_ROWS:
-        cells = [_with_interval(_pick(c, path), _pick_list(c, ("intervals", "crps")))
-                 if path == ("crps", "pool1") else _fmt(_pick(c, path)) for c in columns.values()]
-        table.add_row(label, *cells)
+        add(label, path, INTERVAL_ROWS.get(label))
     return table
-
-
-def _pick_list(block: dict, path):
-    value = block
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value if isinstance(value, list) else None
 
 
 def render_differences(scores: dict) -> Optional[Table]:
@@ -96,17 +100,23 @@ def render_differences(scores: dict) -> Optional[Table]:
     if not differences:
         return None
     level = next(iter(differences.values()))["level"]
-    table = Table(title=f"PreDiff − baseline, {level:.0%} paired interval; * = the interval excludes 0 "
-                        "(CSI: > 0 favours PreDiff; CRPS: < 0 does)")
+    table = Table(title=f"PreDiff − baseline, {level:.0%} paired interval; * = the interval excludes 0",
+                  caption="CSI: > 0 favours PreDiff; CRPS: < 0 favours PreDiff")
     table.add_column("score")
     for name in differences:
         table.add_column(name, justify="right")
-    keys = [k for k in scores["csi"] if k != "avg"] + ["avg"]
-    for key in keys:
-        label = "CSI-M (avg)" if key == "avg" else f"CSI (≥ threshold) {key}"
-        table.add_row(label, *(_difference(d["csi"].get(key)) for d in differences.values()))
-    table.add_row("CRPS (fair), 0-1 scale", *(_difference(d["crps"]) for d in differences.values()))
+    rows = [(_csi_label(k), ("csi", k)) for k in [k for k in scores["csi"] if k != "avg"] + ["avg"]]
+    for label, path in rows + [("CRPS (fair)", ("crps",))]:
+        cells = [_difference(_entry(d, path)) for d in differences.values()]
+        table.add_row(label, *(c[0] for c in cells))
+        table.add_row("", *(c[1] for c in cells), style="dim")
     return table
+
+
+def _entry(block: dict, path):
+    for key in path:
+        block = block.get(key) if isinstance(block, dict) else None
+    return block
 
 
 def parse_baselines(text: Optional[str]) -> Optional[tuple]:

@@ -33,6 +33,17 @@ def forecast_config(model_config: Config, source: Optional[str] = None, override
     return config
 
 
+def current_presentation(model_config: Config) -> Config:
+    """A model's stored config with this prediff version's defaults for what is not a property of the model:
+    the baselines `score` compares against and the member panels of the pictures. A stored config lists the
+    choices of the version that trained the model (before the STEPS baseline existed, say); --config and --set
+    still override them."""
+    defaults = Config()
+    return dataclasses.replace(
+        model_config, score=dataclasses.replace(model_config.score, baselines=defaults.score.baselines),
+        sample=dataclasses.replace(model_config.sample, gif_members=defaults.sample.gif_members))
+
+
 def sample_values(*, samples=None, sampler=None, steps=None, eta=None, align=None, align_target=None,
                   align_factor=None, align_oracle=None, guide_scale=None, couple_members=None) -> dict:
     """The given forecast options as `sample.*` config values (options left out stay the config's).
