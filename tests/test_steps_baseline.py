@@ -87,6 +87,21 @@ def test_steps_settings_are_recorded_and_bad_options_refused():
     assert dry.shape == (1, 2, 2, SIZE, SIZE) and not dry.any()
 
 
+def test_a_context_steps_cannot_model_falls_back_to_extrapolation_and_is_noted():
+    from prediff.pipelines import evaluate
+
+    static = np.zeros((1, 5, SIZE, SIZE), np.float32)
+    static[0, :, 20:24, 20:24] = 0.3  # constant in time: pysteps' AR fit is singular
+    baseline = get_baseline("steps")
+    out = baseline.forecast(static, 2, members=3, seeds=[0])
+    assert baseline.fallbacks == 1
+    flow = get_baseline("optical_flow").forecast(static, 2)
+    np.testing.assert_array_equal(out, np.repeat(flow[:, None], 3, axis=1))
+    evaluation = evaluate.Evaluation(ScoreConfig(pools=(), fss_scales=(1,), resamples=20, baselines=("steps",)))
+    evaluation.add(static, static[:, :2], np.repeat(static[:, None, :2], 2, axis=1))
+    assert any("steps: 1 case(s)" in n for n in evaluation.scores({})["notes"])
+
+
 def test_evaluation_scores_steps_with_the_model_members_and_intervals(tmp_path):
     from prediff.pipelines import evaluate
     from prediff.verification.cases import load_case_tables

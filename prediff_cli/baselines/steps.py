@@ -24,13 +24,18 @@ measured against; here it is pysteps' `nowcasts.steps.forecast` with these choic
   reproducible and a case's members do not depend on the batch it came in.
 * Pixels whose trajectories leave the frame have no upstream data; pysteps marks them NaN and they are set to 0
   (no rain enters from outside, as in the `optical_flow` baseline).
+* A context STEPS cannot model — a field constant in time or in space, whose autoregressive fit or noise
+  spectrum is singular; radar data do not look like this — makes pysteps fail. Such a case gets the `optical_flow`
+  extrapolation as every member, and `fallbacks` counts it (the evaluation reports the count in its notes).
 
-pysteps prints progress on stdout; it is captured and dropped (prediff's stdout is reserved for --json).
+pysteps prints progress on stdout and warnings on stderr; both are dropped (prediff's stdout is reserved for
+--json, stderr for its progress and messages).
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
@@ -96,6 +101,14 @@ class Steps:
         self.vil_threshold = float(vil_threshold)
         self.options = {**DEFAULTS, **options}
         self.motion_estimator = OpticalFlow()
+        self.fallbacks = 0  # cases pysteps could not forecast (module docstring)
+
+    def state(self) -> dict:
+        """What a resumed evaluation needs to carry on: the number of fallback cases so far."""
+        return {"fallbacks": self.fallbacks}
+
+    def load_state(self, state: dict) -> None:
+        self.fallbacks = int(state.get("fallbacks", 0))
 
     def settings(self) -> dict:
         threshold_kg = float(digital_to_kg_m2(np.float64(self.vil_threshold)))
@@ -122,9 +135,15 @@ class Steps:
             raise InputError(f"STEPS members must be a positive integer, got {members!r}")
         db, velocity, threshold_db = self.inputs(context)
         forecast, _ = _pysteps()
-        with contextlib.redirect_stdout(io.StringIO()):
-            out = forecast(db, velocity, n_leads, n_ens_members=int(members), precip_thr=threshold_db,
-                           seed=int(seed), num_workers=1, **self.options)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = forecast(db, velocity, n_leads, n_ens_members=int(members), precip_thr=threshold_db,
+                               seed=int(seed), num_workers=1, **self.options)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            self.fallbacks += 1
+            extrapolated = self.motion_estimator.extrapolate(np.asarray(context, np.float32), n_leads)
+            return np.repeat(extrapolated[None], int(members), axis=0)
         return (db_to_vil(out, threshold_db) / np.float32(255.0)).astype(np.float32)
 
     def forecast(self, context, n_leads: int, members: int = 1, seeds: Optional[Sequence[int]] = None) -> np.ndarray:

@@ -123,6 +123,10 @@ class Evaluation:
                               for name in self.baselines}
         out["settings"] = {**self.scorers["model"].settings(), "baselines": self.baseline_settings(), **settings}
         notes = list(out.get("notes", []))
+        fallbacks = {name: b.fallbacks for name, b in self.baselines.items() if getattr(b, "fallbacks", 0)}
+        for name, count in fallbacks.items():
+            notes.append(f"{name}: {count} case(s) whose context it cannot model (constant in time or space) got "
+                         "the optical-flow extrapolation as every member")
         if out.get("fvd") is None:
             notes.append(self.fvd_note or (FVD_TOO_FEW if self.features is not None else FVD_ONE_CASE))
         out["notes"] = notes
@@ -139,10 +143,17 @@ class Evaluation:
         directory.mkdir(parents=True, exist_ok=True)
         for label, scorer in self.scorers.items():
             scorer.save_state(directory / f"{label}.npz")
+        states = {name: b.state() for name, b in self.baselines.items() if hasattr(b, "state")}
+        atomic_write_text(directory / "baselines.json", json.dumps(states))
 
     def load(self, directory: Path) -> None:
         for label, scorer in self.scorers.items():
             scorer.load_state(directory / f"{label}.npz")
+        path = directory / "baselines.json"
+        states = json.loads(path.read_text()) if path.is_file() else {}
+        for name, baseline in self.baselines.items():
+            if hasattr(baseline, "load_state") and isinstance(states.get(name), dict):
+                baseline.load_state(states[name])
 
 
 def _json_value(value):
