@@ -131,3 +131,19 @@ def test_evaluation_scores_steps_with_the_model_members_and_intervals(tmp_path):
     paths = evaluate.write_outputs(tmp_path, scores, cases=evaluation.case_tables())
     assert (tmp_path / "cases.npz") in paths and (tmp_path / "reliability.png") in paths
     assert set(load_case_tables(tmp_path / "cases.npz")) == {"model", "persistence", "optical_flow", "steps"}
+
+
+def test_a_models_stored_config_does_not_choose_the_baselines_or_picture_members():
+    import dataclasses
+
+    from prediff.config import Config
+    from prediff.config.forecast_settings import forecast_config
+
+    old = Config()
+    old = dataclasses.replace(old, score=dataclasses.replace(old.score, baselines=("persistence", "optical_flow")),
+                              sample=dataclasses.replace(old.sample, gif_members=4))
+    settings = forecast_config(old)
+    assert settings.score.baselines == ("persistence", "optical_flow", "steps")
+    assert settings.sample.gif_members == 8
+    chosen = forecast_config(old, overrides=["score.baselines=[persistence]", "sample.gif_members=2"])
+    assert chosen.score.baselines == ("persistence",) and chosen.sample.gif_members == 2

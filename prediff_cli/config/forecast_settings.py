@@ -23,9 +23,10 @@ def _given_keys(overrides: Sequence[str], values: Mapping[str, Any]) -> set:
 def forecast_config(model_config: Config, source: Optional[str] = None, overrides: Sequence[str] = (),
                     values: Optional[Mapping[str, Any]] = None) -> Config:
     """`model_config` (or the config `source` names) with `overrides` (`section.key=value` text) and `values`
-    (dotted key → typed value, None clears an optional value) applied."""
+    (dotted key → typed value, None clears an optional value) applied. A model's config first gets this version's
+    defaults for what is not a property of the model (`current_presentation`)."""
     values = dict(values or {})
-    start = load_config(source) if source else model_config
+    start = load_config(source) if source else current_presentation(model_config)
     config = override_config(start, overrides, values)
     if config.sample.sampler != start.sample.sampler and "sample.steps" not in _given_keys(overrides, values):
         steps = DEFAULT_SOLVER_STEPS[config.sample.sampler]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from prediff.config import write_resolved_config
-from prediff.config.forecast_settings import current_presentation, forecast_config
+from prediff.config.forecast_settings import forecast_config
 from prediff.data.radar_input import read_radar_input
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
@@ -41,7 +41,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     radar = read_radar_input(input, event, start, variable=variable, grid=grid)
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
                         allow_mismatch=allow_mismatch)
-    settings = forecast_config(current_presentation(loaded.config), config, sets, values)
+    settings = forecast_config(loaded.config, config, sets, values)
     s = settings.sample
     t_in, size = loaded.config.unet.input_shape[0], loaded.config.data.img_size
     if radar.context.shape[1:] != (size, size):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from prediff.config import Config
-from prediff.config.forecast_settings import current_presentation, forecast_config
+from prediff.config.forecast_settings import forecast_config
 from prediff.errors import InputError
 from prediff.io.output_dir import check_output_dir
 from prediff.runtime import setup_runtime
@@ -42,7 +42,7 @@ def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Pat
 
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
                         allow_mismatch=allow_mismatch)
-    settings = forecast_config(current_presentation(loaded.config), config, sets, values)
+    settings = forecast_config(loaded.config, config, sets, values)
     if settings.data.root is None:
         raise InputError("--split needs --data DIR (a SEVIR-LR tree)")
     setup_runtime(settings.device, settings.seed)
