@@ -44,12 +44,16 @@ def _spacing(values: np.ndarray) -> float:
     return next((s for s in SPACINGS if span / s <= MAX_LINES), SPACINGS[-1])
 
 
-def _crossings(values: np.ndarray, spacing: float) -> np.ndarray:
-    """Pixels whose cell lies just past a multiple of `spacing` from its upper or left neighbour."""
+def _crossings(values: np.ndarray, spacing: float, axis: int) -> np.ndarray:
+    """Pixels whose cell lies just past a multiple of `spacing` from its neighbour along `axis` (0: the one
+    above, for the latitudes, which change down the image; 1: the one to the left, for the longitudes): lines one
+    pixel wide."""
     band = np.floor(values / spacing)
     out = np.zeros(values.shape, bool)
-    out[1:, :] |= band[1:, :] != band[:-1, :]
-    out[:, 1:] |= band[:, 1:] != band[:, :-1]
+    if axis == 0:
+        out[1:, :] = band[1:, :] != band[:-1, :]
+    else:
+        out[:, 1:] = band[:, 1:] != band[:, :-1]
     return out
 
 
@@ -60,13 +64,16 @@ def _degrees(value: float, positive: str, negative: str) -> str:
 def graticule(lat: np.ndarray, lon: np.ndarray) -> Graticule:
     """The lines and edge labels for cell-centre coordinates lat, lon (H, W) in degrees."""
     spacing = min(_spacing(lat), _spacing(lon))
-    lines = _crossings(lat, spacing) | _crossings(lon, spacing)
+    lines = _crossings(lat, spacing, 0) | _crossings(lon, spacing, 1)
     labels = []
+    height, width = lat.shape
     left, bottom = np.floor(lat[:, 0] / spacing), np.floor(lon[-1, :] / spacing)
     for row in np.flatnonzero(left[1:] != left[:-1]) + 1:
         value = max(left[row], left[row - 1]) * spacing
         labels.append((int(row), 0, _degrees(value, "N", "S")))
     for col in np.flatnonzero(bottom[1:] != bottom[:-1]) + 1:
+        if col > width - width // 8:  # no room for the text before the right edge
+            continue
         value = max(bottom[col], bottom[col - 1]) * spacing
         labels.append((lat.shape[0] - 1, int(col), _degrees(value, "E", "W")))
     return Graticule(lines, labels, spacing)
