@@ -108,7 +108,8 @@ class Steps:
         return {"fallbacks": self.fallbacks}
 
     def load_state(self, state: dict) -> None:
-        self.fallbacks = int(state.get("fallbacks", 0))
+        count = state.get("fallbacks", 0)
+        self.fallbacks = count if isinstance(count, int) and count >= 0 else 0
 
     def settings(self) -> dict:
         threshold_kg = float(digital_to_kg_m2(np.float64(self.vil_threshold)))

@@ -150,7 +150,11 @@ class Evaluation:
         for label, scorer in self.scorers.items():
             scorer.load_state(directory / f"{label}.npz")
         path = directory / "baselines.json"
-        states = json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            states = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the saved baseline state {str(path)!r}: {exc}") from None
+        states = states if isinstance(states, dict) else {}
         for name, baseline in self.baselines.items():
             if hasattr(baseline, "load_state") and isinstance(states.get(name), dict):
                 baseline.load_state(states[name])
