@@ -160,8 +160,8 @@ def register(app: typer.Typer) -> None:
             "steps (pysteps' STEPS ensemble, as many members as the model), comma-separated, or none. (default: "
             "all three)")] = None,
         rank_min: Annotated[Optional[float], typer.Option(
-            "--rank-min", min=0.0, max=255.0, metavar="VIL", help="Leave out of the rank histogram the pixels where the "
-            "observation and every member are below this digital VIL; 0 counts every pixel. (default: 16)")
+            "--rank-min", min=0.0, max=255.0, metavar="VIL", help="Leave out of the rank histogram the pixels where "
+            "the observation and every member are below this digital VIL; 0 counts every pixel. (default: 16)")
         ] = None,
         json_: JsonOpt = False,
         *, forecast: dict,

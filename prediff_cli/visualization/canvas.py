@@ -2,8 +2,9 @@
 dithering, on a light background.
 
 Images are Pillow "P" images whose palette is fixed: indices 0–10 are the VIL colormap (see `colormap`), then the
-interface colours, then the 10 probability colours, then the colour of the latitude/longitude lines. Fields are written as palette indices directly, text is drawn
-without anti-aliasing, so every pixel of the output is exactly one of these colours.
+interface colours, then the 10 probability colours, then the colour of the latitude/longitude lines. Fields are
+written as palette indices directly, text is drawn without anti-aliasing, so every pixel of the output is exactly
+one of these colours.
 """
 from __future__ import annotations
 
