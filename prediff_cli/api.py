@@ -85,7 +85,8 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
 
 def score(fc, truth, config: Optional[str] = None, sets: Sequence[str] = ()) -> dict:
     """Scores of a forecast (`forecast`'s Dataset, or a path to a forecast NetCDF) against `truth` (a `RadarInput`
-    with truth frames, or (T, H, W) frames on 0–1), beside persistence and optical flow: the scores.json dict."""
+    with truth frames, or (T, H, W) frames on 0–1), beside persistence, optical flow and STEPS: the scores.json
+    dict."""
     settings = forecast_config(Config(), config, sets)
     members, context = _forecast_fields(fc)
     frames = truth.truth if isinstance(truth, RadarInput) else truth

@@ -64,4 +64,4 @@ def test_api_forecast_equals_the_file_sample_writes(tmp_path, radar_file, tiny_r
         np.testing.assert_equal(fc[name].attrs, written[name].attrs)  # attrs hold arrays (valid_range)
     np.testing.assert_equal(dict(fc.attrs), dict(written.attrs))
     scores = prediff.score(fc, prediff.read_radar(radar_file))
-    assert set(scores["baselines"]) == {"persistence", "optical_flow"} and 0 <= scores["csi"]["avg"] <= 1
+    assert set(scores["baselines"]) == {"persistence", "optical_flow", "steps"} and 0 <= scores["csi"]["avg"] <= 1

@@ -415,7 +415,7 @@ def test_a_forecast_on_either_grid_is_scored_against_the_truth_on_that_grid(tmp_
         members, context, g = np.stack([radar.truth] * 2), radar.context, radar.grid
     path = write_forecast(tmp_path / "fc.nc", members, reference_time=START + dt.timedelta(minutes=60),
                           lead_minutes=range(10, 70, 10), context=context, grid=g)
-    scores = score_forecast_file(path, source, 0, 0, Config())
+    scores, _ = score_forecast_file(path, source, 0, 0, Config())
     assert scores["mse"] == pytest.approx(0.0, abs=1e-9)
 
 

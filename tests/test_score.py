@@ -39,11 +39,32 @@ def test_score_a_forecast_file(tmp_path, forecast_nc, radar_file):
                 "crps", "fss", "spread_skill", "per_lead_time", "baselines", "settings"):
         assert key in scores, key
     assert set(scores["csi"]) == {"16", "74", "133", "160", "181", "219", "avg"}
-    assert set(scores["baselines"]) == {"persistence", "optical_flow"}
+    assert set(scores["baselines"]) == {"persistence", "optical_flow", "steps"}
     assert scores["n_members"] == 3 and scores["settings"]["mode"] == "forecast"
     assert len(scores["per_lead_time"]["mse"]) == 6
-    for name in ("csi_by_threshold.png", "csi_by_lead_time.png", "rank_histogram.png", "config.yaml"):
+    # STEPS: as many members as the forecast, its settings recorded, printed in the table
+    assert scores["baselines"]["steps"]["n_members"] == 3 and "steps" in result.output
+    assert scores["settings"]["baselines"]["steps"]["noise_method"] == "nonparametric"
+    assert scores["settings"]["rank_min"] == 16.0 and "74" in scores["exceedance"]
+    # one case: no intervals, and a note says why
+    assert scores["intervals"] is None and all(d is None for d in scores["differences"].values())
+    assert any("fewer than 2 events" in n for n in scores["notes"])
+    for name in ("csi_by_threshold.png", "csi_by_lead_time.png", "rank_histogram.png", "reliability.png",
+                 "cases.npz", "config.yaml"):
         assert (tmp_path / name).is_file()
+
+
+def test_baselines_and_rank_min_options(tmp_path, forecast_nc, radar_file):
+    result = _score("--forecast", str(forecast_nc), "--truth", str(radar_file), "--out", str(tmp_path / "a"),
+                    "--baselines", "persistence", "--rank-min", "0")
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "a" / "scores.json").read_text())
+    assert list(scores["baselines"]) == ["persistence"] and scores["settings"]["rank_min"] == 0.0
+    assert sum(scores["rank_histogram"]) == 6 * 128 * 128  # every pixel of every lead time
+    bad = _score("--forecast", str(forecast_nc), "--truth", str(radar_file), "--out", str(tmp_path / "b"),
+                 "--baselines", "persistence,climatology")
+    assert bad.exit_code == 2 and "persistence, optical_flow, steps" in bad.output
+    assert not (tmp_path / "b" / "scores.json").exists()
 
 
 def _write_nc(path, members, radar_file, leads=range(10, 70, 10), reference=dt.datetime(2019, 7, 1, 19, 0)):
@@ -124,6 +145,10 @@ def test_split_evaluation_resumes_to_the_same_scores(tmp_path, synthetic_root, t
     resumed, _, _ = run_score(tmp_path / "part", resume=True, **base)
     assert resumed["csi"] == full["csi"] and resumed["crps"] == full["crps"]
     assert resumed["baselines"]["optical_flow"]["mse"] == full["baselines"]["optical_flow"]["mse"]
+    # the per-case totals resume too: the same STEPS members (seeded per case) and the same intervals
+    assert resumed["baselines"]["steps"]["crps"] == full["baselines"]["steps"]["crps"]
+    assert resumed["intervals"] == full["intervals"] and resumed["differences"] == full["differences"]
+    assert full["intervals"]["cases"] == 4 and full["intervals"]["events"] == 2  # 3 sequences per event
 
 
 SETTINGS = ["sample.samples=3", "sample.sampler=dpmpp", "sample.steps=3", "sample.eta=1", "sample.member_batch=2",

@@ -458,7 +458,7 @@ def test_score_plots_are_written_as_png(tmp_path):
         results[label] = scorer.compute()
     paths = write_score_plots(results, tmp_path / "plots", lead_minutes=[10, 20, 30])
     assert [p.name for p in paths] == ["csi_by_threshold.png", "csi_pool16_by_threshold.png",
-                                       "csi_by_lead_time.png", "rank_histogram.png"]
+                                       "csi_by_lead_time.png", "reliability.png", "rank_histogram.png"]
     for path in paths:
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size[0] > 300 and img.size[1] > 200

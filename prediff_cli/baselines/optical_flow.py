@@ -18,9 +18,8 @@ Motion estimation — a coarse-to-fine (pyramidal) Lucas–Kanade method written
 Using all context pairs at once (one motion assumed constant over the context, 10-minute steps in SEVIR-LR)
 averages out the frame-to-frame noise of radar echoes. The result is in pixels per frame interval, (dy, dx).
 
-Why not a library: pysteps (the forecasters' toolkit; 1.21.5 came as a source distribution for Python 3.11
-here, built with Cython) requires opencv-python, pyproj, matplotlib, jsmin and jsonschema, and its Lucas–Kanade
-needs OpenCV.
+Why not a library: pysteps (the forecasters' toolkit, used for the STEPS baseline) has a Lucas–Kanade method,
+but it needs OpenCV.
 OpenCV itself (opencv-python-headless, Farnebäck/DIS flow) is a ~50 MB wheel whose releases from 4.12 on require
 NumPy 2, which MindSpore 2.10 cannot use (4.11 would have to be pinned). This estimator needs nothing beyond
 SciPy, takes ~0.06 s per 7×128×128 context, and recovers a translation to a few hundredths of a pixel

@@ -23,14 +23,26 @@ def _given_keys(overrides: Sequence[str], values: Mapping[str, Any]) -> set:
 def forecast_config(model_config: Config, source: Optional[str] = None, overrides: Sequence[str] = (),
                     values: Optional[Mapping[str, Any]] = None) -> Config:
     """`model_config` (or the config `source` names) with `overrides` (`section.key=value` text) and `values`
-    (dotted key → typed value, None clears an optional value) applied."""
+    (dotted key → typed value, None clears an optional value) applied. A model's config first gets this version's
+    defaults for what is not a property of the model (`current_presentation`)."""
     values = dict(values or {})
-    start = load_config(source) if source else model_config
+    start = load_config(source) if source else current_presentation(model_config)
     config = override_config(start, overrides, values)
     if config.sample.sampler != start.sample.sampler and "sample.steps" not in _given_keys(overrides, values):
         steps = DEFAULT_SOLVER_STEPS[config.sample.sampler]
         config = dataclasses.replace(config, sample=dataclasses.replace(config.sample, steps=steps))
     return config
+
+
+def current_presentation(model_config: Config) -> Config:
+    """A model's stored config with this prediff version's defaults for what is not a property of the model:
+    the baselines `score` compares against and the member panels of the pictures. A stored config lists the
+    choices of the version that trained the model (before the STEPS baseline existed, say); --config and --set
+    still override them."""
+    defaults = Config()
+    return dataclasses.replace(
+        model_config, score=dataclasses.replace(model_config.score, baselines=defaults.score.baselines),
+        sample=dataclasses.replace(model_config.sample, gif_members=defaults.sample.gif_members))
 
 
 def sample_values(*, samples=None, sampler=None, steps=None, eta=None, align=None, align_target=None,

@@ -260,7 +260,7 @@ class SampleConfig:
     guide_scale: float = 50.0
     couple_members: bool = False  # official behaviour: one 2-norm over all members couples their guidance
     member_batch: int = 0  # members per UNet call (0 = all at once)
-    gif_members: int = 4  # member panels drawn in the GIF (plus ensemble mean and maximum)
+    gif_members: int = 8  # pictures: every member as a panel up to this many, else all as a strip of thumbnails
     thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # exceedance probabilities: digital VIL, >=
 
 
@@ -274,7 +274,10 @@ class ScoreConfig:
     fss_scales: Tuple[int, ...] = (1, 4, 16)  # neighbourhood widths in pixels
     fss_thresholds: Tuple[float, ...] = (74, 133, 181)
     batch_size: int = 4  # sequences per model call in whole-split evaluation
-    baselines: Tuple[str, ...] = ("persistence", "optical_flow")
+    baselines: Tuple[str, ...] = ("persistence", "optical_flow", "steps")
+    rank_min: float = 16.0  # digital VIL: rank histogram leaves out pixels where truth and all members are below
+    resamples: int = 1000  # bootstrap draws (over events) of the confidence intervals
+    interval: float = 0.95  # level of the confidence intervals
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -378,7 +381,8 @@ LIMITS = {
                    "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
                    "gif_members": NON_NEGATIVE, "thresholds": DIGITAL_VIL},
     ScoreConfig: {"thresholds": DIGITAL_VIL, "eps": POSITIVE, "pools": POSITIVE_INT, "fss_scales": POSITIVE_INT,
-                  "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT},
+                  "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT, "rank_min": DIGITAL_VIL,
+                  "resamples": Range(1, 100_000), "interval": Range(0.0, 1.0, lo_open=True, hi_open=True)},
     Config: {"seed": Range(0, 2 ** 32 - 1)},  # MindSpore's set_seed takes 0 .. 2**32 - 1
 }
 

@@ -1,7 +1,12 @@
 """`prediff score` as plain functions: score a written forecast, or run the model over a whole split.
 
 Both modes stream the same cases through one `Scorer` for the model and one per baseline (persistence, optical
-flow), so every number in scores.json is computed on identical cases. The whole-split mode works in batches of
+flow, STEPS), so every number in scores.json is computed on identical cases. STEPS is an ensemble of as many
+members as the model's, seeded per case like the model (seed + case index).
+
+Each scorer also keeps per-case totals (`verification.cases`), written to cases.npz beside scores.json; from
+them come the bootstrap intervals over events of every forecast and of the paired differences model − baseline
+(`verification.bootstrap`, `differences` in scores.json). The whole-split mode works in batches of
 `score.batch_size` sequences × N members, samples each case exactly as `prediff sample` would with the same config
 (case i with seed `seed + i`) and saves the scorer states after every batch, so an interrupted evaluation resumes
 where it stopped and gives the same scores.
@@ -17,7 +22,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,6 +35,8 @@ from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
 from prediff.io.netcdf import read_forecast
 from prediff.verification import Scorer
+from prediff.verification.bootstrap import paired_difference
+from prediff.verification.cases import CaseTable, save_case_tables
 from prediff.verification.plots import write_score_plots
 
 from .forecast import AlignmentRequest, Forecaster, alignment_target
@@ -43,7 +50,8 @@ FVD_TOO_FEW = "FVD not computed: it needs at least 2 cases (and 2 forecast seque
 
 def make_scorer(cfg: ScoreConfig, seed: int):
     return Scorer(thresholds=cfg.thresholds, pools=cfg.pools, fss_scales=cfg.fss_scales,
-                  fss_thresholds=cfg.fss_thresholds, eps=cfg.eps, seed=seed)
+                  fss_thresholds=cfg.fss_thresholds, eps=cfg.eps, seed=seed, rank_min=cfg.rank_min,
+                  resamples=cfg.resamples, level=cfg.interval)
 
 
 def fvd_features():
@@ -65,7 +73,7 @@ class Evaluation:
     `features`: a `video_features.VideoFeatures` for the FVD (None: FVD skipped, `fvd_note` says why)."""
 
     def __init__(self, cfg: ScoreConfig, seed: int = 0, features=None, fvd_note: Optional[str] = None):
-        self.cfg = cfg
+        self.cfg, self.seed = cfg, int(seed)
         self.features, self.fvd_note = features, fvd_note
         self.scorers = {"model": make_scorer(cfg, seed)}
         self.baselines = {name: get_baseline(name) for name in cfg.baselines}
@@ -73,13 +81,24 @@ class Evaluation:
             self.scorers[name] = make_scorer(cfg, seed)
         self.n_leads: Optional[int] = None
 
-    def add(self, contexts: np.ndarray, truths: np.ndarray, members: np.ndarray) -> None:
-        """contexts (B, T_in, H, W), truths (B, T, H, W), members (B, M, T, H, W) — all on 0–1."""
+    def add(self, contexts: np.ndarray, truths: np.ndarray, members: np.ndarray, *,
+            events: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None) -> None:
+        """contexts (B, T_in, H, W), truths (B, T, H, W), members (B, M, T, H, W) — all on 0–1. events: the storm
+        event of each case (the bootstrap keeps them together; None: each case its own); seeds: each case's seed
+        (the ensemble baselines use it; None: seed + running case index)."""
         self.n_leads = truths.shape[1]
-        self.scorers["model"].accumulate(members, truths)
-        forecasts = {name: baseline.forecast(contexts, truths.shape[1]) for name, baseline in self.baselines.items()}
+        if seeds is None:
+            done = self.scorers["model"].n_cases
+            seeds = [(self.seed + done + i) % 2 ** 32 for i in range(len(contexts))]
+        self.scorers["model"].accumulate(members, truths, events)
+        forecasts = {}
+        for name, baseline in self.baselines.items():
+            if getattr(baseline, "ensemble", False):
+                forecasts[name] = baseline.forecast(contexts, truths.shape[1], members=members.shape[1], seeds=seeds)
+            else:
+                forecasts[name] = baseline.forecast(contexts, truths.shape[1])
         for name, forecast in forecasts.items():
-            self.scorers[name].accumulate(forecast, truths)
+            self.scorers[name].accumulate(forecast, truths, events)
         if self.features is not None:
             self._add_fvd(truths, {"model": members, **forecasts})
 
@@ -99,21 +118,47 @@ class Evaluation:
         """scores.json: the model's scores at the top level, `baselines` and `settings` beside them."""
         out = self.scorers["model"].compute()
         out["baselines"] = {name: self.scorers[name].compute() for name in self.baselines}
-        out["settings"] = {**self.scorers["model"].settings(), **settings}
+        tables = self.case_tables()
+        options = dict(resamples=self.cfg.resamples, seed=self.seed, level=self.cfg.interval)
+        out["differences"] = {name: paired_difference(tables["model"], tables[name], **options)
+                              for name in self.baselines}
+        out["settings"] = {**self.scorers["model"].settings(), "baselines": self.baseline_settings(), **settings}
         notes = list(out.get("notes", []))
+        fallbacks = {name: b.fallbacks for name, b in self.baselines.items() if getattr(b, "fallbacks", 0)}
+        for name, count in fallbacks.items():
+            notes.append(f"{name}: {count} case(s) whose context it cannot model (constant in time or space) got "
+                         "the optical-flow extrapolation as every member")
         if out.get("fvd") is None:
             notes.append(self.fvd_note or (FVD_TOO_FEW if self.features is not None else FVD_ONE_CASE))
         out["notes"] = notes
         return out
 
+    def baseline_settings(self) -> Dict[str, dict]:
+        return {name: baseline.settings() for name, baseline in self.baselines.items()}
+
+    def case_tables(self) -> Dict[str, CaseTable]:
+        """The per-case totals of the model ("model") and of each baseline."""
+        return {label: scorer.cases.table() for label, scorer in self.scorers.items()}
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         for label, scorer in self.scorers.items():
             scorer.save_state(directory / f"{label}.npz")
+        states = {name: b.state() for name, b in self.baselines.items() if hasattr(b, "state")}
+        atomic_write_text(directory / "baselines.json", json.dumps(states))
 
     def load(self, directory: Path) -> None:
         for label, scorer in self.scorers.items():
             scorer.load_state(directory / f"{label}.npz")
+        path = directory / "baselines.json"
+        try:
+            states = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the saved baseline state {str(path)!r}: {exc}") from None
+        states = states if isinstance(states, dict) else {}
+        for name, baseline in self.baselines.items():
+            if hasattr(baseline, "load_state") and isinstance(states.get(name), dict):
+                baseline.load_state(states[name])
 
 
 def _json_value(value):
@@ -123,12 +168,17 @@ def _json_value(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> List[Path]:
-    """scores.json (atomically), the PNG plots and the resolved config."""
+def write_outputs(out: Path, scores: dict, config: Optional[Config] = None,
+                  cases: Optional[Dict[str, CaseTable]] = None) -> List[Path]:
+    """scores.json (atomically), cases.npz (the per-case totals, when given), the PNG plots and the resolved
+    config."""
     atomic_write_text(out / "scores.json", json.dumps(scores, indent=2, allow_nan=False, default=_json_value))
+    paths = [out / "scores.json"]
+    if cases is not None:
+        paths.append(save_case_tables(out / "cases.npz", cases))
     results = {"PreDiff": scores, **scores["baselines"]}
     leads = [LEAD_STEP_MINUTES * (k + 1) for k in range(scores.get("n_leads") or 0)] or None
-    paths = [out / "scores.json"] + write_score_plots(results, out, rank_histogram_of="PreDiff", lead_minutes=leads)
+    paths += write_score_plots(results, out, rank_histogram_of="PreDiff", lead_minutes=leads)
     if config is not None:
         paths.append(write_resolved_config(config, out))
     return paths
@@ -138,8 +188,10 @@ def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> L
 # mode 1: a written forecast against the truth frames of the input file
 
 
-def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int, config: Config) -> dict:
-    """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path`."""
+def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int,
+                        config: Config) -> Tuple[dict, Dict[str, CaseTable]]:
+    """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path`; (scores, per-case
+    totals)."""
     fc = read_forecast(forecast_path)
     m, t, h, w = fc.forecast.shape
     in_len = fc.context.shape[0] if fc.context is not None else config.data.in_len
@@ -149,12 +201,13 @@ def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start
                          f"(event {event}, --start {start})")
     _check_same_case(fc, radar, truth_path, event, start)
     evaluation = Evaluation(config.score, config.seed, fvd_note=FVD_ONE_CASE)
-    evaluation.add(radar.context[None], radar.truth[None], fc.forecast[None])
+    evaluation.add(radar.context[None], radar.truth[None], fc.forecast[None], events=[f"{truth_path}#{event}"],
+                   seeds=[config.seed])
     settings = {"mode": "forecast", "forecast": str(forecast_path), "truth": str(truth_path), "event": event,
                 "start": start, "members": m, "sampler": fc.attrs.get("sampler"),
                 "solver_steps": fc.attrs.get("solver_steps"), "alignment": fc.attrs.get("alignment"),
                 "prediff_version": __version__}
-    return evaluation.scores(settings)
+    return evaluation.scores(settings), evaluation.case_tables()
 
 
 def _on_grid_of(radar, grid):
@@ -226,17 +279,18 @@ def _resume_state(out: Path, settings: dict, evaluation: "Evaluation", resume: b
 
 
 def score_split(model, config: Config, split: str, out: Path, *, limit: Optional[int] = None, resume: bool = False,
-                progress: Optional[Callable[[int, int], None]] = None) -> dict:
+                progress: Optional[Callable[[int, int], None]] = None) -> Tuple[dict, Dict[str, CaseTable]]:
     """Forecast every sequence of the split (up to `limit`) exactly as `prediff sample` would with `config` (case i
-    with seed `config.seed + i`), score it beside the baselines; resumable."""
+    with seed `config.seed + i`), score it beside the baselines; resumable. Returns (scores, per-case totals)."""
     seqs = open_dataset(config.data).split(split)
     n = len(seqs) if limit is None else min(limit, len(seqs))
     if n == 0:
         raise InputError(f"the {split} split of {config.data.root} is empty")
     t_in, alignment = model.config.unet.input_shape[0], AlignmentRequest.from_config(config.sample)
     features, fvd = fvd_features()
-    settings = split_settings(model, config, split, n, fvd)
     evaluation = Evaluation(config.score, config.seed, features, None if features else FVD_NOT_INSTALLED)
+    settings = split_settings(model, config, split, n, fvd)
+    settings["baselines"] = evaluation.baseline_settings()
     done = _resume_state(out, settings, evaluation, resume)
     forecaster = Forecaster(model, config.sample)
     if progress:
@@ -248,15 +302,16 @@ def score_split(model, config: Config, split: str, out: Path, *, limit: Optional
         y_hat = None
         if alignment.mode != "none":
             y_hat = np.array([alignment_target(alignment, c, tr) for c, tr in zip(contexts, truths)], np.float32)
-        members = forecaster.run(contexts, y_hat, [case_seed(config.seed, i) for i in idx])
-        evaluation.add(contexts, truths, members)
+        seeds = [case_seed(config.seed, i) for i in idx]
+        members = forecaster.run(contexts, y_hat, seeds)
+        evaluation.add(contexts, truths, members, events=[seqs.info(i).event.id for i in idx], seeds=seeds)
         done = idx[-1] + 1
         evaluation.save(out / ".evaluation")
         atomic_write_text(out / ".evaluation" / "progress.json",
                           json.dumps({"done": done, "settings": settings}, default=_json_value))
         if progress:
             progress(done, n)
-    return evaluation.scores(settings)
+    return evaluation.scores(settings), evaluation.case_tables()
 
 
 def case_seed(seed: int, case: int) -> int:

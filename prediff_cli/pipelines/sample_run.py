@@ -74,11 +74,10 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
                                                       radar.placement, output_grid)
     nc = write_forecast(out / "forecast.nc", members, reference_time=reference, lead_minutes=result.lead_minutes,
                         context=context, grid=out_grid, attrs=attrs, thresholds=s.thresholds)
-    gif = write_forecast_gif(out / "forecast.gif", context, members, lead_minutes=result.lead_minutes,
-                             max_members=s.gif_members, truth=truth, reference_time=reference,
-                             thresholds=s.thresholds)
-    png = write_summary_png(out / "forecast.png", context, members, lead_minutes=result.lead_minutes,
-                            truth=truth, max_members=s.gif_members, thresholds=s.thresholds)
+    pictures = dict(lead_minutes=result.lead_minutes, max_members=s.gif_members, truth=truth,
+                    reference_time=reference, thresholds=s.thresholds, model_name=loaded.name, grid=out_grid)
+    gif = write_forecast_gif(out / "forecast.gif", context, members, **pictures)
+    png = write_summary_png(out / "forecast.png", context, members, **pictures)
     write_resolved_config(settings, out)
     report = {
         "netcdf": str(nc), "gif": str(gif), "png": str(png), "members": int(s.samples), "sampler": s.sampler,

@@ -37,8 +37,8 @@ def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Pat
     out = check_output_dir(out, () if resume else ("scores.json",), overwrite, what="scores")
     if forecast is not None:
         settings = forecast_config(Config(), config, sets, values)
-        scores = score_forecast_file(forecast, truth, event, start, settings)
-        return scores, write_outputs(out, scores, settings), settings
+        scores, cases = score_forecast_file(forecast, truth, event, start, settings)
+        return scores, write_outputs(out, scores, settings, cases), settings
 
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
                         allow_mismatch=allow_mismatch)
@@ -46,7 +46,7 @@ def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Pat
     if settings.data.root is None:
         raise InputError("--split needs --data DIR (a SEVIR-LR tree)")
     setup_runtime(settings.device, settings.seed)
-    scores = score_split(loaded, settings, split, out, limit=limit, resume=resume, progress=progress)
-    written = write_outputs(out, scores, settings)
+    scores, cases = score_split(loaded, settings, split, out, limit=limit, resume=resume, progress=progress)
+    written = write_outputs(out, scores, settings, cases)
     finish_split(out)
     return scores, written, settings

@@ -11,6 +11,11 @@ Same definitions as the official PreDiff metric `SEVIRSkillScore` (reference spe
   frequency bias = (h+f)/(h+m+eps), and the official "bias" ((h+f)/(h+m+eps) / ln 2)², reported here as
   `bias_official`; "avg" is the plain mean over thresholds (for CSI: CSI-M).
 
+One departure: POD and both biases divide by the observed events h + m; where no event was observed at a threshold
+(h + m = 0) they are undefined and reported as null (the official code's eps would turn a handful of false alarms
+into a bias of ~10⁴), and their "avg" is the mean over the thresholds where they are defined (`undefined_scores`
+names the thresholds left out, for a note).
+
 The counts are also kept per lead time (axis T), which gives every score per lead for free.
 """
 from __future__ import annotations
@@ -24,7 +29,7 @@ from prediff.errors import ConfigError
 
 from .inputs import check_pair, to_digital
 from .pooling import check_pool, max_pool
-from .streaming import StreamingScore, to_json
+from .streaming import StreamingScore, ratio, to_json
 
 DEFAULT_THRESHOLDS = (16, 74, 133, 160, 181, 219)
 DEFAULT_EPS = 1e-4
@@ -133,19 +138,33 @@ def bias_official(hits, misses, fas, eps: float = DEFAULT_EPS):
 
 
 SCORE_FUNCTIONS = {"csi": csi, "pod": pod, "sucr": sucr, "bias": frequency_bias, "bias_official": bias_official}
+#: scores whose denominator is the number of observed events: undefined (null) where none was observed
+PER_OBSERVED_EVENT = ("pod", "bias", "bias_official")
 
 
 def scores_from_counts(hits, misses, fas, thresholds: Sequence[float], eps: float = DEFAULT_EPS,
                        names: Sequence[str] = SCORES) -> Dict[str, dict]:
     """{score: {threshold key: value, "avg": mean over thresholds}} from counts of shape (L,) or (L, T);
-    with (L, T) counts every value is a list over lead times."""
+    with (L, T) counts every value is a list over lead times. POD and the biases are null where no event was
+    observed (h + m = 0); their "avg" is the mean over the thresholds where they are defined (null if none)."""
+    observed = np.asarray(hits) + np.asarray(misses)
     out = {}
     for name in names:
         values = SCORE_FUNCTIONS[name](hits, misses, fas, eps)
+        if name in PER_OBSERVED_EVENT:
+            values = np.where(observed > 0, values, np.nan)
         entry = {threshold_key(t): to_json(v) for t, v in zip(thresholds, values)}
-        entry["avg"] = to_json(values.mean(axis=0))
+        defined = np.isfinite(values)
+        total = np.where(defined, values, 0.0).sum(axis=0)
+        entry["avg"] = to_json(ratio(total, defined.sum(axis=0)))
         out[name] = entry
     return out
+
+
+def undefined_scores(hits, misses, thresholds: Sequence[float]) -> list:
+    """Threshold keys at which no event was observed (POD and bias null there); counts of shape (L,)."""
+    observed = np.asarray(hits) + np.asarray(misses)
+    return [threshold_key(t) for t, n in zip(thresholds, observed) if n == 0]
 
 
 class Contingency(StreamingScore):

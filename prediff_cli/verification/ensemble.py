@@ -16,14 +16,18 @@ counted over every pixel. Ties (frequent: dry pixels where truth and several mem
 random — the rank is uniform over the tied positions — with a generator seeded by (seed, case index), so the
 histogram does not depend on how cases are split into batches. A flat histogram indicates calibration; a U
 shape under-dispersion; a dome over-dispersion.
+
+Dry pixels dominate radar fields: where the observation and every member are near zero, the rank is a pure
+tie-break draw and says nothing about calibration. `rank_min` (digital VIL, 0–255) leaves out the pixels where the
+observation and all members are below it (the same idea as pysteps' `X_min`); 0 counts every pixel.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from prediff.errors import InputError
+from prediff.errors import ConfigError, InputError
 
-from .inputs import check_pair
+from .inputs import check_pair, to_digital
 from .streaming import StreamingScore, ratio, to_json
 
 
@@ -125,14 +129,21 @@ def observation_ranks(forecast: np.ndarray, truth: np.ndarray, uniform: np.ndarr
 class RankHistogram(EnsembleScore):
     """Streaming rank histogram with seeded random tie-breaking, overall and per lead time.
 
-    compute() → {"rank_histogram": [M + 1 counts], "members": M, "per_lead_time": {"rank_histogram": [T][M + 1]}}.
+    seed: tie-breaking draws; rank_min: digital VIL (0–255) below which a pixel whose observation and members all
+    lie is left out (0: every pixel counts).
+    compute() → {"rank_histogram": [M + 1 counts], "members": M, "rank_min": v,
+                 "per_lead_time": {"rank_histogram": [T][M + 1]}}.
     """
 
     name = "rank_histogram"
     seed: int
+    rank_min: float
 
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__(seed=int(seed))
+    def __init__(self, seed: int = 0, rank_min: float = 0.0) -> None:
+        rank_min = float(rank_min)
+        if not np.isfinite(rank_min) or rank_min < 0:
+            raise ConfigError(f"rank_min must be a digital VIL value >= 0, got {rank_min!r}")
+        super().__init__(seed=int(seed), rank_min=rank_min)
 
     def accumulate_checked(self, forecast: np.ndarray, truth: np.ndarray) -> None:
         b, m, t = forecast.shape[:3]
@@ -143,12 +154,17 @@ class RankHistogram(EnsembleScore):
         uniform = np.stack([np.random.default_rng([self.seed, first + i]).random(truth.shape[1:])
                             for i in range(b)])
         ranks = observation_ranks(forecast, truth, uniform)
-        lead = np.arange(t, dtype=np.int64).reshape(1, t, 1, 1) * (m + 1)
-        self._state["counts"] += np.bincount((ranks + lead).ravel(), minlength=t * (m + 1)).reshape(t, m + 1)
+        index = ranks + np.arange(t, dtype=np.int64).reshape(1, t, 1, 1) * (m + 1)
+        if self.rank_min > 0:
+            # the same float32 `x · 255 >= τ` comparison as the contingency table (`inputs.to_digital`)
+            level = np.float32(self.rank_min)
+            wet = (to_digital(truth) >= level) | (to_digital(forecast) >= level).any(axis=1)
+            index = index[wet]
+        self._state["counts"] += np.bincount(index.ravel(), minlength=t * (m + 1)).reshape(t, m + 1)
         self._state["cases"] += b
 
     def compute(self) -> dict:
         self._require_data()
         counts = self._state["counts"]
         return {"rank_histogram": counts.sum(axis=0).tolist(), "members": int(self._state["members"]),
-                "per_lead_time": {"rank_histogram": counts.tolist()}}
+                "rank_min": self.rank_min, "per_lead_time": {"rank_histogram": counts.tolist()}}

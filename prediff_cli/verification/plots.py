@@ -1,4 +1,5 @@
-"""PNG figures of verification results: CSI by threshold, CSI by lead time (model vs baselines), rank histogram.
+"""PNG figures of verification results: CSI by threshold, CSI by lead time (model vs baselines), rank histogram,
+reliability diagrams of the exceedance probabilities.
 
 Inputs are dicts shaped like `Scorer.compute()` output, keyed by the forecast's label, e.g.
 `{"PreDiff": scores, "persistence": baseline_scores, "optical flow": ...}`. matplotlib is used through its
@@ -15,6 +16,8 @@ from matplotlib.figure import Figure
 
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_path
+
+from .categorical import threshold_key
 
 STEP_MINUTES = 10  # SEVIR-LR frame interval
 
@@ -109,16 +112,61 @@ def plot_rank_histogram(scores: Mapping, path, *, title: Optional[str] = None) -
     return _save(fig, path)
 
 
+def plot_reliability(results: Mapping[str, Mapping], path, *, title: Optional[str] = None) -> Path:
+    """One reliability diagram per threshold: observed frequency against forecast probability (k/M) for every
+    ensemble in `results` (compute() dicts with an "exceedance" block and M > 1), the diagonal of perfect
+    reliability, and the Brier score / reliability / resolution / ROC area of each in the legend."""
+    ensembles = {k: r["exceedance"] for k, r in results.items() if r.get("n_members", 1) > 1 and r.get("exceedance")}
+    if not ensembles:
+        raise InputError("no ensemble forecast (M > 1) with exceedance probabilities to plot")
+    keys = [threshold_key(t) for t in next(iter(ensembles.values()))["thresholds"]]
+    columns = min(3, len(keys))
+    rows = -(-len(keys) // columns)
+    fig = Figure(figsize=(4.2 * columns, 4.0 * rows), dpi=110, layout="constrained")
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1)
+        for label, block in ensembles.items():
+            entry = block.get(key)
+            if not entry:
+                continue
+            diagram = entry["diagram"]
+            p, o = _values(diagram["probability"]), _values(diagram["observed_frequency"])
+            ok = np.isfinite(o)
+            text = "-" if entry["brier"] is None else (f"BS {entry['brier']:.4f}, REL {entry['reliability']:.4f}, "
+                                                        f"RES {entry['resolution']:.4f}")
+            if entry.get("roc_area") is not None:
+                text += f", ROC {entry['roc_area']:.3f}"
+            ax.plot(p[ok], o[ok], marker="o", label=f"{label}: {text}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("forecast probability")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(f"VIL ≥ {key} (digital), {_kg_m2(key)} kg m-2")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle(title or "Reliability of the exceedance probabilities")
+    return _save(fig, path)
+
+
+def _kg_m2(key: str) -> str:
+    from prediff.data.vil_scale import digital_to_kg_m2
+
+    return f"{float(digital_to_kg_m2(float(key))):.2g}"
+
+
 def write_score_plots(results: Mapping[str, Mapping], out_dir, *, rank_histogram_of: Optional[str] = None,
                       lead_minutes: Optional[Sequence[float]] = None) -> List[Path]:
     """The standard set in out_dir: csi_by_threshold.png, csi_pool16_by_threshold.png (if present),
-    csi_by_lead_time.png and, for the forecast `rank_histogram_of` (default: the first with M > 1),
-    rank_histogram.png. Returns the paths written."""
+    csi_by_lead_time.png, reliability.png (if any forecast is an ensemble) and, for the forecast
+    `rank_histogram_of` (default: the first with M > 1), rank_histogram.png. Returns the paths written."""
     out_dir = Path(out_dir)
     paths = [plot_csi_by_threshold(results, out_dir / "csi_by_threshold.png")]
     if all("csi_pool16" in r for r in results.values()):
         paths.append(plot_csi_by_threshold(results, out_dir / "csi_pool16_by_threshold.png", score="csi_pool16"))
     paths.append(plot_csi_by_lead_time(results, out_dir / "csi_by_lead_time.png", lead_minutes=lead_minutes))
+    if any(r.get("n_members", 1) > 1 and r.get("exceedance") for r in results.values()):
+        paths.append(plot_reliability(results, out_dir / "reliability.png"))
     if rank_histogram_of is None:
         rank_histogram_of = next((k for k, r in results.items() if r.get("n_members", 1) > 1), None)
     if rank_histogram_of is not None:

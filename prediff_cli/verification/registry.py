@@ -16,6 +16,7 @@ from .crps import CRPS
 from .ensemble import RankHistogram, SpreadSkill
 from .fss import FSS
 from .fvd import FVD
+from .reliability import ExceedanceReliability
 from .ssim import SSIM
 from .streaming import StreamingScore
 
@@ -34,6 +35,8 @@ METRICS: Dict[str, Callable[..., StreamingScore]] = {
     "fss": FSS,
     "spread_skill": SpreadSkill,
     "rank_histogram": RankHistogram,
+    "reliability": ExceedanceReliability,
+    "brier": ExceedanceReliability,
     "fvd": FVD,
 }
 

@@ -4,6 +4,7 @@
     for forecast, truth in cases:           # forecast (B, M, T, H, W), truth (B, T, H, W), VIL on 0–1
         scorer.accumulate(forecast, truth)
     scores = scorer.compute()               # JSON-ready dict (layout below)
+    scorer.cases.table()                    # per-case totals (`cases`), for paired comparisons
     scorer.save_state("state.npz")           # resumable: Scorer(same settings).load_state("state.npz")
 
 Every member of an ensemble counts as one forecast for the deterministic scores (official accumulation: the
@@ -20,7 +21,14 @@ compute() layout (threshold keys are strings such as "16"; "avg" is the mean ove
     crps, crps_standard                      {"pool1": v, "pool4": v, "pool16": v} (fair / M²-normalised)
     fss                                      {threshold: {scale in pixels: v}}
     spread_skill                             {"spread", "rmse", "ratio", "members"} (null spread/ratio for M = 1)
-    rank_histogram                           [M + 1 counts]
+    rank_histogram                           [M + 1 counts] (pixels where the observation and all members are
+                                             below `rank_min` left out)
+    exceedance                               per threshold: Brier score, reliability, resolution, uncertainty,
+                                             Brier skill, ROC area and the reliability diagram of the exceedance
+                                             probabilities (`reliability`)
+    intervals                                bootstrap-over-events intervals of CSI per threshold, CSI-M and CRPS
+                                             (`bootstrap`; null with cases from fewer than 2 events)
+    notes                                    why something is null (no event observed at a threshold, ...)
     fvd                                      Fréchet video distance of the members against the truth (I3D
                                              features fed by `accumulate_fvd`; null without them or with
                                              fewer than 2 sequences per set)
@@ -38,8 +46,10 @@ import numpy as np
 from prediff.errors import ConfigError, InputError
 from prediff.io.atomic import atomic_path
 
+from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, NOT_ENOUGH_EVENTS, bootstrap_intervals, check_bootstrap
+from .cases import CaseRecords
 from .categorical import (DEFAULT_EPS, DEFAULT_THRESHOLDS, SCORES, Contingency, check_thresholds,
-                          plain_thresholds)
+                          plain_thresholds, undefined_scores)
 from .continuous import ContinuousErrors
 from .crps import CRPS
 from .ensemble import RankHistogram, SpreadSkill
@@ -47,10 +57,12 @@ from .fss import DEFAULT_SCALES, FSS
 from .fvd import FVD
 from .inputs import check_pair, check_scale, to_digital
 from .pooling import check_pool, max_pool
+from .reliability import ExceedanceReliability
 from .ssim import SSIM
 from .streaming import SETTINGS_KEY, StreamingScore
 
 DEFAULT_POOLS = (4, 16)
+DEFAULT_RANK_MIN = 16.0
 
 
 def check_pools(pools) -> tuple:
@@ -113,25 +125,31 @@ class Scorer:
     thresholds: CSI/POD/SUCR/bias thresholds on the 0–255 scale (event = value·255 >= τ).
     pools: max-pooling sizes for csi_pool{s} and CRPS (the unpooled scores are always included).
     fss_scales: FSS neighbourhood widths in pixels; fss_thresholds: FSS thresholds (default: `thresholds`).
-    eps: added to the contingency-score denominators (official 1e-4). seed: rank-histogram tie-breaking.
+    eps: added to the contingency-score denominators (official 1e-4). seed: rank-histogram tie-breaking and the
+    bootstrap draws. rank_min: digital VIL below which pixels whose observation and members all lie are left out
+    of the rank histogram (0: none). resamples, level: the bootstrap's draws and interval level.
     """
 
     def __init__(self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, pools: Sequence[int] = DEFAULT_POOLS,
                  fss_scales: Sequence[int] = DEFAULT_SCALES, fss_thresholds: Sequence[float] = None,
-                 eps: float = DEFAULT_EPS, seed: int = 0) -> None:
+                 eps: float = DEFAULT_EPS, seed: int = 0, rank_min: float = DEFAULT_RANK_MIN,
+                 resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL) -> None:
         self.thresholds = check_thresholds(thresholds)
         self.pools = check_pools(pools)
         self.fss_thresholds = check_thresholds(self.thresholds if fss_thresholds is None else fss_thresholds)
         self.fss_scales = tuple(FSS(self.fss_thresholds, fss_scales).scales)
         self.eps = float(eps)
         self.seed = int(seed)
+        self.rank_min = RankHistogram(rank_min=rank_min).rank_min
+        self.resamples, self.level = check_bootstrap(resamples, level)
         self.reset()
 
     def settings(self) -> dict:
         """The constructor settings as plain JSON values (for the `settings` block of scores.json)."""
         return {"thresholds": plain_thresholds(self.thresholds), "pools": list(self.pools),
                 "fss_scales": list(self.fss_scales), "fss_thresholds": plain_thresholds(self.fss_thresholds),
-                "eps": self.eps, "seed": self.seed}
+                "eps": self.eps, "seed": self.seed, "rank_min": self.rank_min,
+                "bootstrap": {"resamples": self.resamples, "level": self.level, "unit": "event"}}
 
     def reset(self) -> None:
         """Forget everything accumulated."""
@@ -140,14 +158,18 @@ class Scorer:
         self.ensemble_mean = DeterministicScores(*block)
         self.crps = {p: CRPS(p) for p in (1,) + self.pools}
         self.spread_skill = SpreadSkill()
-        self.rank_histogram = RankHistogram(self.seed)
+        self.rank_histogram = RankHistogram(self.seed, self.rank_min)
+        self.exceedance = ExceedanceReliability(self.thresholds)
+        self.cases = CaseRecords(self.thresholds, self.eps)
         self.fvd = FVD()
         self.n_cases = 0
         self.n_members = 0
         self.n_leads = 0
 
-    def accumulate(self, forecast, truth) -> None:
+    def accumulate(self, forecast, truth, events: Sequence[str] = None) -> None:
         """Add cases. forecast: (B, M, T, H, W) (or (B, T, H, W) for M = 1), truth: (B, T, H, W); 0–1 VIL.
+        events: the storm event of each case (B labels; cases of one event are resampled together for the
+        intervals); None: each case is an event of its own.
 
         M and T must stay the same for the whole evaluation; B, and the split of cases into calls, are free
         (the result does not depend on them)."""
@@ -167,6 +189,8 @@ class Scorer:
             score.accumulate_pooled(*pooled[p])
         self.spread_skill.accumulate_checked(forecast, truth, mean)
         self.rank_histogram.accumulate_checked(forecast, truth)
+        self.exceedance.accumulate_digital(to_digital(forecast), to_digital(truth))
+        self.cases.accumulate_checked(forecast, truth, events)
         self.n_cases += b
         self.n_members, self.n_leads = m, t
 
@@ -194,10 +218,25 @@ class Scorer:
         ranks = self.rank_histogram.compute()
         out["rank_histogram"] = ranks["rank_histogram"]
         lead["rank_histogram"] = ranks["per_lead_time"]["rank_histogram"]
+        out["exceedance"] = self.exceedance.compute()
         out["fvd"] = self.fvd.value()
+        out["intervals"] = bootstrap_intervals(self.cases.table(), resamples=self.resamples, seed=self.seed,
+                                               level=self.level)
         out["per_lead_time"] = lead
         out["ensemble_mean"] = self.ensemble_mean.compute() if self.n_members > 1 else _copy(members, lead)
+        out["notes"] = self._notes(out)
         return out
+
+    def _notes(self, out: dict) -> list:
+        notes = []
+        counts = out["counts"]["pool1"]
+        missing = undefined_scores(counts["hits"], counts["misses"], self.thresholds)
+        if missing:
+            notes.append(f"POD and bias are null at >= {', '.join(missing)}: no event was observed there (their "
+                         "'avg' is the mean over the other thresholds)")
+        if out["intervals"] is None:
+            notes.append(NOT_ENOUGH_EVENTS)
+        return notes
 
     # -- resumable state -------------------------------------------------------------------------------------
 
@@ -207,6 +246,8 @@ class Scorer:
         parts.update({f"crps_pool{p}": v for p, v in self.crps.items()})
         parts["spread_skill"] = self.spread_skill
         parts["rank_histogram"] = self.rank_histogram
+        parts["exceedance"] = self.exceedance
+        parts["cases"] = self.cases
         parts["fvd"] = self.fvd
         return parts
 

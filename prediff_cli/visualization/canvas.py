@@ -2,8 +2,9 @@
 dithering, on a light background.
 
 Images are Pillow "P" images whose palette is fixed: indices 0–10 are the VIL colormap (see `colormap`), then the
-interface colours, then the 10 probability colours. Fields are written as palette indices directly, text is drawn
-without anti-aliasing, so every pixel of the output is exactly one of these colours.
+interface colours, then the 10 probability colours, then the colour of the latitude/longitude lines. Fields are
+written as palette indices directly, text is drawn without anti-aliasing, so every pixel of the output is exactly
+one of these colours.
 """
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from prediff.data.vil_scale import digital_to_kg_m2
+
 from .colormap import (LEVELS, PROBABILITY_COLORS, PROBABILITY_LEVELS, level_labels_kg_m2, palette,
                        probability_to_bin, vil_to_index)
 
 BACKGROUND, TEXT, FRAME, EMPTY = 11, 12, 13, 14
 UI_COLORS = {BACKGROUND: (255, 255, 255), TEXT: (20, 20, 20), FRAME: (140, 140, 140), EMPTY: (248, 248, 248)}
 PROBABILITY_BASE = 15  # palette indices 15..24: probability bins
+GRID_LINE, GRID_LINE_COLOR = 25, (90, 90, 90)
+THUMBNAIL_STRIDE = 2  # member thumbnails of a strip: every second pixel, drawn without upscaling
 SCALE = 2  # nearest-neighbour upscaling of the 128-px frames for readability
 LABEL_H = 18
 BAR_CELL_W, BAR_H, LEGEND_LABEL_W = 56, 16, 150
@@ -26,7 +31,7 @@ LEGEND_H = 2 * 14 + BAR_H + 8  # title row, bar, second label row
 
 def full_palette() -> np.ndarray:
     return np.concatenate([palette(), np.array([UI_COLORS[i] for i in sorted(UI_COLORS)], np.uint8),
-                           np.array(PROBABILITY_COLORS, np.uint8)])
+                           np.array(PROBABILITY_COLORS, np.uint8), np.array([GRID_LINE_COLOR], np.uint8)])
 
 
 def font(size: int = 13):
@@ -49,32 +54,71 @@ def draw_text(img: Image.Image, xy, text: str, size: int = 13, fill: int = TEXT)
     draw.text(xy, text, fill=fill, font=font(size))
 
 
-def _paste_index(img: Image.Image, index: np.ndarray, x: int, top: int) -> None:
-    index = np.kron(index.astype(np.uint8), np.ones((SCALE, SCALE), np.uint8))
+def _paste_index(img: Image.Image, index: np.ndarray, x: int, top: int, lines=None, scale: int = SCALE) -> None:
+    """Draw palette indices (H, W) upscaled `scale` times at (x, top), framed; `lines` (H, W) bool: pixels
+    drawn in the grid-line colour (latitude/longitude lines)."""
+    index = index.astype(np.uint8)
+    if lines is not None:
+        index = np.where(lines, GRID_LINE, index).astype(np.uint8)
+    index = np.kron(index, np.ones((scale, scale), np.uint8))
     h, w = index.shape
     img.paste(Image.frombytes("P", (w, h), np.ascontiguousarray(index).tobytes()), (x, top))
     ImageDraw.Draw(img).rectangle([x - 1, top - 1, x + w, top + h], outline=FRAME)
 
 
-def paste_field(img: Image.Image, field01, x: int, y: int, label: str) -> None:
-    """Draw a (H, W) field on the 0–1 scale (or None for an empty panel) with its label above it."""
+def paste_field(img: Image.Image, field01, x: int, y: int, label: str, lines=None,
+                shape=(128, 128)) -> None:
+    """Draw a (H, W) field on the 0–1 scale (or None for an empty panel of `shape`) with its label above it;
+    `lines`: (H, W) bool mask of latitude/longitude lines drawn over it."""
     draw_text(img, (x + 2, y + 2), label)
     top = y + LABEL_H
     if field01 is None:
-        h, w = 128 * SCALE, 128 * SCALE
+        h, w = shape[0] * SCALE, shape[1] * SCALE
         ImageDraw.Draw(img).rectangle([x, top, x + w - 1, top + h - 1], fill=EMPTY, outline=FRAME)
         return
-    _paste_index(img, vil_to_index(np.asarray(field01) * 255.0), x, top)
+    _paste_index(img, vil_to_index(np.asarray(field01) * 255.0), x, top, lines)
 
 
-def paste_probability(img: Image.Image, probability, x: int, y: int, label: str) -> None:
+def paste_probability(img: Image.Image, probability, x: int, y: int, label: str, lines=None,
+                      shape=(128, 128)) -> None:
     """Draw a (H, W) probability field in [0, 1] (or None for an empty panel); 0 is drawn as no echo."""
     if probability is None:
-        paste_field(img, None, x, y, label)
+        paste_field(img, None, x, y, label, shape=shape)
         return
     draw_text(img, (x + 2, y + 2), label)
     bins = probability_to_bin(probability)
-    _paste_index(img, np.where(bins < 0, 1, bins + PROBABILITY_BASE), x, y + LABEL_H)
+    _paste_index(img, np.where(bins < 0, 1, bins + PROBABILITY_BASE), x, y + LABEL_H, lines)
+
+
+def thumbnail_size(shape) -> tuple:
+    """(width, height) of a member thumbnail in a strip, its small label included."""
+    h, w = shape
+    return -(-w // THUMBNAIL_STRIDE), -(-h // THUMBNAIL_STRIDE) + THUMB_LABEL_H
+
+
+THUMB_LABEL_H = 12
+
+
+def paste_thumbnail(img: Image.Image, field01, x: int, y: int, label: str) -> None:
+    """Draw a (H, W) field on the 0–1 scale at half resolution (every second pixel), labelled in small type:
+    one member of a strip (or an empty box for None)."""
+    draw_text(img, (x + 1, y), label, size=10)
+    top = y + THUMB_LABEL_H
+    if field01 is None:
+        return
+    index = vil_to_index(np.asarray(field01)[::THUMBNAIL_STRIDE, ::THUMBNAIL_STRIDE] * 255.0)
+    _paste_index(img, index, x, top, scale=1)
+
+
+def draw_graticule_labels(img: Image.Image, labels, x: int, top: int, shape) -> None:
+    """Write the latitude/longitude values (`graticule.Graticule.labels`: (row, column, text)) along the left and
+    bottom edges of the image panel whose field starts at (x, top)."""
+    h = shape[0] * SCALE
+    for row, col, text in labels:
+        if col == 0:  # a latitude on the left edge, just above its line
+            draw_text(img, (x + 2, top + row * SCALE - 12), text, size=10)
+        else:  # a longitude on the bottom edge, right of its line
+            draw_text(img, (x + col * SCALE + 2, top + h - 12), text, size=10)
 
 
 def panel_size(shape) -> tuple:
@@ -108,10 +152,20 @@ def _kg_caption(img: Image.Image, x: int, y: int) -> int:
     return LEGEND_H
 
 
+def probability_label(threshold: float) -> str:
+    """"P(VIL >= 74 = 0.78 kg m-2)": the exceedance event in digital and physical units."""
+    kg = float(digital_to_kg_m2(np.float64(threshold)))
+    return f"P(VIL >= {threshold:g} = {kg:.2g} kg m-2)"
+
+
 def draw_probability_legend(img: Image.Image, x: int, y: int, threshold: float) -> int:
-    """The 10 probability bins as a colour bar; returns its height."""
-    return _colour_bar(img, x, y, f"P(VIL >= {threshold:g})", [PROBABILITY_BASE + i for i in range(10)],
-                       [f"{v:g}" for v in PROBABILITY_LEVELS], [])
+    """The 10 probability bins as a colour bar, titled with the event in digital and kg m-2; returns its
+    height."""
+    height = _colour_bar(img, x, y, f"P(VIL >= {threshold:g})", [PROBABILITY_BASE + i for i in range(10)],
+                         [f"{v:g}" for v in PROBABILITY_LEVELS], [])
+    draw_text(img, (x, y + 14 + BAR_H + 2), f"= {float(digital_to_kg_m2(np.float64(threshold))):.2g} kg m-2",
+              size=13)
+    return height
 
 
 def legend_width() -> int:
