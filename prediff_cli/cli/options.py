@@ -74,11 +74,12 @@ FORECAST_OPTIONS = {
                       "(see `prediff models`) or a folder holding vae.ckpt, unet.ckpt and align.ckpt."), "demo"),
     "samples": (_option(Optional[int], "--samples", "-n", min=1,
                         help=f"Ensemble members {_CONFIGS} sample.samples)."), None),
-    "sampler": (_option(Optional[Sampler], "--sampler", help="ddim (fast), dpmpp (fastest, 20 steps), ddpm "
-                        f"(faithful, 1000 steps) {_CONFIGS})."), None),
-    "steps": (_option(Optional[int], "--steps", min=1, help=f"Solver steps of ddim/dpmpp {_CONFIGS}, or 50 / 20 "
-                      "when --sampler changes the sampler)."), None),
-    "eta": (_option(Optional[float], "--eta", min=0.0, max=1.0, help="Solver noise of ddim/dpmpp: 0 deterministic "
+    "sampler": (_option(Optional[Sampler], "--sampler", help="ddim (fast), dpmpp (DPM-Solver++(2M), 20 steps), "
+                        "dpmpp3m (DPM-Solver++(3M), 15 steps), sasolver (SA-Solver, 15 steps), ddpm (faithful, 1000 "
+                        f"steps) {_CONFIGS})."), None),
+    "steps": (_option(Optional[int], "--steps", min=1, help=f"Solver steps (not ddpm) {_CONFIGS}, or the sampler's "
+                      "usual count when --sampler changes the sampler)."), None),
+    "eta": (_option(Optional[float], "--eta", min=0.0, max=1.0, help="Solver noise (not ddpm): 0 deterministic "
                     f"(ODE), 1 stochastic (SDE) {_CONFIGS})."), None),
     "align": (_option(Optional[Align], "--align", help="Knowledge alignment toward an anticipated mean intensity "
                       f"{_CONFIGS})."), None),

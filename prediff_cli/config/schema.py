@@ -231,13 +231,13 @@ def _align_train_default() -> TrainConfig:
 
 
 # the one list of sampler and alignment names: the config types, the CLI choices and the sampler code use these
-SamplerName = Literal["ddim", "ddpm", "dpmpp"]
+SamplerName = Literal["ddim", "ddpm", "dpmpp", "dpmpp3m", "sasolver"]
 AlignMode = Literal["none", "avg_x"]
 SAMPLERS: Tuple[str, ...] = typing.get_args(SamplerName)
 ALIGN_MODES: Tuple[str, ...] = typing.get_args(AlignMode)
 
 # solver steps taken when a config's sampler is changed without also setting the steps (ddpm runs every timestep)
-DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000}
+DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000, "dpmpp3m": 15, "sasolver": 15}
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class SampleConfig:
     samples: int = 8  # ensemble members, denoised as one batch
     sampler: SamplerName = "ddim"
     steps: int = 50  # solver steps (ddpm always uses every timestep)
-    eta: float = 0.0  # DDIM / DPM-Solver++ noise: 0 deterministic (ODE), 1 stochastic (DDPM-like / SDE)
+    eta: float = 0.0  # DDIM / DPM-Solver++ / SA-Solver noise: 0 deterministic (ODE), 1 stochastic (DDPM-like / SDE)
     align: AlignMode = "none"
     align_target: Optional[float] = None  # anticipated mean VIL of the target frames, digital 0-255
     align_factor: Optional[float] = None  # or: anticipated mean = factor x mean of the last context frame
