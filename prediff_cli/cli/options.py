@@ -17,7 +17,7 @@ from typing_extensions import Annotated
 
 from prediff.config import Config, load_config
 from prediff.config.forecast_settings import sample_values
-from prediff.config.schema import ALIGN_MODES, SAMPLERS
+from prediff.config.schema import ALIGN_MODES, PRECISIONS, SAMPLERS
 
 
 class Device(str, Enum):
@@ -58,6 +58,7 @@ def resolve_config(config: str, sets: Optional[List[str]] = None, data: Optional
 
 Sampler = Enum("Sampler", {name: name for name in SAMPLERS}, type=str)
 Align = Enum("Align", {name: name for name in ALIGN_MODES}, type=str)
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 
 def _option(tp, *names, **kwargs):
     return Annotated[tp, typer.Option(*names, **kwargs)]
@@ -91,6 +92,9 @@ FORECAST_OPTIONS = {
                              "the true future mean (the paper used 2); needs the truth frames."), None),
     "guide_scale": (_option(Optional[float], "--guide-scale", min=0.0, help=f"Alignment strength {_CONFIGS} "
                             "sample.guide_scale)."), None),
+    "precision": (_option(Optional[Precision], "--precision", help="Linear layers and convolutions of the UNet and "
+                          "VAE in bf16 (CPUs with AVX512_BF16; float32 accumulation), fp32, or auto: bf16 where the "
+                          f"CPU has it and its self-check passes {_CONFIGS} sample.precision, auto)."), None),
     "couple_members": (_option(Optional[bool], "--couple-members/--per-member", help="Official coupling of the "
                                f"members' guidance through one norm, or guidance per member {_CONFIGS})."), None),
     "vae": (_option(Optional[Path], "--vae", metavar="CKPT", help="Use this VAE checkpoint instead of the model's."),
@@ -127,7 +131,7 @@ def forecast_options(command):
         flags = {name: kwargs.pop(name) for name in FORECAST_OPTIONS}
         values = sample_values(**{k: flags[k] for k in ("samples", "sampler", "steps", "eta", "align", "align_target",
                                                         "align_factor", "align_oracle", "guide_scale",
-                                                        "couple_members")})
+                                                        "couple_members", "precision")})
         values["device"] = Device(flags["device"]).value
         if flags["seed"] is not None:
             values["seed"] = int(flags["seed"])

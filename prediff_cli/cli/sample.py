@@ -78,6 +78,6 @@ def register(app: typer.Typer) -> None:
                                     variable=variable, grid=grid, progress_factory=display.start, **forecast)
             echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
                  f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
-                 f"{report['seconds']:.1f} s; alignment: {report['alignment']})")
+                 f"{report['precision']}, {report['seconds']:.1f} s; alignment: {report['alignment']})")
         if json_:
             emit_json(report)

@@ -233,8 +233,10 @@ def _align_train_default() -> TrainConfig:
 # the one list of sampler and alignment names: the config types, the CLI choices and the sampler code use these
 SamplerName = Literal["ddim", "ddpm", "dpmpp", "dpmpp3m", "sasolver"]
 AlignMode = Literal["none", "avg_x"]
+Precision = Literal["auto", "fp32", "bf16"]
 SAMPLERS: Tuple[str, ...] = typing.get_args(SamplerName)
 ALIGN_MODES: Tuple[str, ...] = typing.get_args(AlignMode)
+PRECISIONS: Tuple[str, ...] = typing.get_args(Precision)
 
 # solver steps taken when a config's sampler is changed without also setting the steps (ddpm runs every timestep)
 DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000, "dpmpp3m": 15, "sasolver": 15}
@@ -255,6 +257,9 @@ class SampleConfig:
     guide_scale: float = 50.0
     couple_members: bool = False  # official behaviour: one 2-norm over all members couples their guidance
     member_batch: int = 0  # members per UNet call (0 = all at once)
+    # linear layers and convolutions of the UNet and the VAE: bf16 operands with float32 accumulation ("bf16", CPUs
+    # with AVX512_BF16), float32 ("fp32"), or bf16 where the CPU has it and its self-check passes ("auto")
+    precision: Precision = "auto"
     gif_members: int = 4  # member panels drawn in the GIF (plus ensemble mean and maximum)
     thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # exceedance probabilities: digital VIL, >=
 
