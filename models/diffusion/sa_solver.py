@@ -2,9 +2,10 @@
 discrete-time ε model, with alignment guidance: a stochastic Adams predictor-corrector in data-prediction form,
 one network call per step.
 
-Why this solver: for few-step *stochastic* sampling the SA-Solver paper reports the best sample quality among SDE
-samplers at 10–20 network calls (UniPC, the other candidate, is an ODE solver: its corrector has no stochastic
-form), and guidance enters, as for DPM-Solver++, as a corrected ε̂ (the data prediction x̂0 absorbs it).
+Why this solver: it is built for few-step *stochastic* sampling — its paper reports it matching or beating the best
+earlier samplers at few network calls while injecting noise, which an ensemble needs for its spread — whereas
+UniPC, the other candidate, is formulated for the deterministic ODE; and guidance enters, as for DPM-Solver++, as a
+corrected ε̂ (the data prediction x̂0 absorbs it).
 
 The stochasticity η = τ² (the paper's τ, constant over the steps): η = 0 is a deterministic Adams method on the
 probability-flow ODE, η = 1 the reverse SDE. With α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t), the exact
