@@ -28,7 +28,7 @@ the DPM-Solver code, and the samplers derived from it, weigh c's term by φ_3 h�
 the local error at O(h³) — second order, like the 2M solver.
 
 For an exact x̂0 every η keeps the marginal of z_t: the x̂0 weights sum to α_t φ_1 = α_t − (σ_t/σ_s) e^{−ηh} α_s and
-the noise variances to σ_t² (tests).
+the noise variances to σ_t² (`tests/test_solvers.py`).
 """
 from __future__ import annotations
 
@@ -78,8 +78,6 @@ def dpmpp_3m_coefficients(schedule, steps: np.ndarray, eta: float = 0.0):
     """Host-side per-step coefficients (float32, one entry per step i from steps[i] to the next timestep or to
     ᾱ = 1): ratio (σ_t/σ_s)e^{−ηh}, the weights (c0, c1, c2) on x̂0 at this step and the two before, and the noise
     scale σ_t √(1 − e^{−2ηh}) (0 for η = 0 and on the last step)."""
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta {eta} is outside [0, 1]")
     ac = schedule.arrays["alphas_cumprod"].astype(np.float64)
     alpha, sigma = np.sqrt(ac[steps]), np.sqrt(1 - ac[steps])
     return step_coefficients(alpha, sigma, eta)
@@ -89,6 +87,8 @@ def step_coefficients(alpha: np.ndarray, sigma: np.ndarray, eta: float, to_data:
     """`dpmpp_3m_coefficients` for any grid given by α and σ (descending noise): step i goes from point i to point
     i + 1; with `to_data` the last step goes from the last point to ᾱ = 1, else the grid's last point is the end
     (one step fewer)."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta {eta} is outside [0, 1]")
     lam = np.log(alpha / sigma)
     n = len(alpha) if to_data else len(alpha) - 1
     ratio, c0, c1, c2, noise = (np.zeros(n) for _ in range(5))

@@ -121,7 +121,6 @@ def run_self_check() -> SelfCheck:
     from .dense import bf16_dense_op
 
     rng = np.random.default_rng(20240611)
-    worst = 0.0
     try:
         x, w, b, reference = _dense_problem(rng)
         result = bf16_dense_op(True)(Tensor(x), Tensor(bf16_round(w)), Tensor(b)).asnumpy()
