@@ -56,6 +56,7 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
              align_target: Optional[float] = None, align_factor: Optional[float] = None,
              align_oracle: Optional[float] = None, guide_scale: Optional[float] = None,
              couple_members: Optional[bool] = None, member_batch: Optional[int] = None, seed: Optional[int] = None,
+             precision: Optional[str] = None,
              thresholds: Optional[Sequence[float]] = None, config: Optional[str] = None, sets: Sequence[str] = (),
              truth=None, reference_time: Optional[dt.datetime] = None, output_grid: str = "model",
              progress: Optional[Callable[[], None]] = None):
@@ -68,7 +69,7 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
     radar = _as_radar(context, truth, reference_time)
     values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                            align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
-                           guide_scale=guide_scale, couple_members=couple_members)
+                           guide_scale=guide_scale, couple_members=couple_members, precision=precision)
     values.update({k: v for k, v in (("sample.member_batch", member_batch), ("seed", seed)) if v is not None})
     if thresholds is not None:  # digital VIL levels of the exceedance probabilities
         values["sample.thresholds"] = tuple(float(v) for v in thresholds)

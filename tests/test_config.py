@@ -49,7 +49,8 @@ def test_values_win_over_text_overrides():
 @pytest.mark.parametrize("override, fragment", [
     ("sample.foo=1", "unknown config key 'sample.foo'; valid keys in 'sample': samples"),
     ("nosuch.key=1", "unknown config key 'nosuch'"),
-    ("sample.sampler=euler", "'sample.sampler': 'euler' is not valid; expected one of ddim, ddpm, dpmpp"),
+    ("sample.sampler=euler",
+     "'sample.sampler': 'euler' is not valid; expected one of ddim, ddpm, dpmpp, dpmpp3m, sasolver"),
     ("sample.steps=abc", "'sample.steps': 'abc' is not valid; expected int"),
     ("sample.steps=1.5", "'sample.steps'"),
     ("unet.depth=3", "'unet.depth': 3 is not valid; expected a list of int"),

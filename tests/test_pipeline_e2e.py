@@ -67,12 +67,12 @@ def test_tiny_pipeline_from_scratch(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["alignment"].startswith("avg_x") and run["alignment_target_vil"] > 0 and (out / "config.yaml").is_file()
 
-    # Score the held-out test split against truth and both baselines.
+    # Score the held-out test split against truth and the three baselines (persistence, optical flow, STEPS ensemble).
     scored = tmp_path / "scores"
     _ok("score", "--split", "test", "--limit", "2", "--data", str(data), "--config", "tiny", "--samples", "2",
         "--steps", "3", "--out", str(scored), *ckpts)
     scores = json.loads((scored / "scores.json").read_text())
-    assert set(scores["baselines"]) == {"persistence", "optical_flow"}
+    assert set(scores["baselines"]) == {"persistence", "optical_flow", "steps"}
     for block in (scores, *scores["baselines"].values()):
         assert 0.0 <= block["csi"]["avg"] <= 1.0 and block["mse"] >= 0.0
     assert math.isfinite(scores["crps"]["pool1"]) and scores["n_members"] == 2

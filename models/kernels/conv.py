@@ -3,6 +3,8 @@
 The kernel covers the convolutions that carry most of the paper-size UNet's FLOPs: 3×3×3 (and 3×3) kernels,
 stride 1, dilation 1, one group, zero padding 1 on every side, float32, an output width that is a multiple of 8;
 and the VAE encoder's stride-2 3×3 downsampling (padding 0 before, 1 after, on both axes).
+In inference at bf16 precision (`precision`) the same convolutions run with bf16 operands where the width allows
+(`Conv3x3BF16`, `Conv3x3Stride2BF16`, `UpsampleConv3x3BF16`).
 Any other configuration, dtype or width, and every cell when the kernel library is unavailable, runs MindSpore's
 own convolution — the same function, which `tests/test_kernels_conv.py` compares against. The parameters are those
 of `nn.Conv3d` / `nn.Conv2d` (`weight` (C_out, C_in, [3,] 3, 3), `bias` (C_out)), so checkpoints and the official
@@ -19,6 +21,7 @@ from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
 from .library import custom_op
+from .precision import keep_bf16_weight
 from .stash import LOAD, OFF, STORE, conv_load_op, store_op, stored
 
 
@@ -83,6 +86,29 @@ def _stride2_kernel_with_grads():
     return custom_op("Conv3x3Stride2", bprop, out_shape=_stride2_shape)
 
 
+def bf16_conv_op():
+    """The stride-1 3×3(×3) convolution with bf16 operands (`Conv3x3BF16`): x float32, w bf16 bits as uint16 (like the
+    weight), b → y float32; inference only. None without the kernel library."""
+    return custom_op("Conv3x3BF16", out_shape=convolution_shape)
+
+
+def _bf16_width_ok(h: int, w: int) -> bool:
+    """Output widths the bf16 tiles cover (as `bf16_width_ok` in conv_kernels.cc): runs of 16, or two rows of 8."""
+    return w % 16 == 0 or (w == 8 and (h * w) % 16 == 0)
+
+
+def _bf16_setting(cell, precision: str, make_op, copy_weight: bool = True) -> bool:
+    """Shared by the cells' `set_precision`: the bf16 op (made once) and, when the op takes one, the bf16 weight."""
+    cell.bf16 = False
+    if precision == "bf16" and cell.fused:
+        cell._bf16_op = cell._bf16_op or make_op()
+        if cell._bf16_op is not None:
+            if copy_weight:
+                keep_bf16_weight(cell)
+            cell.bf16 = True
+    return cell.bf16
+
+
 def _ints(value) -> tuple:
     """A cell's size setting (an int or a tuple of them) as a tuple of ints."""
     return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),)
@@ -115,6 +141,12 @@ class Conv3d(nn.Conv3d):
         self.fused = self._kernel is not None
         self.stash_mode = OFF
         self._store = self._load = self.stash_slot = None
+        self.bf16, self._bf16_op = False, None
+
+    def set_precision(self, precision: str) -> bool:
+        """"bf16": in inference, widths the bf16 tiles cover run `Conv3x3BF16` on a bf16 copy of the weight made
+        now; "fp32": float32 again. Returns whether the layer now computes in bf16."""
+        return _bf16_setting(self, precision, bf16_conv_op)
 
     def can_stash(self) -> bool:
         return self.fused
@@ -126,6 +158,8 @@ class Conv3d(nn.Conv3d):
     def construct(self, x):
         if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
             return super().construct(x)
+        if self.bf16 and not self.training and _bf16_width_ok(x.shape[-2], x.shape[-1]):
+            return self._bf16_op(x, self.weight_bf16, self.bias)
         if self.stash_mode == LOAD:
             return self._load(x, self.weight, self.bias, self.stash_slot)
         y = self._kernel(x, self.weight, self.bias)
@@ -151,11 +185,24 @@ class Conv2d(nn.Conv2d):
         else:
             self._kernel = None
         self.fused = self._kernel is not None
+        self.bf16, self._bf16_op = False, None
+
+    def set_precision(self, precision: str) -> bool:
+        """As `Conv3d.set_precision`; the stride-2 convolution runs `Conv3x3Stride2BF16` (output widths a multiple
+        of 16)."""
+        if self._stride == 2:
+            return _bf16_setting(self, precision, lambda: custom_op("Conv3x3Stride2BF16", out_shape=_stride2_shape))
+        return _bf16_setting(self, precision, bf16_conv_op)
 
     def construct(self, x):
         if (not self.fused or x.dtype != mstype.float32 or x.shape[-1] % (8 * self._stride)
                 or x.shape[-2] % self._stride):
             return super().construct(x)
+        if self.bf16 and not self.training:
+            if self._stride == 1 and _bf16_width_ok(x.shape[-2], x.shape[-1]):
+                return self._bf16_op(x, self.weight_bf16, self.bias)
+            if self._stride == 2 and (x.shape[-1] // 2) % 16 == 0:
+                return self._bf16_op(x, self.weight_bf16, self.bias)
         return self._kernel(x, self.weight, self.bias)
 
 
@@ -196,9 +243,18 @@ class UpsampleConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, 3, pad_mode="pad", padding=1, has_bias=True)
         self._kernel = _upsample_kernel_with_grads()
         self.fused = self._kernel is not None
+        self.bf16, self._bf16_op = False, None
+
+    def set_precision(self, precision: str) -> bool:
+        """"bf16": in inference, input widths that are a multiple of 16 run `UpsampleConv3x3BF16`, which sums the
+        phase weights from the float32 weight and rounds them (no weight copy); "fp32": float32 again."""
+        return _bf16_setting(self, precision,
+                             lambda: custom_op("UpsampleConv3x3BF16", out_shape=_upsample_forward_shape), False)
 
     def construct(self, x):
         if not self.fused or x.dtype != mstype.float32 or x.shape[-1] % 8:
             _, _, h, w = x.shape
             return super().construct(ops.interpolate(x, size=(2 * h, 2 * w), mode="nearest"))
+        if self.bf16 and not self.training and x.shape[-1] % 16 == 0:
+            return self._bf16_op(x, self.weight, self.bias)
         return self._kernel(x, self.weight, self.bias)

@@ -28,6 +28,7 @@
 #include <omp.h>
 #include <sys/mman.h>
 
+#include "bf16.h"
 #include "gemm.h"
 #include "kernel_support.h"
 
@@ -318,6 +319,33 @@ void convolve(const float *x, const float *w, const float *bias, const Geometry 
 // i, i, i+1 (a = 1), so each of the four output phases (a, b) is a 2x2 convolution of the input with weights summed
 // over the taps that land on the same input pixel: 4 taps per output instead of 9.
 // x (N, Cin, H, W), w (Cout, Cin, 3, 3), y (N, Cout, 2H, 2W); g describes x (its H x W) and w.
+// The summed weight of output phase (a, b) at input offset (u, v): the original taps (0..2) that fall on input offset u
+// for output phase a are kFirst[a][u] .. kLast[a][u]. `k` is one (output, input) channel pair's 3 x 3 taps.
+inline float phase_weight(const float *k, int a, int b, int u, int v) {
+  constexpr int kFirst[2][2] = {{0, 1}, {0, 2}}, kLast[2][2] = {{0, 2}, {1, 2}};
+  float sum = 0.0f;
+  for (int dh = kFirst[a][u]; dh <= kLast[a][u]; ++dh)
+    for (int dw = kFirst[b][v]; dw <= kLast[b][v]; ++dw) sum += k[dh * 3 + dw];
+  return sum;
+}
+
+// y[n, c, 2i + a, 2j + b] = phase (a, b)[n, c, i, j] for `rows` = frames x channels x h rows of width w (a multiple
+// of 8); phase (a, b) starts at phases + (2a + b) * phase_stride.
+void interleave_phases(const float *phases, int64_t phase_stride, int64_t rows, int64_t w, float *yp) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int a = 0; a < 2; ++a) {
+      const float *p0 = phases + (a * 2) * phase_stride + r * w, *p1 = p0 + phase_stride;
+      float *dst = yp + (2 * r + a) * 2 * w;
+      for (int64_t j = 0; j < w; j += 8) {
+        const __m256 e = _mm256_loadu_ps(p0 + j), o = _mm256_loadu_ps(p1 + j);
+        const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+        _mm256_storeu_ps(dst + 2 * j, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(dst + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+      }
+    }
+}
+
 void upsample_convolve(const float *x, const float *w, const float *bias, const Geometry &g, float *y) {
   thread_local Scratch xp_buffer, packed_buffer, phase_buffer;
   const Tiling tl = tiling_for(4, g.w);
@@ -327,8 +355,6 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
   float *xp = xp_buffer.get(pass * g.cin * g.channel_stride());
   float *packed = packed_buffer.get(4 * phase_weights);
   float *phases = phase_buffer.get(4 * pass * g.cout * plane);
-  // the original taps (0..2) that fall on input offset u (0, 1) for output phase a: [a][u] = {first, last}
-  constexpr int kFirst[2][2] = {{0, 1}, {0, 2}}, kLast[2][2] = {{0, 2}, {1, 2}};
   for (int a = 0; a < 2; ++a)
     for (int b = 0; b < 2; ++b) {
 #pragma omp parallel for schedule(static)
@@ -338,13 +364,8 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
         for (int64_t ci = 0; ci < g.cin; ++ci)
           for (int u = 0; u < 2; ++u)
             for (int v = 0; v < 2; ++v)
-              for (int64_t j = 0; j < width; ++j) {
-                const float *k = w + ((cb * block + j) * g.cin + ci) * 9;
-                float sum = 0.0f;
-                for (int dh = kFirst[a][u]; dh <= kLast[a][u]; ++dh)
-                  for (int dw = kFirst[b][v]; dw <= kLast[b][v]; ++dw) sum += k[dh * 3 + dw];
-                *dst++ = sum;
-              }
+              for (int64_t j = 0; j < width; ++j)
+                *dst++ = phase_weight(w + ((cb * block + j) * g.cin + ci) * 9, a, b, u, v);
       }
     }
   for (int64_t n0 = 0; n0 < g.n; n0 += pass) {
@@ -357,21 +378,7 @@ void upsample_convolve(const float *x, const float *w, const float *bias, const 
         const int64_t offs[4] = {a * g.wp + b, a * g.wp + b + 1, (a + 1) * g.wp + b, (a + 1) * g.wp + b + 1};
         run_tiles(xp, packed + (a * 2 + b) * phase_weights, offs, 4, tl, bias, gp, phases + (a * 2 + b) * phase_stride);
       }
-    // interleave the phases: y[n, c, 2i + a, 2j + b] = phase (a, b)[n, c, i, j]
-    const int64_t rows = gp.n * g.cout * g.h;
-    float *yp = y + n0 * g.cout * 4 * plane;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int a = 0; a < 2; ++a) {
-        const float *p0 = phases + (a * 2) * phase_stride + r * g.w, *p1 = p0 + phase_stride;
-        float *dst = yp + (2 * r + a) * 2 * g.w;
-        for (int64_t j = 0; j < g.w; j += 8) {
-          const __m256 e = _mm256_loadu_ps(p0 + j), o = _mm256_loadu_ps(p1 + j);
-          const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
-          _mm256_storeu_ps(dst + 2 * j, _mm256_permute2f128_ps(lo, hi, 0x20));
-          _mm256_storeu_ps(dst + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
-        }
-      }
+    interleave_phases(phases, phase_stride, gp.n * g.cout * g.h, g.w, y + n0 * g.cout * 4 * plane);
   }
   xp_buffer.release_if_large();
   packed_buffer.release_if_large();
@@ -520,6 +527,292 @@ void weight_grad(const float *x, const float *dy, const Geometry &g, float *dw) 
   xp_buffer.release_if_large();
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// bf16 operands (bf16.h; inference): the input is rounded to bf16 as it is padded, two input channels per 32-bit
+// word - channel pair c' holds channels 2c' (low half) and 2c' + 1 (high half; zero past an odd last channel) - so
+// that the padded buffer has the float32 layout with half the channels, every tap is the same offset as before, and
+// `run_tiles` drives the bf16 micro-tiles unchanged: 12 output channels x 32 positions, one VDPBF16PS (two
+// multiply-adds per lane: the channel pair) per accumulator, tap and channel pair. Weights are packed as pairs of
+// the same two input channels. Only the AVX-512 tiling exists (widths a multiple of 16, or 8 with shifted rows).
+
+using prediff_kernels::bf16_emulated;
+using prediff_kernels::bf16_pairs8;
+using prediff_kernels::bf16_round;
+
+inline uint32_t bf16_pair(float first, float second) {
+  return uint32_t(bf16_round(first)) | (uint32_t(bf16_round(second)) << 16);
+}
+
+// Channel pairs of one row: dst[i] = (s0[i], s1[i]) rounded, s1 == nullptr for the zero channel; w a multiple of 8.
+inline void pair_row(const float *s0, const float *s1, int64_t w, uint32_t *dst) {
+  for (int64_t i = 0; i < w; i += 8) {
+    const __m256 a = _mm256_loadu_ps(s0 + i), b = s1 ? _mm256_loadu_ps(s1 + i) : _mm256_setzero_ps();
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst + i), bf16_pairs8(a, b));
+  }
+}
+
+// x (N, cin, T, H, W) float32 into a zeroed (N, g.cin = cin / 2 rounded up, T+kt-1, H+2, W+2) buffer of pairs; with
+// `copy_stride` > 0 the shifted-rows layout instead (see `uses_shifted_rows`; g.wp == g.w there).
+void pad_pairs(const float *x, const Geometry &g, int64_t cin, int64_t copy_stride, uint32_t *xp) {
+  const int64_t pt = g.kt / 2, plane = g.t * g.h * g.w, copies = copy_stride ? 3 : 1;
+  std::memset(xp, 0, sizeof(uint32_t) * (copy_stride ? 3 * copy_stride : g.n * g.cin * g.channel_stride()));
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t nc = 0; nc < g.n * g.cin; ++nc)
+    for (int64_t t = 0; t < g.t; ++t) {
+      const int64_t n = nc / g.cin, c = 2 * (nc % g.cin);
+      alignas(32) uint32_t row[8];
+      for (int64_t h = 0; h < g.h; ++h) {
+        const float *s0 = x + ((n * cin + c) * g.t + t) * g.h * g.w + h * g.w;
+        const float *s1 = c + 1 < cin ? s0 + plane : nullptr;
+        uint32_t *dst = xp + nc * g.channel_stride() + ((t + pt) * g.hp + h + 1) * g.wp;
+        if (copies == 1) {
+          pair_row(s0, s1, g.w, dst + 1);
+        } else {  // width 8: left neighbours, the row, right neighbours
+          pair_row(s0, s1, 8, row);
+          std::memcpy(dst + 1, row, sizeof(uint32_t) * 7);
+          std::memcpy(dst + copy_stride, row, sizeof(uint32_t) * 8);
+          std::memcpy(dst + 2 * copy_stride, row + 1, sizeof(uint32_t) * 7);
+        }
+      }
+    }
+}
+
+// The stride-2 convolution's parity planes (`split_phases`) as channel pairs.
+void split_phases_pairs(const float *x, int64_t cin, int64_t in_h, int64_t in_w, const Geometry &g, uint32_t *xq) {
+  const int64_t cstride = g.channel_stride(), plane = g.hp * g.wp, in_plane = in_h * in_w;
+  std::memset(xq, 0, sizeof(uint32_t) * g.n * g.cin * cstride);
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.n * g.cin; ++nc) {
+    const int64_t n = nc / g.cin, c = 2 * (nc % g.cin);
+    const float *s0 = x + (n * cin + c) * in_plane, *s1 = c + 1 < cin ? s0 + in_plane : nullptr;
+    for (int64_t p = 0; p < 2; ++p)
+      for (int64_t r = 0; 2 * r + p < in_h; ++r)
+        for (int64_t q = 0; q < 2; ++q) {
+          uint32_t *dst = xq + nc * cstride + (p * 2 + q) * plane + r * g.wp;
+          const int64_t at = (2 * r + p) * in_w;
+          for (int64_t col = 0; 2 * col + q < in_w; ++col)
+            dst[col] = bf16_pair(s0[at + 2 * col + q], s1 ? s1[at + 2 * col + q] : 0.0f);
+        }
+  }
+}
+
+// Packed bf16 weights: per block of `block` output channels, [channel pair][tap][block] words. `weight(co, ci, k)`
+// gives the bf16 bits of tap k between output co and input ci (< cin); g.cin is the number of pairs.
+template <class Weight>
+void pack_weight_pairs(const Weight &weight, const Geometry &g, int64_t cin, int64_t taps, int64_t block,
+                       uint32_t *packed) {
+  const int64_t blocks = (g.cout + block - 1) / block;
+#pragma omp parallel for schedule(static)
+  for (int64_t cb = 0; cb < blocks; ++cb) {
+    const int64_t width = std::min(block, g.cout - cb * block);
+    uint32_t *dst = packed + cb * block * g.cin * taps;
+    for (int64_t cp = 0; cp < g.cin; ++cp)
+      for (int64_t k = 0; k < taps; ++k)
+        for (int64_t j = 0; j < width; ++j) {
+          const int64_t co = cb * block + j, ci = 2 * cp;
+          const uint32_t lo = weight(co, ci, k), hi = ci + 1 < cin ? weight(co, ci + 1, k) : 0u;
+          *dst++ = lo | (hi << 16);
+        }
+  }
+}
+
+template <int NB, int TAPS>
+__attribute__((target("avx512f,avx512bf16"))) void micro_tile_bf16(const float *x0_, const float *x1_,
+                                                                 const float *wp_, int64_t channels, int64_t cstride,
+                                                                 const int64_t *__restrict offs,
+                                                                 const float *__restrict bias, bool first,
+                                                                 float *__restrict y0, float *__restrict y1,
+                                                                 int64_t ystride) {
+  const uint32_t *x0 = reinterpret_cast<const uint32_t *>(x0_), *x1 = reinterpret_cast<const uint32_t *>(x1_);
+  const uint32_t *wp = reinterpret_cast<const uint32_t *>(wp_);
+  __m512 acc0[NB], acc1[NB];
+  if (first) {
+    for (int j = 0; j < NB; ++j) acc0[j] = acc1[j] = _mm512_set1_ps(bias ? bias[j] : 0.0f);
+  } else {
+    for (int j = 0; j < NB; ++j) {
+      acc0[j] = _mm512_loadu_ps(y0 + j * ystride);
+      acc1[j] = _mm512_loadu_ps(y1 + j * ystride);
+    }
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    const uint32_t *p0 = x0 + c * cstride, *p1 = x1 + c * cstride;
+#pragma GCC unroll 27
+    for (int k = 0; k < TAPS; ++k) {
+      const __m512bh a0 = (__m512bh)_mm512_loadu_si512(p0 + offs[k]);
+      const __m512bh a1 = (__m512bh)_mm512_loadu_si512(p1 + offs[k]);
+#pragma GCC unroll 12
+      for (int j = 0; j < NB; ++j) {
+        const __m512bh b = (__m512bh)_mm512_set1_epi32(int(wp[j]));
+        acc0[j] = _mm512_dpbf16_ps(acc0[j], a0, b);
+        acc1[j] = _mm512_dpbf16_ps(acc1[j], a1, b);
+      }
+      wp += NB;
+    }
+  }
+  for (int j = 0; j < NB; ++j) {
+    _mm512_storeu_ps(y0 + j * ystride, acc0[j]);
+    _mm512_storeu_ps(y1 + j * ystride, acc1[j]);
+  }
+}
+
+// The same on AVX2 with the emulated dot product (PREDIFF_BF16_EMULATE=1): each 16-position run as two halves.
+template <int NB, int TAPS>
+void micro_tile_bf16_emulated(const float *x0_, const float *x1_, const float *wp_, int64_t channels,
+                              int64_t cstride, const int64_t *offs, const float *bias, bool first, float *y0,
+                              float *y1, int64_t ystride) {
+  const uint32_t *x[2] = {reinterpret_cast<const uint32_t *>(x0_), reinterpret_cast<const uint32_t *>(x1_)};
+  float *y[2] = {y0, y1};
+  // both runs' starting values are read before either is stored (an odd last run is its own partner: x1 == x0)
+  __m256 start[2][2][NB];
+  for (int r = 0; r < 2; ++r)
+    for (int half = 0; half < 2; ++half)
+      for (int j = 0; j < NB; ++j)
+        start[r][half][j] = first ? _mm256_set1_ps(bias ? bias[j] : 0.0f)
+                                  : _mm256_loadu_ps(y[r] + j * ystride + 8 * half);
+  for (int r = 0; r < 2; ++r)
+    for (int half = 0; half < 2; ++half) {
+      __m256 acc[NB];
+      for (int j = 0; j < NB; ++j) acc[j] = start[r][half][j];
+      const uint32_t *wp = reinterpret_cast<const uint32_t *>(wp_);
+      for (int64_t c = 0; c < channels; ++c) {
+        const uint32_t *p = x[r] + c * cstride + 8 * half;
+        for (int k = 0; k < TAPS; ++k) {
+          const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + offs[k]));
+          for (int j = 0; j < NB; ++j)
+            acc[j] = prediff_kernels::bf16_dot_emulated(acc[j], a, _mm256_set1_epi32(int(wp[j])));
+          wp += NB;
+        }
+      }
+      for (int j = 0; j < NB; ++j) _mm256_storeu_ps(y[r] + j * ystride + 8 * half, acc[j]);
+    }
+}
+
+template <int TAPS>
+constexpr MicroTile kBf16Tiles[kBlock512 + 1] = {
+    nullptr, micro_tile_bf16<1, TAPS>, micro_tile_bf16<2, TAPS>, micro_tile_bf16<3, TAPS>, micro_tile_bf16<4, TAPS>,
+    micro_tile_bf16<5, TAPS>, micro_tile_bf16<6, TAPS>, micro_tile_bf16<7, TAPS>, micro_tile_bf16<8, TAPS>,
+    micro_tile_bf16<9, TAPS>, micro_tile_bf16<10, TAPS>, micro_tile_bf16<11, TAPS>, micro_tile_bf16<12, TAPS>};
+
+template <int TAPS>
+constexpr MicroTile kBf16EmulatedTiles[kBlock512 + 1] = {
+    nullptr, micro_tile_bf16_emulated<1, TAPS>, micro_tile_bf16_emulated<2, TAPS>,
+    micro_tile_bf16_emulated<3, TAPS>, micro_tile_bf16_emulated<4, TAPS>, micro_tile_bf16_emulated<5, TAPS>,
+    micro_tile_bf16_emulated<6, TAPS>, micro_tile_bf16_emulated<7, TAPS>, micro_tile_bf16_emulated<8, TAPS>,
+    micro_tile_bf16_emulated<9, TAPS>, micro_tile_bf16_emulated<10, TAPS>, micro_tile_bf16_emulated<11, TAPS>,
+    micro_tile_bf16_emulated<12, TAPS>};
+
+Tiling bf16_tiling(int64_t taps) {
+  const int set = taps == 4 ? 0 : taps == 9 ? 1 : 2;
+  static const MicroTile *real[3] = {kBf16Tiles<4>, kBf16Tiles<9>, kBf16Tiles<27>};
+  static const MicroTile *emulated[3] = {kBf16EmulatedTiles<4>, kBf16EmulatedTiles<9>, kBf16EmulatedTiles<27>};
+  return {kBlock512, 16, bf16_emulated() ? emulated[set] : real[set]};
+}
+
+// Whether the bf16 tiles cover an output of width w and height h: runs of 16 along W, or two whole rows of 8.
+bool bf16_width_ok(int64_t h, int64_t w) { return w % 16 == 0 || (w == 8 && (h * w) % 16 == 0); }
+
+// Conv3x3 with bf16 operands: x float32, w the bf16 bits of (Cout, Cin, taps), y float32. g as from `geometry`.
+void convolve_bf16(const float *x, const uint16_t *w, const float *bias, const Geometry &padded, float *y) {
+  thread_local Scratch xp_buffer, packed_buffer;
+  const int64_t cin = padded.cin, taps = padded.taps();
+  Geometry g = padded;
+  g.cin = (cin + 1) / 2;
+  const bool shifted = g.w == 8;
+  if (shifted) g.wp = g.w;
+  const int64_t copies = shifted ? 3 : 1;
+  const Tiling tl = bf16_tiling(taps);
+  const int64_t blocks = (g.cout + tl.block - 1) / tl.block;
+  const int64_t pass = frames_per_pass(g.n, copies * g.cin * g.channel_stride());
+  uint32_t *xp = reinterpret_cast<uint32_t *>(xp_buffer.get(copies * pass * g.cin * g.channel_stride()));
+  uint32_t *packed = reinterpret_cast<uint32_t *>(packed_buffer.get(blocks * tl.block * g.cin * taps));
+  pack_weight_pairs([&](int64_t co, int64_t ci, int64_t k) { return uint32_t(w[(co * cin + ci) * taps + k]); }, g,
+                    cin, taps, tl.block, packed);
+  const int64_t in_frame = cin * g.t * g.h * g.w, out_frame = g.cout * g.t * g.h * g.w;
+  for (int64_t n0 = 0; n0 < g.n; n0 += pass) {
+    Geometry gp = g;
+    gp.n = std::min(pass, g.n - n0);
+    const int64_t copy_stride = shifted ? gp.n * gp.cin * gp.channel_stride() : 0;
+    int64_t offs[27];
+    tap_offsets(gp, shifted ? copy_stride : 1, offs);
+    pad_pairs(x + n0 * in_frame, gp, cin, copy_stride, xp);
+    run_tiles(reinterpret_cast<const float *>(xp), reinterpret_cast<const float *>(packed), offs, taps, tl, bias, gp,
+              y + n0 * out_frame);
+  }
+  xp_buffer.release_if_large();
+  packed_buffer.release_if_large();
+}
+
+// UpsampleConv3x3 with bf16 operands: the phase weights are summed in float32 from the float32 weights w and
+// rounded once.
+void upsample_convolve_bf16(const float *x, const float *w, const float *bias, const Geometry &real, float *y) {
+  thread_local Scratch xp_buffer, packed_buffer, phase_buffer;
+  const int64_t cin = real.cin;
+  Geometry g = real;
+  g.cin = (cin + 1) / 2;
+  const Tiling tl = bf16_tiling(4);
+  const int64_t block = tl.block, blocks = (g.cout + block - 1) / block, plane = g.h * g.w;
+  const int64_t phase_weights = blocks * block * g.cin * 4;
+  const int64_t pass = frames_per_pass(g.n, g.cin * g.channel_stride() + 4 * g.cout * plane);
+  uint32_t *xp = reinterpret_cast<uint32_t *>(xp_buffer.get(pass * g.cin * g.channel_stride()));
+  uint32_t *packed = reinterpret_cast<uint32_t *>(packed_buffer.get(4 * phase_weights));
+  float *phases = phase_buffer.get(4 * pass * g.cout * plane);
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 2; ++b)
+      pack_weight_pairs([&](int64_t co, int64_t ci, int64_t k) {
+        return uint32_t(bf16_round(phase_weight(w + (co * cin + ci) * 9, a, b, int(k / 2), int(k % 2))));
+      }, g, cin, 4, block, packed + (a * 2 + b) * phase_weights);
+  for (int64_t n0 = 0; n0 < g.n; n0 += pass) {
+    Geometry gp = g;
+    gp.n = std::min(pass, g.n - n0);
+    pad_pairs(x + n0 * cin * plane, gp, cin, 0, xp);
+    const int64_t phase_stride = gp.n * g.cout * plane;
+    for (int a = 0; a < 2; ++a)
+      for (int b = 0; b < 2; ++b) {
+        const int64_t offs[4] = {a * g.wp + b, a * g.wp + b + 1, (a + 1) * g.wp + b, (a + 1) * g.wp + b + 1};
+        run_tiles(reinterpret_cast<const float *>(xp), reinterpret_cast<const float *>(packed + (a * 2 + b) *
+                  phase_weights), offs, 4, tl, bias, gp, phases + (a * 2 + b) * phase_stride);
+      }
+    interleave_phases(phases, phase_stride, gp.n * g.cout * g.h, g.w, y + n0 * g.cout * 4 * plane);
+  }
+  xp_buffer.release_if_large();
+  packed_buffer.release_if_large();
+  phase_buffer.release_if_large();
+}
+
+// Conv3x3Stride2 with bf16 operands (w: bf16 bits of (Cout, Cin, 3, 3)).
+void convolve_stride2_bf16(const float *x, int64_t in_h, int64_t in_w, const uint16_t *w, const float *bias,
+                           const Geometry &real, float *y) {
+  thread_local Scratch xq_buffer, packed_buffer;
+  const int64_t cin = real.cin;
+  Geometry g = real;
+  g.cin = (cin + 1) / 2;
+  const Tiling tl = bf16_tiling(9);
+  const int64_t blocks = (g.cout + tl.block - 1) / tl.block;
+  const int64_t pass = frames_per_pass(g.n, g.cin * g.channel_stride());
+  uint32_t *xq = reinterpret_cast<uint32_t *>(xq_buffer.get(pass * g.cin * g.channel_stride()));
+  uint32_t *packed = reinterpret_cast<uint32_t *>(packed_buffer.get(blocks * tl.block * g.cin * 9));
+  pack_weight_pairs([&](int64_t co, int64_t ci, int64_t k) { return uint32_t(w[(co * cin + ci) * 9 + k]); }, g, cin,
+                    9, tl.block, packed);
+  int64_t offs[9];
+  for (int64_t dh = 0; dh < 3; ++dh)
+    for (int64_t dw = 0; dw < 3; ++dw)
+      offs[dh * 3 + dw] = (((dh % 2) * 2 + dw % 2) * g.hp + dh / 2) * g.wp + dw / 2;
+  for (int64_t n0 = 0; n0 < g.n; n0 += pass) {
+    Geometry gp = g;
+    gp.n = std::min(pass, g.n - n0);
+    split_phases_pairs(x + n0 * cin * in_h * in_w, cin, in_h, in_w, gp, xq);
+    run_tiles(reinterpret_cast<const float *>(xq), reinterpret_cast<const float *>(packed), offs, 9, tl, bias, gp,
+              y + n0 * g.cout * g.h * g.w);
+  }
+  xq_buffer.release_if_large();
+  packed_buffer.release_if_large();
+}
+
+bool is_dtype(const char **dtypes, int i, const char *name) {
+  return dtypes != nullptr && std::strcmp(dtypes[i], name) == 0;
+}
+
 }  // namespace
 
 extern "C" {
@@ -594,6 +887,61 @@ int Conv3x3Stride2(int nparam, void **params, int *ndims, int64_t **shapes, cons
   try {
     convolve_stride2(static_cast<const float *>(params[0]), xs[2], xs[3], static_cast<const float *>(params[1]),
                      static_cast<const float *>(params[2]), g, static_cast<float *>(params[3]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
+  return 0;
+}
+
+// Conv3x3 with bf16 operands and float32 accumulation (bf16.h; forward only). params: x (N, Cin, [T,] H, W) float32,
+// w (Cout, Cin, [KT,] 3, 3) uint16 (bf16 bits), b (Cout) float32, y float32; W a multiple of 16, or 8 with H x W a
+// multiple of 16. Returns 3 where the bf16 kernels do not run.
+int Conv3x3BF16(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  Geometry g;
+  if (nparam != 4 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], false, &g)) return 1;
+  if (!is_dtype(dtypes, 0, "float32") || !is_dtype(dtypes, 1, "uint16") || !bf16_width_ok(g.h, g.w)) return 1;
+  if (!prediff_kernels::bf16_wanted()) return 3;
+  try {
+    convolve_bf16(static_cast<const float *>(params[0]), static_cast<const uint16_t *>(params[1]),
+                  static_cast<const float *>(params[2]), g, static_cast<float *>(params[3]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
+  return 0;
+}
+
+// UpsampleConv3x3 with bf16 operands. params: x (N, Cin, H, W) float32 with W a multiple of 16, w (Cout, Cin, 3, 3)
+// float32 (rounded after the phases' sums), b (Cout), y (N, Cout, 2H, 2W).
+int UpsampleConv3x3BF16(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                        void *) {
+  Geometry g;
+  if (nparam != 4 || ndims[0] != 4 || !geometry(ndims[0], shapes[0], ndims[1], shapes[1], false, &g)) return 1;
+  if (!is_dtype(dtypes, 0, "float32") || !is_dtype(dtypes, 1, "float32") || g.w % 16) return 1;
+  if (!prediff_kernels::bf16_wanted()) return 3;
+  try {
+    upsample_convolve_bf16(static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                           static_cast<const float *>(params[2]), g, static_cast<float *>(params[3]));
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
+  return 0;
+}
+
+// Conv3x3Stride2 with bf16 operands. params: x (N, Cin, H, W) float32 with H, W even and W/2 a multiple of 16,
+// w (Cout, Cin, 3, 3) uint16 (bf16 bits), b (Cout), y (N, Cout, H/2, W/2).
+int Conv3x3Stride2BF16(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                       void *) {
+  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4) return 1;
+  if (!is_dtype(dtypes, 0, "float32") || !is_dtype(dtypes, 1, "uint16")) return 1;
+  const int64_t *xs = shapes[0], *ws = shapes[1];
+  if (xs[0] <= 0 || xs[1] <= 0 || xs[2] <= 0 || xs[3] <= 0 || xs[2] % 2 || xs[3] % 2 || (xs[3] / 2) % 16) return 1;
+  if (ws[0] <= 0 || ws[1] != xs[1] || ws[2] != 3 || ws[3] != 3) return 1;
+  if (!prediff_kernels::bf16_wanted()) return 3;
+  Geometry g{xs[0], xs[1], ws[0], 1, xs[2] / 2, xs[3] / 2, 1, 4, xs[2] / 2 + 1, xs[3] / 2 + 1};
+  try {
+    convolve_stride2_bf16(static_cast<const float *>(params[0]), xs[2], xs[3],
+                          static_cast<const uint16_t *>(params[1]), static_cast<const float *>(params[2]), g,
+                          static_cast<float *>(params[3]));
   } catch (const std::bad_alloc &) {
     return 2;
   }

@@ -1,5 +1,6 @@
-"""`Dense`: `nn.Dense` whose products run prediff's own GEMM kernels on AVX-512 CPUs, and whose bias gradient is a
-matmul with a row of ones instead of MindSpore's `BiasAddGrad`.
+"""`Dense`: `nn.Dense` whose products run prediff's own GEMM kernels on AVX-512 CPUs (and, in inference at bf16
+precision, the bf16 GEMM: `precision`), and whose bias gradient is a matmul with a row of ones instead of
+MindSpore's `BiasAddGrad`.
 
 On the AVX-512 machines MindSpore's oneDNN is capped at AVX2, and at the paper-size UNet's shapes its matmul runs
 at 80-200 GFLOP/s depending on the shape and on which operand is transposed (the weight gradient ∂yᵀ·x of the FFN's
@@ -24,6 +25,7 @@ from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
 from .library import custom_op, library_path, uses_avx512
+from .precision import keep_bf16_weight
 from .stash import LOAD, OFF, STORE, dense_load_op, store_op, stored
 
 
@@ -91,6 +93,12 @@ def _gemm_forward(has_bias: bool):
     return custom_op("DenseForwardNoBias", bprop, out_shape=_forward_shape)
 
 
+def bf16_dense_op(has_bias: bool):
+    """The bf16 forward (`DenseForwardBF16`, or `DenseForwardBF16NoBias`): x (rows, in) float32, w (out, in) bf16
+    bits as uint16, [b], → (rows, out) float32; inference only (no gradient). None without the kernel library."""
+    return custom_op("DenseForwardBF16" if has_bias else "DenseForwardBF16NoBias", out_shape=_forward_shape)
+
+
 class _BiasAdd(nn.Cell):
     """(rows, C) + bias (C), with the bias gradient as a ones-row matmul."""
 
@@ -113,6 +121,18 @@ class Dense(nn.Dense):
         self._bias_add = _BiasAdd() if self.fused and self.has_bias else None
         self.stash_mode = OFF
         self._store = self._load = self.stash_slot = None
+        self.bf16, self._bf16_op = False, None
+
+    def set_precision(self, precision: str) -> bool:
+        """"bf16": in inference, the product runs the bf16 GEMM on a bf16 copy of the weight made now (see
+        `precision`); "fp32": float32 again. Returns whether the layer now computes in bf16."""
+        self.bf16 = False
+        if precision == "bf16" and self.activation is None and ms.get_context("device_target") == "CPU":
+            self._bf16_op = self._bf16_op or bf16_dense_op(self.has_bias)
+            if self._bf16_op is not None:
+                keep_bf16_weight(self)
+                self.bf16 = True
+        return self.bf16
 
     def can_stash(self) -> bool:
         return self.activation is None and library_path() is not None
@@ -136,6 +156,14 @@ class Dense(nn.Dense):
         return y
 
     def _plain(self, x):
+        if self.bf16 and not self.training and x.dtype == mstype.float32:
+            shape = x.shape
+            rows = x.reshape(-1, shape[-1])
+            if self.has_bias:
+                y = self._bf16_op(rows, self.weight_bf16, self.bias)
+            else:
+                y = self._bf16_op(rows, self.weight_bf16)
+            return y.reshape(shape[:-1] + (y.shape[-1],))
         if not self.fused:
             return super().construct(x)
         shape = x.shape

@@ -31,6 +31,7 @@
 
 #include <omp.h>
 
+#include "bf16.h"
 #include "gemm.h"
 #include "kernel_support.h"
 
@@ -172,10 +173,12 @@ __attribute__((target("avx512f"))) void micro_tile(const float *__restrict ap, c
 
 // C (m x n, row-major, contiguous) = (accumulate ? C : 0) + A B (+ bias), with A and B delivered by packers:
 // pack_a(m0, mr, k0, kc, dst) writes rows m0 .. m0+mr-1, reduction indices k0 .. k0+kc-1 as dst[k][kMR] (rows past mr
-// zero); pack_b(k0, kc, n0, nr, dst) writes dst[k][kNR] likewise. k0 is always a multiple of kKC.
-template <class PackA, class PackB>
+// zero); pack_b(k0, kc, n0, nr, dst) writes dst[k][kNR] likewise. k0 is always a multiple of kKC. kPerWord reduction
+// indices share one 32-bit word of a pack (2 for bf16 pairs: dst[k / 2][...], an odd last index paired with zero),
+// and `tile(ap, bp, words, c, ldc, mr, nr, bias, first)` is the micro-tile (`micro_tile` for float32).
+template <int64_t kPerWord, class PackA, class PackB, class Tile>
 void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n, int64_t k, const float *bias,
-                  float *c, bool accumulate) {
+                  float *c, bool accumulate, const Tile &tile) {
   thread_local Scratch b_buffer;
   const int64_t col_panels = (n + kNR - 1) / kNR, row_panels = (m + kMR - 1) / kMR;
   const int64_t threads = std::max(1, omp_get_max_threads());
@@ -187,12 +190,13 @@ void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n
   float *bp = b_buffer.get(size_t(col_panels) * kKC * kNR);
   bool failed = false;
   for (int64_t k0 = 0; k0 < k; k0 += kKC) {
-    const int64_t kc = std::min(kKC, k - k0);
+    const int64_t kc = std::min(kKC, k - k0), words = (kc + kPerWord - 1) / kPerWord;
     const bool first = k0 == 0 && !accumulate;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < col_panels; ++q) pack_b(k0, kc, q * kNR, std::min(kNR, n - q * kNR), bp + q * kc * kNR);
+      for (int64_t q = 0; q < col_panels; ++q)
+        pack_b(k0, kc, q * kNR, std::min(kNR, n - q * kNR), bp + q * words * kNR);
       thread_local Scratch a_buffer;
       float *ap = nullptr;
       try {
@@ -206,12 +210,12 @@ void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n
         if (ap == nullptr) continue;
         const int64_t p0 = blk * panels_per_block, p1 = std::min(row_panels, p0 + panels_per_block);
         for (int64_t p = p0; p < p1; ++p)
-          pack_a(p * kMR, std::min(kMR, m - p * kMR), k0, kc, ap + (p - p0) * kc * kMR);
+          pack_a(p * kMR, std::min(kMR, m - p * kMR), k0, kc, ap + (p - p0) * words * kMR);
         for (int64_t q = 0; q < col_panels; ++q) {
           const int64_t nr = std::min(kNR, n - q * kNR);
           for (int64_t p = p0; p < p1; ++p)
-            micro_tile(ap + (p - p0) * kc * kMR, bp + q * kc * kNR, kc, c + p * kMR * n + q * kNR, n,
-                       std::min(kMR, m - p * kMR), nr, bias ? bias + q * kNR : nullptr, first);
+            tile(ap + (p - p0) * words * kMR, bp + q * words * kNR, words, c + p * kMR * n + q * kNR, n,
+                 std::min(kMR, m - p * kMR), nr, bias ? bias + q * kNR : nullptr, first);
         }
       }
     }
@@ -221,9 +225,130 @@ void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n
 
 // C (m x n, row-major, contiguous) = A B (+ bias) for strided operands.
 void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, const float *bias, float *c) {
-  gemm_blocked([&](int64_t m0, int64_t mr, int64_t k0, int64_t kc, float *dst) { pack_a(a, m0, mr, k0, kc, dst); },
-               [&](int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) { pack_b(b, k0, kc, n0, nr, dst); },
-               m, n, k, bias, c, false);
+  gemm_blocked<1>([&](int64_t m0, int64_t mr, int64_t k0, int64_t kc, float *dst) { pack_a(a, m0, mr, k0, kc, dst); },
+                  [&](int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) { pack_b(b, k0, kc, n0, nr, dst); },
+                  m, n, k, bias, c, false, micro_tile);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// bf16 operands (bf16.h): the forward product of a linear layer, y = x w^T + b, with x rounded to bf16 as it is
+// packed, w already bf16, and float32 accumulation. Packs hold pairs of reduction indices per 32-bit word.
+
+// Rows m0 .. m0+mr-1 of x (rows contiguous along the reduction, row stride ld), reduction indices k0 .. k0+kc-1,
+// rounded to bf16 into dst[k / 2][kMR] pairs (rows past mr and an odd last index are zeros).
+void pack_x_bf16(const float *x, int64_t ld, int64_t m0, int64_t mr, int64_t k0, int64_t kc, uint32_t *dst) {
+  const int64_t words = (kc + 1) / 2;
+  alignas(64) uint16_t rows[kMR][kKC + 2];  // the panel's rows in bf16: rows[i] read as 32-bit words are the pairs
+  for (int64_t i = 0; i < kMR; ++i) {
+    if (i < mr) {
+      prediff_kernels::bf16_round_row(x + (m0 + i) * ld + k0, kc, rows[i]);
+      rows[i][kc] = 0;  // the odd last index's partner
+    } else {
+      std::memset(rows[i], 0, sizeof(uint16_t) * 2 * words);
+    }
+  }
+  auto row = [&](int i) { return reinterpret_cast<const float *>(rows[i]); };  // 32-bit words, moved bit for bit
+  float *out = reinterpret_cast<float *>(dst);
+  int64_t w = 0;
+  for (; w + 8 <= words; w += 8) pack_a_panel8([&](int i) { return row(i) + w; }, out + w * kMR);
+  for (; w < words; ++w)
+    for (int64_t i = 0; i < kMR; ++i) std::memcpy(dst + w * kMR + i, rows[i] + 2 * w, 4);
+}
+
+// Columns n0 .. n0+nr-1 of w^T (w: (n, k) bf16 rows), reduction indices k0 .. k0+kc-1, into dst[k / 2][kNR] pairs.
+// Shared by all threads and reused by every row panel: plain loops suffice.
+void pack_wt_bf16(const uint16_t *w, int64_t k, int64_t k0, int64_t kc, int64_t n0, int64_t nr, uint32_t *dst) {
+  const int64_t words = (kc + 1) / 2;
+  if (nr < kNR) std::memset(dst, 0, sizeof(uint32_t) * words * kNR);
+  for (int64_t j = 0; j < nr; ++j) {
+    const uint16_t *src = w + (n0 + j) * k + k0;
+    for (int64_t q = 0; q < words; ++q) {
+      const uint32_t lo = src[2 * q], hi = 2 * q + 1 < kc ? src[2 * q + 1] : 0;
+      dst[q * kNR + j] = lo | (hi << 16);
+    }
+  }
+}
+
+// C[0:mr, 0:nr] (row stride ldc) = (first ? bias : C) + acc, from a 12 x 32 float32 tile held in memory.
+void store_tile(const float (*acc)[kNR], float *c, int64_t ldc, int64_t mr, int64_t nr, const float *bias,
+                bool first) {
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j) {
+      const float base = first ? (bias ? bias[j] : 0.0f) : c[i * ldc + j];
+      c[i * ldc + j] = base + acc[i][j];
+    }
+}
+
+// The bf16 micro-tile: 12 x 32 outputs in 24 AVX-512 registers, one VDPBF16PS per register and pair of reduction
+// indices (two multiply-adds per lane). ap: words x 12 pairs, bp: words x 32 pairs.
+__attribute__((target("avx512f,avx512bf16"))) void micro_tile_bf16(const float *ap_, const float *bp_, int64_t words,
+                                                                 float *c, int64_t ldc, int64_t mr, int64_t nr,
+                                                                 const float *bias, bool first) {
+  const uint32_t *ap = reinterpret_cast<const uint32_t *>(ap_);
+  const uint32_t *bp = reinterpret_cast<const uint32_t *>(bp_);
+  __m512 acc0[kMR], acc1[kMR];
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < words; ++q) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp), b1 = (__m512bh)_mm512_loadu_si512(bp + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(int(ap[i]));
+      acc0[i] = _mm512_dpbf16_ps(acc0[i], a, b0);
+      acc1[i] = _mm512_dpbf16_ps(acc1[i], a, b1);
+    }
+    ap += kMR;
+    bp += kNR;
+  }
+  const __mmask16 m0 = column_mask(nr), m1 = column_mask(nr - 16);
+  __m512 base0 = _mm512_setzero_ps(), base1 = _mm512_setzero_ps();
+  if (first && bias) {
+    base0 = _mm512_maskz_loadu_ps(m0, bias);
+    base1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i) {
+    if (i >= mr) break;
+    float *row = c + i * ldc;
+    const __m512 c0 = first ? base0 : _mm512_maskz_loadu_ps(m0, row);
+    const __m512 c1 = first ? base1 : _mm512_maskz_loadu_ps(m1, row + 16);
+    _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(c0, acc0[i]));
+    _mm512_mask_storeu_ps(row + 16, m1, _mm512_add_ps(c1, acc1[i]));
+  }
+}
+
+// The same tile on AVX2 with the emulated dot product (PREDIFF_BF16_EMULATE=1), 8 columns at a time.
+void micro_tile_bf16_emulated(const float *ap_, const float *bp_, int64_t words, float *c, int64_t ldc, int64_t mr,
+                              int64_t nr, const float *bias, bool first) {
+  const uint32_t *ap = reinterpret_cast<const uint32_t *>(ap_);
+  const uint32_t *bp = reinterpret_cast<const uint32_t *>(bp_);
+  alignas(32) float out[kMR][kNR];
+  for (int64_t g = 0; g < kNR; g += 8) {
+    __m256 acc[kMR];
+    for (int i = 0; i < kMR; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t q = 0; q < words; ++q) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(bp + q * kNR + g));
+      for (int i = 0; i < kMR; ++i)
+        acc[i] = prediff_kernels::bf16_dot_emulated(acc[i], _mm256_set1_epi32(int(ap[q * kMR + i])), b);
+    }
+    for (int i = 0; i < kMR; ++i) _mm256_store_ps(out[i] + g, acc[i]);
+  }
+  store_tile(out, c, ldc, mr, nr, bias, first);
+}
+
+// y (rows x out) = x (rows x in, float32) w^T (w: out x in, bf16) (+ bias).
+void gemm_x_wt_bf16(const float *x, const uint16_t *w, int64_t rows, int64_t out, int64_t in, const float *bias,
+                    float *y) {
+  auto pack_a = [&](int64_t m0, int64_t mr, int64_t k0, int64_t kc, float *dst) {
+    pack_x_bf16(x, in, m0, mr, k0, kc, reinterpret_cast<uint32_t *>(dst));
+  };
+  auto pack_b = [&](int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) {
+    pack_wt_bf16(w, in, k0, kc, n0, nr, reinterpret_cast<uint32_t *>(dst));
+  };
+  if (prediff_kernels::bf16_emulated())
+    gemm_blocked<2>(pack_a, pack_b, rows, out, in, bias, y, false, micro_tile_bf16_emulated);
+  else
+    gemm_blocked<2>(pack_a, pack_b, rows, out, in, bias, y, false, micro_tile_bf16);
 }
 
 }  // namespace
@@ -264,7 +389,7 @@ void conv_weight_grad_gemm(const float *xpd, int64_t xbs, const int64_t *row_off
         for (int e = 0; e < 8; ++e) dst[(k + e) * kNR + j] = base[offs[j] + e];
     }
   };
-  gemm_blocked(pack_dy, pack_columns, cout, rows, batch * positions, nullptr, dw, false);
+  gemm_blocked<1>(pack_dy, pack_columns, cout, rows, batch * positions, nullptr, dw, false, micro_tile);
 }
 
 }  // namespace prediff_kernels
@@ -280,6 +405,26 @@ int guarded(Fn fn) {
   if (!prediff_kernels::avx512_wanted()) return 3;
   try {  // the scratch buffers can fail to allocate: report it to MindSpore instead of terminating
     fn();
+  } catch (const std::bad_alloc &) {
+    return 2;
+  }
+  return 0;
+}
+
+// The bf16 forward: params x (rows, in) float32, w (out, in) bf16 bits (uint16), [b (out) float32], y (rows, out).
+int dense_forward_bf16(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool with_bias) {
+  if (nparam != (with_bias ? 4 : 3) || ndims[0] != 2 || ndims[1] != 2) return 1;
+  if (dtypes == nullptr || std::strcmp(dtypes[0], "float32") != 0 || std::strcmp(dtypes[1], "uint16") != 0) return 1;
+  const int64_t rows = shapes[0][0], in = shapes[0][1], out = shapes[1][0];
+  const int y = with_bias ? 3 : 2;
+  if (!is_2d(ndims, shapes, 1, out, in) || !is_2d(ndims, shapes, y, rows, out)) return 1;
+  if (with_bias && (ndims[2] != 1 || shapes[2][0] != out)) return 1;
+  if (!prediff_kernels::bf16_wanted()) return 3;
+  const float *x = static_cast<const float *>(params[0]);
+  const uint16_t *w = static_cast<const uint16_t *>(params[1]);
+  const float *bias = with_bias ? static_cast<const float *>(params[2]) : nullptr;
+  try {
+    gemm_x_wt_bf16(x, w, rows, out, in, bias, static_cast<float *>(params[y]));
   } catch (const std::bad_alloc &) {
     return 2;
   }
@@ -309,6 +454,18 @@ int DenseForward(int nparam, void **params, int *ndims, int64_t **shapes, const 
 // params: x (rows, in), w (out, in), y (rows, out).
 int DenseForwardNoBias(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
   return dense_forward(nparam, params, ndims, shapes, false);
+}
+
+// y = x w^T + b with bf16 operands and float32 accumulation (bf16.h). params: x (rows, in) float32, w (out, in)
+// uint16 (bf16 bits), b (out) float32, y (rows, out) float32. Returns 3 where the bf16 kernels do not run.
+int DenseForwardBF16(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return dense_forward_bf16(nparam, params, ndims, shapes, dtypes, true);
+}
+
+// The same without bias. params: x, w, y.
+int DenseForwardBF16NoBias(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                           void *) {
+  return dense_forward_bf16(nparam, params, ndims, shapes, dtypes, false);
 }
 
 // dx = dy w. params: dy (rows, out), w (out, in), dx (rows, in).

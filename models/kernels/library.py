@@ -26,7 +26,7 @@ import mindspore as ms
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("cpu_kernels.cc", "conv_kernels.cc", "gemm_kernels.cc", "stash_kernels.cc"))
-HEADERS = tuple(Path(__file__).with_name(name) for name in ("kernel_support.h", "gemm.h"))
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("kernel_support.h", "gemm.h", "bf16.h"))
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
          "-std=c++17")
 _reason: Optional[str] = None

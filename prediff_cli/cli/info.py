@@ -18,7 +18,7 @@ PACKAGES = ("mindspore", "numpy", "typer", "rich", "h5py", "netCDF4", "PyYAML", 
 
 def collect_info(device: str = "auto") -> dict:
     """Versions, device and thread facts as a plain dict."""
-    from prediff_models.kernels import library_path, unavailable_reason, uses_avx512
+    from prediff_models.kernels import bf16_support, library_path, unavailable_reason, uses_avx512
     from prediff_models.kernels.dense import gemm_enabled
     from prediff.runtime import device_available, resolve_device, thread_info
 
@@ -36,7 +36,13 @@ def collect_info(device: str = "auto") -> dict:
         "threads": thread_info(),
         "cpu_kernels": library_path() or f"off ({unavailable_reason()})",
         "cpu_kernel_paths": _kernel_paths(library_path() is not None, uses_avx512(), gemm_enabled()),
+        "bf16": _bf16_line(bf16_support()),
     }
+
+
+def _bf16_line(support) -> str:
+    """Whether `--precision auto` runs bf16 here, and why not."""
+    return f"available ({support.reason})" if support.available else f"off: {support.reason}"
 
 
 def _kernel_paths(built: bool, avx512: bool, gemm: bool) -> str:
@@ -70,4 +76,5 @@ def register(app: typer.Typer) -> None:
             table.add_row(key, str(value))
         table.add_row("fused CPU kernels", facts["cpu_kernels"])
         table.add_row("kernel paths", facts["cpu_kernel_paths"])
+        table.add_row("bf16 compute", facts["bf16"])
         console.print(table)

@@ -17,7 +17,7 @@ from typing_extensions import Annotated
 
 from prediff.config import Config, load_config
 from prediff.config.forecast_settings import sample_values
-from prediff.config.schema import ALIGN_MODES, SAMPLERS
+from prediff.config.schema import ALIGN_MODES, PRECISIONS, SAMPLERS
 
 
 class Device(str, Enum):
@@ -58,6 +58,7 @@ def resolve_config(config: str, sets: Optional[List[str]] = None, data: Optional
 
 Sampler = Enum("Sampler", {name: name for name in SAMPLERS}, type=str)
 Align = Enum("Align", {name: name for name in ALIGN_MODES}, type=str)
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 
 def _option(tp, *names, **kwargs):
     return Annotated[tp, typer.Option(*names, **kwargs)]
@@ -74,11 +75,12 @@ FORECAST_OPTIONS = {
                       "(see `prediff models`) or a folder holding vae.ckpt, unet.ckpt and align.ckpt."), "demo"),
     "samples": (_option(Optional[int], "--samples", "-n", min=1,
                         help=f"Ensemble members {_CONFIGS} sample.samples)."), None),
-    "sampler": (_option(Optional[Sampler], "--sampler", help="ddim (fast), dpmpp (fastest, 20 steps), ddpm "
-                        f"(faithful, 1000 steps) {_CONFIGS})."), None),
-    "steps": (_option(Optional[int], "--steps", min=1, help=f"Solver steps of ddim/dpmpp {_CONFIGS}, or 50 / 20 "
-                      "when --sampler changes the sampler)."), None),
-    "eta": (_option(Optional[float], "--eta", min=0.0, max=1.0, help="Solver noise of ddim/dpmpp: 0 deterministic "
+    "sampler": (_option(Optional[Sampler], "--sampler", help="ddim (fast), dpmpp (DPM-Solver++(2M), 20 steps), "
+                        "dpmpp3m (DPM-Solver++(3M), 15 steps), sasolver (SA-Solver, 15 steps), ddpm (faithful, 1000 "
+                        f"steps) {_CONFIGS})."), None),
+    "steps": (_option(Optional[int], "--steps", min=1, help=f"Solver steps (not ddpm) {_CONFIGS}, or the sampler's "
+                      "usual count when --sampler changes the sampler)."), None),
+    "eta": (_option(Optional[float], "--eta", min=0.0, max=1.0, help="Solver noise (not ddpm): 0 deterministic "
                     f"(ODE), 1 stochastic (SDE) {_CONFIGS})."), None),
     "align": (_option(Optional[Align], "--align", help="Knowledge alignment toward an anticipated mean intensity "
                       f"{_CONFIGS})."), None),
@@ -90,6 +92,9 @@ FORECAST_OPTIONS = {
                              "the true future mean (the paper used 2); needs the truth frames."), None),
     "guide_scale": (_option(Optional[float], "--guide-scale", min=0.0, help=f"Alignment strength {_CONFIGS} "
                             "sample.guide_scale)."), None),
+    "precision": (_option(Optional[Precision], "--precision", help="Linear layers and convolutions of the UNet and "
+                          "VAE in bf16 (CPUs with AVX512_BF16; float32 accumulation), fp32, or auto: bf16 where the "
+                          f"CPU has it and its self-check passes {_CONFIGS} sample.precision, auto)."), None),
     "couple_members": (_option(Optional[bool], "--couple-members/--per-member", help="Official coupling of the "
                                f"members' guidance through one norm, or guidance per member {_CONFIGS})."), None),
     "vae": (_option(Optional[Path], "--vae", metavar="CKPT", help="Use this VAE checkpoint instead of the model's."),
@@ -126,7 +131,7 @@ def forecast_options(command):
         flags = {name: kwargs.pop(name) for name in FORECAST_OPTIONS}
         values = sample_values(**{k: flags[k] for k in ("samples", "sampler", "steps", "eta", "align", "align_target",
                                                         "align_factor", "align_oracle", "guide_scale",
-                                                        "couple_members")})
+                                                        "couple_members", "precision")})
         values["device"] = Device(flags["device"]).value
         if flags["seed"] is not None:
             values["seed"] = int(flags["seed"])

@@ -93,6 +93,6 @@ def register(app: typer.Typer) -> None:
                 echo(f"note: the input covers {coverage:.0%} of the model's grid; no echo was assumed beyond it")
             echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
                  f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
-                 f"{report['seconds']:.1f} s; alignment: {report['alignment']})")
+                 f"{report['precision']}, {report['seconds']:.1f} s; alignment: {report['alignment']})")
         if json_:
             emit_json(report)

@@ -46,14 +46,15 @@ def current_presentation(model_config: Config) -> Config:
 
 
 def sample_values(*, samples=None, sampler=None, steps=None, eta=None, align=None, align_target=None,
-                  align_factor=None, align_oracle=None, guide_scale=None, couple_members=None) -> dict:
+                  align_factor=None, align_oracle=None, guide_scale=None, couple_members=None,
+                  precision=None) -> dict:
     """The given forecast options as `sample.*` config values (options left out stay the config's).
 
     An alignment value (--align-target, --align-factor or --align-oracle) replaces the config's choice among the
     three and implies `--align avg_x` unless --align says otherwise (then validation names the contradiction)."""
     values = {f"sample.{k}": (v.value if isinstance(v, enum.Enum) else v) for k, v in dict(
         samples=samples, sampler=sampler, steps=steps, eta=eta, align=align, guide_scale=guide_scale,
-        couple_members=couple_members).items() if v is not None}
+        couple_members=couple_members, precision=precision).items() if v is not None}
     chosen = dict(align_target=align_target, align_factor=align_factor, align_oracle=align_oracle)
     if any(v is not None for v in chosen.values()):
         values.update({f"sample.{k}": v for k, v in chosen.items()})

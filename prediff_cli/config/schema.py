@@ -236,13 +236,15 @@ def _align_train_default() -> TrainConfig:
 
 
 # the one list of sampler and alignment names: the config types, the CLI choices and the sampler code use these
-SamplerName = Literal["ddim", "ddpm", "dpmpp"]
+SamplerName = Literal["ddim", "ddpm", "dpmpp", "dpmpp3m", "sasolver"]
 AlignMode = Literal["none", "avg_x"]
+Precision = Literal["auto", "fp32", "bf16"]
 SAMPLERS: Tuple[str, ...] = typing.get_args(SamplerName)
 ALIGN_MODES: Tuple[str, ...] = typing.get_args(AlignMode)
+PRECISIONS: Tuple[str, ...] = typing.get_args(Precision)
 
 # solver steps taken when a config's sampler is changed without also setting the steps (ddpm runs every timestep)
-DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000}
+DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000, "dpmpp3m": 15, "sasolver": 15}
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ class SampleConfig:
     samples: int = 8  # ensemble members, denoised as one batch
     sampler: SamplerName = "ddim"
     steps: int = 50  # solver steps (ddpm always uses every timestep)
-    eta: float = 0.0  # DDIM / DPM-Solver++ noise: 0 deterministic (ODE), 1 stochastic (DDPM-like / SDE)
+    eta: float = 0.0  # DDIM / DPM-Solver++ / SA-Solver noise: 0 deterministic (ODE), 1 stochastic (DDPM-like / SDE)
     align: AlignMode = "none"
     align_target: Optional[float] = None  # anticipated mean VIL of the target frames, digital 0-255
     align_factor: Optional[float] = None  # or: anticipated mean = factor x mean of the last context frame
@@ -260,6 +262,9 @@ class SampleConfig:
     guide_scale: float = 50.0
     couple_members: bool = False  # official behaviour: one 2-norm over all members couples their guidance
     member_batch: int = 0  # members per UNet call (0 = all at once)
+    # linear layers and convolutions of the UNet and the VAE: bf16 operands with float32 accumulation ("bf16", CPUs
+    # with AVX512_BF16), float32 ("fp32"), or bf16 where the CPU has it and its self-check passes ("auto")
+    precision: Precision = "auto"
     gif_members: int = 8  # pictures: every member as a panel up to this many, else all as a strip of thumbnails
     thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # exceedance probabilities: digital VIL, >=
 

@@ -206,6 +206,7 @@ def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start
     settings = {"mode": "forecast", "forecast": str(forecast_path), "truth": str(truth_path), "event": event,
                 "start": start, "members": m, "sampler": fc.attrs.get("sampler"),
                 "solver_steps": fc.attrs.get("solver_steps"), "alignment": fc.attrs.get("alignment"),
+                "precision": fc.attrs.get("precision"),
                 "prediff_version": __version__}
     return evaluation.scores(settings), evaluation.case_tables()
 
@@ -249,12 +250,12 @@ def _check_same_case(fc, radar, truth_path: Path, event: int, start: int) -> Non
 
 
 def split_settings(model, config: Config, split: str, cases: int,
-                   fvd: Optional[dict] = None) -> Dict[str, object]:
+                   fvd: Optional[dict] = None, precision: str = "fp32") -> Dict[str, object]:
     """What an evaluation depends on, recorded in scores.json and compared on --resume (`fvd`: the I3D weights
-    used, None without them)."""
+    used, None without them; `precision`: the one the forecasts run at)."""
     s = config.sample
     return {"mode": "split", "data": str(config.data.root), "split": split, "cases": cases, "members": s.samples,
-            "fvd": fvd, "sampler": s.sampler, "steps": s.steps, "eta": s.eta,
+            "fvd": fvd, "sampler": s.sampler, "steps": s.steps, "eta": s.eta, "precision": precision,
             "alignment": AlignmentRequest.from_config(s).describe(), "guide_scale": s.guide_scale,
             "members_coupled": s.couple_members, "member_batch": s.member_batch, "seed": config.seed,
             "case_seeds": "seed + case index", "batch_size": config.score.batch_size,
@@ -288,11 +289,11 @@ def score_split(model, config: Config, split: str, out: Path, *, limit: Optional
         raise InputError(f"the {split} split of {config.data.root} is empty")
     t_in, alignment = model.config.unet.input_shape[0], AlignmentRequest.from_config(config.sample)
     features, fvd = fvd_features()
+    forecaster = Forecaster(model, config.sample)
+    settings = split_settings(model, config, split, n, fvd, forecaster.precision)
     evaluation = Evaluation(config.score, config.seed, features, None if features else FVD_NOT_INSTALLED)
-    settings = split_settings(model, config, split, n, fvd)
     settings["baselines"] = evaluation.baseline_settings()
     done = _resume_state(out, settings, evaluation, resume)
-    forecaster = Forecaster(model, config.sample)
     if progress:
         progress(done, n)
     while done < n:

@@ -23,6 +23,7 @@ from prediff.errors import InputError
 from prediff.heap import HeapTrimmer
 
 from .latents import jit_decoder, jit_encoder, split_moments
+from .precision import forecast_precision
 from .sampler import EnsembleSampler, MemberNoise
 
 
@@ -73,6 +74,7 @@ class ForecastResult:
     y_hat: Optional[float]
     seconds: float
     network_evaluations: int
+    precision: str = "fp32"  # what the UNet's and VAE's linear layers and convolutions ran at: "fp32" or "bf16"
 
 
 class Forecaster:
@@ -81,11 +83,18 @@ class Forecaster:
 
     Noise: sequence b draws from its own generator `default_rng(seeds[b])`, in chunks of at most
     `sample.member_batch` members per UNet call (0 = everything in one call), so a sequence gets the same members
-    whether it is forecast alone (`prediff sample --seed S`) or inside a batch of an evaluation (case seed S)."""
+    whether it is forecast alone (`prediff sample --seed S`) or inside a batch of an evaluation (case seed S).
+
+    Precision: `sample.precision` resolved here (`pipelines.precision`) and set on the UNet and the VAE before their
+    graphs are compiled; the alignment network, whose gradient steers the members, stays float32."""
 
     def __init__(self, model, sample: SampleConfig):
+        from prediff_models.kernels import apply_precision
+
         d = model.config.diffusion
         self.sample = sample
+        self.precision = forecast_precision(sample.precision)
+        apply_precision(self.precision, model.unet, model.vae)
         self.aligned = sample.align != "none"
         self.schedule = D.make_schedule(d.timesteps, d.beta_schedule, d.linear_start, d.linear_end, d.cosine_s)
         self.encode, self.decode = jit_encoder(model.vae), jit_decoder(model.vae, d.scale_factor)
@@ -150,7 +159,8 @@ def run_forecast(model, config: Config, context: np.ndarray, truth: Optional[np.
     seconds = time.perf_counter() - start
     return ForecastResult(members=members, context=context, truth=truth,
                           lead_minutes=[10 * (k + 1) for k in range(members.shape[1])], y_hat=y_hat,
-                          seconds=seconds, network_evaluations=forecaster.network_evaluations)
+                          seconds=seconds, network_evaluations=forecaster.network_evaluations,
+                          precision=forecaster.precision)
 
 
 def provenance(model, config: Config, result: ForecastResult, *, source: Path, event: int,
@@ -159,7 +169,8 @@ def provenance(model, config: Config, result: ForecastResult, *, source: Path, e
     s, aligned = config.sample, result.y_hat is not None
     return {
         "prediff_version": __version__, "sampler": s.sampler, "solver_steps": int(result.network_evaluations),
-        "requested_steps": int(s.steps), "eta": float(s.eta),
+        "requested_steps": int(s.steps), "eta": float(s.eta), "precision": result.precision,
+        "requested_precision": s.precision,
         "alignment": AlignmentRequest.from_config(s).describe(),
         "alignment_target_vil": float(result.y_hat * 255.0) if aligned else "none",
         "guide_scale": float(s.guide_scale) if aligned else 0.0,

@@ -25,6 +25,7 @@ from prediff.visualization.summary import write_summary_png
 
 from .forecast import AlignmentRequest, provenance, reference_time_of, run_forecast
 from .model import Checkpoints, load_model
+from .precision import check_precision_request
 from .sampler import solver_timesteps
 
 #: what `prediff sample` writes into --out
@@ -61,6 +62,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         loaded.network("align")  # raises the one line that says why the model has none
     if s.align_oracle is not None and radar.truth is None:
         raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
+    check_precision_request(s.precision)
     reference = reference_time_of(radar.context_times, reference_time, input)
     setup_runtime(settings.device, settings.seed)
     evaluations = len(solver_timesteps(s.sampler, s.steps, loaded.config.diffusion.timesteps))
@@ -82,6 +84,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     report = {
         "netcdf": str(nc), "gif": str(gif), "png": str(png), "members": int(s.samples), "sampler": s.sampler,
         "network_evaluations": result.network_evaluations, "seconds": round(result.seconds, 3),
+        "precision": result.precision,
         "alignment": AlignmentRequest.from_config(s).describe(),
         "alignment_target_vil": None if result.y_hat is None else round(result.y_hat * 255.0, 3),
         "ensemble_mean_vil": round(float(result.members.mean() * 255.0), 3),

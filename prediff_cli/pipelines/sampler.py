@@ -3,9 +3,11 @@
 `EnsembleSampler.sample` is the whole reverse process, kept short and in plain sight:
 
     (1) z ~ N(0, I) for every member                                   (M, T_out, h, w, L)
-    (2) for each timestep of the solver (DDPM: 999 … 0; DDIM / DPM-Solver++: a trailing sub-sequence;
-        η > 0 draws fresh noise for DDIM and for DPM-Solver++'s SDE form):
+    (2) for each timestep of the solver (DDPM: 999 … 0; DDIM / DPM-Solver++ / SA-Solver: a trailing
+        sub-sequence; η > 0 draws fresh noise for DDIM and for the SDE forms of the others):
           one compiled call = UNet ε̂(z, t, context) [+ alignment gradient ∇_z F] + the solver update
+        (the multistep solvers carry their previous steps' x̂0 from call to call; SA-Solver also its corrected state
+        and the previous step's noise, which its corrector reuses)
     (3) return z (≈ z_0, the target latents)
 
 Noise comes from NumPy generators seeded by the caller (`MemberNoise`), so the same seed gives the same forecast. The solver
@@ -93,12 +95,41 @@ class EnsembleSampler:
             @compiled
             def step(z, t, t_prev, cond, noise, y_hat):
                 return D.ddim_step(nets.unet, z, t, t_prev, cond, noise, eta, schedule, align, y_hat, scale, couple)
-        else:
+        elif self.sampler == "dpmpp":
             @compiled
             def step(z, t, cond, prev_x0, ratio, a, w_cur, w_prev, noise, noise_scale, y_hat):
                 return D.dpmpp_2m_step(nets.unet, z, t, cond, prev_x0, ratio, a, w_cur, w_prev, schedule, align,
                                        y_hat, scale, couple, noise, noise_scale)
+        elif self.sampler == "dpmpp3m":
+            @compiled
+            def step(z, t, cond, prev1, prev2, ratio, c0, c1, c2, noise, noise_scale, y_hat):
+                return D.dpmpp_3m_step(nets.unet, z, t, cond, prev1, prev2, ratio, c0, c1, c2, schedule, align,
+                                       y_hat, scale, couple, noise, noise_scale)
+        else:
+            @compiled
+            def step(z_pred, z_prev, t, cond, h1, h2, h3, c_ratio, c0, c1, c2, c3, c_noise, noise_prev, p_ratio,
+                     p0, p1, p2, p3, p_noise, noise, y_hat):
+                return D.sa_solver_step(nets.unet, z_pred, z_prev, t, cond, (h1, h2, h3), c_ratio, (c0, c1, c2, c3),
+                                        c_noise, noise_prev, p_ratio, (p0, p1, p2, p3), p_noise, noise, schedule,
+                                        align, y_hat, scale, couple)
         return step
+
+    def _coefficient_tensors(self, steps: np.ndarray):
+        """The host-side solver coefficients as 0-d tensors: for dpmpp / dpmpp3m one list per coefficient (indexed by
+        step), for sasolver one (corrector, predictor) pair of argument tuples per step; None for ddpm / ddim."""
+        def scalar(v):
+            return Tensor(np.float32(v))
+
+        if self.sampler == "dpmpp":
+            return [[scalar(v) for v in c] for c in D.dpmpp_coefficients(self.schedule, steps, self.eta)]
+        if self.sampler == "dpmpp3m":
+            return [[scalar(v) for v in c] for c in D.dpmpp_3m_coefficients(self.schedule, steps, self.eta)]
+        if self.sampler == "sasolver":
+            c = D.sa_solver_coefficients(self.schedule, steps, self.eta)
+            return [(tuple(map(scalar, (c["corrector_ratio"][i], *c["corrector"][i], c["corrector_noise"][i]))),
+                     tuple(map(scalar, (c["predictor_ratio"][i], *c["predictor"][i], c["predictor_noise"][i]))))
+                    for i in range(len(steps))]
+        return None
 
     def sample(self, cond: np.ndarray, noise, y_hat: Optional[np.ndarray] = None,
                target_shape=None, progress: Optional[Callable[[], None]] = None) -> np.ndarray:
@@ -118,19 +149,26 @@ class EnsembleSampler:
         y = Tensor(np.asarray(y_hat if y_hat is not None else np.zeros((m, 1)), dtype=np.float32))
         z = Tensor(noise.draw(tail))  # (1)
         steps = self.timesteps
-        if self.sampler == "dpmpp":
-            # one 0-d tensor per coefficient and step, made before the loop (indexing a tensor inside the loop would
-            # add host-side ops to every step)
-            coefs = [[Tensor(np.float32(v)) for v in c]
-                     for c in D.dpmpp_coefficients(self.schedule, steps, self.eta)]
-            prev = Tensor(np.zeros(shape, np.float32))
         zeros = Tensor(np.zeros(shape, np.float32))
+        # one 0-d tensor per coefficient and step, made before the loop (indexing a tensor inside the loop would add
+        # host-side ops to every step)
+        coefs = self._coefficient_tensors(steps)
+        prev = prev2 = zeros  # x̂0 of the previous steps (multistep solvers)
+        history, z_corrected, noise_prev = (zeros, zeros, zeros), z, zeros  # SA-Solver
         needs_noise = self.sampler == "ddpm" or self.eta > 0
         for i, t in enumerate(steps):  # (2)
             t_vec = Tensor(np.full((m,), t, np.int32))
             fresh = Tensor(noise.draw(tail)) if needs_noise else zeros
             if self.sampler == "dpmpp":
                 z, prev = self._step(z, t_vec, cond_t, prev, *(c[i] for c in coefs[:4]), fresh, coefs[4][i], y)
+            elif self.sampler == "dpmpp3m":
+                z, x0 = self._step(z, t_vec, cond_t, prev, prev2, *(c[i] for c in coefs[:4]), fresh, coefs[4][i], y)
+                prev, prev2 = x0, prev
+            elif self.sampler == "sasolver":
+                corrector, predictor = coefs[i]
+                z, z_corrected, x0 = self._step(z, z_corrected, t_vec, cond_t, *history, *corrector, noise_prev,
+                                                *predictor, fresh, y)
+                history, noise_prev = (x0,) + history[:2], fresh
             else:
                 t_prev = Tensor(np.full((m,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
                 z = self._step(z, t_vec, t_prev, cond_t, fresh, y)

@@ -17,6 +17,7 @@ from prediff.runtime import setup_runtime
 
 from .evaluate import finish_split, score_forecast_file, score_split, write_outputs
 from .model import Checkpoints, load_model
+from .precision import check_precision_request
 
 SPLITS = ("test", "val")
 
@@ -45,6 +46,7 @@ def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Pat
     settings = forecast_config(loaded.config, config, sets, values)
     if settings.data.root is None:
         raise InputError("--split needs --data DIR (a SEVIR-LR tree)")
+    check_precision_request(settings.sample.precision)
     setup_runtime(settings.device, settings.seed)
     scores, cases = score_split(loaded, settings, split, out, limit=limit, resume=resume, progress=progress)
     written = write_outputs(out, scores, settings, cases)
