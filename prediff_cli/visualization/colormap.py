@@ -1,4 +1,4 @@
-"""The SEVIR VIL colormap (reference spec §7.1) as a palette: digital VIL (0–255) → colour index → RGB, and the
+"""The SEVIR VIL colormap (`sevir_cmap.py`) as a palette: digital VIL (0–255) → colour index → RGB, and the
 probability palette of the exceedance panels.
 
 Levels 0, 16, 31, 59, 74, 100, 133, 160, 181, 219, 255 bound 10 bins (the official levels); values below 0 take
