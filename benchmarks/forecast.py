@@ -5,7 +5,7 @@
 
 Prints JSON with: the measured fp32 matmul rate (GFLOP/s, best of compiled 2048² and 4096² matmuls); UNet forward
 seconds at batch 1 and batch `members` (and their ratio to the matmul floor, using the official network's 653 GFLOP
-per member forward measured with the official code, reference in issue 8); VAE seconds per encoded and per decoded
+per member forward measured with the official code); VAE seconds per encoded and per decoded
 frame and the encode-7 + decode-(6·members) total against its conv FLOP floor (counted from the network's own Conv2d
 shapes as PyTorch computes them: the decoder's upsampling convolutions at 9 taps per output pixel, where prediff's
 fused upsampling kernel does 4, so the VAE can come in under its floor); one guided solver step at the member batch (`--member-batch`, default the preset's `sample.member_batch`, 0
@@ -25,7 +25,7 @@ import argparse
 
 from benchmarks.measure import emit, isolated
 
-UNET_GFLOP_PER_MEMBER = 653.0  # official CuboidTransformerUNet forward at the paper configuration (issue 8)
+UNET_GFLOP_PER_MEMBER = 653.0  # official CuboidTransformerUNet forward at the paper configuration (counted on the official code)
 
 
 def matmul_rate(sizes=(2048, 4096), repeats: int = 8) -> dict:
