@@ -25,7 +25,7 @@ import argparse
 
 from benchmarks.measure import emit, isolated
 
-UNET_GFLOP_PER_MEMBER = 653.0  # official CuboidTransformerUNet forward (paper configuration, counted on the official code)
+UNET_GFLOP_PER_MEMBER = 653.0  # the official CuboidTransformerUNet forward at the paper size, counted on its code
 
 
 def matmul_rate(sizes=(2048, 4096), repeats: int = 8) -> dict:
