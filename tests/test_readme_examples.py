@@ -100,6 +100,7 @@ def _radar_netcdf(path: Path, radar_file: Path, variable: str) -> None:
         vil[:] = digital_to_kg_m2(frames)
 
 
+@pytest.mark.slow
 def test_readme_own_file_command_and_its_xarray_lines(tmp_path, repo_root, radar_file, tiny_runs, monkeypatch):
     """The README's forecast from your own file: its command on a CF NetCDF file named as it names it (the tiny
     test networks stand in for the demo model, 2 members, 2 steps), then its Python lines on what it wrote."""
