@@ -1,6 +1,6 @@
 """Documentation that leads somewhere: no citation of a document users do not have, no work-item language in what
-users read, relative links and their anchors that resolve, and a layer list in docs/design.md that names every
-package once."""
+users read, relative links and their anchors that resolve. (docs/design.md's layer list is read by
+tests/test_layers.py.)"""
 import re
 import subprocess
 from pathlib import Path
@@ -150,30 +150,3 @@ def test_link_check_finds_a_missing_file_and_anchor(tmp_path):
                                             ("Errors and exit codes", "errors-and-exit-codes")])
 def test_slug_is_github_s(heading, anchor):
     assert slug(heading) == anchor
-
-
-# ----------------------------------------------------------------------------------------------------- layers
-
-def declared_layers(design: str) -> list:
-    """The numbered list under "## Layers" in docs/design.md: one list of module names per layer, lowest first."""
-    section = design.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
-    layers = []
-    for item in re.findall(r"^\d+\.\s+(.*?)(?=^\d+\.\s|^\s*$)", section, flags=re.M | re.S):
-        names = re.findall(r"`([\w.]+)`", item.split(" — ", 1)[0])
-        layers.append(names)
-    return layers
-
-
-def test_design_declares_every_package_once(repo_root):
-    """Every module and subpackage of `prediff`, and `prediff_models`, sits in exactly one declared layer, so the
-    list can serve a test of the import graph."""
-    layers = declared_layers((repo_root / "docs" / "design.md").read_text(encoding="utf-8"))
-    assert len(layers) >= 5 and layers[0] == ["prediff_models"]
-    named = [name for layer in layers for name in layer]
-    package = repo_root / "prediff_cli"
-    expected = {"prediff", "prediff_models"} | {
-        f"prediff.{p.stem if p.is_file() else p.name}" for p in package.iterdir()
-        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").is_file())}
-    assert sorted(named) == sorted(set(named)), "a module is declared twice"
-    assert set(named) == expected, f"declared but absent: {sorted(set(named) - expected)}; " \
-                                   f"absent from the list: {sorted(expected - set(named))}"
