@@ -100,7 +100,7 @@ def test_netcdf_digital_and_other_time_units(tmp_path, radar_file):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(minutes=np.arange(13) * 5.0), "5 minutes apart; the model needs 10-minute frames"),
+    (dict(minutes=np.arange(13) * 6.0), "6 minutes apart; the model needs 10-minute frames"),
     (dict(minutes=np.r_[0, 10, 20, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130]), "gap in the context"),
     (dict(units="mm h-1"), "units 'mm h-1'"),
     (dict(name="precip"), "no variable 'vil' (found: precip)"),
@@ -127,7 +127,7 @@ def test_netcdf_shape_and_content_refusals(tmp_path):
     with netCDF4.Dataset(flat, "w", format="NETCDF3_CLASSIC") as ds:
         ds.createDimension("y", 8)
         ds.createVariable("vil", "f4", ("y",))
-    with pytest.raises(InputError, match=r"expected \(time, y, x\)"):
+    with pytest.raises(InputError, match=r"none of which is its time or x dimension"):
         read_radar_input(flat)
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"not a radar file at all")
@@ -153,15 +153,16 @@ def test_other_grid_mappings_are_carried_as_they_are(tmp_path):
     attrs = {"grid_mapping_name": "polar_stereographic", "straight_vertical_longitude_from_pole": 10.0,
              "latitude_of_projection_origin": 90.0, "standard_parallel": 60.0, "false_easting": 0.0,
              "false_northing": 0.0}
-    x, y = np.arange(128) * 1000.0, np.arange(128) * 1000.0  # y ascending: kept as it is
+    x, y = np.arange(128) * 1000.0, np.arange(128) * 1000.0  # y ascending: turned north-up for the model
     lat, lon = np.full((128, 128), 55.0), np.tile(np.linspace(5, 9, 128), (128, 1))
     path = _write(tmp_path / "ps.nc", np.zeros((13, 128, 128), np.float32), mapping=(
         "polar", attrs, x, y, [("lat", lat, "latitude", "degrees_north"), ("lon", lon, "longitude", "degrees_east")]))
     radar = read_radar_input(path)
     assert isinstance(radar.grid, CarriedGrid) and radar.grid.mapping_name == "polar"
     assert radar.grid.mapping_attrs()["grid_mapping_name"] == "polar_stereographic"
-    np.testing.assert_array_equal(radar.grid.coordinates(128, 128)[1], y)
-    np.testing.assert_allclose(radar.grid.lat_lon(128, 128)[1], lon)
+    np.testing.assert_array_equal(radar.grid.coordinates(128, 128)[1], y[::-1])
+    assert radar.orientation.flip_y and not radar.orientation.flip_x
+    np.testing.assert_allclose(radar.grid.lat_lon(128, 128)[1], lon[::-1])
 
 
 # ------------------------------------------------------------------------------------------------ --grid

@@ -13,9 +13,11 @@ Layout (CF-1.8; checked with cfchecks and the IOOS compliance-checker):
 * `x`/`y` always exist (axis X / Y). With a grid: the grid-mapping variable (Lambert azimuthal equal-area for
   SEVIR and `--grid`, or the input file's own mapping carried over), x/y cell centres in metres (SEVIR: y
   descends, row 0 is north) and 2-D `lat`/`lon`; without one, x/y are pixel indices.
-* Global provenance attributes (prediff version, sampler, steps, alignment, seed, checkpoint hashes, config).
-Nothing time-of-run dependent is written, so the same forecast gives the same bytes. The file is written under a
-temporary name and renamed.
+* Rows and columns run as in the input (`orientation`: the fields are north-up inside prediff and flipped back
+  here when the input's rows ran south to north or its columns east to west), with x/y in the input's order.
+* Global provenance attributes (prediff version, model, sampler, steps, alignment, seed, checkpoint hashes, config)
+  and a CF `history` line (UTC time and command) from the caller. The file is written under a temporary name and
+  renamed.
 """
 from __future__ import annotations
 
@@ -34,13 +36,21 @@ from prediff.data.vil_scale import DECODE_COMMENT, DIGITAL_UNITS, PHYSICAL_UNITS
 from prediff.verification.exceedance import exceedance_probability
 
 from .atomic import atomic_path
+from .cf_time import decode_cf_times
 from .grid import grid_from_cf
+from .netcdf3_extent import check_netcdf3_complete
+from .orientation import Orientation
+from .untrusted import check_regular_file, open_regular
 
 VIL_COMMENT = DECODE_COMMENT
 #: exceedance thresholds written by default: the six SEVIR CSI thresholds (digital VIL)
 DEFAULT_THRESHOLDS = (16.0, 74.0, 133.0, 160.0, 181.0, 219.0)
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
 LEAD_STEP_MINUTES = 10  # SEVIR(-LR) frames are 10 minutes apart
+#: the names of the variables a forecast file holds (an input's grid mapping must not take one of them)
+OUTPUT_VARIABLES = ("member", "time", "forecast_period", "forecast_reference_time", "x", "y", "lat", "lon", "vil",
+                    "vil_kg_m2", "threshold", "threshold_kg_m2", "exceedance_probability", "context_time",
+                    "vil_context", "vil_context_kg_m2")
 
 
 @dataclass
@@ -63,10 +73,11 @@ def _minutes_units(reference: dt.datetime) -> str:
 def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, lead_minutes: Sequence[int],
                    context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
                    grid=None, attrs: Optional[Dict[str, object]] = None,
-                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Path:
-    """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside;
-    `grid` (a `Grid` or `CarriedGrid`) places it on the map; `thresholds` (digital VIL) are those of the exceedance
-    probabilities."""
+                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                   orientation: Optional[Orientation] = None) -> Path:
+    """Write `forecast` (M, T, H, W) on 0–1, north-up, to `path`; `context` (T_in, H, W) on 0–1 is stored
+    alongside; `grid` (a `Grid` or `CarriedGrid`) places it on the map; `thresholds` (digital VIL) are those of the
+    exceedance probabilities; `orientation` (the input's) turns rows and columns back to the input's order."""
     forecast = np.asarray(forecast, dtype=np.float32)
     t = forecast.shape[1]
     lead = np.asarray(lead_minutes, dtype=np.float64)
@@ -75,7 +86,8 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
     with atomic_path(path) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
             _fill(ds, forecast, reference_time=reference_time, lead=lead, context=context,
-                  context_minutes=context_minutes, grid=grid, attrs=attrs, thresholds=thresholds)
+                  context_minutes=context_minutes, grid=grid, attrs=attrs, thresholds=thresholds,
+                  orientation=orientation)
     return Path(path)
 
 
@@ -96,9 +108,10 @@ def forecast_dataset(forecast: np.ndarray, **layout):
 def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.ndarray,
           context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
           grid=None, attrs: Optional[Dict[str, object]] = None,
-          thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
+          thresholds: Sequence[float] = DEFAULT_THRESHOLDS, orientation: Optional[Orientation] = None) -> None:
     """Write the forecast layout (module docstring) into an open, empty netCDF4 dataset."""
     m, t, h, w = forecast.shape
+    turn = orientation or Orientation()
     ds.set_fill_off()
     ds.createDimension("member", m)
     ds.createDimension("time", t)
@@ -129,7 +142,8 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
         grid_name = grid.mapping_name
         crs = ds.createVariable(grid_name, "i4", ())
         crs.setncatts(grid.mapping_attrs())
-        x[:], y[:] = grid.coordinates(h, w)
+        xs, ys = grid.coordinates(h, w)
+        x[:], y[:] = turn.apply_x(np.asarray(xs)), turn.apply_y(np.asarray(ys))
         x_attrs, y_attrs = grid.coordinate_attrs()
         x.setncatts(x_attrs)
         y.setncatts(y_attrs)
@@ -138,7 +152,7 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
             for name, values, std, unit in (("lat", lat_lon[0], "latitude", "degrees_north"),
                                             ("lon", lat_lon[1], "longitude", "degrees_east")):
                 var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
-                var[:] = np.asarray(values, np.float32)
+                var[:] = turn.apply(np.asarray(values, np.float32))
                 var.setncatts({"standard_name": std, "long_name": std, "units": unit})
             coords += " lat lon"
     else:  # no map position known: pixel indices, still marked as the X and Y axes (CF 4)
@@ -149,7 +163,7 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
 
     def field(name, dims, values, attrs_, chunks):
         var = ds.createVariable(name, "f4", dims, zlib=True, complevel=4, chunksizes=chunks)
-        var[:] = values
+        var[:] = turn.apply(values)
         if grid_name:
             attrs_ = dict(attrs_, grid_mapping=grid_name)
         var.setncatts(attrs_)
@@ -218,20 +232,14 @@ MAX_VALUES = 1 << 28  # 1 GiB of float32
 
 
 def _decode_times(var, path: Path, name: str) -> list:
-    """CF-decoded datetimes of a time variable (any `<unit> since <date>` with a standard calendar), or one line."""
-    units = getattr(var, "units", None)
-    if not isinstance(units, str) or "since" not in units:
-        raise InputError(f"{path}: {name!r} has no CF time units (like 'minutes since 2019-06-01 12:00:00')")
-    calendar = getattr(var, "calendar", "standard")
-    values = np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan).ravel()
-    if not np.all(np.isfinite(values)):
-        raise InputError(f"{path}: {name!r} holds missing or non-finite times")
+    """CF-decoded datetimes of a time variable (`io.cf_time`: real calendars only, finite values), or one line."""
+    calendar = var.getncattr("calendar") if "calendar" in var.ncattrs() else None
+    units = var.getncattr("units") if "units" in var.ncattrs() else None
     try:
-        decoded = netCDF4.num2date(values, units, calendar if isinstance(calendar, str) else "standard",
-                                   only_use_cftime_datetimes=False, only_use_python_datetimes=True)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InputError(f"{path}: cannot decode {name!r} with units {units!r} ({exc})") from None
-    return [d.replace(tzinfo=None) for d in np.atleast_1d(decoded)]
+        values = np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: {name!r} does not hold numbers") from None
+    return decode_cf_times(values, units, calendar, f"{name!r} in {path}")
 
 
 def _read_values(var, path: Path, expected_dims: tuple) -> np.ndarray:
@@ -245,14 +253,36 @@ def _read_values(var, path: Path, expected_dims: tuple) -> np.ndarray:
     if int(np.prod(shape, dtype=np.int64)) > MAX_VALUES:
         raise InputError(f"{path}: {var.name!r} declares {shape}, more than {MAX_VALUES} values")
     var.set_auto_maskandscale(False)
-    values = np.asarray(var[:], dtype=np.float32)
+    try:
+        values = np.asarray(var[:], dtype=np.float32)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged chunk, an unknown filter, a type that holds no numbers
+        raise InputError(f"{path}: cannot read {var.name!r} ({' '.join(str(exc).split())})") from None
     if not np.all(np.isfinite(values)):
         raise InputError(f"{path}: {var.name!r} contains NaN or infinite values")
     return values / 255.0
 
 
-def _read_grid(ds, path: Path):
-    """The forecast's map grid (the grid mapping named by `vil`, x, y and lat/lon when present), or None."""
+def _orientation(ds, path: Path) -> Orientation:
+    """Which way the file's rows and columns run (its x / y coordinates), to read its fields north-up."""
+    coords = []
+    for name in ("x", "y"):
+        var = ds.variables.get(name)
+        if var is None or var.dimensions != (name,):
+            coords += [None, {}]
+            continue
+        try:
+            coords += [np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan),
+                       {k: var.getncattr(k) for k in var.ncattrs()}]
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{path}: cannot read its {name!r} coordinate ({exc})") from None
+    return Orientation.of(*coords, what=str(path))
+
+
+def _read_grid(ds, path: Path, turn: Orientation):
+    """The forecast's map grid (the grid mapping named by `vil`, x, y and lat/lon when present, turned north-up),
+    or None."""
     name = getattr(ds.variables["vil"], "grid_mapping", None)
     if name is None and "lambert_azimuthal_equal_area" in ds.variables and "lat" in ds.variables:
         name = "lambert_azimuthal_equal_area"  # files of earlier prediff versions
@@ -271,12 +301,13 @@ def _read_grid(ds, path: Path):
         if "lat" in ds.variables and "lon" in ds.variables:
             if ds.variables["lat"].dimensions != ("y", "x") or ds.variables["lon"].dimensions != ("y", "x"):
                 raise ValueError("lat and lon must be (y, x)")
-            lat, lon = np.asarray(ds.variables["lat"][:], np.float64), np.asarray(ds.variables["lon"][:], np.float64)
+            lat, lon = (turn.apply(np.asarray(ds.variables[n][:], np.float64)) for n in ("lat", "lon"))
         mapping = ds.variables[str(name)]
         attrs = {k: mapping.getncattr(k) for k in mapping.ncattrs()}
-        return grid_from_cf(str(name), attrs, x[:], y[:], {k: x.getncattr(k) for k in x.ncattrs()},
-                            {k: y.getncattr(k) for k in y.ncattrs()}, lat, lon)
-    except (KeyError, AttributeError, IndexError, ValueError, TypeError) as exc:
+        return grid_from_cf(str(name), attrs, turn.apply_x(np.asarray(x[:])), turn.apply_y(np.asarray(y[:])),
+                            {k: x.getncattr(k) for k in x.ncattrs()}, {k: y.getncattr(k) for k in y.ncattrs()},
+                            lat, lon)
+    except (KeyError, AttributeError, IndexError, ValueError, TypeError, RuntimeError) as exc:
         raise InputError(f"{path}: its map grid (x, y, {name}) is malformed ({exc})") from None
 
 
@@ -285,16 +316,19 @@ def read_forecast(path) -> ForecastFile:
 
     Times are decoded with CF rules (any `<unit> since <date>`); the reference time is `forecast_reference_time`
     when present, else 10 minutes before the first valid time. Declared sizes are bound-checked
-    before any array is read."""
+    before any array is read; fields are returned north-up whichever way the file's rows run."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"forecast {path} is a directory; expected a NetCDF file written by `prediff sample`")
-    if not path.is_file():
-        raise InputError(f"forecast file not found: {path}")
+    check_regular_file(path, "forecast file")
+    with open_regular(path, "forecast file") as fh:
+        classic = fh.read(3) == b"CDF"
+    if classic:
+        check_netcdf3_complete(path)
     try:
         ds = netCDF4.Dataset(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path} is not a readable NetCDF file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any library failure on an outside file
+        raise InputError(f"{path} is not a readable NetCDF file ({' '.join(str(exc).split())})") from None
     with ds:
         if "vil" not in ds.variables:
             raise InputError(f"{path} is not a prediff forecast: it has no 'vil' variable")
@@ -312,7 +346,9 @@ def read_forecast(path) -> ForecastFile:
         context = None
         if "vil_context" in ds.variables:
             context = _read_values(ds.variables["vil_context"], path, ("context_time", "y", "x"))
-        grid = _read_grid(ds, path)
+        turn = _orientation(ds, path)
+        forecast, context = turn.apply(forecast), turn.apply(context)
+        grid = _read_grid(ds, path, turn)
         attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
     return ForecastFile(forecast=forecast, context=context, reference_time=reference, lead_minutes=lead, times=times,
                         grid=grid, attrs=attrs)
