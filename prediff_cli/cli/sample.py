@@ -8,11 +8,16 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff.cli.options import JsonOpt, forecast_options
+from prediff.cli.options import DEFAULT_MODEL, JsonOpt, forecast_options, model_default
 from prediff.cli.progress import StepsDisplay
+from prediff.config import load_config
 from prediff.cli.reporting import echo, emit_json, guarded, json_output
 from prediff.errors import InputError
 from prediff.io.grid import GRID_SPEC_HELP
+
+
+#: the default model's exceedance thresholds (its config's), for the help
+_THRESHOLDS = load_config(DEFAULT_MODEL).sample.thresholds
 
 
 def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
@@ -25,7 +30,7 @@ def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
 
 
 def parse_thresholds(text: Optional[str]) -> Optional[tuple]:
-    """'16,74,133' → (16.0, 74.0, 133.0) (digital VIL); None stays None (the config's sample.thresholds)."""
+    """'16,74,133' → (16.0, 74.0, 133.0) (digital VIL); None stays None (the model's sample.thresholds)."""
     if text is None:
         return None
     try:
@@ -44,13 +49,17 @@ def register(app: typer.Typer) -> None:
     @forecast_options
     def sample(
         input: Annotated[Path, typer.Option(
-            "--input", "-i", help="Radar file: HDF5 with a 'vil' dataset, SEVIR (N,H,W,T) or (T,H,W); or CF NetCDF "
-            "(netCDF-3/4) with a (time, y, x) variable, digital (units '1') or physical VIL (units 'kg m-2').")],
+            "--input", "-i", metavar="FILE|DIR|GLOB", help="Radar file: HDF5 with a 'vil' dataset, SEVIR (N,H,W,T) or "
+            "(T,H,W); or CF NetCDF (netCDF-3/4) whose variable has time, y and x dimensions (in any order, told by "
+            "their coordinates), digital (units '1') or physical VIL (units 'kg m-2'). Or a folder, or a quoted glob "
+            "such as 'radar/*.nc', of files holding one time each: the newest frames 10 minutes apart are used. "
+            "5- and 2.5-minute series are thinned to 10 minutes.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("forecast"),
         variable: Annotated[str, typer.Option("--variable", metavar="NAME",
                                               help="Variable (NetCDF) or dataset (HDF5) holding the VIL.")] = "vil",
         event: Annotated[int, typer.Option("--event", min=0, help="Event (first axis of a SEVIR file).")] = 0,
-        start: Annotated[int, typer.Option("--start", min=0, help="First context frame (index along time).")] = 0,
+        start: Annotated[int, typer.Option("--start", min=0, help="First context frame (index along the 10-minute "
+                                           "series of a file).")] = 0,
         reference_time: Annotated[Optional[str], typer.Option(
             "--reference-time", metavar="YYYY-MM-DDTHH:MM", help="UTC of the last context frame, when the input "
             "carries no times (SEVIR catalog, time_utc or a NetCDF time coordinate). (default: from the input)")
@@ -61,12 +70,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         thresholds: Annotated[Optional[str], typer.Option(
             "--thresholds", metavar="V1,V2,...", help="Digital VIL thresholds of the exceedance probabilities "
-            "(a pixel counts at >= threshold). (default: the config's sample.thresholds, 16,74,133,160,181,219)")
+            f"(a pixel counts at >= threshold). {model_default(_THRESHOLDS)}")
         ] = None,
         json_: JsonOpt = False,
         *, forecast: dict,
     ):
         """Forecast the next 6 frames (60 min) as an ensemble: NetCDF + GIF + PNG in --out."""
+        from prediff.cli.command_line import command_line
         from prediff.pipelines.sample_run import run_sample
 
         levels = parse_thresholds(thresholds)
@@ -75,7 +85,8 @@ def register(app: typer.Typer) -> None:
         with json_output(json_):
             with StepsDisplay("denoising") as display:
                 report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),
-                                    variable=variable, grid=grid, progress_factory=display.start, **forecast)
+                                    variable=variable, grid=grid, progress_factory=display.start, notify=echo,
+                                    command=command_line(), **forecast)
             echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
                  f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
                  f"{report['seconds']:.1f} s; alignment: {report['alignment']})")

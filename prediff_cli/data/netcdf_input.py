@@ -66,14 +66,14 @@ class CfVariable:
         import netCDF4
 
         unsupported = None
-        if isinstance(var.datatype, netCDF4.VLType):
+        if var.dtype == str or getattr(var.dtype, "kind", "O") in "OSUV":
+            unsupported = "strings"
+        elif isinstance(var.datatype, netCDF4.VLType):
             unsupported = "a variable-length (vlen) type"
         elif isinstance(var.datatype, netCDF4.CompoundType):
             unsupported = "a compound type"
         elif isinstance(var.datatype, netCDF4.EnumType):
             unsupported = "an enum type"
-        elif var.dtype == str or getattr(var.dtype, "kind", "O") in "OSUV":
-            unsupported = "strings"
         if unsupported is None:
             var.set_auto_maskandscale(False)
             var.set_auto_chartostring(False)
@@ -225,7 +225,7 @@ class NetcdfSeries:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged chunk or an unknown filter in an outside file
             raise InputError(f"cannot read {self.what}: {one_line(exc)} (a damaged file, or compressed with a "
-                             f"filter this installation cannot decode{_filters(self)})") from None
+                             f"filter the NetCDF library here cannot decode{_filters(self)})") from None
         return self._model_order(decode_values(raw, self.variable.attrs, self.what))
 
     def peak(self) -> float:
@@ -242,13 +242,19 @@ class NetcdfSeries:
 
 
 def _filters(series: NetcdfSeries) -> str:
-    """': <filter names>' of an HDF5-based variable (to name e.g. lzf in the message), or ''."""
-    source = series.variable.source
+    """'; the file says it uses <filters>' for a variable of a netCDF-4 (HDF5) file, to name e.g. lzf in the
+    message (the NetCDF library knows only its own filters' names), or ''."""
+    import h5py
+
     try:
-        filters = source.filters() if hasattr(source, "filters") else None
-    except Exception:  # noqa: BLE001 - only for the message
+        path = series.variable.source.group().filepath()
+        with h5py.File(path, "r") as h5:
+            plist = h5[series.variable.name].id.get_create_plist()
+            names = [plist.get_filter(i)[3].decode("ascii", "replace").split()[0] or str(plist.get_filter(i)[0])
+                     for i in range(plist.get_nfilters())]
+    except Exception:  # noqa: BLE001 - only for the message: without it the message stands as it is
         return ""
-    names = [k for k, v in (filters or {}).items() if v and k not in ("complevel", "shuffle", "fletcher32")]
+    names = [n for n in names if n not in ("shuffle", "fletcher32")]
     return f"; the file says it uses {', '.join(names)}" if names else ""
 
 

@@ -219,7 +219,7 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
             "institution": "prediff", "source": "PreDiff latent diffusion (MindSpore)",
             "references": "Gao et al., PreDiff: Precipitation Nowcasting with Latent Diffusion Models, "
                           "NeurIPS 2023",
-            "history": "created by prediff sample"}
+            "history": "written by prediff"}
     for key, value in {**base, **(attrs or {})}.items():
         if value is None:
             continue

@@ -137,15 +137,35 @@ def write_outputs(out: Path, scores: dict, config: Optional[Config] = None) -> L
 # mode 1: a written forecast against the truth frames of the input file
 
 
-def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int, config: Config) -> dict:
-    """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path`."""
+def _recorded(fc, key: str, given: Optional[int], option: str) -> int:
+    """`given`, else the frame index the forecast file records under `key` (0 when it records none)."""
+    if given is not None:
+        return int(given)
+    value = fc.attrs.get(key, 0)
+    try:
+        number = int(np.asarray(value).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        raise InputError(f"the forecast's {key} attribute {value!r} is not a frame index; give {option}") from None
+    if number < 0 or number != float(np.asarray(value).ravel()[0]):
+        raise InputError(f"the forecast's {key} attribute {value!r} is not a frame index; give {option}")
+    return number
+
+
+def score_forecast_file(forecast_path: Path, truth_path: Path, event: Optional[int], start: Optional[int],
+                        config: Config, variable: str = "vil") -> dict:
+    """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path` (`variable` of it);
+    `event` and `start`, when None, are those the forecast file records (`input_event`, `input_start_frame`)."""
     fc = read_forecast(forecast_path)
     m, t, h, w = fc.forecast.shape
+    event = _recorded(fc, "input_event", event, "--event")
+    start = _recorded(fc, "input_start_frame", start, "--start")
     in_len = fc.context.shape[0] if fc.context is not None else config.data.in_len
-    radar = read_radar_input(truth_path, event, start, in_len=in_len, out_len=t)
+    radar = read_radar_input(truth_path, event, start, in_len=in_len, out_len=t, variable=variable)
     if radar.truth is None:
         raise InputError(f"{truth_path} has no frames {start + in_len}..{start + in_len + t - 1} to score against "
                          f"(event {event}, --start {start})")
+    if fc.grid is None:  # without a map grid the forecast's rows run as the input's did: compare them that way
+        radar.context, radar.truth = radar.orientation.apply(radar.context), radar.orientation.apply(radar.truth)
     _check_same_case(fc, radar, truth_path, event, start)
     evaluation = Evaluation(config.score, config.seed, fvd_note=FVD_ONE_CASE)
     evaluation.add(radar.context[None], radar.truth[None], fc.forecast[None])
@@ -156,12 +176,17 @@ def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start
     return evaluation.scores(settings)
 
 
+#: what to do when the truth lies on another grid than the forecast (scores need the same pixels)
+OTHER_GRID = ("score a forecast written on the truth's own grid (prediff sample --output-grid input, from the same "
+              "file) or give the truth on the forecast's grid")
+
+
 def _check_same_case(fc, radar, truth_path: Path, event: int, start: int) -> None:
     """Refuse a forecast that was not made for these truth frames (grid, leads, context, times)."""
     _, t, h, w = fc.forecast.shape
     if radar.truth.shape[1:] != (h, w):
         raise InputError(f"grid sizes differ: the forecast is {h}x{w}, the truth is "
-                         f"{radar.truth.shape[1]}x{radar.truth.shape[2]}")
+                         f"{radar.truth.shape[1]}x{radar.truth.shape[2]}; {OTHER_GRID}")
     expected = [LEAD_STEP_MINUTES * (k + 1) for k in range(t)]
     if [float(v) for v in fc.lead_minutes] != [float(v) for v in expected]:
         raise InputError(f"lead times differ: the forecast has {list(map(float, fc.lead_minutes))} minutes, the "
@@ -170,7 +195,8 @@ def _check_same_case(fc, radar, truth_path: Path, event: int, start: int) -> Non
         a = np.array([fc.grid.llcrnrlat, fc.grid.llcrnrlon, fc.grid.urcrnrlat, fc.grid.urcrnrlon])
         b = np.array([radar.grid.llcrnrlat, radar.grid.llcrnrlon, radar.grid.urcrnrlat, radar.grid.urcrnrlon])
         if np.abs(a - b).max() > 1e-3:
-            raise InputError(f"the forecast's grid {tuple(np.round(a, 3))} is not the truth's {tuple(np.round(b, 3))}")
+            raise InputError(f"the forecast's grid {tuple(np.round(a, 3))} is not the truth's {tuple(np.round(b, 3))}; "
+                             f"{OTHER_GRID}")
     if fc.context is not None and fc.context.shape == radar.context.shape and \
             np.abs(np.clip(radar.context, 0, 1) - fc.context).max() > 1.0 / 255:
         last = start + len(radar.context) - 1

@@ -22,7 +22,7 @@ from prediff.runtime import setup_runtime
 from prediff.visualization.animation import write_forecast_gif
 from prediff.visualization.summary import write_summary_png
 
-from .forecast import AlignmentRequest, provenance, reference_time_of, run_forecast
+from .forecast import AlignmentRequest, model_lines, provenance, reference_time_of, run_forecast
 from .model import Checkpoints, load_model
 from .sampler import solver_timesteps
 
@@ -34,9 +34,12 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
                reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
-               progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
-    """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file)
-    into `out`; `grid` (a `--grid` text) places the input on the map. Returns the run report."""
+               progress_factory: Optional[Callable[[int], Callable]] = None,
+               notify: Optional[Callable[[str], None]] = None, command: str = "prediff sample") -> dict:
+    """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file; or
+    the newest frames of a folder or glob of one file per time) into `out`; `grid` (a `--grid` text) places the
+    input on the map. `notify` receives the lines to show before sampling (how the input was read, the model);
+    `command` is recorded in the file's history. Returns the run report."""
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
     radar = read_radar_input(input, event, start, variable=variable, grid=grid)
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
@@ -55,17 +58,20 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     if s.align_oracle is not None and radar.truth is None:
         raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
     reference = reference_time_of(radar.context_times, reference_time, input)
+    for line in radar.notes + model_lines(loaded):
+        if notify is not None:
+            notify(line)
     setup_runtime(settings.device, settings.seed)
     evaluations = len(solver_timesteps(s.sampler, s.steps, loaded.config.diffusion.timesteps))
     calls = -(-s.samples // (s.member_batch or s.samples))
     progress = progress_factory(evaluations * calls) if progress_factory else None
     result = run_forecast(loaded, settings, radar.context, radar.truth, progress)
-    attrs = provenance(loaded, settings, result, source=input, event=event, start=start)
+    attrs = provenance(loaded, settings, result, source=input, event=event, start=start, command=command)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     nc = write_forecast(out / "forecast.nc", result.members, reference_time=reference,
                         lead_minutes=result.lead_minutes, context=radar.context, grid=radar.grid, attrs=attrs,
-                        thresholds=s.thresholds)
+                        thresholds=s.thresholds, orientation=radar.orientation)
     gif = write_forecast_gif(out / "forecast.gif", radar.context, result.members, lead_minutes=result.lead_minutes,
                              max_members=s.gif_members, truth=radar.truth, reference_time=reference,
                              thresholds=s.thresholds)
@@ -81,7 +87,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         "reference_time": reference.isoformat(), "thresholds": [float(v) for v in s.thresholds],
         "grid": None if radar.grid is None else radar.grid.mapping_name,
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
-        "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name,
+        "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name, "input_notes": radar.notes,
     }
     atomic_write_text(out / "run.json", json.dumps(report, indent=2, sort_keys=True))
     return report
