@@ -34,14 +34,18 @@ from .vil_scale import to_model_scale
 
 RADAR_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".netcdf", ".cdf")
 MAX_FILES = 2000
-_GLOB_CHARACTERS = "*?["
 
 
 def is_folder_input(source) -> bool:
-    """Whether `source` names a folder or a glob pattern (rather than one file)."""
+    """Whether `source` names a folder or a glob pattern (rather than one file). Brackets alone make a pattern only
+    when it matches something: they are common in file names."""
     text = str(source)
     path = Path(text)
-    return path.is_dir() or (any(c in text for c in _GLOB_CHARACTERS) and not path.exists())
+    if path.is_dir():
+        return True
+    if path.exists():
+        return False
+    return "*" in text or "?" in text or ("[" in text and next(glob.iglob(text), None) is not None)
 
 
 @dataclass

@@ -134,14 +134,16 @@ def _xarray_variables(obj, variable: str) -> Dict[str, CfVariable]:
 # decoding raw values
 
 
-def _number(attrs: Mapping[str, object], key: str, what: str) -> Optional[np.ndarray]:
+def _number(attrs: Mapping[str, object], key: str, what: str, nan_ok: bool = False) -> Optional[np.ndarray]:
+    """The attribute `key` as float64 numbers (None when absent); it must be finite (`nan_ok`: or NaN, as a fill
+    value may be)."""
     if key not in attrs:
         return None
     try:
         value = np.asarray(attrs[key], dtype=np.float64).ravel()
     except (TypeError, ValueError):
         raise InputError(f"{what}: its {key} {attrs[key]!r} is not a number") from None
-    if value.size == 0 or not np.all(np.isfinite(value)):
+    if value.size == 0 or not np.all(np.isfinite(value) | (nan_ok & np.isnan(value))):
         raise InputError(f"{what}: its {key} is not a finite number")
     return value
 
@@ -156,7 +158,7 @@ def decode_values(raw: np.ndarray, attrs: Mapping[str, object], what: str) -> np
     values = raw.astype(np.float64)
     missing = ~np.isfinite(values)
     for key in ("_FillValue", "missing_value"):
-        marks = _number(attrs, key, what)
+        marks = _number(attrs, key, what, nan_ok=True)
         if marks is not None:
             missing |= np.isin(values, marks)
     valid = _number(attrs, "valid_range", what)
