@@ -91,8 +91,8 @@ def test_history_command_line_has_no_machine_paths(tmp_path, monkeypatch):
     from prediff.cli.command_line import command_line
 
     monkeypatch.chdir(tmp_path)
-    line = command_line(["sample", "--input", str(tmp_path / "in" / "r.nc"), "--out=/somewhere/else/fc",
-                         "--grid", "center=35,-97"])
+    line = command_line(argv=["sample", "--input", str(tmp_path / "in" / "r.nc"), "--out=/somewhere/else/fc",
+                              "--grid", "center=35,-97"])
     assert line == "prediff sample --input in/r.nc --out=.../fc --grid center=35,-97"
 
 

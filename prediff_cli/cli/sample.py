@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
     @guarded(oom_hint="try fewer --samples or members per call (--set sample.member_batch=N)")
     @forecast_options
     def sample(
+        ctx: typer.Context,
         input: Annotated[Path, typer.Option(
             "--input", "-i", metavar="FILE|DIR|GLOB", help="Radar file: HDF5 with a 'vil' dataset, SEVIR (N,H,W,T) or "
             "(T,H,W); or CF NetCDF (netCDF-3/4) whose variable has time, y and x dimensions (in any order, told by "
@@ -86,7 +87,7 @@ def register(app: typer.Typer) -> None:
             with StepsDisplay("denoising") as display:
                 report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),
                                     variable=variable, grid=grid, progress_factory=display.start, notify=echo,
-                                    command=command_line(), **forecast)
+                                    command=command_line(ctx), **forecast)
             echo(f"wrote {report['netcdf']}, {report['gif']} and {report['png']} "
                  f"({report['members']} members, {report['sampler']}-{report['network_evaluations']}, "
                  f"{report['seconds']:.1f} s; alignment: {report['alignment']})")
