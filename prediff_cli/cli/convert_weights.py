@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
     @app.command("convert-weights")
     @guarded
     def convert_weights_cmd(
-        src: Annotated[Path, typer.Argument(metavar="FILE", help="Official PyTorch state dict (.pt) or .npz with the same keys.")],
+        src: Annotated[Path, typer.Argument(metavar="FILE", help="Official PyTorch state dict (.pt) or .npz with the "
+                                                                 "same keys.")],
         component: Annotated[Component, typer.Option("--component", help="Which network the weights belong to.")],
         out: Annotated[Path, typer.Option("--out", help="Destination MindSpore checkpoint (.ckpt).")],
         config: ConfigOpt = "sevirlr",

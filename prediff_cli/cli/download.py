@@ -90,7 +90,8 @@ class Component(str, Enum):
 @guarded(oom_hint="the conversion holds one network at a time; free memory and run again (downloads resume)")
 def weights(
     model: Annotated[str, typer.Argument(
-        metavar="sevirlr|i3d", help="Published model to install (sevirlr), or i3d: the video network of the FVD score.")] = "sevirlr",
+        metavar="sevirlr|i3d",
+        help="Published model to install (sevirlr), or i3d: the video network of the FVD score.")] = "sevirlr",
     component: Annotated[Component, typer.Option("--component", help="Which network to fetch.")] = Component.all,
     url_base: Annotated[Optional[str], typer.Option(
         "--url-base", metavar="URL", help="A mirror serving the official file names (default: the official "

@@ -69,8 +69,8 @@ MAX_SCAN_VALUES = 1 << 28
 
 
 def to_model_scale(values, scale: str, what: str, hint: str = "") -> np.ndarray:
-    """VIL `values` (any shape) on `scale` — "unit" (0–1), "digital" (SEVIR 0–255) or "physical" (kg m⁻²) — → the
-    model's 0–1 scale (float32). Missing, negative or out-of-scale values are refused in one line naming `what`;
+    """VIL `values` (any shape) on `scale` — "unit" (0–1), "digital" (SEVIR 0–255) or "physical" (kg m⁻²) — to
+    the model's 0–1 scale (float32). Missing, negative or out-of-scale values are refused in one line naming `what`;
     `hint` is added to the out-of-scale message."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
