@@ -28,6 +28,22 @@ if hasattr(typer.core, "TyperOption") and hasattr(typer.core.TyperOption, "displ
         typer.core.TyperOption.display_type_rich, "_prediff_flags", False):
     typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
 
+
+def _arguments_named_by_metavar(display_type_rich):
+    """An argument given a metavar (its choices, or what it names) shows that, without a `<str>` type column."""
+    @functools.wraps(display_type_rich)
+    def display(self, ctx):
+        return None if getattr(self, "metavar", None) else display_type_rich(self, ctx)
+
+    display._prediff_metavar = True
+    return display
+
+
+if hasattr(typer.core, "TyperArgument") and hasattr(typer.core.TyperArgument, "display_type_rich") and not getattr(
+        typer.core.TyperArgument.display_type_rich, "_prediff_metavar", False):
+    typer.core.TyperArgument.display_type_rich = _arguments_named_by_metavar(
+        typer.core.TyperArgument.display_type_rich)
+
 app = typer.Typer(
     name="prediff",
     help="Probabilistic precipitation nowcasting with PreDiff (latent diffusion + knowledge alignment).",

@@ -7,11 +7,13 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from mindspore import Tensor
@@ -23,6 +25,8 @@ from prediff.errors import InputError
 from prediff.heap import HeapTrimmer
 
 from .latents import jit_decoder, jit_encoder, split_moments
+from .model import CUSTOM, OPTION_OF
+from .model_store import BUNDLED
 from .precision import forecast_precision
 from .sampler import EnsembleSampler, MemberNoise
 
@@ -163,11 +167,73 @@ def run_forecast(model, config: Config, context: np.ndarray, truth: Optional[np.
                           precision=forecaster.precision)
 
 
+#: models trained on synthetic storms: name → the command that installs a model trained on real radar
+SYNTHETIC_MODELS = {"demo": "prediff download weights sevirlr"}
+
+
+def model_label(model) -> str:
+    """The model's name as files and messages show it: an installed name, or a model folder's own name (never the
+    path of the machine that ran the forecast)."""
+    name = str(model.name)
+    return Path(name).name if ("/" in name or "\\" in name) else name
+
+
+def weights_digest(model) -> str:
+    """One SHA-256 for the model's weights: over the component files' SHA-256s ("vae=<hex>" lines, sorted), so
+    two forecasts share it exactly when they used the same checkpoint files."""
+    if not model.sha256:
+        return "none"
+    text = "".join(f"{component}={digest}\n" for component, digest in sorted(model.sha256.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_synthetic(model) -> bool:
+    """Whether the model is the bundled one trained on synthetic storms (judged by its files, not its name)."""
+    unet = getattr(model.paths, "unet", None)
+    return unet is not None and any(Path(unet).resolve().parent == BUNDLED[name].resolve()
+                                    for name in SYNTHETIC_MODELS if name in BUNDLED)
+
+
+def model_lines(model) -> List[str]:
+    """What the terminal says before sampling: the model and its weights' digest (for a model put together from
+    checkpoint files, the files); for the demo model, that it knows synthetic storms only, and how to install the
+    published model."""
+    lines = [f"model {model_label(model)} (weights sha256 {weights_digest(model)[:16]})"]
+    if model.name == CUSTOM:
+        lines.append("checkpoints: " + ", ".join(f"{option.lstrip('-')} {getattr(model.paths, c) or 'none'}"
+                                                 for c, option in OPTION_OF.items()))
+    if is_synthetic(model):
+        command = next(iter(SYNTHETIC_MODELS.values()))
+        lines.append(f"note: the {model_label(model)} model is trained on synthetic storms, not real radar; install "
+                     f"the published model with `{command}` and forecast with --model sevirlr")
+    return lines
+
+
+def _without_machine_paths(config: Config) -> Config:
+    """The config as stored in a forecast file: the paths of the machine that trained the model left out."""
+    train = {name: dataclasses.replace(getattr(config, name), latent_cache=None)
+             for name in ("train_vae", "train_diffusion", "train_align")
+             if hasattr(getattr(config, name, None), "latent_cache")}
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, root=None), **train)
+
+
+def history_line(command: str, when: Optional[dt.datetime] = None) -> str:
+    """A CF `history` entry: the UTC time and the command that wrote the file."""
+    when = when or dt.datetime.now(dt.timezone.utc)
+    return f"{when:%Y-%m-%dT%H:%M:%SZ}: {command}"
+
+
 def provenance(model, config: Config, result: ForecastResult, *, source: Path, event: int,
-               start: int) -> Dict[str, object]:
-    """Global attributes of the forecast file: the settings used, the checkpoints and the model's own config."""
+               start: int, command: str = "prediff Python API (prediff.forecast)") -> Dict[str, object]:
+    """Global attributes of the forecast file: the model (name, weights digest), the settings used, the
+    checkpoints, the model's own config (without machine paths) and a `history` line for `command`."""
     s, aligned = config.sample, result.y_hat is not None
+    label = model_label(model)
+    source_text = f"PreDiff latent diffusion (MindSpore), model {label}" + \
+        (" (trained on synthetic storms, not real radar)" if is_synthetic(model) else "")
     return {
+        "source": source_text, "history": history_line(command), "model": label,
+        "model_weights_sha256": weights_digest(model),
         "prediff_version": __version__, "sampler": s.sampler, "solver_steps": int(result.network_evaluations),
         "requested_steps": int(s.steps), "eta": float(s.eta), "precision": result.precision,
         "requested_precision": s.precision,
@@ -180,7 +246,7 @@ def provenance(model, config: Config, result: ForecastResult, *, source: Path, e
         "align_checkpoint": Path(model.paths.align).name if aligned else "none",
         "align_sha256": model.sha256["align"] if aligned else "none",
         "input_file": Path(source).name, "input_event": int(event), "input_start_frame": int(start),
-        "prediff_config": config_to_yaml(model.config),
+        "prediff_config": config_to_yaml(_without_machine_paths(model.config)),
     }
 
 

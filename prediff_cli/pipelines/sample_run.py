@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from prediff.config import write_resolved_config
 from prediff.config.forecast_settings import forecast_config
-from prediff.data.model_placement import OUTPUT_GRIDS, output_fields
+from prediff.data.model_placement import OUTPUT_GRIDS, output_fields, written_orientation
 from prediff.data.radar_input import read_radar_input
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
@@ -23,7 +23,7 @@ from prediff.runtime import setup_runtime
 from prediff.visualization.animation import write_forecast_gif
 from prediff.visualization.summary import write_summary_png
 
-from .forecast import AlignmentRequest, provenance, reference_time_of, run_forecast
+from .forecast import AlignmentRequest, model_label, model_lines, provenance, reference_time_of, run_forecast
 from .model import Checkpoints, load_model
 from .precision import check_precision_request
 from .sampler import solver_timesteps
@@ -36,10 +36,13 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
                reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
-               output_grid: str = "model", progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
-    """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file)
-    into `out`; `grid` (a `--grid` text) places the input on the map; `output_grid` ("model" or "input") is the
-    grid the forecast is written on. Returns the run report."""
+               output_grid: str = "model", progress_factory: Optional[Callable[[int], Callable]] = None,
+               notify: Optional[Callable[[str], None]] = None, command: str = "prediff sample") -> dict:
+    """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file; or
+    the newest frames of a folder or glob of one file per time) into `out`; `grid` (a `--grid` text) places the
+    input on the map; `output_grid` ("model" or "input") is the grid the forecast is written on. `notify` receives
+    the lines to show before sampling (how the input was read, the model); `command` is recorded in the file's
+    history. Returns the run report."""
     if output_grid not in OUTPUT_GRIDS:
         raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
@@ -64,20 +67,24 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
     check_precision_request(s.precision)
     reference = reference_time_of(radar.context_times, reference_time, input)
+    for line in radar.notes + model_lines(loaded):
+        if notify is not None:
+            notify(line)
     setup_runtime(settings.device, settings.seed)
     evaluations = len(solver_timesteps(s.sampler, s.steps, loaded.config.diffusion.timesteps))
     calls = -(-s.samples // (s.member_batch or s.samples))
     progress = progress_factory(evaluations * calls) if progress_factory else None
     result = run_forecast(loaded, settings, radar.context, radar.truth, progress)
-    attrs = provenance(loaded, settings, result, source=input, event=event, start=start)
+    attrs = provenance(loaded, settings, result, source=input, event=event, start=start, command=command)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     members, context, truth, out_grid = output_fields(result.members, radar.context, radar.truth, radar.grid,
                                                       radar.placement, output_grid)
     nc = write_forecast(out / "forecast.nc", members, reference_time=reference, lead_minutes=result.lead_minutes,
-                        context=context, grid=out_grid, attrs=attrs, thresholds=s.thresholds)
+                        context=context, grid=out_grid, attrs=attrs, thresholds=s.thresholds,
+                        orientation=written_orientation(radar.orientation, radar.grid, output_grid))
     pictures = dict(lead_minutes=result.lead_minutes, max_members=s.gif_members, truth=truth,
-                    reference_time=reference, thresholds=s.thresholds, model_name=loaded.name, grid=out_grid)
+                    reference_time=reference, thresholds=s.thresholds, model_name=model_label(loaded), grid=out_grid)
     gif = write_forecast_gif(out / "forecast.gif", context, members, **pictures)
     png = write_summary_png(out / "forecast.png", context, members, **pictures)
     write_resolved_config(settings, out)
@@ -92,7 +99,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         "grid": None if out_grid is None else out_grid.mapping_name, "output_grid": output_grid,
         "input_coverage": None if radar.placement is None else round(radar.placement.coverage, 4),
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
-        "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name,
+        "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name, "input_notes": radar.notes,
     }
     atomic_write_text(out / "run.json", json.dumps(report, indent=2, sort_keys=True))
     return report
