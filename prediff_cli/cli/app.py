@@ -10,7 +10,7 @@ import typer.core
 from typing_extensions import Annotated
 
 from prediff import __version__
-from prediff.cli import convert_weights, download, export_model, info, models, sample, score, train
+from prediff.cli import convert_weights, download, export_model, info, models, sample, score, train, watch
 from prediff.cli.reporting import fail
 
 def _flags_without_type(display_type_rich):
@@ -64,7 +64,7 @@ def _root(version: Annotated[Optional[bool], typer.Option(
     """Probabilistic precipitation nowcasting with PreDiff."""
 
 
-for _module in (info, download, train, sample, score, models, export_model, convert_weights):
+for _module in (info, download, train, sample, watch, score, models, export_model, convert_weights):
     _module.register(app)
 
 
