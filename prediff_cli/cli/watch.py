@@ -25,21 +25,24 @@ _THRESHOLDS = load_config(DEFAULT_MODEL).sample.thresholds
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While the watch runs, SIGTERM (a service manager stopping it, `kill`) ends it as Ctrl-C does: the cycle in
-    progress is removed and the command exits 0."""
+def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
+    """While the watch runs, Ctrl-C (SIGINT) and SIGTERM (a service manager stopping it, `kill`) set `stop` and
+    interrupt the work in progress: the cycle being forecast is removed and the command exits 0. Setting `stop`
+    as well makes the watch end at its next step even where the interrupt lands in library code that swallows it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
+        stop.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:
@@ -82,8 +85,9 @@ def register(app: typer.Typer) -> None:
         if levels is not None:
             forecast["values"]["sample.thresholds"] = levels
         forecast.pop("overwrite")
-        with json_output(json_), _sigterm_interrupts():
+        stop = threading.Event()
+        with json_output(json_), _stopping_on_signals(stop):
             summary = run_watch(folder, out, keep=keep, poll=poll, once=once, settle=settle, variable=variable,
-                                grid=grid, notify=echo, command=command_line(ctx), **forecast)
+                                grid=grid, notify=echo, stop=stop, command=command_line(ctx), **forecast)
         if json_:
             emit_json(summary)

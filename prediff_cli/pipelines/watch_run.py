@@ -30,8 +30,8 @@ from prediff import __version__
 from prediff.data.frame_arrivals import Context, FrameArrivals
 from prediff.errors import InputError, PrediffError
 from prediff.io.atomic import atomic_write_text
-from prediff.io.cycle_folders import (check_latest, cycle_name, done_cycles, exclusive, point_latest, prune, publish,
-                                      remove_leftovers, staging_dir)
+from prediff.io.cycle_folders import (LATEST, check_latest, cycle_name, done_cycles, exclusive,
+                                      point_latest, prune, publish, remove_leftovers, staging_dir)
 from prediff.io.json_lines import append_json_line
 from prediff.io.output_dir import check_output_dir
 
@@ -61,6 +61,18 @@ def _check_out(out: Path, folder: Path) -> None:
     if out.is_dir() and not (out / LOG_NAME).is_file() and any(p.name != ".watch.lock" for p in out.iterdir()):
         raise InputError(f"--out {out} holds other files; choose a new or empty folder, or one that `prediff watch` "
                          "wrote before (it holds watch.log.jsonl)")
+
+
+def _repoint_latest(out: Path) -> None:
+    """After an interrupt between a cycle's rename and its link, `latest` may still name the cycle before (or a
+    pruned one): point it at the newest cycle done."""
+    done = done_cycles(out)
+    if not done:
+        return
+    when, name = done[-1]
+    link = out / LATEST
+    if not link.is_symlink() or os.readlink(link) != name:
+        point_latest(out, name, when)
 
 
 class _Watch:
@@ -221,6 +233,7 @@ def run_watch(folder: Path, out: Path, *, keep: int = 24, poll: float = 10.0, on
     with exclusive(out):
         check_latest(out)
         remove_leftovers(out)
+        _repoint_latest(out)
         state, problem = WatchState.load(out)
         if problem:
             (out / STATE_NAME).replace(out / (STATE_NAME + ".unreadable"))
@@ -247,7 +260,10 @@ def run_watch(folder: Path, out: Path, *, keep: int = 24, poll: float = 10.0, on
             watch.log("stop", reason="interrupted")
             watch.say("stopped (interrupted); no cycle was left half-written")
             return watch.summary
-        watch.log("stop", reason="once" if once else "stopped")
+        watch.summary["stopped"] = stop.is_set()
+        watch.log("stop", reason="stopped" if stop.is_set() else "once")
+        if stop.is_set():
+            watch.say("stopped")
         return watch.summary
 
 
