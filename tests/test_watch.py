@@ -186,6 +186,21 @@ def test_the_output_folder_must_be_new_or_a_watch_folder_and_one_watch_at_a_time
 # ------------------------------------------------------------------------------------------------ with the demo model
 
 
+def test_a_model_reuses_its_compiled_forecaster_while_the_settings_stay_the_same():
+    import dataclasses
+
+    from prediff.pipelines.forecast import model_forecaster
+    from prediff.pipelines.model import load_model
+
+    demo = load_model("demo")  # its own: the forecasters made here are never run
+    assert demo.forecaster_cache is None
+    settings = dataclasses.replace(demo.config.sample, samples=1, steps=2)
+    first = model_forecaster(demo, settings)
+    assert model_forecaster(demo, dataclasses.replace(settings)) is first  # equal settings: the same graphs
+    other = model_forecaster(demo, dataclasses.replace(settings, steps=3))
+    assert other is not first and model_forecaster(demo, settings) is not first  # only the last settings kept
+
+
 def test_frames_dropped_one_by_one_make_a_forecast_per_complete_context(tmp_path, demo):
     from prediff.pipelines.watch_run import run_watch
 
@@ -203,7 +218,7 @@ def test_frames_dropped_one_by_one_make_a_forecast_per_complete_context(tmp_path
         time.sleep(0.5)  # ten looks at a folder holding 6 of the 7 frames: nothing is forecast
         assert _cycles(out) == [] and not (out / "latest").exists()
         _drop(radar, 6)
-        _wait_for(lambda: _cycles(out) == ["20190701T1900Z"], what="the first cycle")
+        _wait_for(lambda: _cycles(out) == ["20190701T1900Z"] and (out / "latest").is_symlink(), what="the first cycle")
         assert os.readlink(out / "latest") == "20190701T1900Z"
         bad, tmp = radar / "radar_201907011905.h5", radar / ".radar_201907011905.h5.part"
         tmp.write_bytes(b"not radar at all")

@@ -85,25 +85,25 @@ def radar_files_in(folder: Path) -> Iterator[Path]:
 
 
 def _files(source) -> List[Path]:
+    if isinstance(source, (list, tuple)):
+        if not source or len(source) > MAX_FILES:
+            raise InputError(f"expected a list of 1 to {MAX_FILES} radar files holding one time each; got "
+                             f"{len(source)}")
+        return sorted(Path(p) for p in source)
     text = str(source)
     path = Path(text)
-    if isinstance(source, (list, tuple)):
-        found = (Path(p) for p in source)
-        what = f"the {len(source)} files given"
-        path = Path("")  # not a folder: an empty list is refused below as "no file"
-    elif path.is_dir():
+    if path.is_dir():
         found = radar_files_in(path)
         what = f"the folder {path}"
     else:
         found = (Path(p) for p in glob.iglob(text) if not Path(p).is_dir())
         what = f"the pattern {text!r}"
     files = sorted(itertools.islice(found, MAX_FILES + 1))
-    if not files and path.is_dir() and not isinstance(source, (list, tuple)):
+    if not files and path.is_dir():
         raise InputError(f"{path} is a directory holding no radar files ({', '.join('*' + s for s in RADAR_SUFFIXES)}"
                          "); expected an HDF5 or NetCDF file, or a folder of files holding one time each")
     if not files:
-        raise InputError(f"no file matches {what}" if not isinstance(source, (list, tuple)) else
-                         "no files given: expected a list of radar files holding one time each")
+        raise InputError(f"no file matches {what}")
     if len(files) > MAX_FILES:
         raise InputError(f"{what} holds more than {MAX_FILES} radar files; point --input at the recent ones (a "
                          "narrower glob, such as 'DIR/*20190701*')")

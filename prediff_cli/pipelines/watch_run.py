@@ -41,6 +41,8 @@ from .sample_run import run_sample
 from .watch_state import STATE_NAME, WatchState
 
 LOG_NAME = "watch.log.jsonl"
+#: records kept in the summary `run_watch` returns, per kind (the log keeps them all)
+SUMMARY_ITEMS = 1000
 
 
 def _iso(seconds: float) -> str:
@@ -87,10 +89,20 @@ class _Watch:
         self.summary: Dict[str, Any] = {"cycles": [], "skipped": [], "failed": [], "stopped": False}
 
     def say(self, line: str, once: bool = False) -> None:
+        """Tell `line`; with `once`, only the first time (the model's name, a file being waited for)."""
         if self._notify is None or (once and line in self._said):
             return
-        self._said.add(line)
+        if once:
+            if len(self._said) > SUMMARY_ITEMS:  # bounded over a long run (a line may then be told again)
+                self._said.clear()
+            self._said.add(line)
         self._notify(line)
+
+    def note(self, kind: str, item: dict) -> None:
+        """Add to the summary's list `kind`, keeping the newest `SUMMARY_ITEMS` (a watch may run for months)."""
+        items = self.summary[kind]
+        items.append(item)
+        del items[:-SUMMARY_ITEMS]
 
     def log(self, event: str, **fields) -> None:
         append_json_line(self.out / LOG_NAME, {"event": event, "time": _iso(time.time()), **fields})
@@ -102,7 +114,7 @@ class _Watch:
         for path, why in scan.refused:
             self.log("skipped", file=path.name, reason=why)
             self.say(f"skipped {path.name}: {why}")
-            self.summary["skipped"].append({"file": path.name, "reason": why})
+            self.note("skipped", {"file": path.name, "reason": why})
         if self.arrivals.refused != before:
             self.state.refused = dict(self.arrivals.refused)
             self.state.save(self.out)
@@ -149,7 +161,7 @@ class _Watch:
             self.state.save(self.out)
             self.log("failed", cycle=name, reason=str(exc), files=[f.name for f in context.files])
             self.say(f"{name}: refused: {exc}")
-            self.summary["failed"].append({"cycle": name, "reason": str(exc)})
+            self.note("failed", {"cycle": name, "reason": str(exc)})
             return None
         except (PrediffError, OSError, MemoryError) as exc:
             self.log("failed", cycle=name, reason=f"{type(exc).__name__}: {exc}", fatal=True)
@@ -177,7 +189,7 @@ class _Watch:
         self.say(f"{name}: wrote {self.out / name} ({report['members']} members, {report['sampler']}-"
                  f"{report['network_evaluations']}, {wall:.1f} s; {record['latency_from_arrival_s']:.1f} s after the "
                  "last frame arrived)")
-        self.summary["cycles"].append(record)
+        self.note("cycles", record)
         return record
 
 
