@@ -201,6 +201,19 @@ def test_a_model_reuses_its_compiled_forecaster_while_the_settings_stay_the_same
     assert other is not first and model_forecaster(demo, settings) is not first  # only the last settings kept
 
 
+def test_a_reused_forecaster_carries_nothing_from_one_forecast_to_the_next(demo):
+    from prediff.config.forecast_settings import forecast_config
+    from prediff.pipelines.forecast import run_forecast
+
+    settings = forecast_config(demo.config, None, [], FAST)
+    one = np.stack([_frame(k) for k in range(7)]).astype(np.float32) / 255
+    other = np.stack([_frame(k + 5) for k in range(7)]).astype(np.float32) / 255
+    first = run_forecast(demo, settings, one, None).members
+    run_forecast(demo, settings, other, None)
+    again = run_forecast(demo, settings, one, None)
+    np.testing.assert_array_equal(again.members, first)
+
+
 def test_frames_dropped_one_by_one_make_a_forecast_per_complete_context(tmp_path, demo):
     from prediff.pipelines.watch_run import run_watch
 
