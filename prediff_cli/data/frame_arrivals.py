@@ -15,8 +15,8 @@ A file is never trusted because of its name.
 * Two files holding the same time: the one that arrived first (older modification time) is used, the other is
   refused.
 
-Only the newest `WATCH_FILES` files (by modification time) are looked at: a nowcast needs the recent frames,
-and a folder that keeps every frame of a year must not be re-listed into memory at every scan.
+Only the newest `WATCH_FILES` files (by modification time) are read and remembered: a nowcast needs the recent
+frames, and what is kept between scans must not grow with a folder that keeps every frame of a year.
 """
 from __future__ import annotations
 
