@@ -42,8 +42,9 @@ def read_radar(source, event: int = 0, start: int = 0, variable: str = "vil",
 
     Parameters
     ----------
-    source : path, folder, glob pattern, xarray.DataArray or xarray.Dataset
-        An HDF5 or CF NetCDF file; a folder or glob of files holding one time each (the newest complete context);
+    source : path, folder, glob pattern, list of paths, xarray.DataArray or xarray.Dataset
+        An HDF5 or CF NetCDF file; a folder, glob or list of files holding one time each (the newest complete
+        context);
         or an xarray object, read as a NetCDF file is: dimensions told by their coordinates, scale by the `units`
         attribute ("kg m-2", or "1" / none for digital 0–255 or 0–1).
     grid : str, optional

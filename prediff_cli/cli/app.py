@@ -11,7 +11,7 @@ from typing_extensions import Annotated
 
 from prediff import __version__
 from prediff.cli import (convert_weights, download, export_model, import_mindearth, info, models, sample, score,
-                         train)
+                         train, watch)
 from prediff.cli.reporting import fail
 
 def _flags_without_type(display_type_rich):
@@ -65,7 +65,8 @@ def _root(version: Annotated[Optional[bool], typer.Option(
     """Probabilistic precipitation nowcasting with PreDiff."""
 
 
-for _module in (info, download, train, sample, score, models, export_model, import_mindearth, convert_weights):
+for _module in (info, download, train, sample, watch, score, models, export_model, import_mindearth,
+                convert_weights):
     _module.register(app)
 
 

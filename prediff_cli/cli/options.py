@@ -138,21 +138,26 @@ FORECAST_OPTIONS = {
 }
 
 
-def forecast_options(command):
+def forecast_options(command=None, *, without=()):
     """Give a Typer command the `FORECAST_OPTIONS`; it receives them as one keyword `forecast`: the arguments
-    `run_sample` and `run_score` share (model, config, sets, values, checkpoints, allow_mismatch, overwrite)."""
+    `run_sample` and `run_score` share (model, config, sets, values, checkpoints, allow_mismatch, overwrite).
+    Use as `@forecast_options`, or `@forecast_options(without=("overwrite",))` for a command where an option has
+    no meaning (it then gets the option's default)."""
+    if command is None:
+        return functools.partial(forecast_options, without=tuple(without))
     signature = inspect.signature(command)
     hints = typing.get_type_hints(command, include_extras=True)  # Typer reads the options from the annotations
     own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
            if p.name != "forecast"]
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=tp)
-              for name, (tp, default) in FORECAST_OPTIONS.items()]
+              for name, (tp, default) in FORECAST_OPTIONS.items() if name not in without]
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from prediff.pipelines.model import Checkpoints  # pipelines load when a command runs, not at start-up
 
-        flags = {name: kwargs.pop(name) for name in FORECAST_OPTIONS}
+        flags = {name: kwargs.pop(name) if name not in without else default
+                 for name, (_, default) in FORECAST_OPTIONS.items()}
         values = sample_values(**{k: flags[k] for k in ("samples", "sampler", "steps", "eta", "align", "align_target",
                                                         "align_factor", "align_oracle", "guide_scale",
                                                         "couple_members", "precision")})

@@ -9,7 +9,8 @@ counting back from the newest; when the newest frames have a gap, the newest com
 (said in one line). All frames used must have the same size, grid and orientation.
 
 A folder is read for the suffixes in `RADAR_SUFFIXES` (hidden files, such as transfers in progress, are skipped);
-a glob takes what it matches. At most `MAX_FILES` files are looked at.
+a glob takes what it matches; a list (or tuple) of paths is read as given (the Python API, `prediff watch`). At most
+`MAX_FILES` files are looked at.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import glob
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -37,8 +38,10 @@ MAX_FILES = 2000
 
 
 def is_folder_input(source) -> bool:
-    """Whether `source` names a folder or a glob pattern (rather than one file). Brackets alone make a pattern only
-    when it matches something: they are common in file names."""
+    """Whether `source` names a folder or a glob pattern, or is a list of files (rather than one file). Brackets
+    alone make a pattern only when it matches something: they are common in file names."""
+    if isinstance(source, (list, tuple)):
+        return True
     text = str(source)
     path = Path(text)
     if path.is_dir():
@@ -67,11 +70,30 @@ class FolderInput:
     notes: List[str]
 
 
+def source_name(source) -> Path:
+    """How a folder input is named in messages and in the forecast's records: the folder, the pattern, or for a list
+    of files their common folder."""
+    if isinstance(source, (list, tuple)):
+        folders = {Path(p).parent for p in source}
+        return folders.pop() if len(folders) == 1 else Path(f"{len(source)} files")
+    return Path(str(source))
+
+
+def radar_files_in(folder: Path) -> Iterator[Path]:
+    """The radar files of a folder (suffixes in `RADAR_SUFFIXES`), hidden files (transfers in progress) skipped."""
+    return (p for p in Path(folder).iterdir() if not p.name.startswith(".") and p.suffix.lower() in RADAR_SUFFIXES)
+
+
 def _files(source) -> List[Path]:
+    if isinstance(source, (list, tuple)):
+        if not source or len(source) > MAX_FILES:
+            raise InputError(f"expected a list of 1 to {MAX_FILES} radar files holding one time each; got "
+                             f"{len(source)}")
+        return sorted(Path(p) for p in source)
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        found = (p for p in path.iterdir() if not p.name.startswith(".") and p.suffix.lower() in RADAR_SUFFIXES)
+        found = radar_files_in(path)
         what = f"the folder {path}"
     else:
         found = (Path(p) for p in glob.iglob(text) if not Path(p).is_dir())
@@ -108,16 +130,40 @@ def _netcdf_frames(path: Path, variable: str) -> List[_Frame]:
             for i, t in enumerate(series.times)]
 
 
+def _file_frames(path: Path, variable: str) -> List[_Frame]:
+    check_regular_file(path, "input file")
+    if file_format(path, variable) == "netcdf":
+        return _netcdf_frames(path, variable)
+    info = hdf5_frame(path, variable)
+    return [_Frame(info.time, path, info.values, info.scale)]
+
+
 def _frames(files: List[Path], variable: str) -> List[_Frame]:
-    frames = []
-    for path in files:
-        check_regular_file(path, "input file")
-        if file_format(path, variable) == "netcdf":
-            frames += _netcdf_frames(path, variable)
-        else:
-            info = hdf5_frame(path, variable)
-            frames.append(_Frame(info.time, path, info.values, info.scale))
-    return frames
+    return [frame for path in files for frame in _file_frames(path, variable)]
+
+
+def frame_key(time: dt.datetime) -> dt.datetime:
+    """A frame's time rounded to the second: how frames of different files are matched."""
+    return time.replace(microsecond=0) + dt.timedelta(seconds=round(time.microsecond / 1e6))
+
+
+def file_frame_times(path, variable: str) -> List[dt.datetime]:
+    """The times (UTC, rounded to the second) of the frames one file holds, read from its metadata only (the
+    values are read when the frame is used). Raises `InputError` for a file that is not a readable radar file
+    with times."""
+    return [frame_key(frame.time) for frame in _file_frames(Path(path), variable)]
+
+
+def newest_context(times: Iterable[dt.datetime], in_len: int) -> Optional[List[dt.datetime]]:
+    """The newest `in_len` times exactly 10 minutes apart among `times` (oldest first), or None. With 5- or
+    2.5-minute data this is every 2nd or 4th frame counting back from the newest complete one."""
+    present = set(times)
+    step = dt.timedelta(minutes=FRAME_MINUTES)
+    for end in sorted(present, reverse=True):
+        needed = [end - step * k for k in range(in_len - 1, -1, -1)]
+        if all(t in present for t in needed):
+            return needed
+    return None
 
 
 def _same_grid(a: _Frame, b: _Frame) -> bool:
@@ -141,24 +187,20 @@ def _scale(frames: List[_Frame], values: np.ndarray, where: str) -> str:
 
 
 def read_frame_folder(source, variable: str, in_len: int) -> FolderInput:
-    """The newest `in_len` frames 10 minutes apart among the files of a folder or glob `source`."""
-    where = str(source)
+    """The newest `in_len` frames 10 minutes apart among the files of a folder, a glob or a list of paths
+    `source`."""
+    where = str(source_name(source))
     frames = _frames(_files(source), variable)
     by_time: Dict[dt.datetime, _Frame] = {}
     for frame in frames:
-        key = frame.time.replace(microsecond=0) + dt.timedelta(seconds=round(frame.time.microsecond / 1e6))
+        key = frame_key(frame.time)
         if key in by_time:
             raise InputError(f"{where}: {by_time[key].path} and {frame.path} both hold the frame of "
                              f"{key:%Y-%m-%d %H:%M:%S}")
         by_time[key] = frame
     times = sorted(by_time)
     step = dt.timedelta(minutes=FRAME_MINUTES)
-    chosen: Optional[List[dt.datetime]] = None
-    for end in reversed(times):
-        needed = [end - step * k for k in range(in_len - 1, -1, -1)]
-        if all(t in by_time for t in needed):
-            chosen = needed
-            break
+    chosen = newest_context(times, in_len)
     usual = usual_step(times)
     if chosen is None:
         kind = f"; they are {usual:g} minutes apart" if usual is not None and usual not in (10.0, *THINNED_STEPS) \

@@ -28,7 +28,7 @@ from prediff.io.orientation import Orientation
 from prediff.io.untrusted import check_regular_file
 
 from .file_format import file_format
-from .frame_folder import is_folder_input, read_frame_folder
+from .frame_folder import is_folder_input, read_frame_folder, source_name
 from .frame_times import plan_frames
 from .hdf5_input import read_hdf5_input
 from .model_placement import Placement, place_on_model_grid
@@ -79,9 +79,9 @@ def read_radar_input(source, event: int = 0, start: int = 0, in_len: int = 7, ou
 
     Parameters
     ----------
-    source : path, glob pattern, folder, xarray.DataArray or xarray.Dataset
-        An HDF5 or NetCDF file; a folder or glob of files holding one time each (the newest complete context is
-        used; `event` and `start` must be 0); or an xarray object read like a NetCDF file.
+    source : path, glob pattern, folder, list of paths, xarray.DataArray or xarray.Dataset
+        An HDF5 or NetCDF file; a folder, glob or list of files holding one time each (the newest complete context
+        is used; `event` and `start` must be 0); or an xarray object read like a NetCDF file.
     grid : str, optional
         A `--grid` text that places the frames on the map (replacing the input's own grid).
     """
@@ -98,11 +98,11 @@ def read_radar_input(source, event: int = 0, start: int = 0, in_len: int = 7, ou
         notes += [note] if note else []
     elif is_folder_input(source):
         if event != 0 or start != 0:
-            raise InputError(f"--event and --start pick frames of one file; a folder or glob input ({source}) uses "
-                             "the newest frames that form a complete context")
+            raise InputError(f"--event and --start pick frames of one file; a folder or glob input "
+                             f"({source_name(source)}) uses the newest frames that form a complete context")
         folder = read_frame_folder(source, variable, in_len)
         context, truth, times, own_grid = folder.context, None, folder.times, folder.grid
-        orientation, notes, shown = folder.orientation, folder.notes, Path(str(source))
+        orientation, notes, shown = folder.orientation, folder.notes, source_name(source)
     else:
         path = shown = Path(source)
         check_regular_file(path, "input file")

@@ -151,12 +151,26 @@ class Forecaster:
         return frames.reshape((b, m) + frames.shape[1:])
 
 
+def model_forecaster(model, sample: SampleConfig) -> Forecaster:
+    """The `Forecaster` of `model` for the settings `sample`, kept on the model for the next call with the same
+    settings: compiling the sampling and coding graphs takes far longer than a small forecast, so a process that
+    forecasts again and again (`prediff watch`, the Python API in a loop) compiles them once. Only the last
+    settings' forecaster is kept (each holds compiled graphs)."""
+    kept = getattr(model, "forecaster_cache", None)
+    if kept is not None and kept[0] == sample:
+        return kept[1]
+    forecaster = Forecaster(model, sample)
+    if hasattr(model, "forecaster_cache"):
+        model.forecaster_cache = (sample, forecaster)
+    return forecaster
+
+
 def run_forecast(model, config: Config, context: np.ndarray, truth: Optional[np.ndarray],
                  progress=None) -> ForecastResult:
     """One context (T_in, H, W) → a `config.sample.samples`-member forecast with the noise of `config.seed`."""
     alignment = AlignmentRequest.from_config(config.sample)
     y_hat = None if alignment.mode == "none" else alignment_target(alignment, context, truth)
-    forecaster = Forecaster(model, config.sample)
+    forecaster = model_forecaster(model, config.sample)
     start = time.perf_counter()
     members = forecaster.run(context[None], None if y_hat is None else np.array([y_hat]), [config.seed],
                              progress)[0]

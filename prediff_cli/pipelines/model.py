@@ -101,6 +101,8 @@ class Model:
     checkpoints: Dict[str, Checkpoint] = field(repr=False)
     dropped: Dict[str, str] = field(default_factory=dict, repr=False)  # component → why the model's file is unused
     _nets: Dict[str, object] = field(default_factory=dict, repr=False)
+    #: (settings, Forecaster) of the last forecast, reused by the next one with the same settings (`forecast`)
+    forecaster_cache: Optional[tuple] = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_networks(cls, config: Config, vae, unet, align=None, name: str = "in-memory") -> "Model":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from prediff.config import write_resolved_config
 from prediff.config.forecast_settings import forecast_config
@@ -24,7 +24,7 @@ from prediff.visualization.animation import write_forecast_gif
 from prediff.visualization.summary import write_summary_png
 
 from .forecast import AlignmentRequest, model_label, model_lines, provenance, reference_time_of, run_forecast
-from .model import Checkpoints, load_model
+from .model import Checkpoints, Model, load_model
 from .precision import check_precision_request
 from .sampler import solver_timesteps
 
@@ -32,33 +32,36 @@ from .sampler import solver_timesteps
 OUTPUT_NAMES = ("forecast.nc", "forecast.gif", "forecast.png", "run.json", "config.yaml")
 
 
-def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo", event: int = 0, start: int = 0,
+def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"), *,
+               model: Union[str, Model] = "demo", event: int = 0, start: int = 0,
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
                reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
                output_grid: str = "model", progress_factory: Optional[Callable[[int], Callable]] = None,
                notify: Optional[Callable[[str], None]] = None, command: str = "prediff sample") -> dict:
     """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file; or
-    the newest frames of a folder or glob of one file per time) into `out`; `grid` (a `--grid` text) places the
-    input on the map; `output_grid` ("model" or "input") is the grid the forecast is written on. `notify` receives
-    the lines to show before sampling (how the input was read, the model); `command` is recorded in the file's
-    history. Returns the run report."""
+    the newest frames of a folder, glob or list of files holding one time each) into `out`; `grid` (a `--grid`
+    text) places the input on the map; `output_grid` ("model" or "input") is the grid the forecast is written on.
+    `model` is a model's name or folder, or a `Model` already loaded (then `checkpoints` and `allow_mismatch` are
+    not used, and its compiled networks are reused across calls). `notify` receives the lines to show before
+    sampling (how the input was read, the model); `command` is recorded in the file's history. Returns the run
+    report."""
     if output_grid not in OUTPUT_GRIDS:
         raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
     radar = read_radar_input(input, event, start, variable=variable, grid=grid)
-    loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
-                        allow_mismatch=allow_mismatch)
+    loaded = model if isinstance(model, Model) else load_model(
+        model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align, allow_mismatch=allow_mismatch)
     settings = forecast_config(loaded.config, config, sets, values)
     s = settings.sample
     t_in, size = loaded.config.unet.input_shape[0], loaded.config.data.img_size
     if radar.context.shape[1:] != (size, size):
         h, w = radar.context.shape[1:]
         if radar.grid is None:
-            raise InputError(f"{input}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop the input, "
-                             "or place it on the map with --grid)")
-        raise InputError(f"{input}: on the model's 3 km grid the input covers {h}x{w} pixels; the model forecasts "
-                         f"{size}x{size} (crop the input)")
+            raise InputError(f"{radar.source}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop the "
+                             "input, or place it on the map with --grid)")
+        raise InputError(f"{radar.source}: on the model's 3 km grid the input covers {h}x{w} pixels; the model "
+                         f"forecasts {size}x{size} (crop the input)")
     if len(radar.context) != t_in:
         raise InputError(f"the model expects {t_in} context frames; the input gives {len(radar.context)}")
     if s.align != "none" and not loaded.has_align:
@@ -66,7 +69,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     if s.align_oracle is not None and radar.truth is None:
         raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
     check_precision_request(s.precision)
-    reference = reference_time_of(radar.context_times, reference_time, input)
+    reference = reference_time_of(radar.context_times, reference_time, radar.source)
     for line in radar.notes + model_lines(loaded):
         if notify is not None:
             notify(line)
@@ -75,7 +78,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     calls = -(-s.samples // (s.member_batch or s.samples))
     progress = progress_factory(evaluations * calls) if progress_factory else None
     result = run_forecast(loaded, settings, radar.context, radar.truth, progress)
-    attrs = provenance(loaded, settings, result, source=input, event=event, start=start, command=command)
+    attrs = provenance(loaded, settings, result, source=radar.source, event=event, start=start, command=command)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     members, context, truth, out_grid = output_fields(result.members, radar.context, radar.truth, radar.grid,
