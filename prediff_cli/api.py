@@ -55,16 +55,19 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
              align_oracle: Optional[float] = None, guide_scale: Optional[float] = None,
              couple_members: Optional[bool] = None, member_batch: Optional[int] = None, seed: Optional[int] = None,
              thresholds: Optional[Sequence[float]] = None, config: Optional[str] = None, sets: Sequence[str] = (),
-             truth=None,
+             truth=None, tile_overlap: Optional[int] = None,
              reference_time: Optional[dt.datetime] = None, progress: Optional[Callable[[], None]] = None):
     """An ensemble forecast as an `xarray.Dataset` with the variables, coordinates and attributes of the NetCDF
     that `prediff sample` writes. `context`: a `RadarInput` (from `read_radar`) or (T_in, H, W) frames on 0–1 (then
-    `reference_time`, the UTC of the last frame, is needed; `truth` only for `align_oracle`)."""
+    `reference_time`, the UTC of the last frame, is needed; `truth` only for `align_oracle`). H and W are at least
+    the model's 128 pixels; larger frames are forecast in 128 x 128 windows overlapping by at least `tile_overlap`
+    pixels (default: the config's sample.tile_overlap) and blended."""
     radar = _as_radar(context, truth, reference_time)
     values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                            align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
                            guide_scale=guide_scale, couple_members=couple_members)
-    values.update({k: v for k, v in (("sample.member_batch", member_batch), ("seed", seed)) if v is not None})
+    values.update({k: v for k, v in (("sample.member_batch", member_batch), ("seed", seed),
+                                     ("sample.tile_overlap", tile_overlap)) if v is not None})
     if thresholds is not None:  # digital VIL levels of the exceedance probabilities
         values["sample.thresholds"] = tuple(float(v) for v in thresholds)
     settings = forecast_config(model.config, config, sets, values)

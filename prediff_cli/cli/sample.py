@@ -63,6 +63,10 @@ def register(app: typer.Typer) -> None:
             "--thresholds", metavar="V1,V2,...", help="Digital VIL thresholds of the exceedance probabilities "
             "(a pixel counts at >= threshold). (default: the config's sample.thresholds, 16,74,133,160,181,219)")
         ] = None,
+        tile_overlap: Annotated[Optional[int], typer.Option(
+            "--tile-overlap", metavar="PIXELS", min=0, help="Frames larger than the model's 128 x 128 are forecast "
+            "in 128 x 128 windows that overlap by at least this many pixels (a multiple of 8, at most 64), blended "
+            "smoothly. (default: the config's sample.tile_overlap, 32)")] = None,
         json_: JsonOpt = False,
         *, forecast: dict,
     ):
@@ -72,6 +76,8 @@ def register(app: typer.Typer) -> None:
         levels = parse_thresholds(thresholds)
         if levels is not None:
             forecast["values"]["sample.thresholds"] = levels
+        if tile_overlap is not None:
+            forecast["values"]["sample.tile_overlap"] = tile_overlap
         with json_output(json_):
             with StepsDisplay("denoising") as display:
                 report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),

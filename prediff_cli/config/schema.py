@@ -255,6 +255,9 @@ class SampleConfig:
     guide_scale: float = 50.0
     couple_members: bool = False  # official behaviour: one 2-norm over all members couples their guidance
     member_batch: int = 0  # members per UNet call (0 = all at once)
+    # frames larger than the model's (128 x 128) are forecast in windows of that size overlapping by at least this
+    # many pixels (a multiple of the VAE's 8-pixel downscale, at most half a window), blended smoothly
+    tile_overlap: int = 32
     gif_members: int = 4  # member panels drawn in the GIF (plus ensemble mean and maximum)
     thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # exceedance probabilities: digital VIL, >=
 
@@ -369,7 +372,7 @@ LIMITS = {
                   "ema_decay": Range(0.0, 1.0, hi_open=True), "recompute": Range(0, 3), "kl_weight": Range(0.0), "disc_start": NON_NEGATIVE,
                   "disc_weight": Range(0.0)},
     SampleConfig: {"samples": Range(1, 4096), "steps": POSITIVE_INT, "eta": FRACTION, "align_target": DIGITAL_VIL,
-                   "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
+                   "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE, "tile_overlap": NON_NEGATIVE,
                    "gif_members": NON_NEGATIVE, "thresholds": DIGITAL_VIL},
     ScoreConfig: {"thresholds": DIGITAL_VIL, "eps": POSITIVE, "pools": POSITIVE_INT, "fss_scales": POSITIVE_INT,
                   "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT},

@@ -22,7 +22,7 @@ from prediff.runtime import setup_runtime
 from prediff.visualization.animation import write_forecast_gif
 from prediff.visualization.summary import write_summary_png
 
-from .forecast import AlignmentRequest, provenance, reference_time_of, run_forecast
+from .forecast import AlignmentRequest, check_context, provenance, reference_time_of, run_forecast
 from .model import Checkpoints, load_model
 from .sampler import solver_timesteps
 
@@ -34,22 +34,18 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
                reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
-               progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
+               progress_factory: Optional[Callable[..., Callable]] = None) -> dict:
     """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file)
-    into `out`; `grid` (a `--grid` text) places the input on the map. Returns the run report."""
+    into `out`; `grid` (a `--grid` text) places the input on the map. Frames larger than the model's are
+    forecast in overlapping windows (`sample.tile_overlap`). `progress_factory(total, windows=n)` returns the
+    callable advanced once per solver step (total over all windows). Returns the run report."""
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
     radar = read_radar_input(input, event, start, variable=variable, grid=grid)
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
                         allow_mismatch=allow_mismatch)
     settings = forecast_config(loaded.config, config, sets, values)
     s = settings.sample
-    t_in, size = loaded.config.unet.input_shape[0], loaded.config.data.img_size
-    if radar.context.shape[1:] != (size, size):
-        h, w = radar.context.shape[1:]
-        raise InputError(f"{input}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop or regrid "
-                         "the input)")
-    if len(radar.context) != t_in:
-        raise InputError(f"the model expects {t_in} context frames; the input gives {len(radar.context)}")
+    layout = check_context(loaded.config, radar.context, s.tile_overlap, what=f"{input}: the frames")
     if s.align != "none" and not loaded.has_align:
         loaded.network("align")  # raises the one line that says why the model has none
     if s.align_oracle is not None and radar.truth is None:
@@ -58,7 +54,9 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
     setup_runtime(settings.device, settings.seed)
     evaluations = len(solver_timesteps(s.sampler, s.steps, loaded.config.diffusion.timesteps))
     calls = -(-s.samples // (s.member_batch or s.samples))
-    progress = progress_factory(evaluations * calls) if progress_factory else None
+    progress = None
+    if progress_factory:
+        progress = progress_factory(evaluations * calls * layout.count, windows=layout.count)
     result = run_forecast(loaded, settings, radar.context, radar.truth, progress)
     attrs = provenance(loaded, settings, result, source=input, event=event, start=start)
     out = Path(out)
@@ -82,6 +80,7 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         "grid": None if radar.grid is None else radar.grid.mapping_name,
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
         "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name,
+        "windows": layout.count, "tile_overlap": int(s.tile_overlap) if layout.count > 1 else None,
     }
     atomic_write_text(out / "run.json", json.dumps(report, indent=2, sort_keys=True))
     return report
