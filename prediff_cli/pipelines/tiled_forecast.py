@@ -195,3 +195,32 @@ def forecast_tiled(forecaster, layout: TileLayout, context: np.ndarray, truth: O
         del members
     return TiledForecast(members=np.ascontiguousarray(blended[..., :layout.height, :layout.width]),
                          window_targets=targets)
+
+
+def seam_boundaries(starts, window: int, length: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Along one axis of `length` pixels: (window edges, interior boundaries) as boundary indices b (between pixels
+    b-1 and b). Window edges are where a window begins or ends inside the domain (where a step would show if the
+    blend were not smooth); interior boundaries have both pixels covered by one window only."""
+    starts = [int(s) for s in starts]
+    edges = sorted({s for s in starts[1:]} | {s + window for s in starts[:-1]})
+    cover = np.zeros(length, np.int32)
+    for s in starts:
+        cover[s:s + window] += 1
+    single = cover[:length] == 1
+    inside = np.flatnonzero(single[1:] & single[:-1]) + 1
+    return np.array([b for b in edges if 0 < b < length], np.int64), inside
+
+
+def seam_steps(fields: np.ndarray, layout: TileLayout) -> dict:
+    """The mean absolute difference between neighbouring pixels across each boundary line of a forecast
+    (…, H, W), averaged over everything but the line's position: {"edges": (E,), "inside": (I,)} per line, over
+    both axes — the window edges and the lines inside single windows (see `seam_boundaries`)."""
+    fields = np.asarray(fields, np.float32)
+    out = {"edges": [], "inside": []}
+    for axis, starts, length in ((-1, layout.lefts, layout.width), (-2, layout.tops, layout.height)):
+        steps = np.abs(np.diff(fields, axis=axis))  # steps[..., b-1] is the step across boundary b
+        per_line = steps.mean(axis=tuple(a for a in range(steps.ndim) if a != steps.ndim + axis))
+        edges, inside = seam_boundaries(starts, layout.window, length)
+        out["edges"].append(per_line[edges - 1])
+        out["inside"].append(per_line[inside - 1])
+    return {k: np.concatenate(v) for k, v in out.items()}

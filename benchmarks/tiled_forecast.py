@@ -1,0 +1,232 @@
+"""Forecasts of domains larger than the model's window: cost, and seam quality against the windows' overlap.
+
+    python -m benchmarks.tiled_forecast [--members 8] [--km 1024] [--timed-steps 2] [--skip-sevirlr]
+    python -m benchmarks.tiled_forecast --seams [--overlaps 0 16 32 48 64] [--members 4] [--steps 10] [--cases 2]
+
+Cost (default): the windows a `--km` × `--km` domain (3 km pixels) needs at each overlap, and the seconds of one
+window of an aligned `--members`-member forecast with the sampler of each model's config: measured with the bundled
+demo model (a whole tiled forecast of two windows, warm, divided by two), and with random-weight networks of the
+`sevirlr` preset (encoding, decoding and `--timed-steps` solver steps at its member batch, extrapolated to its 20
+DPM-Solver++ steps as `benchmarks.sample` does). `extrapolated_s` = windows × per-window seconds.
+
+`--seams`: the bundled demo model on `--cases` synthetic 256 × 384 domains (three synthetic events overlaid, truth
+known), forecast at each `--overlaps` value twice: with every member's noise drawn on the whole domain's latent grid
+and cut per window (what prediff does), and with each window drawing its own noise (as if each were forecast
+alone). Per setting: `edge_step_ratio` — the mean step between neighbouring pixels across window edges over that
+inside single windows (1 = the seams are invisible in the statistic; the largest edge line too); `overlap_mismatch`
+— RMS difference of two neighbouring windows' members where they overlap, over the RMS of the members there
+(0 = the windows agree); `overlap_spread` — the members' standard deviation in the overlaps over that of the
+unblended windows there (below 1: blending averaged disagreeing members away); `mae` — mean absolute error of the
+ensemble mean against the truth (digital VIL); `windows` and `seconds`.
+"""
+from __future__ import annotations
+
+import argparse
+
+from benchmarks.measure import emit, isolated
+
+KM_PER_PIXEL = 3.0
+
+
+def layouts(km: float, overlaps) -> dict:
+    from prediff.pipelines.tiled_forecast import tile_layout
+
+    side = int(round(km / KM_PER_PIXEL))
+    return {str(o): tile_layout(side, side, 128, o, 8).count for o in overlaps}
+
+
+def demo_window_cost(members: int) -> dict:
+    """Seconds per window of the demo model's configured forecast (aligned), from a warm two-window run."""
+    import time
+
+    import numpy as np
+
+    import prediff
+    from prediff.config.forecast_settings import forecast_config
+    from prediff.pipelines.forecast import run_forecast
+    from prediff.runtime import setup_runtime
+
+    model = prediff.load_model("demo")
+    settings = forecast_config(model.config, None, [], {"sample.samples": members, "sample.align": "avg_x"})
+    setup_runtime(settings.device, settings.seed)
+    rng = np.random.default_rng(0)
+    context = rng.random((7, 128, 128 + 96), dtype=np.float32) * 0.3
+    run_forecast(model, settings, context[:, :, :128], None)  # compiles
+    start = time.perf_counter()
+    result = run_forecast(model, settings, context, None)
+    seconds = time.perf_counter() - start
+    s = settings.sample
+    return {"model": "demo", "members": members, "sampler": f"{s.sampler}-{s.steps}", "member_batch": s.member_batch,
+            "windows_timed": result.layout.count, "per_window_s": round(seconds / result.layout.count, 2)}
+
+
+def sevirlr_window_cost(members: int, timed_steps: int) -> dict:
+    """Seconds per window of an aligned forecast with sevirlr-size networks (random weights; the cost does not
+    depend on them), at the preset's member batch and solver."""
+    from benchmarks.sample import build_forecaster, timed_forecast
+    from prediff.config import load_config
+
+    cfg = load_config("sevirlr")
+    s = cfg.sample
+    batch = min(s.member_batch or members, members)
+    calls = -(-members // batch)
+    forecaster, cfg = build_forecaster("sevirlr", f"{s.sampler}-{s.steps}", aligned=True)
+    r = timed_forecast(forecaster, cfg, batch, timed_steps)
+    per_window = r["encode_s"] + calls * (r["decode_s"] + r["per_step_s"] * r["solver_steps"])
+    return {"model": "sevirlr-size networks (random weights)", "members": members,
+            "sampler": f"{s.sampler}-{r['solver_steps']}", "member_batch": batch, "per_step_s": r["per_step_s"],
+            "timed_steps": r["timed_steps"], "per_window_s": round(per_window, 1)}
+
+
+def cost(members: int, km: float, timed_steps: int, skip_sevirlr: bool) -> dict:
+    from prediff.config import load_config
+
+    overlap = load_config("demo").sample.tile_overlap
+    counts = layouts(km, (0, 16, 32, 48, 64))
+    out = {"benchmark": "tiled_forecast", "domain_km": km, "domain_px": int(round(km / KM_PER_PIXEL)),
+           "windows_by_overlap": counts, "overlap": overlap, "windows": counts[str(overlap)], "models": []}
+    parts = [isolated("benchmarks.tiled_forecast", "demo_window_cost", members=members)]
+    if not skip_sevirlr:
+        parts.append(isolated("benchmarks.tiled_forecast", "sevirlr_window_cost", members=members,
+                              timed_steps=timed_steps))
+    for part in parts:
+        if "per_window_s" in part:
+            part["extrapolated_s"] = round(part["per_window_s"] * out["windows"], 1)
+        out["models"].append(part)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# seams
+
+
+def synthetic_domain(case: int, height: int = 256, width: int = 384):
+    """(context (7, H, W), truth (6, H, W)) on 0–1: three synthetic events of 384 px overlaid (denser storms)."""
+    import numpy as np
+
+    from prediff.data.synthetic import storm_event
+
+    events = [storm_event(np.random.default_rng([case, k]), frames=13, size=max(height, width)) for k in range(3)]
+    field = np.max(np.stack(events), axis=0)[:height, :width]
+    frames = np.moveaxis(field, -1, 0).astype(np.float32) / 255.0
+    return frames[:7], frames[7:]
+
+
+class _Recorder:
+    """A Forecaster seen through its `run`: keeps each window's unblended members and, with `independent`, gives
+    each window noise of its own (a seed per window, no cut)."""
+
+    def __init__(self, forecaster, independent: bool):
+        self.forecaster, self.independent, self.pieces = forecaster, independent, []
+
+    def run(self, contexts, y_hat, seeds, progress=None, cut=None):
+        if self.independent:
+            seeds, cut = [int(seeds[0]) * 1000 + len(self.pieces) + 1], None
+        out = self.forecaster.run(contexts, y_hat, seeds, progress, cut=cut)
+        self.pieces.append(out[0])
+        return out
+
+
+def seam_quality(overlaps, members: int, steps: int, cases: int) -> list:
+    import time
+
+    import numpy as np
+
+    import prediff
+    from prediff.config.forecast_settings import forecast_config
+    from prediff.pipelines.forecast import AlignmentRequest, Forecaster, alignment_target
+    from prediff.pipelines.tiled_forecast import forecast_tiled, layout_for, seam_steps
+    from prediff.runtime import setup_runtime
+
+    model = prediff.load_model("demo")
+    settings = forecast_config(model.config, None, [], {"sample.samples": members, "sample.steps": steps,
+                                                         "sample.align": "avg_x"})
+    setup_runtime(settings.device, settings.seed)
+    forecaster = Forecaster(model, settings.sample)
+    request = AlignmentRequest.from_config(settings.sample)
+    rows = []
+    for overlap in overlaps:
+        for independent in (False, True):
+            stats = {"edge": [], "edge_max": [], "inside": [], "mismatch": [], "spread": [], "mae": [], "s": []}
+            for case in range(cases):
+                context, truth = synthetic_domain(case)
+                layout = layout_for(model.config, context.shape, overlap)
+                recorder = _Recorder(forecaster, independent)
+                start = time.perf_counter()
+                fc = forecast_tiled(recorder, layout, context, truth, case,
+                                    lambda c, t: alignment_target(request, c, t))
+                stats["s"].append(time.perf_counter() - start)
+                members_ = np.clip(fc.members, 0, 1) * 255.0
+                steps_ = seam_steps(members_, layout)
+                stats["edge"].append(steps_["edges"].mean())
+                stats["edge_max"].append(steps_["edges"].max())
+                stats["inside"].append(steps_["inside"].mean())
+                stats["mae"].append(np.abs(members_.mean(0) - truth * 255.0).mean())
+                mismatch, spread = _overlap_agreement(recorder.pieces, layout, members_)
+                stats["mismatch"].append(mismatch)
+                stats["spread"].append(spread)
+            rows.append({"overlap": overlap, "noise": "per window" if independent else "domain grid, cut",
+                         "windows": layout.count,
+                         "edge_step_ratio": round(float(np.mean(stats["edge"]) / np.mean(stats["inside"])), 3),
+                         "largest_edge_line_ratio": round(float(np.mean(stats["edge_max"]) /
+                                                                np.mean(stats["inside"])), 3),
+                         "overlap_mismatch": round(float(np.mean(stats["mismatch"])), 3),
+                         "overlap_spread": round(float(np.mean(stats["spread"])), 3),
+                         "mae": round(float(np.mean(stats["mae"])), 3),
+                         "seconds": round(float(np.mean(stats["s"])), 1)})
+    return rows
+
+
+def _overlap_agreement(pieces, layout, blended):
+    """(relative RMS difference of horizontally and vertically neighbouring windows' members over their overlap,
+    members' spread in the blended overlaps over the unblended windows' spread there)."""
+    import numpy as np
+
+    n, cols = layout.window, len(layout.lefts)
+    windows = layout.windows()
+    diffs, scale, spread_blend, spread_raw = [], [], [], []
+    for k, (i, j, top, left) in enumerate(windows):
+        for di, dj in ((0, 1), (1, 0)):
+            if i + di >= len(layout.tops) or j + dj >= cols:
+                continue
+            m = (i + di) * cols + (j + dj)
+            _, _, top2, left2 = windows[m]
+            y0, y1 = max(top, top2), min(top, top2) + n
+            x0, x1 = max(left, left2), min(left, left2) + n
+            y1, x1 = min(y1, layout.height), min(x1, layout.width)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            a = np.clip(pieces[k][..., y0 - top:y1 - top, x0 - left:x1 - left], 0, 1) * 255.0
+            b = np.clip(pieces[m][..., y0 - top2:y1 - top2, x0 - left2:x1 - left2], 0, 1) * 255.0
+            diffs.append(np.sqrt(np.mean((a - b) ** 2)))
+            scale.append(np.sqrt(0.5 * (np.mean(a ** 2) + np.mean(b ** 2))))
+            spread_raw.append(0.5 * (a.std(0).mean() + b.std(0).mean()))
+            spread_blend.append(blended[..., y0:y1, x0:x1].std(0).mean())
+    return (float(np.sum(diffs) / max(np.sum(scale), 1e-9)),
+            float(np.sum(spread_blend) / max(np.sum(spread_raw), 1e-9)))
+
+
+def seams(overlaps, members: int, steps: int, cases: int) -> dict:
+    return {"benchmark": "tiled_forecast seams", "model": "demo", "domain_px": [256, 384], "members": members,
+            "sampler_steps": steps, "cases": cases, "results": seam_quality(overlaps, members, steps, cases)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=None, help="ensemble members (default 8; --seams 4)")
+    parser.add_argument("--km", type=float, default=1024.0, help="side of the square domain to extrapolate to")
+    parser.add_argument("--timed-steps", type=int, default=2, help="solver steps timed with sevirlr-size networks")
+    parser.add_argument("--skip-sevirlr", action="store_true")
+    parser.add_argument("--seams", action="store_true", help="measure seam quality against the overlap instead")
+    parser.add_argument("--overlaps", type=int, nargs="+", default=[0, 16, 32, 48, 64])
+    parser.add_argument("--steps", type=int, default=10, help="--seams: solver steps of the demo's sampler")
+    parser.add_argument("--cases", type=int, default=2, help="--seams: synthetic domains")
+    args = parser.parse_args()
+    if args.seams:
+        emit(seams(args.overlaps, args.members or 4, args.steps, args.cases))
+    else:
+        emit(cost(args.members or 8, args.km, args.timed_steps, args.skip_sevirlr))
+
+
+if __name__ == "__main__":
+    main()
