@@ -113,21 +113,30 @@ def synthetic_domain(case: int, height: int = 256, width: int = 384):
 
 
 class _Recorder:
-    """A Forecaster seen through its `run`: keeps each window's unblended members and, with `independent`, gives
-    each window noise of its own (a seed per window, no cut)."""
+    """A Forecaster that keeps each window's unblended members: what `decode` returns (the windows of one field)
+    or what `run` returns (windows forecast apart)."""
 
-    def __init__(self, forecaster, independent: bool):
-        self.forecaster, self.independent, self.pieces = forecaster, independent, []
+    def __init__(self, forecaster):
+        self.forecaster, self.pieces = forecaster, []
 
-    def run(self, contexts, y_hat, seeds, progress=None, cut=None):
-        if self.independent:
-            seeds, cut = [int(seeds[0]) * 1000 + len(self.pieces) + 1], None
-        out = self.forecaster.run(contexts, y_hat, seeds, progress, cut=cut)
+    def __getattr__(self, name):
+        return getattr(self.forecaster, name)
+
+    def decode(self, z):
+        out = self.forecaster.decode(z)
+        self.pieces.append(out.asnumpy()[..., 0])
+        return out
+
+    def run(self, *args, **kwargs):
+        out = self.forecaster.run(*args, **kwargs)
         self.pieces.append(out[0])
         return out
 
 
-def seam_quality(overlaps, members: int, steps: int, cases: int) -> list:
+MODES = ("one field", "apart, noise cut from the field", "apart, own noise")
+
+
+def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) -> list:
     import time
 
     import numpy as np
@@ -135,7 +144,7 @@ def seam_quality(overlaps, members: int, steps: int, cases: int) -> list:
     import prediff
     from prediff.config.forecast_settings import forecast_config
     from prediff.pipelines.forecast import AlignmentRequest, Forecaster, alignment_target
-    from prediff.pipelines.tiled_forecast import forecast_tiled, layout_for, seam_steps
+    from prediff.pipelines.tiled_forecast import forecast_tiled, forecast_windows_apart, layout_for, seam_steps
     from prediff.runtime import setup_runtime
 
     model = prediff.load_model("demo")
@@ -146,15 +155,19 @@ def seam_quality(overlaps, members: int, steps: int, cases: int) -> list:
     request = AlignmentRequest.from_config(settings.sample)
     rows = []
     for overlap in overlaps:
-        for independent in (False, True):
+        for mode in modes:
             stats = {"edge": [], "edge_max": [], "inside": [], "mismatch": [], "spread": [], "mae": [], "s": []}
             for case in range(cases):
                 context, truth = synthetic_domain(case)
                 layout = layout_for(model.config, context.shape, overlap)
-                recorder = _Recorder(forecaster, independent)
+                recorder = _Recorder(forecaster)
                 start = time.perf_counter()
-                fc = forecast_tiled(recorder, layout, context, truth, case,
-                                    lambda c, t: alignment_target(request, c, t))
+                target = lambda c, t: alignment_target(request, c, t)  # noqa: E731
+                if mode == MODES[0]:
+                    fc = forecast_tiled(recorder, layout, context, truth, case, target)
+                else:
+                    fc = forecast_windows_apart(recorder, layout, context, truth, case, target,
+                                                domain_noise=mode == MODES[1])
                 stats["s"].append(time.perf_counter() - start)
                 members_ = np.clip(fc.members, 0, 1) * 255.0
                 steps_ = seam_steps(members_, layout)
@@ -165,8 +178,7 @@ def seam_quality(overlaps, members: int, steps: int, cases: int) -> list:
                 mismatch, spread = _overlap_agreement(recorder.pieces, layout, members_)
                 stats["mismatch"].append(mismatch)
                 stats["spread"].append(spread)
-            rows.append({"overlap": overlap, "noise": "per window" if independent else "domain grid, cut",
-                         "windows": layout.count,
+            rows.append({"overlap": overlap, "mode": mode, "windows": layout.count,
                          "edge_step_ratio": round(float(np.mean(stats["edge"]) / np.mean(stats["inside"])), 3),
                          "largest_edge_line_ratio": round(float(np.mean(stats["edge_max"]) /
                                                                 np.mean(stats["inside"])), 3),

@@ -14,7 +14,7 @@ loop (nothing is read back until the end).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from mindspore import Tensor, nn
@@ -135,35 +135,109 @@ class EnsembleSampler:
         """cond (M, T_in, h, w, L) context latents (one row per member) → target latents (M, T_out, h, w, L).
         `noise`: a `MemberNoise` over the M rows, or one NumPy generator for all of them. `y_hat` (M, 1):
         anticipated mean intensity on 0–1, required when sampling with alignment."""
+        m = cond.shape[0]
+        noise = self._noise(noise, m, y_hat)
+        tail = tuple(target_shape)
+        cond_t = Tensor(np.ascontiguousarray(cond, dtype=np.float32))
+        y = self._y(y_hat, m)
+        loop = _SolverLoop(self, m, (m,) + tail)
+        z = Tensor(noise.draw(tail))  # (1)
+        prev = loop.zeros
+        for i in range(len(self.timesteps)):  # (2)
+            fresh = Tensor(noise.draw(tail)) if loop.needs_noise else loop.zeros
+            z, prev = loop.step(i, z, prev, cond_t, fresh, y)
+            if progress is not None:
+                progress()
+        return z.asnumpy()  # (3)
+
+    def sample_domain(self, windows: Sequence["DomainWindow"], noise, domain_shape,
+                      progress: Optional[Callable[[], None]] = None) -> np.ndarray:
+        """The same reverse process on a domain larger than the UNet's window, all windows advanced together:
+        `domain_shape` (T_out, H, W, L) latents, drawn and updated as one field; at every solver step each window
+        (`DomainWindow`: its context latents, anticipated intensity, position and blending weight) takes its part
+        of the field through one compiled step, and the field becomes the windows' results blended with their
+        weights (which add up to 1 at every latent cell). Noise (`MemberNoise` over the M rows) is drawn on the
+        whole field. → (M,) + domain_shape.
+
+        Where windows overlap they start every step from the same latents and the same noise, and the blend makes
+        them one field again, so the members are single fields across the whole domain, not patchworks."""
+        m = windows[0].cond.shape[0]
+        noise = self._noise(noise, m, windows[0].y_hat)
+        field_shape = tuple(int(v) for v in domain_shape)
+        loop = _SolverLoop(self, m, (m,) + tuple(windows[0].target_shape))
+        parts = [(Tensor(np.ascontiguousarray(w.cond, dtype=np.float32)), self._y(w.y_hat, m), w.cells,
+                  w.weight[None, None, :, :, None].astype(np.float32)) for w in windows]
+        z = noise.draw(field_shape)  # (1)
+        prev = np.zeros_like(z) if loop.dpmpp else None
+        for i in range(len(self.timesteps)):  # (2)
+            fresh = noise.draw(field_shape) if loop.needs_noise else None
+            z_next = np.zeros_like(z)
+            prev_next = np.zeros_like(z) if loop.dpmpp else None
+            for cond_t, y, cells, weight in parts:
+                cut = (slice(None), slice(None)) + cells
+                z_w, prev_w = loop.step(i, Tensor(np.ascontiguousarray(z[cut])),
+                                        Tensor(np.ascontiguousarray(prev[cut])) if loop.dpmpp else loop.zeros,
+                                        cond_t, loop.zeros if fresh is None else Tensor(np.ascontiguousarray(fresh[cut])),
+                                        y)
+                z_next[cut] += weight * z_w.asnumpy()
+                if loop.dpmpp:
+                    prev_next[cut] += weight * prev_w.asnumpy()
+                if progress is not None:
+                    progress()
+            z, prev = z_next, prev_next
+        return z  # (3)
+
+    def _noise(self, noise, m: int, y_hat) -> "MemberNoise":
         if self.aligned and y_hat is None:
             raise ValueError("aligned sampling needs y_hat")
-        m = cond.shape[0]
         if isinstance(noise, np.random.Generator):
             noise = MemberNoise([(noise, m)])
         if noise.rows != m:
             raise ValueError(f"noise for {noise.rows} rows, but {m} rows to sample")
-        tail = tuple(target_shape)
-        shape = (m,) + tail
-        cond_t = Tensor(np.ascontiguousarray(cond, dtype=np.float32))
-        y = Tensor(np.asarray(y_hat if y_hat is not None else np.zeros((m, 1)), dtype=np.float32))
-        z = Tensor(noise.draw(tail))  # (1)
-        steps = self.timesteps
-        if self.sampler == "dpmpp":
-            # one 0-d tensor per coefficient and step, made before the loop (indexing a tensor inside the loop would
-            # add host-side ops to every step)
-            coefs = [[Tensor(np.float32(v)) for v in c]
-                     for c in D.dpmpp_coefficients(self.schedule, steps, self.eta)]
-            prev = Tensor(np.zeros(shape, np.float32))
-        zeros = Tensor(np.zeros(shape, np.float32))
-        needs_noise = self.sampler == "ddpm" or self.eta > 0
-        for i, t in enumerate(steps):  # (2)
-            t_vec = Tensor(np.full((m,), t, np.int32))
-            fresh = Tensor(noise.draw(tail)) if needs_noise else zeros
-            if self.sampler == "dpmpp":
-                z, prev = self._step(z, t_vec, cond_t, prev, *(c[i] for c in coefs[:4]), fresh, coefs[4][i], y)
-            else:
-                t_prev = Tensor(np.full((m,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
-                z = self._step(z, t_vec, t_prev, cond_t, fresh, y)
-            if progress is not None:
-                progress()
-        return z.asnumpy()  # (3)
+        return noise
+
+    @staticmethod
+    def _y(y_hat, m: int) -> Tensor:
+        return Tensor(np.asarray(y_hat if y_hat is not None else np.zeros((m, 1)), dtype=np.float32))
+
+
+class DomainWindow:
+    """One window of `EnsembleSampler.sample_domain`: `cond` (M, T_in, h, w, L) its context latents, `y_hat` (M, 1)
+    its anticipated intensity or None, `top`/`left` its first latent cell, `weight` (h, w) its blending weight,
+    `target_shape` (T_out, h, w, L)."""
+
+    def __init__(self, cond: np.ndarray, y_hat: Optional[np.ndarray], top: int, left: int, weight: np.ndarray,
+                 target_shape):
+        self.cond, self.y_hat, self.weight = cond, y_hat, np.asarray(weight, np.float32)
+        self.target_shape = tuple(int(v) for v in target_shape)
+        h, w = self.target_shape[1:3]
+        if self.weight.shape != (h, w):
+            raise ValueError(f"window weight of shape {self.weight.shape}; expected {(h, w)}")
+        self.cells = (slice(int(top), int(top) + h), slice(int(left), int(left) + w))
+
+
+class _SolverLoop:
+    """What every solver step of one sampling run shares: the solver's coefficients as tensors (one 0-d tensor
+    per coefficient and step, made before the loop: indexing a tensor inside the loop would add host-side ops to
+    every step), the timestep vectors, and zeros for a step without noise or history. `step(i, ...)` is solver
+    step i: one compiled call."""
+
+    def __init__(self, sampler: EnsembleSampler, rows: int, shape):
+        self.sampler, steps = sampler, sampler.timesteps
+        self.dpmpp = sampler.sampler == "dpmpp"
+        self.needs_noise = sampler.sampler == "ddpm" or sampler.eta > 0
+        self.zeros = Tensor(np.zeros(shape, np.float32))
+        self.t = [Tensor(np.full((rows,), t, np.int32)) for t in steps]
+        if self.dpmpp:
+            self.coefs = [[Tensor(np.float32(v)) for v in c]
+                          for c in D.dpmpp_coefficients(sampler.schedule, steps, sampler.eta)]
+        else:
+            self.t_prev = [Tensor(np.full((rows,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
+                           for i in range(len(steps))]
+
+    def step(self, i: int, z, prev, cond, fresh, y):
+        """(z at step i+1, the x̂0 estimate for DPM-Solver++'s next step, else `prev` unchanged)."""
+        if self.dpmpp:
+            c = self.coefs
+            return self.sampler._step(z, self.t[i], cond, prev, *(k[i] for k in c[:4]), fresh, c[4][i], y)
+        return self.sampler._step(z, self.t[i], self.t_prev[i], cond, fresh, y), prev

@@ -28,9 +28,12 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from prediff.errors import InputError
+from mindspore import Tensor
 
-from .sampler import LatentCut
+from prediff.errors import InputError
+from prediff.heap import HeapTrimmer
+
+from .sampler import DomainWindow, LatentCut, MemberNoise
 
 @dataclass(frozen=True)
 class TileLayout:
@@ -161,8 +164,9 @@ class TiledForecast:
 def forecast_tiled(forecaster, layout: TileLayout, context: np.ndarray, truth: Optional[np.ndarray], seed: int,
                    target: Optional[Callable[[np.ndarray, Optional[np.ndarray]], float]] = None,
                    progress: Optional[Callable[[], None]] = None) -> TiledForecast:
-    """Forecast `context` (T_in, H, W) on 0–1 window by window with `forecaster` (a `forecast.Forecaster`) and
-    blend the windows.
+    """Forecast `context` (T_in, H, W) on 0–1 over the windows of `layout` with `forecaster` (a
+    `forecast.Forecaster`): all windows denoised together as one latent field (`EnsembleSampler.sample_domain`),
+    then each window decoded and the pixels blended.
 
     Parameters
     ----------
@@ -171,28 +175,76 @@ def forecast_tiled(forecaster, layout: TileLayout, context: np.ndarray, truth: O
     truth : (T_out, H, W) array or None
         Passed, cut to each window, to `target` (the oracle alignment needs it).
     seed : int
-        The forecast's seed: member m of every window comes from the same draws (see the module's docstring).
+        The forecast's seed: the members' noise is drawn from `default_rng(seed)` on the whole latent field, in
+        chunks of `sample.member_batch` members.
     target : callable, optional
         (window context, window truth) → the window's anticipated mean intensity on 0–1; None without alignment.
     progress : callable, optional
-        Called once per solver step of every UNet call of every window.
+        Called once per solver step of every window in every UNet call.
     """
+    with HeapTrimmer():  # the first call compiles the coding and sampling graphs
+        return _forecast_tiled(forecaster, layout, context, truth, seed, target, progress)
+
+
+def _forecast_tiled(forecaster, layout, context, truth, seed, target, progress) -> TiledForecast:
+    padded, padded_truth = _pad(context, layout), _pad(truth, layout)
+    n, step = layout.window, layout.step
+    frames, h, w, channels = forecaster.target_shape
+    field = (frames, layout.padded_height // step, layout.padded_width // step, channels)
+    wy, wx = axis_weights(layout.tops, n), axis_weights(layout.lefts, n)
+    ly = axis_weights([t // step for t in layout.tops], n // step)
+    lx = axis_weights([t // step for t in layout.lefts], n // step)
+    conds, targets = [], [] if target is not None else None
+    for i, j, top, left in layout.windows():  # each window's context, encoded on its own
+        piece = np.ascontiguousarray(padded[:, top:top + n, left:left + n])
+        conds.append(forecaster.context_latents(piece[None]))
+        if target is not None:
+            piece_truth = None if padded_truth is None else padded_truth[:, top:top + n, left:left + n]
+            targets.append(float(target(piece, piece_truth)))
+    rng = np.random.default_rng(int(seed))
+    blended = None
+    for call in forecaster.calls(1):
+        for _, first, rows in call:
+            windows = [DomainWindow(np.repeat(conds[k], rows, axis=0),
+                                    None if targets is None else np.full((rows, 1), targets[k], np.float32),
+                                    top // step, left // step, ly[i][:, None] * lx[j][None, :], (frames, h, w, channels))
+                       for k, (i, j, top, left) in enumerate(layout.windows())]
+            latents = forecaster.sampler.sample_domain(windows, MemberNoise([(rng, rows)]), field, progress)
+            for (i, j, top, left), window in zip(layout.windows(), windows):
+                cut = (slice(None), slice(None)) + window.cells
+                pixels = forecaster.decode(Tensor(np.ascontiguousarray(latents[cut]))).asnumpy()[..., 0]
+                if blended is None:
+                    blended = np.zeros((forecaster.sample.samples, pixels.shape[1], layout.padded_height,
+                                        layout.padded_width), np.float32)
+                blended[first:first + rows, :, top:top + n, left:left + n] += pixels * (wy[i][:, None] * wx[j][None, :])
+            del latents, windows
+    return TiledForecast(members=np.ascontiguousarray(blended[..., :layout.height, :layout.width]),
+                         window_targets=targets)
+
+
+def forecast_windows_apart(forecaster, layout: TileLayout, context: np.ndarray, truth: Optional[np.ndarray],
+                           seed: int, target=None, progress=None, domain_noise: bool = True) -> TiledForecast:
+    """For comparison only (benchmarks): each window forecast on its own (`Forecaster.run`) and the pixels
+    blended; with `domain_noise` each member's noise is its window's part of noise drawn on the whole latent
+    field, else every window draws its own."""
     padded, padded_truth = _pad(context, layout), _pad(truth, layout)
     wy, wx = axis_weights(layout.tops, layout.window), axis_weights(layout.lefts, layout.window)
     blended, targets = None, [] if target is not None else None
     n = layout.window
-    for i, j, top, left in layout.windows():
+    for k, (i, j, top, left) in enumerate(layout.windows()):
         piece = np.ascontiguousarray(padded[:, top:top + n, left:left + n])
         y_hat = None
         if target is not None:
             piece_truth = None if padded_truth is None else padded_truth[:, top:top + n, left:left + n]
             targets.append(float(target(piece, piece_truth)))
             y_hat = np.array([targets[-1]], np.float32)
-        members = forecaster.run(piece[None], y_hat, [seed], progress, cut=layout.latent_cut(top, left))[0]
+        if domain_noise:
+            members = forecaster.run(piece[None], y_hat, [seed], progress, cut=layout.latent_cut(top, left))[0]
+        else:
+            members = forecaster.run(piece[None], y_hat, [seed * 1000 + k + 1], progress)[0]
         if blended is None:
             blended = np.zeros(members.shape[:2] + (layout.padded_height, layout.padded_width), np.float32)
         blended[..., top:top + n, left:left + n] += members * (wy[i][:, None] * wx[j][None, :])
-        del members
     return TiledForecast(members=np.ascontiguousarray(blended[..., :layout.height, :layout.width]),
                          window_targets=targets)
 
