@@ -64,7 +64,7 @@ def render_frames(context: np.ndarray, members: np.ndarray, lead_minutes: Sequen
         draw_text(img, (MARGIN, 4), title, size=15)
         for (label, series, is_prob), (c, r) in zip(panels, grid_layout(len(panels), cols)):
             draw = paste_probability if is_prob else paste_field
-            draw(img, series[f], MARGIN + c * (pw + MARGIN), TITLE_H + r * (ph + MARGIN), label)
+            draw(img, series[f], MARGIN + c * (pw + MARGIN), TITLE_H + r * (ph + MARGIN), label, context.shape[1:])
         legend_y = TITLE_H + rows * (ph + MARGIN) + MARGIN
         draw_legend(img, MARGIN, legend_y)
         draw_probability_legend(img, MARGIN, legend_y + LEGEND_H + MARGIN, threshold)

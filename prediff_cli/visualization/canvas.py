@@ -19,6 +19,9 @@ BACKGROUND, TEXT, FRAME, EMPTY = 11, 12, 13, 14
 UI_COLORS = {BACKGROUND: (255, 255, 255), TEXT: (20, 20, 20), FRAME: (140, 140, 140), EMPTY: (248, 248, 248)}
 PROBABILITY_BASE = 15  # palette indices 15..24: probability bins
 SCALE = 2  # nearest-neighbour upscaling of the 128-px frames for readability
+# larger domains: drawn at one screen pixel per pixel up to this side, beyond it shrunk by an integer factor
+# keeping each block's largest value (storm cores stay visible), so pictures of any domain stay a few MB
+LARGEST_PANEL = 768
 LABEL_H = 18
 BAR_CELL_W, BAR_H, LEGEND_LABEL_W = 56, 16, 150
 LEGEND_H = 2 * 14 + BAR_H + 8  # title row, bar, second label row
@@ -49,28 +52,48 @@ def draw_text(img: Image.Image, xy, text: str, size: int = 13, fill: int = TEXT)
     draw.text(xy, text, fill=fill, font=font(size))
 
 
+def display_factor(shape) -> tuple:
+    """(up, down): a field of `shape` (H, W) is drawn enlarged `up` times, or shrunk `down` times."""
+    side = max(int(shape[0]), int(shape[1]))
+    if side <= 256:
+        return SCALE, 1
+    return 1, -(-side // LARGEST_PANEL)
+
+
+def _displayed(index: np.ndarray) -> np.ndarray:
+    up, down = display_factor(index.shape)
+    if down > 1:
+        h, w = index.shape
+        padded = np.zeros((-(-h // down) * down, -(-w // down) * down), index.dtype)
+        padded[:h, :w] = index
+        index = padded.reshape(padded.shape[0] // down, down, padded.shape[1] // down, down).max(axis=(1, 3))
+    return np.kron(index, np.ones((up, up), np.uint8)) if up > 1 else index
+
+
 def _paste_index(img: Image.Image, index: np.ndarray, x: int, top: int) -> None:
-    index = np.kron(index.astype(np.uint8), np.ones((SCALE, SCALE), np.uint8))
+    index = _displayed(index.astype(np.uint8))
     h, w = index.shape
     img.paste(Image.frombytes("P", (w, h), np.ascontiguousarray(index).tobytes()), (x, top))
     ImageDraw.Draw(img).rectangle([x - 1, top - 1, x + w, top + h], outline=FRAME)
 
 
-def paste_field(img: Image.Image, field01, x: int, y: int, label: str) -> None:
-    """Draw a (H, W) field on the 0–1 scale (or None for an empty panel) with its label above it."""
+def paste_field(img: Image.Image, field01, x: int, y: int, label: str, shape=(128, 128)) -> None:
+    """Draw a (H, W) field on the 0–1 scale (or None for an empty panel of `shape`) with its label above it."""
     draw_text(img, (x + 2, y + 2), label)
     top = y + LABEL_H
     if field01 is None:
-        h, w = 128 * SCALE, 128 * SCALE
+        w, h = panel_size(shape)
+        h -= LABEL_H
         ImageDraw.Draw(img).rectangle([x, top, x + w - 1, top + h - 1], fill=EMPTY, outline=FRAME)
         return
     _paste_index(img, vil_to_index(np.asarray(field01) * 255.0), x, top)
 
 
-def paste_probability(img: Image.Image, probability, x: int, y: int, label: str) -> None:
-    """Draw a (H, W) probability field in [0, 1] (or None for an empty panel); 0 is drawn as no echo."""
+def paste_probability(img: Image.Image, probability, x: int, y: int, label: str, shape=(128, 128)) -> None:
+    """Draw a (H, W) probability field in [0, 1] (or None for an empty panel of `shape`); 0 is drawn as no
+    echo."""
     if probability is None:
-        paste_field(img, None, x, y, label)
+        paste_field(img, None, x, y, label, shape)
         return
     draw_text(img, (x + 2, y + 2), label)
     bins = probability_to_bin(probability)
@@ -78,8 +101,10 @@ def paste_probability(img: Image.Image, probability, x: int, y: int, label: str)
 
 
 def panel_size(shape) -> tuple:
+    """(width, height) in image pixels of the panel of a (H, W) field, its label included."""
     h, w = shape
-    return w * SCALE, h * SCALE + LABEL_H
+    up, down = display_factor(shape)
+    return -(-w // down) * up, -(-h // down) * up + LABEL_H
 
 
 def _colour_bar(img: Image.Image, x: int, y: int, title: str, colours: Sequence[int], top: Sequence[str],
