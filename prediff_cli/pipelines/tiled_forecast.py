@@ -1,4 +1,4 @@
-"""Forecasts of domains larger than the model's window: overlapping windows, forecast one after another, blended.
+"""Forecasts of domains larger than the model's window: overlapping windows denoised as one field, then blended.
 
 The networks see `window` × `window` pixels (128 for every preset). A context of (T_in, H, W) with H or W larger
 is forecast in windows laid out like this (plain NumPy, no networks: `tile_layout`, `axis_weights`):
@@ -13,13 +13,17 @@ is forecast in windows laid out like this (plain NumPy, no networks: `tile_layou
   the domain's edge keeps weight 1. The weights are divided by their sum over the windows, which is separable, so
   each axis is normalised on its own and every pixel's weights add up to 1.
 
-Every window is forecast with all members (`Forecaster.run` on that window's context), aligned toward its own
-anticipated intensity (`alignment_target` on the window's context). A member is the same random draw in every
-window: its noise is drawn, from the member's seed, on the whole domain's latent grid and each window takes its
-part (`sampler.LatentCut`), so two windows start from the same noise where they overlap and their forecasts agree
-there up to what each window's different surroundings change. Only one window is in the networks at a time, in
-UNet calls of at most `sample.member_batch` members; what grows with the domain is the blended result
-(members × 6 frames × H × W) and one latent plane of noise.
+The forecast (`forecast_tiled`): each window's context is encoded on its own; then, for each chunk of
+`sample.member_batch` members, the members' latents are one field over the whole domain (noise drawn from the seed
+on that field), and every solver step takes each window's part of the field through the UNet, aligned toward the
+window's own anticipated intensity, and blends the windows' results back into the field with the same weights on
+the latent grid (`EnsembleSampler.sample_domain`). Where windows overlap they start each step from the same
+latents and the same noise, and leave it as one field, so a member is one forecast across the whole domain rather
+than a patchwork of independent ones. Last, each window of the field is decoded and the pixels are blended.
+
+Memory: the networks only ever see one window and at most `sample.member_batch` members; what grows with the
+domain is the latent field of one member chunk (a few copies of chunk × 6 × H/8 × W/8 × L) and the result
+(members × 6 × H × W).
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from mindspore import Tensor
 from prediff.errors import InputError
 from prediff.heap import HeapTrimmer
 
-from .sampler import DomainWindow, LatentCut, MemberNoise
+from .sampler import DomainWindow, MemberNoise
 
 @dataclass(frozen=True)
 class TileLayout:
@@ -62,11 +66,6 @@ class TileLayout:
     def windows(self) -> List[Tuple[int, int, int, int]]:
         """(row index, column index, top, left) of each window, row by row."""
         return [(i, j, top, left) for i, top in enumerate(self.tops) for j, left in enumerate(self.lefts)]
-
-    def latent_cut(self, top: int, left: int) -> LatentCut:
-        """The window at pixel (top, left) on the padded domain's latent grid."""
-        s = self.step
-        return LatentCut(self.padded_height // s, self.padded_width // s, top // s, left // s)
 
     def describe(self) -> str:
         rows, cols = self.grid
@@ -148,7 +147,8 @@ def layout_for(model_config, shape, overlap: int, what: str = "the frames") -> T
     return tile_layout(int(shape[-2]), int(shape[-1]), window, int(overlap), step, what)
 
 
-def _pad(frames: Optional[np.ndarray], layout: TileLayout) -> Optional[np.ndarray]:
+def pad_to_layout(frames: Optional[np.ndarray], layout: TileLayout) -> Optional[np.ndarray]:
+    """(T, H, W) frames padded at the bottom and right by reflection to the layout's padded size (None stays)."""
     if frames is None:
         return None
     extra = ((0, 0), (0, layout.padded_height - layout.height), (0, layout.padded_width - layout.width))
@@ -187,7 +187,7 @@ def forecast_tiled(forecaster, layout: TileLayout, context: np.ndarray, truth: O
 
 
 def _forecast_tiled(forecaster, layout, context, truth, seed, target, progress) -> TiledForecast:
-    padded, padded_truth = _pad(context, layout), _pad(truth, layout)
+    padded, padded_truth = pad_to_layout(context, layout), pad_to_layout(truth, layout)
     n, step = layout.window, layout.step
     frames, h, w, channels = forecaster.target_shape
     field = (frames, layout.padded_height // step, layout.padded_width // step, channels)
@@ -218,33 +218,6 @@ def _forecast_tiled(forecaster, layout, context, truth, seed, target, progress) 
                                         layout.padded_width), np.float32)
                 blended[first:first + rows, :, top:top + n, left:left + n] += pixels * (wy[i][:, None] * wx[j][None, :])
             del latents, windows
-    return TiledForecast(members=np.ascontiguousarray(blended[..., :layout.height, :layout.width]),
-                         window_targets=targets)
-
-
-def forecast_windows_apart(forecaster, layout: TileLayout, context: np.ndarray, truth: Optional[np.ndarray],
-                           seed: int, target=None, progress=None, domain_noise: bool = True) -> TiledForecast:
-    """For comparison only (benchmarks): each window forecast on its own (`Forecaster.run`) and the pixels
-    blended; with `domain_noise` each member's noise is its window's part of noise drawn on the whole latent
-    field, else every window draws its own."""
-    padded, padded_truth = _pad(context, layout), _pad(truth, layout)
-    wy, wx = axis_weights(layout.tops, layout.window), axis_weights(layout.lefts, layout.window)
-    blended, targets = None, [] if target is not None else None
-    n = layout.window
-    for k, (i, j, top, left) in enumerate(layout.windows()):
-        piece = np.ascontiguousarray(padded[:, top:top + n, left:left + n])
-        y_hat = None
-        if target is not None:
-            piece_truth = None if padded_truth is None else padded_truth[:, top:top + n, left:left + n]
-            targets.append(float(target(piece, piece_truth)))
-            y_hat = np.array([targets[-1]], np.float32)
-        if domain_noise:
-            members = forecaster.run(piece[None], y_hat, [seed], progress, cut=layout.latent_cut(top, left))[0]
-        else:
-            members = forecaster.run(piece[None], y_hat, [seed * 1000 + k + 1], progress)[0]
-        if blended is None:
-            blended = np.zeros(members.shape[:2] + (layout.padded_height, layout.padded_width), np.float32)
-        blended[..., top:top + n, left:left + n] += members * (wy[i][:, None] * wx[j][None, :])
     return TiledForecast(members=np.ascontiguousarray(blended[..., :layout.height, :layout.width]),
                          window_targets=targets)
 
