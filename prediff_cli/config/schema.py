@@ -372,8 +372,8 @@ LIMITS = {
                   "ema_decay": Range(0.0, 1.0, hi_open=True), "recompute": Range(0, 3), "kl_weight": Range(0.0), "disc_start": NON_NEGATIVE,
                   "disc_weight": Range(0.0)},
     SampleConfig: {"samples": Range(1, 4096), "steps": POSITIVE_INT, "eta": FRACTION, "align_target": DIGITAL_VIL,
-                   "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE, "tile_overlap": NON_NEGATIVE,
-                   "gif_members": NON_NEGATIVE, "thresholds": DIGITAL_VIL},
+                   "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
+                   "tile_overlap": NON_NEGATIVE, "gif_members": NON_NEGATIVE, "thresholds": DIGITAL_VIL},
     ScoreConfig: {"thresholds": DIGITAL_VIL, "eps": POSITIVE, "pools": POSITIVE_INT, "fss_scales": POSITIVE_INT,
                   "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT},
     Config: {"seed": Range(0, 2 ** 32 - 1)},  # MindSpore's set_seed takes 0 .. 2**32 - 1

@@ -11,6 +11,9 @@
 Noise comes from NumPy generators seeded by the caller (`MemberNoise`), so the same seed gives the same forecast. The solver
 coefficients are fed as tensors, so every step reuses one compiled graph; there is no host round trip inside the
 loop (nothing is read back until the end).
+
+`EnsembleSampler.sample_domain` runs the same steps over a latent field larger than the UNet's window, one window at a
+time within each step, blending the windows back into the field after each (see `tiled_forecast`).
 """
 from __future__ import annotations
 
@@ -145,10 +148,11 @@ class EnsembleSampler:
             prev_next = np.zeros_like(z) if loop.dpmpp else None
             for cond_t, y, cells, weight in parts:
                 cut = (slice(None), slice(None)) + cells
-                z_w, prev_w = loop.step(i, Tensor(np.ascontiguousarray(z[cut])),
-                                        Tensor(np.ascontiguousarray(prev[cut])) if loop.dpmpp else loop.zeros,
-                                        cond_t, loop.zeros if fresh is None else Tensor(np.ascontiguousarray(fresh[cut])),
-                                        y)
+
+                def part(field):
+                    return loop.zeros if field is None else Tensor(np.ascontiguousarray(field[cut]))
+
+                z_w, prev_w = loop.step(i, part(z), part(prev), cond_t, part(fresh), y)
                 z_next[cut] += weight * z_w.asnumpy()
                 if loop.dpmpp:
                     prev_next[cut] += weight * prev_w.asnumpy()

@@ -189,7 +189,7 @@ def forecast_tiled(forecaster, layout: TileLayout, context: np.ndarray, truth: O
 def _forecast_tiled(forecaster, layout, context, truth, seed, target, progress) -> TiledForecast:
     padded, padded_truth = pad_to_layout(context, layout), pad_to_layout(truth, layout)
     n, step = layout.window, layout.step
-    frames, h, w, channels = forecaster.target_shape
+    frames, channels = forecaster.target_shape[0], forecaster.target_shape[-1]
     field = (frames, layout.padded_height // step, layout.padded_width // step, channels)
     wy, wx = axis_weights(layout.tops, n), axis_weights(layout.lefts, n)
     ly = axis_weights([t // step for t in layout.tops], n // step)
@@ -207,7 +207,8 @@ def _forecast_tiled(forecaster, layout, context, truth, seed, target, progress) 
         for _, first, rows in call:
             windows = [DomainWindow(np.repeat(conds[k], rows, axis=0),
                                     None if targets is None else np.full((rows, 1), targets[k], np.float32),
-                                    top // step, left // step, ly[i][:, None] * lx[j][None, :], (frames, h, w, channels))
+                                    top // step, left // step, ly[i][:, None] * lx[j][None, :],
+                                    forecaster.target_shape)
                        for k, (i, j, top, left) in enumerate(layout.windows())]
             latents = forecaster.sampler.sample_domain(windows, MemberNoise([(rng, rows)]), field, progress)
             for (i, j, top, left), window in zip(layout.windows(), windows):
@@ -216,7 +217,8 @@ def _forecast_tiled(forecaster, layout, context, truth, seed, target, progress) 
                 if blended is None:
                     blended = np.zeros((forecaster.sample.samples, pixels.shape[1], layout.padded_height,
                                         layout.padded_width), np.float32)
-                blended[first:first + rows, :, top:top + n, left:left + n] += pixels * (wy[i][:, None] * wx[j][None, :])
+                weight = wy[i][:, None] * wx[j][None, :]
+                blended[first:first + rows, :, top:top + n, left:left + n] += pixels * weight
             del latents, windows
     return TiledForecast(members=np.ascontiguousarray(blended[..., :layout.height, :layout.width]),
                          window_targets=targets)
