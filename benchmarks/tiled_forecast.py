@@ -10,13 +10,16 @@ demo model (a whole tiled forecast of two windows, warm, divided by two), and wi
 DPM-Solver++ steps as `benchmarks.sample` does). `extrapolated_s` = windows × per-window seconds.
 
 `--seams`: the bundled demo model on `--cases` synthetic 256 × 384 domains (three synthetic events overlaid, truth
-known), forecast at each `--overlaps` value twice: with every member's noise drawn on the whole domain's latent grid
-and cut per window (what prediff does), and with each window drawing its own noise (as if each were forecast
-alone). Per setting: `edge_step_ratio` — the mean step between neighbouring pixels across window edges over that
-inside single windows (1 = the seams are invisible in the statistic; the largest edge line too); `overlap_mismatch`
-— RMS difference of two neighbouring windows' members where they overlap, over the RMS of the members there
-(0 = the windows agree); `overlap_spread` — the members' standard deviation in the overlaps over that of the
-unblended windows there (below 1: blending averaged disagreeing members away); `mae` — mean absolute error of the
+known), forecast at each `--overlaps` value in each of three ways (`--modes`): 0, prediff's — windows forecast one
+after another, every member's noise drawn on the whole domain's latent grid and cut per window; 1, the same with
+each window drawing its own noise (as if each were forecast alone); 2, all windows denoised together as one latent
+field, blended after every solver step (as panorama diffusion does). Per setting: `edge_step_ratio` — the mean step
+between neighbouring pixels across window edges over that inside single windows (1 = the seams are invisible in
+the statistic), and `largest_edge_line_ratio`, `inside_p98_ratio` — the largest edge line and the 98th percentile
+of the lines inside windows on that scale; `overlap_mismatch` — RMS difference of two neighbouring windows'
+members where they overlap, over the RMS of the members there (0 = the windows agree); `overlap_spread` — the
+members' standard deviation in the overlaps over that of the unblended windows there (below 1: blending averaged
+disagreeing members away); `mae` — mean absolute error of the
 ensemble mean against the truth (digital VIL); `windows` and `seconds`.
 """
 from __future__ import annotations
@@ -113,7 +116,8 @@ def synthetic_domain(case: int, height: int = 256, width: int = 384):
 
 
 class _Recorder:
-    """A Forecaster that keeps each window's unblended members (what `decode` returns, window by window)."""
+    """A Forecaster that keeps each window's unblended members, window by window: what `run` returns (prediff's
+    path) or what `decode` returns (`one_field`)."""
 
     def __init__(self, forecaster):
         self.forecaster, self.pieces = forecaster, []
@@ -121,65 +125,97 @@ class _Recorder:
     def __getattr__(self, name):
         return getattr(self.forecaster, name)
 
+    def run(self, *args, **kwargs):
+        out = self.forecaster.run(*args, **kwargs)
+        self.pieces.append(out[0])
+        return out
+
     def decode(self, z):
         out = self.forecaster.decode(z)
         self.pieces.append(out.asnumpy()[..., 0])
         return out
 
 
-class _FieldNoise:
-    """The noise of one window cut from noise drawn on the whole latent field (`field` = (rows, cols) cells), one
-    (rows, cols, L) plane at a time: the same draws as `rng.standard_normal((members, T, rows, cols, L))`."""
+def windows_apart(forecaster, layout, context, truth, seed: int, target):
+    """prediff's path with every window drawing its own noise instead of its part of the domain's."""
+    from prediff.pipelines.tiled_forecast import forecast_tiled
 
-    def __init__(self, rng, members: int, field, top: int, left: int):
-        self.rng, self.rows, self.field, self.top, self.left = rng, members, field, top, left
+    class OwnNoise:  # each window its own seed, no cut
+        def __init__(self):
+            self.windows = 0
 
-    def draw(self, shape):
-        import numpy as np
+        def __getattr__(self, name):
+            return getattr(forecaster, name)
 
-        frames, h, w, channels = shape
-        out = np.empty((self.rows,) + tuple(shape), np.float32)
-        for r in range(self.rows):
-            for t in range(frames):
-                plane = self.rng.standard_normal(tuple(self.field) + (channels,), dtype=np.float32)
-                out[r, t] = plane[self.top:self.top + h, self.left:self.left + w]
-        return out
+        def run(self, contexts, y_hat, seeds, progress=None, cut=None):
+            self.windows += 1
+            return forecaster.run(contexts, y_hat, [int(seeds[0]) * 1000 + self.windows], progress)
+
+    return forecast_tiled(OwnNoise(), layout, context, truth, seed, target)
 
 
-def windows_apart(forecaster, layout, context, truth, seed: int, target, domain_noise: bool):
-    """The alternative to prediff's one latent field: each window forecast on its own (all members in one UNet
-    call) and the pixels blended alike. `domain_noise`: every window's noise is its part of noise drawn on the whole
-    latent field (from the seed), else each window draws its own."""
+def one_field(forecaster, layout, context, truth, seed: int, target):
+    """The alternative of denoising all windows together as one latent field (as panorama diffusion does): at
+    every solver step each window takes its part of the field through the UNet and the windows' results are
+    blended back into the field with the same weights on the latent grid; then each window is decoded and the
+    pixels blended. All members in one UNet call."""
     import numpy as np
     from mindspore import Tensor
 
+    import prediff_models.diffusion as D
     from prediff.pipelines.tiled_forecast import TiledForecast, axis_weights, pad_to_layout
 
     padded, padded_truth = pad_to_layout(context, layout), pad_to_layout(truth, layout)
-    wy, wx = axis_weights(layout.tops, layout.window), axis_weights(layout.lefts, layout.window)
-    n, step, members = layout.window, layout.step, forecaster.sample.samples
-    field = (layout.padded_height // step, layout.padded_width // step)
-    blended, targets = None, []
-    for k, (i, j, top, left) in enumerate(layout.windows()):
+    n, step, m = layout.window, layout.step, forecaster.sample.samples
+    sampler, shape = forecaster.sampler, forecaster.target_shape
+    ly = axis_weights([t // step for t in layout.tops], n // step)
+    lx = axis_weights([t // step for t in layout.lefts], n // step)
+    windows = []
+    for i, j, top, left in layout.windows():
         piece = np.ascontiguousarray(padded[:, top:top + n, left:left + n])
-        targets.append(float(target(piece, None if padded_truth is None else
-                                    padded_truth[:, top:top + n, left:left + n])))
-        cond = np.repeat(forecaster.context_latents(piece[None]), members, axis=0)
-        noise = (_FieldNoise(np.random.default_rng(seed), members, field, top // step, left // step) if domain_noise
-                 else np.random.default_rng(seed * 1000 + k + 1))
-        z = forecaster.sampler.sample(cond, noise, np.full((members, 1), targets[-1], np.float32),
-                                      forecaster.target_shape)
-        pixels = forecaster.decode(Tensor(z)).asnumpy()[..., 0]
-        if blended is None:
-            blended = np.zeros(pixels.shape[:2] + (layout.padded_height, layout.padded_width), np.float32)
+        y = target(piece, None if padded_truth is None else padded_truth[:, top:top + n, left:left + n])
+        cells = (slice(None), slice(None), slice(top // step, top // step + shape[1]),
+                 slice(left // step, left // step + shape[2]))
+        windows.append((Tensor(np.repeat(forecaster.context_latents(piece[None]), m, axis=0)),
+                         Tensor(np.full((m, 1), y, np.float32)), cells,
+                         (ly[i][:, None] * lx[j][None, :])[None, None, :, :, None]))
+    rng = np.random.default_rng(seed)
+    field = (m, shape[0], layout.padded_height // step, layout.padded_width // step, shape[3])
+    steps, dpmpp = sampler.timesteps, sampler.sampler == "dpmpp"
+    coefs = [[Tensor(np.float32(v)) for v in c] for c in D.dpmpp_coefficients(sampler.schedule, steps, sampler.eta)]
+    zeros = Tensor(np.zeros((m,) + tuple(shape), np.float32))
+    z, prev = rng.standard_normal(field, dtype=np.float32), np.zeros(field, np.float32)
+    for k, t in enumerate(steps):
+        fresh = rng.standard_normal(field, dtype=np.float32) if sampler.sampler == "ddpm" or sampler.eta > 0 else None
+        z_next, prev_next = np.zeros_like(z), np.zeros_like(prev)
+        t_vec = Tensor(np.full((m,), t, np.int32))
+        t_prev = Tensor(np.full((m,), steps[k + 1] if k + 1 < len(steps) else -1, np.int32))
+        for cond, y, cells, weight in windows:
+            def part(a):
+                return zeros if a is None else Tensor(np.ascontiguousarray(a[cells]))
+
+            if dpmpp:
+                out, x0 = sampler._step(part(z), t_vec, cond, part(prev), *(c[k] for c in coefs[:4]), part(fresh),
+                                        coefs[4][k], y)
+                prev_next[cells] += weight * x0.asnumpy()
+            else:
+                out = sampler._step(part(z), t_vec, t_prev, cond, part(fresh), y)
+            z_next[cells] += weight * out.asnumpy()
+        z, prev = z_next, prev_next
+    wy, wx = axis_weights(layout.tops, n), axis_weights(layout.lefts, n)
+    blended = np.zeros((m, shape[0], layout.padded_height, layout.padded_width), np.float32)
+    for (i, j, top, left), (_, _, cells, _) in zip(layout.windows(), windows):
+        pixels = forecaster.decode(Tensor(np.ascontiguousarray(z[cells]))).asnumpy()[..., 0]
         blended[..., top:top + n, left:left + n] += pixels * (wy[i][:, None] * wx[j][None, :])
-    return TiledForecast(members=blended[..., :layout.height, :layout.width], window_targets=targets)
+    return TiledForecast(members=blended[..., :layout.height, :layout.width], window_targets=None)
 
 
-MODES = ("one field", "apart, noise cut from the field", "apart, own noise")
+MODES = ("noise cut from the domain's", "own noise per window", "one latent field")
 
 
 def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) -> list:
+    import json
+    import sys
     import time
 
     import numpy as np
@@ -199,23 +235,23 @@ def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) ->
     rows = []
     for overlap in overlaps:
         for mode in modes:
-            stats = {"edge": [], "edge_max": [], "inside": [], "mismatch": [], "spread": [], "mae": [], "s": []}
+            stats = {"edge": [], "edge_max": [], "inside": [], "inside_p98": [], "mismatch": [], "spread": [],
+                     "mae": [], "s": []}
             for case in range(cases):
                 context, truth = synthetic_domain(case)
                 layout = layout_for(model.config, context.shape, overlap)
                 recorder = _Recorder(forecaster)
                 start = time.perf_counter()
                 target = lambda c, t: alignment_target(request, c, t)  # noqa: E731
-                if mode == MODES[0]:
-                    fc = forecast_tiled(recorder, layout, context, truth, case, target)
-                else:
-                    fc = windows_apart(recorder, layout, context, truth, case, target, domain_noise=mode == MODES[1])
+                run = {MODES[0]: forecast_tiled, MODES[1]: windows_apart, MODES[2]: one_field}[mode]
+                fc = run(recorder, layout, context, truth, case, target)
                 stats["s"].append(time.perf_counter() - start)
                 members_ = np.clip(fc.members, 0, 1) * 255.0
                 steps_ = seam_steps(members_, layout)
                 stats["edge"].append(steps_["edges"].mean())
                 stats["edge_max"].append(steps_["edges"].max())
                 stats["inside"].append(steps_["inside"].mean())
+                stats["inside_p98"].append(np.quantile(steps_["inside"], 0.98))
                 stats["mae"].append(np.abs(members_.mean(0) - truth * 255.0).mean())
                 mismatch, spread = _overlap_agreement(recorder.pieces, layout, members_)
                 stats["mismatch"].append(mismatch)
@@ -224,10 +260,12 @@ def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) ->
                          "edge_step_ratio": round(float(np.mean(stats["edge"]) / np.mean(stats["inside"])), 3),
                          "largest_edge_line_ratio": round(float(np.mean(stats["edge_max"]) /
                                                                 np.mean(stats["inside"])), 3),
+                         "inside_p98_ratio": round(float(np.mean(stats["inside_p98"]) / np.mean(stats["inside"])), 3),
                          "overlap_mismatch": round(float(np.mean(stats["mismatch"])), 3),
                          "overlap_spread": round(float(np.mean(stats["spread"])), 3),
                          "mae": round(float(np.mean(stats["mae"])), 3),
                          "seconds": round(float(np.mean(stats["s"])), 1)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # each setting as it is measured
     return rows
 
 
@@ -260,9 +298,9 @@ def _overlap_agreement(pieces, layout, blended):
             float(np.sum(spread_blend) / max(np.sum(spread_raw), 1e-9)))
 
 
-def seams(overlaps, members: int, steps: int, cases: int) -> dict:
+def seams(overlaps, members: int, steps: int, cases: int, modes=MODES) -> dict:
     return {"benchmark": "tiled_forecast seams", "model": "demo", "domain_px": [256, 384], "members": members,
-            "sampler_steps": steps, "cases": cases, "results": seam_quality(overlaps, members, steps, cases)}
+            "sampler_steps": steps, "cases": cases, "results": seam_quality(overlaps, members, steps, cases, modes)}
 
 
 def main() -> None:
@@ -275,9 +313,11 @@ def main() -> None:
     parser.add_argument("--overlaps", type=int, nargs="+", default=[0, 16, 32, 48, 64])
     parser.add_argument("--steps", type=int, default=10, help="--seams: solver steps of the demo's sampler")
     parser.add_argument("--cases", type=int, default=2, help="--seams: synthetic domains")
+    parser.add_argument("--modes", type=int, nargs="+", default=list(range(len(MODES))),
+                        help="--seams: which of " + "; ".join(f"{k}: {m}" for k, m in enumerate(MODES)))
     args = parser.parse_args()
     if args.seams:
-        emit(seams(args.overlaps, args.members or 4, args.steps, args.cases))
+        emit(seams(args.overlaps, args.members or 4, args.steps, args.cases, [MODES[k] for k in args.modes]))
     else:
         emit(cost(args.members or 8, args.km, args.timed_steps, args.skip_sevirlr))
 

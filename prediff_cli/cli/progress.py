@@ -80,20 +80,20 @@ class StepsDisplay:
 
     def start(self, total: int, windows: int = 1):
         """Show the bar with `total` units of work; returns the callable that advances it by one unit. With
-        `windows` > 1 the units go through that many windows in turn (a large domain's windows are denoised
-        together, each solver step one window after another), and the description says which one is being
-        worked on ("denoising window 2/6")."""
+        `windows` > 1 the work is that many equal parts done one after another (the windows of a large domain),
+        and the description says which one is being worked on ("denoising window 2/6")."""
         if self.task_id is None:
             self.progress.start()
             self.task_id = self.progress.add_task(COMPILING, total=total)
             self._moved, self._done = False, 0
             self._windows = max(1, int(windows))
+            self._per_window = max(1, total // self._windows)
         return self.advance
 
     def _description(self) -> str:
         if self._windows == 1:
             return self.title
-        return f"{self.title} window {self._done % self._windows + 1}/{self._windows}"
+        return f"{self.title} window {min(self._done // self._per_window + 1, self._windows)}/{self._windows}"
 
     def _moving(self) -> None:
         if not self._moved or self._windows > 1:

@@ -23,7 +23,7 @@ from prediff.errors import InputError
 from prediff.heap import HeapTrimmer
 
 from .latents import jit_decoder, jit_encoder, split_moments
-from .sampler import EnsembleSampler, MemberNoise
+from .sampler import EnsembleSampler, LatentCut, MemberNoise
 from .tiled_forecast import TileLayout, forecast_tiled, layout_for
 
 
@@ -116,14 +116,16 @@ class Forecaster:
         return split_moments(self.encode(Tensor(contexts[..., None].astype(np.float32))))[0].asnumpy()
 
     def run(self, contexts: np.ndarray, y_hat: Optional[np.ndarray], seeds,
-            progress: Optional[Callable[[], None]] = None) -> np.ndarray:
-        """contexts (B, T_in, H, W), y_hat (B,) on 0–1 or None, seeds (B,) → members (B, M, T_out, H, W) on 0–1."""
+            progress: Optional[Callable[[], None]] = None, cut: Optional[LatentCut] = None) -> np.ndarray:
+        """contexts (B, T_in, H, W), y_hat (B,) on 0–1 or None, seeds (B,) → members (B, M, T_out, H, W) on 0–1.
+        `cut`: the contexts are one window of a larger domain; the noise is that window's part of the noise drawn
+        on the whole domain's latent grid (`sampler.LatentCut`)."""
         if self.aligned and y_hat is None:
             raise InputError("aligned sampling needs an anticipated intensity")
         with HeapTrimmer():  # the first call compiles the coding and sampling graphs
-            return self._run(contexts, y_hat, seeds, progress)
+            return self._run(contexts, y_hat, seeds, progress, cut)
 
-    def _run(self, contexts, y_hat, seeds, progress) -> np.ndarray:
+    def _run(self, contexts, y_hat, seeds, progress, cut=None) -> np.ndarray:
         b, m = contexts.shape[0], self.sample.samples
         cond = self.context_latents(contexts)
         generators = [np.random.default_rng(int(seed)) for seed in seeds]
@@ -131,7 +133,7 @@ class Forecaster:
         for call in self.calls(b):
             rows = np.concatenate([np.repeat(cond[i:i + 1], n, axis=0) for i, _, n in call])
             y = None if y_hat is None else np.concatenate([np.full((n, 1), y_hat[i], np.float32) for i, _, n in call])
-            noise = MemberNoise([(generators[i], n) for i, _, n in call])
+            noise = MemberNoise([(generators[i], n) for i, _, n in call], cut)
             out = self.sampler.sample(rows, noise, y, self.target_shape, progress)
             offset = 0
             for i, first, n in call:

@@ -11,13 +11,10 @@
 Noise comes from NumPy generators seeded by the caller (`MemberNoise`), so the same seed gives the same forecast. The solver
 coefficients are fed as tensors, so every step reuses one compiled graph; there is no host round trip inside the
 loop (nothing is read back until the end).
-
-`EnsembleSampler.sample_domain` runs the same steps over a latent field larger than the UNet's window, one window at a
-time within each step, blending the windows back into the field after each (see `tiled_forecast`).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 from mindspore import Tensor, nn
@@ -32,10 +29,14 @@ from prediff.config.schema import SAMPLERS
 class MemberNoise:
     """Standard-normal noise for a batch of rows, drawn from several generators in row order: `parts` is a list of
     (generator, rows). With one part this is exactly `generator.standard_normal((rows, ...))`, so a sequence's
-    members do not depend on which other sequences share its UNet call."""
+    members do not depend on which other sequences share its UNet call.
 
-    def __init__(self, parts):
+    `cut`, for one window of a larger domain (`LatentCut`): each draw is made on the whole domain's latent grid and
+    the window's part is returned, so that two windows of one member see the same noise where they overlap."""
+
+    def __init__(self, parts, cut: Optional["LatentCut"] = None):
         self.parts = [(rng, int(rows)) for rng, rows in parts]
+        self.cut = cut
 
     @property
     def rows(self) -> int:
@@ -43,8 +44,34 @@ class MemberNoise:
 
     def draw(self, shape) -> np.ndarray:
         """(rows,) + shape float32."""
-        blocks = [rng.standard_normal((rows,) + tuple(shape), dtype=np.float32) for rng, rows in self.parts]
+        if self.cut is not None:
+            blocks = [self.cut.draw(rng, rows, shape) for rng, rows in self.parts]
+        else:
+            blocks = [rng.standard_normal((rows,) + tuple(shape), dtype=np.float32) for rng, rows in self.parts]
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+class LatentCut:
+    """A window (`top`, `left`, in latent cells) of a domain's latent grid of `height` × `width` cells.
+
+    `draw(rng, rows, (T, h, w, L))` takes from `rng` exactly the numbers of `rng.standard_normal((rows, T, height,
+    width, L))`, one (height, width, L) plane at a time so that only one plane is held, and returns the window's
+    (rows, T, h, w, L) part. A window covering the whole domain gets exactly the uncut draw."""
+
+    def __init__(self, height: int, width: int, top: int, left: int):
+        self.height, self.width, self.top, self.left = int(height), int(width), int(top), int(left)
+
+    def draw(self, rng: np.random.Generator, rows: int, shape) -> np.ndarray:
+        frames, h, w, channels = (int(v) for v in shape)
+        if self.top < 0 or self.left < 0 or self.top + h > self.height or self.left + w > self.width:
+            raise ValueError(f"window {h}x{w} at ({self.top}, {self.left}) lies outside the latent grid "
+                             f"{self.height}x{self.width}")
+        out = np.empty((rows, frames, h, w, channels), np.float32)
+        for r in range(rows):
+            for t in range(frames):
+                plane = rng.standard_normal((self.height, self.width, channels), dtype=np.float32)
+                out[r, t] = plane[self.top:self.top + h, self.left:self.left + w]
+        return out
 
 
 class DenoisingNetworks(nn.Cell):
@@ -108,110 +135,35 @@ class EnsembleSampler:
         """cond (M, T_in, h, w, L) context latents (one row per member) → target latents (M, T_out, h, w, L).
         `noise`: a `MemberNoise` over the M rows, or one NumPy generator for all of them. `y_hat` (M, 1):
         anticipated mean intensity on 0–1, required when sampling with alignment."""
-        m = cond.shape[0]
-        noise = self._noise(noise, m, y_hat)
-        tail = tuple(target_shape)
-        cond_t = Tensor(np.ascontiguousarray(cond, dtype=np.float32))
-        y = self._y(y_hat, m)
-        loop = _SolverLoop(self, m, (m,) + tail)
-        z = Tensor(noise.draw(tail))  # (1)
-        prev = loop.zeros
-        for i in range(len(self.timesteps)):  # (2)
-            fresh = Tensor(noise.draw(tail)) if loop.needs_noise else loop.zeros
-            z, prev = loop.step(i, z, prev, cond_t, fresh, y)
-            if progress is not None:
-                progress()
-        return z.asnumpy()  # (3)
-
-    def sample_domain(self, windows: Sequence["DomainWindow"], noise, domain_shape,
-                      progress: Optional[Callable[[], None]] = None) -> np.ndarray:
-        """The same reverse process on a domain larger than the UNet's window, all windows advanced together:
-        `domain_shape` (T_out, H, W, L) latents, drawn and updated as one field; at every solver step each window
-        (`DomainWindow`: its context latents, anticipated intensity, position and blending weight) takes its part
-        of the field through one compiled step, and the field becomes the windows' results blended with their
-        weights (which add up to 1 at every latent cell). Noise (`MemberNoise` over the M rows) is drawn on the
-        whole field. → (M,) + domain_shape.
-
-        Where windows overlap they start every step from the same latents and the same noise, and the blend makes
-        them one field again, so the members are single fields across the whole domain, not patchworks."""
-        m = windows[0].cond.shape[0]
-        noise = self._noise(noise, m, windows[0].y_hat)
-        field_shape = tuple(int(v) for v in domain_shape)
-        loop = _SolverLoop(self, m, (m,) + tuple(windows[0].target_shape))
-        parts = [(Tensor(np.ascontiguousarray(w.cond, dtype=np.float32)), self._y(w.y_hat, m), w.cells,
-                  w.weight[None, None, :, :, None].astype(np.float32)) for w in windows]
-        z = noise.draw(field_shape)  # (1)
-        prev = np.zeros_like(z) if loop.dpmpp else None
-        for i in range(len(self.timesteps)):  # (2)
-            fresh = noise.draw(field_shape) if loop.needs_noise else None
-            z_next = np.zeros_like(z)
-            prev_next = np.zeros_like(z) if loop.dpmpp else None
-            for cond_t, y, cells, weight in parts:
-                cut = (slice(None), slice(None)) + cells
-
-                def part(field):
-                    return loop.zeros if field is None else Tensor(np.ascontiguousarray(field[cut]))
-
-                z_w, prev_w = loop.step(i, part(z), part(prev), cond_t, part(fresh), y)
-                z_next[cut] += weight * z_w.asnumpy()
-                if loop.dpmpp:
-                    prev_next[cut] += weight * prev_w.asnumpy()
-                if progress is not None:
-                    progress()
-            z, prev = z_next, prev_next
-        return z  # (3)
-
-    def _noise(self, noise, m: int, y_hat) -> "MemberNoise":
         if self.aligned and y_hat is None:
             raise ValueError("aligned sampling needs y_hat")
+        m = cond.shape[0]
         if isinstance(noise, np.random.Generator):
             noise = MemberNoise([(noise, m)])
         if noise.rows != m:
             raise ValueError(f"noise for {noise.rows} rows, but {m} rows to sample")
-        return noise
-
-    @staticmethod
-    def _y(y_hat, m: int) -> Tensor:
-        return Tensor(np.asarray(y_hat if y_hat is not None else np.zeros((m, 1)), dtype=np.float32))
-
-
-class DomainWindow:
-    """One window of `EnsembleSampler.sample_domain`: `cond` (M, T_in, h, w, L) its context latents, `y_hat` (M, 1)
-    its anticipated intensity or None, `top`/`left` its first latent cell, `weight` (h, w) its blending weight,
-    `target_shape` (T_out, h, w, L)."""
-
-    def __init__(self, cond: np.ndarray, y_hat: Optional[np.ndarray], top: int, left: int, weight: np.ndarray,
-                 target_shape):
-        self.cond, self.y_hat, self.weight = cond, y_hat, np.asarray(weight, np.float32)
-        self.target_shape = tuple(int(v) for v in target_shape)
-        h, w = self.target_shape[1:3]
-        if self.weight.shape != (h, w):
-            raise ValueError(f"window weight of shape {self.weight.shape}; expected {(h, w)}")
-        self.cells = (slice(int(top), int(top) + h), slice(int(left), int(left) + w))
-
-
-class _SolverLoop:
-    """What every solver step of one sampling run shares: the solver's coefficients as tensors (one 0-d tensor
-    per coefficient and step, made before the loop: indexing a tensor inside the loop would add host-side ops to
-    every step), the timestep vectors, and zeros for a step without noise or history. `step(i, ...)` is solver
-    step i: one compiled call."""
-
-    def __init__(self, sampler: EnsembleSampler, rows: int, shape):
-        self.sampler, steps = sampler, sampler.timesteps
-        self.dpmpp = sampler.sampler == "dpmpp"
-        self.needs_noise = sampler.sampler == "ddpm" or sampler.eta > 0
-        self.zeros = Tensor(np.zeros(shape, np.float32))
-        self.t = [Tensor(np.full((rows,), t, np.int32)) for t in steps]
-        if self.dpmpp:
-            self.coefs = [[Tensor(np.float32(v)) for v in c]
-                          for c in D.dpmpp_coefficients(sampler.schedule, steps, sampler.eta)]
-        else:
-            self.t_prev = [Tensor(np.full((rows,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
-                           for i in range(len(steps))]
-
-    def step(self, i: int, z, prev, cond, fresh, y):
-        """(z at step i+1, the x̂0 estimate for DPM-Solver++'s next step, else `prev` unchanged)."""
-        if self.dpmpp:
-            c = self.coefs
-            return self.sampler._step(z, self.t[i], cond, prev, *(k[i] for k in c[:4]), fresh, c[4][i], y)
-        return self.sampler._step(z, self.t[i], self.t_prev[i], cond, fresh, y), prev
+        tail = tuple(target_shape)
+        shape = (m,) + tail
+        cond_t = Tensor(np.ascontiguousarray(cond, dtype=np.float32))
+        y = Tensor(np.asarray(y_hat if y_hat is not None else np.zeros((m, 1)), dtype=np.float32))
+        z = Tensor(noise.draw(tail))  # (1)
+        steps = self.timesteps
+        if self.sampler == "dpmpp":
+            # one 0-d tensor per coefficient and step, made before the loop (indexing a tensor inside the loop would
+            # add host-side ops to every step)
+            coefs = [[Tensor(np.float32(v)) for v in c]
+                     for c in D.dpmpp_coefficients(self.schedule, steps, self.eta)]
+            prev = Tensor(np.zeros(shape, np.float32))
+        zeros = Tensor(np.zeros(shape, np.float32))
+        needs_noise = self.sampler == "ddpm" or self.eta > 0
+        for i, t in enumerate(steps):  # (2)
+            t_vec = Tensor(np.full((m,), t, np.int32))
+            fresh = Tensor(noise.draw(tail)) if needs_noise else zeros
+            if self.sampler == "dpmpp":
+                z, prev = self._step(z, t_vec, cond_t, prev, *(c[i] for c in coefs[:4]), fresh, coefs[4][i], y)
+            else:
+                t_prev = Tensor(np.full((m,), steps[i + 1] if i + 1 < len(steps) else -1, np.int32))
+                z = self._step(z, t_vec, t_prev, cond_t, fresh, y)
+            if progress is not None:
+                progress()
+        return z.asnumpy()  # (3)

@@ -1,4 +1,4 @@
-"""Forecasts of domains larger than the model's window: overlapping windows denoised as one field, then blended.
+"""Forecasts of domains larger than the model's window: overlapping windows, forecast one after another, blended.
 
 The networks see `window` × `window` pixels (128 for every preset). A context of (T_in, H, W) with H or W larger
 is forecast in windows laid out like this (plain NumPy, no networks: `tile_layout`, `axis_weights`):
@@ -13,17 +13,14 @@ is forecast in windows laid out like this (plain NumPy, no networks: `tile_layou
   the domain's edge keeps weight 1. The weights are divided by their sum over the windows, which is separable, so
   each axis is normalised on its own and every pixel's weights add up to 1.
 
-The forecast (`forecast_tiled`): each window's context is encoded on its own; then, for each chunk of
-`sample.member_batch` members, the members' latents are one field over the whole domain (noise drawn from the seed
-on that field), and every solver step takes each window's part of the field through the UNet, aligned toward the
-window's own anticipated intensity, and blends the windows' results back into the field with the same weights on
-the latent grid (`EnsembleSampler.sample_domain`). Where windows overlap they start each step from the same
-latents and the same noise, and leave it as one field, so a member is one forecast across the whole domain rather
-than a patchwork of independent ones. Last, each window of the field is decoded and the pixels are blended.
-
-Memory: the networks only ever see one window and at most `sample.member_batch` members; what grows with the
-domain is the latent field of one member chunk (a few copies of chunk × 6 × H/8 × W/8 × L) and the result
-(members × 6 × H × W).
+The forecast (`forecast_tiled`): every window is forecast with all members (`Forecaster.run` on its context),
+aligned toward its own anticipated intensity, and its pixels are added to the result with its weight. A member is
+the same random draw in every window: its noise is drawn from the forecast's seed on the whole domain's latent grid
+and each window takes its part (`sampler.LatentCut`), so two windows start from the same noise where they overlap,
+and their members there differ only by what each window's surroundings change (measured in docs/large-domains.md:
+drawing each window's own noise instead leaves neighbouring windows' members half again as far apart in their
+overlap). One window is in the networks at a time, in UNet calls of at most `sample.member_batch` members; what
+grows with the domain is the result (members × 6 × H × W) and one latent plane of noise (H/8 × W/8 × L).
 """
 from __future__ import annotations
 
@@ -32,12 +29,9 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from mindspore import Tensor
-
 from prediff.errors import InputError
-from prediff.heap import HeapTrimmer
 
-from .sampler import DomainWindow, MemberNoise
+from .sampler import LatentCut
 
 @dataclass(frozen=True)
 class TileLayout:
@@ -66,6 +60,11 @@ class TileLayout:
     def windows(self) -> List[Tuple[int, int, int, int]]:
         """(row index, column index, top, left) of each window, row by row."""
         return [(i, j, top, left) for i, top in enumerate(self.tops) for j, left in enumerate(self.lefts)]
+
+    def latent_cut(self, top: int, left: int) -> LatentCut:
+        """The window at pixel (top, left) of the padded domain, on the domain's latent grid."""
+        s = self.step
+        return LatentCut(self.padded_height // s, self.padded_width // s, top // s, left // s)
 
     def describe(self) -> str:
         rows, cols = self.grid
@@ -164,9 +163,8 @@ class TiledForecast:
 def forecast_tiled(forecaster, layout: TileLayout, context: np.ndarray, truth: Optional[np.ndarray], seed: int,
                    target: Optional[Callable[[np.ndarray, Optional[np.ndarray]], float]] = None,
                    progress: Optional[Callable[[], None]] = None) -> TiledForecast:
-    """Forecast `context` (T_in, H, W) on 0–1 over the windows of `layout` with `forecaster` (a
-    `forecast.Forecaster`): all windows denoised together as one latent field (`EnsembleSampler.sample_domain`),
-    then each window decoded and the pixels blended.
+    """Forecast `context` (T_in, H, W) on 0–1 window by window with `forecaster` (a `forecast.Forecaster`) and
+    blend the windows.
 
     Parameters
     ----------
@@ -175,51 +173,28 @@ def forecast_tiled(forecaster, layout: TileLayout, context: np.ndarray, truth: O
     truth : (T_out, H, W) array or None
         Passed, cut to each window, to `target` (the oracle alignment needs it).
     seed : int
-        The forecast's seed: the members' noise is drawn from `default_rng(seed)` on the whole latent field, in
-        chunks of `sample.member_batch` members.
+        The forecast's seed: member m of every window comes from the same draws (see the module's docstring).
     target : callable, optional
         (window context, window truth) → the window's anticipated mean intensity on 0–1; None without alignment.
     progress : callable, optional
-        Called once per solver step of every window in every UNet call.
+        Called once per solver step of every UNet call, window after window.
     """
-    with HeapTrimmer():  # the first call compiles the coding and sampling graphs
-        return _forecast_tiled(forecaster, layout, context, truth, seed, target, progress)
-
-
-def _forecast_tiled(forecaster, layout, context, truth, seed, target, progress) -> TiledForecast:
     padded, padded_truth = pad_to_layout(context, layout), pad_to_layout(truth, layout)
-    n, step = layout.window, layout.step
-    frames, channels = forecaster.target_shape[0], forecaster.target_shape[-1]
-    field = (frames, layout.padded_height // step, layout.padded_width // step, channels)
-    wy, wx = axis_weights(layout.tops, n), axis_weights(layout.lefts, n)
-    ly = axis_weights([t // step for t in layout.tops], n // step)
-    lx = axis_weights([t // step for t in layout.lefts], n // step)
-    conds, targets = [], [] if target is not None else None
-    for i, j, top, left in layout.windows():  # each window's context, encoded on its own
+    wy, wx = axis_weights(layout.tops, layout.window), axis_weights(layout.lefts, layout.window)
+    blended, targets = None, [] if target is not None else None
+    n = layout.window
+    for i, j, top, left in layout.windows():
         piece = np.ascontiguousarray(padded[:, top:top + n, left:left + n])
-        conds.append(forecaster.context_latents(piece[None]))
+        y_hat = None
         if target is not None:
             piece_truth = None if padded_truth is None else padded_truth[:, top:top + n, left:left + n]
             targets.append(float(target(piece, piece_truth)))
-    rng = np.random.default_rng(int(seed))
-    blended = None
-    for call in forecaster.calls(1):
-        for _, first, rows in call:
-            windows = [DomainWindow(np.repeat(conds[k], rows, axis=0),
-                                    None if targets is None else np.full((rows, 1), targets[k], np.float32),
-                                    top // step, left // step, ly[i][:, None] * lx[j][None, :],
-                                    forecaster.target_shape)
-                       for k, (i, j, top, left) in enumerate(layout.windows())]
-            latents = forecaster.sampler.sample_domain(windows, MemberNoise([(rng, rows)]), field, progress)
-            for (i, j, top, left), window in zip(layout.windows(), windows):
-                cut = (slice(None), slice(None)) + window.cells
-                pixels = forecaster.decode(Tensor(np.ascontiguousarray(latents[cut]))).asnumpy()[..., 0]
-                if blended is None:
-                    blended = np.zeros((forecaster.sample.samples, pixels.shape[1], layout.padded_height,
-                                        layout.padded_width), np.float32)
-                weight = wy[i][:, None] * wx[j][None, :]
-                blended[first:first + rows, :, top:top + n, left:left + n] += pixels * weight
-            del latents, windows
+            y_hat = np.array([targets[-1]], np.float32)
+        members = forecaster.run(piece[None], y_hat, [seed], progress, cut=layout.latent_cut(top, left))[0]
+        if blended is None:
+            blended = np.zeros(members.shape[:2] + (layout.padded_height, layout.padded_width), np.float32)
+        blended[..., top:top + n, left:left + n] += members * (wy[i][:, None] * wx[j][None, :])
+        del members
     return TiledForecast(members=np.ascontiguousarray(blended[..., :layout.height, :layout.width]),
                          window_targets=targets)
 
