@@ -74,10 +74,10 @@ def test_seam_statistic_sees_a_hard_seam_and_not_a_smooth_field():
     x = np.linspace(0, 4 * np.pi, 224)
     smooth = np.broadcast_to(np.sin(x), (2, 128, 224)).copy()
     steps = seam_steps(smooth, layout)
-    assert steps["edges"].max() <= 1.1 * steps["inside"].max()
+    assert np.all(steps["edges"] <= 1.1 * steps["beside"]) and steps["edges"].max() <= 1.1 * steps["inside"].max()
     smooth[..., 128:] += 0.5  # a window that disagrees, pasted without blending
     steps = seam_steps(smooth, layout)
-    assert steps["edges"].max() > 5 * steps["inside"].mean()
+    assert steps["edges"][1] > 5 * steps["beside"][1] and steps["edges"].max() > 5 * steps["inside"].mean()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,10 +192,13 @@ def test_no_step_at_window_edges_larger_than_inside_the_windows(tiled):
     frames, result, _, _ = tiled
     members = np.clip(result.members, 0, 1) * 255.0
     steps = seam_steps(members, result.layout)
-    edges, inside = steps["edges"], steps["inside"]
-    # mean |difference of neighbouring pixels| across each window edge line, over members, frames and the line
-    assert edges.mean() <= 1.1 * inside.mean(), (edges.mean(), inside.mean())
-    assert edges.max() <= np.quantile(inside, 0.98), (edges.max(), np.quantile(inside, 0.98))
+    edges, beside, inside = steps["edges"], steps["beside"], steps["inside"]
+    # the mean |difference of neighbouring pixels| across each window edge line (over members, frames and the line)
+    # is no larger than across the lines within 4 pixels of it (a seam is a line standing out from its
+    # neighbours: a window pasted without blending gives 5 times the lines beside it, see the test above)
+    assert len(edges) == 2 * 2 + 3 * 1 + 2 and inside.size > 100
+    assert np.all(edges <= 1.2 * beside), (edges, beside)
+    assert np.mean(edges / beside) <= 1.1, (edges, beside)
 
 
 def test_a_storm_crossing_a_window_edge_stays_one_storm_where_a_single_window_puts_it(tiled, demo):
@@ -211,7 +214,7 @@ def test_a_storm_crossing_a_window_edge_stays_one_storm_where_a_single_window_pu
     storm = labels == labels[STORM_ROW, int(STORM_COL + STORM_SPEED)]
     assert labels[STORM_ROW, int(STORM_COL + STORM_SPEED)] > 0
     cols = np.flatnonzero(storm.any(axis=0))
-    assert cols.min() < 120 and cols.max() > 136
+    assert cols.min() < 120 and cols.max() > 132
     # along the storm's row no step at the window edges (x = 88, 128) beyond the steps inside the storm
     row = first[STORM_ROW - 3:STORM_ROW + 4].mean(0)
     steps = np.abs(np.diff(row))

@@ -213,16 +213,22 @@ def seam_boundaries(starts, window: int, length: int) -> Tuple[np.ndarray, np.nd
     return np.array([b for b in edges if 0 < b < length], np.int64), inside
 
 
-def seam_steps(fields: np.ndarray, layout: TileLayout) -> dict:
-    """The mean absolute difference between neighbouring pixels across each boundary line of a forecast
-    (…, H, W), averaged over everything but the line's position: {"edges": (E,), "inside": (I,)} per line, over
-    both axes — the window edges and the lines inside single windows (see `seam_boundaries`)."""
+def seam_steps(fields: np.ndarray, layout: TileLayout, span: int = 4) -> dict:
+    """The steps of a forecast (…, H, W) across its window edges, beside them and inside single windows.
+
+    A line's step is the mean absolute difference between the neighbouring pixels on either side of it, over
+    everything but the line's position (members, frames, along the line). Returns per line, over both axes:
+    "edges" (E,) — the lines where a window begins or ends inside the domain (see `seam_boundaries`); "beside"
+    (E,) — for each edge line, the mean step of the lines within `span` pixels of it, itself left out (a seam shows
+    as an edge step well above the steps beside it); "inside" (I,) — the lines inside single windows."""
     fields = np.asarray(fields, np.float32)
-    out = {"edges": [], "inside": []}
+    out = {"edges": [], "beside": [], "inside": []}
     for axis, starts, length in ((-1, layout.lefts, layout.width), (-2, layout.tops, layout.height)):
         steps = np.abs(np.diff(fields, axis=axis))  # steps[..., b-1] is the step across boundary b
         per_line = steps.mean(axis=tuple(a for a in range(steps.ndim) if a != steps.ndim + axis))
         edges, inside = seam_boundaries(starts, layout.window, length)
         out["edges"].append(per_line[edges - 1])
+        out["beside"].append(np.array([np.mean([per_line[b - 1 + k] for k in range(-span, span + 1)
+                                                if k and 0 <= b - 1 + k < len(per_line)]) for b in edges]))
         out["inside"].append(per_line[inside - 1])
-    return {k: np.concatenate(v) for k, v in out.items()}
+    return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
