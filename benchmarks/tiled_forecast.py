@@ -1,7 +1,8 @@
 """Forecasts of domains larger than the model's window: cost, and seam quality against the windows' overlap.
 
     python -m benchmarks.tiled_forecast [--members 8] [--km 1024] [--timed-steps 2] [--skip-sevirlr]
-    python -m benchmarks.tiled_forecast --seams [--overlaps 0 16 32 48 64] [--members 4] [--steps 10] [--cases 2]
+    python -m benchmarks.tiled_forecast --seams [--overlaps 0 16 32 48 64] [--modes 0 1 2] [--members 4]
+                                        [--steps 10] [--cases 2] [--domain 256 384]
 
 Cost (default): the windows a `--km` × `--km` domain (3 km pixels) needs at each overlap, and the seconds of one
 window of an aligned `--members`-member forecast with the sampler of each model's config: measured with the bundled
@@ -9,14 +10,15 @@ demo model (a whole tiled forecast of two windows, warm, divided by two), and wi
 `sevirlr` preset (encoding, decoding and `--timed-steps` solver steps at its member batch, extrapolated to its 20
 DPM-Solver++ steps as `benchmarks.sample` does). `extrapolated_s` = windows × per-window seconds.
 
-`--seams`: the bundled demo model on `--cases` synthetic 256 × 384 domains (three synthetic events overlaid, truth
-known), forecast at each `--overlaps` value in each of three ways (`--modes`): 0, prediff's — windows forecast one
+`--seams`: the bundled demo model on `--cases` synthetic domains of `--domain` pixels (256 × 384; three synthetic
+events overlaid, truth known), forecast at each `--overlaps` value in each of three ways (`--modes`): 0, prediff's — windows forecast one
 after another, every member's noise drawn on the whole domain's latent grid and cut per window; 1, the same with
 each window drawing its own noise (as if each were forecast alone); 2, all windows denoised together as one latent
 field, blended after every solver step (as panorama diffusion does). Per setting: `edge_step_ratio` — the mean step
 between neighbouring pixels across window edges over that inside single windows (1 = the seams are invisible in
 the statistic), and `largest_edge_line_ratio`, `inside_p98_ratio` — the largest edge line and the 98th percentile
-of the lines inside windows on that scale; `overlap_mismatch` — RMS difference of two neighbouring windows'
+of the lines inside windows on that scale; `edge_to_beside` (mean) and `largest_edge_to_beside` — each edge line's
+step over the mean step of the lines within 4 pixels of it (a seam stands out from its neighbours: > 1); `overlap_mismatch` — RMS difference of two neighbouring windows'
 members where they overlap, over the RMS of the members there (0 = the windows agree); `overlap_spread` — the
 members' standard deviation in the overlaps over that of the unblended windows there (below 1: blending averaged
 disagreeing members away); `mae` — mean absolute error of the
@@ -104,7 +106,8 @@ def cost(members: int, km: float, timed_steps: int, skip_sevirlr: bool) -> dict:
 
 
 def synthetic_domain(case: int, height: int = 256, width: int = 384):
-    """(context (7, H, W), truth (6, H, W)) on 0–1: three synthetic events of 384 px overlaid (denser storms)."""
+    """(context (7, H, W), truth (6, H, W)) on 0–1: three synthetic events of max(H, W) pixels overlaid (denser
+    storms than one)."""
     import numpy as np
 
     from prediff.data.synthetic import storm_event
@@ -213,7 +216,7 @@ def one_field(forecaster, layout, context, truth, seed: int, target):
 MODES = ("noise cut from the domain's", "own noise per window", "one latent field")
 
 
-def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) -> list:
+def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES, domain=(256, 384)) -> list:
     import json
     import sys
     import time
@@ -235,10 +238,10 @@ def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) ->
     rows = []
     for overlap in overlaps:
         for mode in modes:
-            stats = {"edge": [], "edge_max": [], "inside": [], "inside_p98": [], "mismatch": [], "spread": [],
-                     "mae": [], "s": []}
+            stats = {"edge": [], "edge_max": [], "inside": [], "inside_p98": [], "beside": [], "beside_max": [],
+                     "mismatch": [], "spread": [], "mae": [], "s": []}
             for case in range(cases):
-                context, truth = synthetic_domain(case)
+                context, truth = synthetic_domain(case, *domain)
                 layout = layout_for(model.config, context.shape, overlap)
                 recorder = _Recorder(forecaster)
                 start = time.perf_counter()
@@ -252,6 +255,8 @@ def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) ->
                 stats["edge_max"].append(steps_["edges"].max())
                 stats["inside"].append(steps_["inside"].mean())
                 stats["inside_p98"].append(np.quantile(steps_["inside"], 0.98))
+                stats["beside"].append(np.mean(steps_["edges"] / steps_["beside"]))
+                stats["beside_max"].append(np.max(steps_["edges"] / steps_["beside"]))
                 stats["mae"].append(np.abs(members_.mean(0) - truth * 255.0).mean())
                 mismatch, spread = _overlap_agreement(recorder.pieces, layout, members_)
                 stats["mismatch"].append(mismatch)
@@ -261,6 +266,8 @@ def seam_quality(overlaps, members: int, steps: int, cases: int, modes=MODES) ->
                          "largest_edge_line_ratio": round(float(np.mean(stats["edge_max"]) /
                                                                 np.mean(stats["inside"])), 3),
                          "inside_p98_ratio": round(float(np.mean(stats["inside_p98"]) / np.mean(stats["inside"])), 3),
+                         "edge_to_beside": round(float(np.mean(stats["beside"])), 3),
+                         "largest_edge_to_beside": round(float(np.max(stats["beside_max"])), 3),
                          "overlap_mismatch": round(float(np.mean(stats["mismatch"])), 3),
                          "overlap_spread": round(float(np.mean(stats["spread"])), 3),
                          "mae": round(float(np.mean(stats["mae"])), 3),
@@ -298,9 +305,10 @@ def _overlap_agreement(pieces, layout, blended):
             float(np.sum(spread_blend) / max(np.sum(spread_raw), 1e-9)))
 
 
-def seams(overlaps, members: int, steps: int, cases: int, modes=MODES) -> dict:
-    return {"benchmark": "tiled_forecast seams", "model": "demo", "domain_px": [256, 384], "members": members,
-            "sampler_steps": steps, "cases": cases, "results": seam_quality(overlaps, members, steps, cases, modes)}
+def seams(overlaps, members: int, steps: int, cases: int, modes=MODES, domain=(256, 384)) -> dict:
+    return {"benchmark": "tiled_forecast seams", "model": "demo", "domain_px": list(domain), "members": members,
+            "sampler_steps": steps, "cases": cases,
+            "results": seam_quality(overlaps, members, steps, cases, modes, domain)}
 
 
 def main() -> None:
@@ -313,11 +321,14 @@ def main() -> None:
     parser.add_argument("--overlaps", type=int, nargs="+", default=[0, 16, 32, 48, 64])
     parser.add_argument("--steps", type=int, default=10, help="--seams: solver steps of the demo's sampler")
     parser.add_argument("--cases", type=int, default=2, help="--seams: synthetic domains")
+    parser.add_argument("--domain", type=int, nargs=2, default=[256, 384], metavar=("H", "W"),
+                        help="--seams: the synthetic domain's size in pixels")
     parser.add_argument("--modes", type=int, nargs="+", default=list(range(len(MODES))),
                         help="--seams: which of " + "; ".join(f"{k}: {m}" for k, m in enumerate(MODES)))
     args = parser.parse_args()
     if args.seams:
-        emit(seams(args.overlaps, args.members or 4, args.steps, args.cases, [MODES[k] for k in args.modes]))
+        emit(seams(args.overlaps, args.members or 4, args.steps, args.cases, [MODES[k] for k in args.modes],
+                   tuple(args.domain)))
     else:
         emit(cost(args.members or 8, args.km, args.timed_steps, args.skip_sevirlr))
 
