@@ -6,9 +6,12 @@
 
 Cost (default): the windows a `--km` × `--km` domain (3 km pixels) needs at each overlap, and the seconds of one
 window of an aligned `--members`-member forecast with the sampler of each model's config: measured with the bundled
-demo model (a whole tiled forecast of two windows, warm, divided by two), and with random-weight networks of the
-`sevirlr` preset (encoding, decoding and `--timed-steps` solver steps at its member batch, extrapolated to its 20
-DPM-Solver++ steps as `benchmarks.sample` does). `extrapolated_s` = windows × per-window seconds.
+demo model (a whole tiled forecast of two windows, warm, divided by two; `per_window_over_single` compares it with
+a warm forecast of one 128 × 128 frame), and with random-weight networks of the `sevirlr` preset (encoding,
+decoding and `--timed-steps` solver steps at its member batch, extrapolated to its 20 DPM-Solver++ steps as
+`benchmarks.sample` does). `extrapolated_s` = windows × per-window seconds. `domain_noise_per_window_s`: what
+drawing each window's noise on the `--km` domain's latent grid adds to a window (`noise_draws` draws of all
+members, timed without networks), and `domain_noise_share` that over the window's seconds.
 
 `--seams`: the bundled demo model on `--cases` synthetic domains of `--domain` pixels (256 × 384; three synthetic
 events overlaid, truth known), forecast at each `--overlaps` value in each of three ways (`--modes`): 0, prediff's — windows forecast one
@@ -40,8 +43,45 @@ def layouts(km: float, overlaps) -> dict:
     return {str(o): tile_layout(side, side, 128, o, 8).count for o in overlaps}
 
 
-def demo_window_cost(members: int) -> dict:
-    """Seconds per window of the demo model's configured forecast (aligned), from a warm two-window run."""
+def noise_draws(sample, diffusion_timesteps: int) -> int:
+    """Noise draws of one UNet call: the starting noise, and one per solver step for stochastic samplers."""
+    from prediff.pipelines.sampler import solver_timesteps
+
+    steps = len(solver_timesteps(sample.sampler, sample.steps, diffusion_timesteps))
+    return 1 + (steps if sample.sampler == "ddpm" or sample.eta > 0 else 0)
+
+
+def window_noise_s(target_shape, members: int, km: float, step: int, repeats: int = 3) -> float:
+    """Seconds one draw of `members` members' noise takes for one window of a `km` × `km` domain (the whole
+    domain's latent planes drawn, the window's part kept), over the same draw for a lone window: the extra cost of
+    cutting each window's noise from the domain's. Medians of `repeats`."""
+    import time
+
+    import numpy as np
+
+    from prediff.pipelines.sampler import LatentCut
+
+    side = -(-int(round(km / KM_PER_PIXEL)) // step)  # latent cells of the padded domain
+    cut = LatentCut(side, side, 0, 0)
+
+    def median(fn) -> float:
+        times = []
+        for k in range(repeats):
+            rng = np.random.default_rng(k)
+            start = time.perf_counter()
+            fn(rng)
+            times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
+
+    whole = median(lambda rng: cut.draw(rng, members, target_shape))
+    alone = median(lambda rng: rng.standard_normal((members,) + tuple(target_shape), dtype=np.float32))
+    return max(whole - alone, 0.0)
+
+
+def demo_window_cost(members: int, km: float) -> dict:
+    """Seconds of the demo model's configured forecast (aligned), warm: one 128 × 128 frame (`single_s`), and per
+    window of a two-window domain (`per_window_s`); their ratio; the extra seconds per window of drawing each
+    window's noise on the latent grid of a `km` × `km` domain, and that over `per_window_s`."""
     import time
 
     import numpy as np
@@ -49,6 +89,7 @@ def demo_window_cost(members: int) -> dict:
     import prediff
     from prediff.config.forecast_settings import forecast_config
     from prediff.pipelines.forecast import run_forecast
+    from prediff.pipelines.tiled_forecast import model_window
     from prediff.runtime import setup_runtime
 
     model = prediff.load_model("demo")
@@ -58,18 +99,26 @@ def demo_window_cost(members: int) -> dict:
     context = rng.random((7, 128, 128 + 96), dtype=np.float32) * 0.3
     run_forecast(model, settings, context[:, :, :128], None)  # compiles
     start = time.perf_counter()
+    run_forecast(model, settings, context[:, :, :128], None)
+    single = time.perf_counter() - start
+    start = time.perf_counter()
     result = run_forecast(model, settings, context, None)
-    seconds = time.perf_counter() - start
+    per_window = (time.perf_counter() - start) / result.layout.count
     s = settings.sample
+    draws = noise_draws(s, model.config.diffusion.timesteps)
+    noise = draws * window_noise_s(model.config.unet.target_shape, members, km, model_window(model.config)[1])
     return {"model": "demo", "members": members, "sampler": f"{s.sampler}-{s.steps}", "member_batch": s.member_batch,
-            "windows_timed": result.layout.count, "per_window_s": round(seconds / result.layout.count, 2)}
+            "single_s": round(single, 2), "windows_timed": result.layout.count, "per_window_s": round(per_window, 2),
+            "per_window_over_single": round(per_window / single, 3), "noise_draws": draws,
+            "domain_noise_per_window_s": round(noise, 3), "domain_noise_share": round(noise / per_window, 4)}
 
 
-def sevirlr_window_cost(members: int, timed_steps: int) -> dict:
+def sevirlr_window_cost(members: int, timed_steps: int, km: float) -> dict:
     """Seconds per window of an aligned forecast with sevirlr-size networks (random weights; the cost does not
-    depend on them), at the preset's member batch and solver."""
+    depend on them), at the preset's member batch and solver; the noise of a `km` domain as for the demo."""
     from benchmarks.sample import build_forecaster, timed_forecast
     from prediff.config import load_config
+    from prediff.pipelines.tiled_forecast import model_window
 
     cfg = load_config("sevirlr")
     s = cfg.sample
@@ -78,9 +127,12 @@ def sevirlr_window_cost(members: int, timed_steps: int) -> dict:
     forecaster, cfg = build_forecaster("sevirlr", f"{s.sampler}-{s.steps}", aligned=True)
     r = timed_forecast(forecaster, cfg, batch, timed_steps)
     per_window = r["encode_s"] + calls * (r["decode_s"] + r["per_step_s"] * r["solver_steps"])
+    draws = noise_draws(s, cfg.diffusion.timesteps)
+    noise = draws * window_noise_s(cfg.unet.target_shape, members, km, model_window(cfg)[1])
     return {"model": "sevirlr-size networks (random weights)", "members": members,
             "sampler": f"{s.sampler}-{r['solver_steps']}", "member_batch": batch, "per_step_s": r["per_step_s"],
-            "timed_steps": r["timed_steps"], "per_window_s": round(per_window, 1)}
+            "timed_steps": r["timed_steps"], "per_window_s": round(per_window, 1), "noise_draws": draws,
+            "domain_noise_per_window_s": round(noise, 3), "domain_noise_share": round(noise / per_window, 4)}
 
 
 def cost(members: int, km: float, timed_steps: int, skip_sevirlr: bool) -> dict:
@@ -90,10 +142,10 @@ def cost(members: int, km: float, timed_steps: int, skip_sevirlr: bool) -> dict:
     counts = layouts(km, (0, 16, 32, 48, 64))
     out = {"benchmark": "tiled_forecast", "domain_km": km, "domain_px": int(round(km / KM_PER_PIXEL)),
            "windows_by_overlap": counts, "overlap": overlap, "windows": counts[str(overlap)], "models": []}
-    parts = [isolated("benchmarks.tiled_forecast", "demo_window_cost", members=members)]
+    parts = [isolated("benchmarks.tiled_forecast", "demo_window_cost", members=members, km=km)]
     if not skip_sevirlr:
         parts.append(isolated("benchmarks.tiled_forecast", "sevirlr_window_cost", members=members,
-                              timed_steps=timed_steps))
+                              timed_steps=timed_steps, km=km))
     for part in parts:
         if "per_window_s" in part:
             part["extrapolated_s"] = round(part["per_window_s"] * out["windows"], 1)
