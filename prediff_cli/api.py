@@ -83,7 +83,7 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
              couple_members: Optional[bool] = None, member_batch: Optional[int] = None, seed: Optional[int] = None,
              precision: Optional[str] = None,
              thresholds: Optional[Sequence[float]] = None, config: Optional[str] = None, sets: Sequence[str] = (),
-             truth=None, scale: Optional[str] = None, variable: str = "vil",
+             truth=None, scale: Optional[str] = None, variable: str = "vil", tile_overlap: Optional[int] = None,
              reference_time: Optional[dt.datetime] = None, output_grid: str = "model",
              progress: Optional[Callable[[], None]] = None):
     """An ensemble forecast as an `xarray.Dataset` with the variables, coordinates and attributes of the NetCDF
@@ -94,14 +94,17 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
     frame first, row 0 north, 10 minutes apart, whose `scale` must be said: "0-1", "digital" (SEVIR 0–255) or
     "kg m-2" (values outside it are refused). Without times in the input, `reference_time` (UTC of the last frame)
     is needed; `truth` (same scale) only for `align_oracle`. `output_grid`: "model" (the model's 3 km grid,
-    north-up) or "input" (resampled back onto the input's own map grid, rows running as the input's)."""
+    north-up) or "input" (resampled back onto the input's own map grid, rows running as the input's). Frames
+    larger than the model's 128 pixels (on the model's grid) are forecast in 128 x 128 windows overlapping by at
+    least `tile_overlap` pixels (default: the config's sample.tile_overlap) and blended."""
     if output_grid not in OUTPUT_GRIDS:
         raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     radar = _as_radar(context, truth, reference_time, scale, variable)
     values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                            align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
                            guide_scale=guide_scale, couple_members=couple_members, precision=precision)
-    values.update({k: v for k, v in (("sample.member_batch", member_batch), ("seed", seed)) if v is not None})
+    values.update({k: v for k, v in (("sample.member_batch", member_batch), ("seed", seed),
+                                     ("sample.tile_overlap", tile_overlap)) if v is not None})
     if thresholds is not None:  # digital VIL levels of the exceedance probabilities
         values["sample.thresholds"] = tuple(float(v) for v in thresholds)
     settings = forecast_config(model.config, config, sets, values)

@@ -84,6 +84,10 @@ def register(app: typer.Typer) -> None:
             "--thresholds", metavar="V1,V2,...", help="Digital VIL thresholds of the exceedance probabilities "
             f"(a pixel counts at >= threshold). {model_default(_THRESHOLDS)}")
         ] = None,
+        tile_overlap: Annotated[Optional[int], typer.Option(
+            "--tile-overlap", metavar="PIXELS", min=0, help="Frames larger than the model's 128 x 128 are forecast "
+            "in 128 x 128 windows that overlap by at least this many pixels (a multiple of 8, at most 64), blended "
+            "smoothly. (default: the config's sample.tile_overlap, 32)")] = None,
         json_: JsonOpt = False,
         *, forecast: dict,
     ):
@@ -94,6 +98,8 @@ def register(app: typer.Typer) -> None:
         levels = parse_thresholds(thresholds)
         if levels is not None:
             forecast["values"]["sample.thresholds"] = levels
+        if tile_overlap is not None:
+            forecast["values"]["sample.tile_overlap"] = tile_overlap
         with json_output(json_):
             with StepsDisplay("denoising") as display:
                 report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),

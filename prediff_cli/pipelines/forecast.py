@@ -28,7 +28,8 @@ from .latents import jit_decoder, jit_encoder, split_moments
 from .model import CUSTOM, OPTION_OF
 from .model_store import BUNDLED
 from .precision import forecast_precision
-from .sampler import EnsembleSampler, MemberNoise
+from .sampler import EnsembleSampler, LatentCut, MemberNoise
+from .tiled_forecast import TileLayout, forecast_tiled, layout_for
 
 
 @dataclass
@@ -79,6 +80,8 @@ class ForecastResult:
     seconds: float
     network_evaluations: int
     precision: str = "fp32"  # what the UNet's and VAE's linear layers and convolutions ran at: "fp32" or "bf16"
+    layout: Optional[TileLayout] = None  # the windows of a domain larger than the model's frame, else None
+    window_targets: Optional[list] = None  # with alignment over windows: each window's anticipated mean on 0–1
 
 
 class Forecaster:
@@ -126,14 +129,16 @@ class Forecaster:
         return split_moments(self.encode(Tensor(contexts[..., None].astype(np.float32))))[0].asnumpy()
 
     def run(self, contexts: np.ndarray, y_hat: Optional[np.ndarray], seeds,
-            progress: Optional[Callable[[], None]] = None) -> np.ndarray:
-        """contexts (B, T_in, H, W), y_hat (B,) on 0–1 or None, seeds (B,) → members (B, M, T_out, H, W) on 0–1."""
+            progress: Optional[Callable[[], None]] = None, cut: Optional[LatentCut] = None) -> np.ndarray:
+        """contexts (B, T_in, H, W), y_hat (B,) on 0–1 or None, seeds (B,) → members (B, M, T_out, H, W) on 0–1.
+        `cut`: the contexts are one window of a larger domain; the noise is that window's part of the noise drawn
+        on the whole domain's latent grid (`sampler.LatentCut`)."""
         if self.aligned and y_hat is None:
             raise InputError("aligned sampling needs an anticipated intensity")
         with HeapTrimmer():  # the first call compiles the coding and sampling graphs
-            return self._run(contexts, y_hat, seeds, progress)
+            return self._run(contexts, y_hat, seeds, progress, cut)
 
-    def _run(self, contexts, y_hat, seeds, progress) -> np.ndarray:
+    def _run(self, contexts, y_hat, seeds, progress, cut=None) -> np.ndarray:
         b, m = contexts.shape[0], self.sample.samples
         cond = self.context_latents(contexts)
         generators = [np.random.default_rng(int(seed)) for seed in seeds]
@@ -141,7 +146,7 @@ class Forecaster:
         for call in self.calls(b):
             rows = np.concatenate([np.repeat(cond[i:i + 1], n, axis=0) for i, _, n in call])
             y = None if y_hat is None else np.concatenate([np.full((n, 1), y_hat[i], np.float32) for i, _, n in call])
-            noise = MemberNoise([(generators[i], n) for i, _, n in call])
+            noise = MemberNoise([(generators[i], n) for i, _, n in call], cut)
             out = self.sampler.sample(rows, noise, y, self.target_shape, progress)
             offset = 0
             for i, first, n in call:
@@ -167,18 +172,43 @@ def model_forecaster(model, sample: SampleConfig) -> Forecaster:
 
 def run_forecast(model, config: Config, context: np.ndarray, truth: Optional[np.ndarray],
                  progress=None) -> ForecastResult:
-    """One context (T_in, H, W) → a `config.sample.samples`-member forecast with the noise of `config.seed`."""
+    """One context (T_in, H, W) → a `config.sample.samples`-member forecast with the noise of `config.seed`.
+
+    H and W at least the model's frame size (128); a larger domain is forecast in overlapping windows of that size
+    (`tiled_forecast`) with `config.sample.tile_overlap` pixels of overlap, each aligned on its own."""
+    layout = check_context(model.config, context, config.sample.tile_overlap)
     alignment = AlignmentRequest.from_config(config.sample)
-    y_hat = None if alignment.mode == "none" else alignment_target(alignment, context, truth)
     forecaster = model_forecaster(model, config.sample)
     start = time.perf_counter()
-    members = forecaster.run(context[None], None if y_hat is None else np.array([y_hat]), [config.seed],
-                             progress)[0]
+    targets = None
+    if layout.count == 1 and (layout.padded_height, layout.padded_width) == context.shape[1:]:
+        y_hat = None if alignment.mode == "none" else alignment_target(alignment, context, truth)
+        members = forecaster.run(context[None], None if y_hat is None else np.array([y_hat]), [config.seed],
+                                 progress)[0]
+        layout = None
+    else:
+        if alignment.mode != "none":
+            alignment_target(alignment, context, truth)  # a request that cannot be met fails before any window
+        target = None if alignment.mode == "none" else (lambda c, t: alignment_target(alignment, c, t))
+        tiled = forecast_tiled(forecaster, layout, context, truth, config.seed, target, progress)
+        members, targets = tiled.members, tiled.window_targets
+        y_hat = None if targets is None else float(np.mean(targets))
     seconds = time.perf_counter() - start
     return ForecastResult(members=members, context=context, truth=truth,
                           lead_minutes=[10 * (k + 1) for k in range(members.shape[1])], y_hat=y_hat,
                           seconds=seconds, network_evaluations=forecaster.network_evaluations,
-                          precision=forecaster.precision)
+                          precision=forecaster.precision, layout=layout, window_targets=targets)
+
+
+def check_context(model_config, context: np.ndarray, overlap: int, what: str = "the frames") -> TileLayout:
+    """Refuse a context the model cannot forecast (not (T_in, H, W) with H, W >= its frame size, or an overlap it
+    cannot use); return the windows it is forecast in (one for a frame of the model's size)."""
+    t_in = int(model_config.unet.input_shape[0])
+    if context.ndim != 3:
+        raise InputError(f"the context must be (T, H, W) frames; got shape {context.shape}")
+    if len(context) != t_in:
+        raise InputError(f"the model expects {t_in} context frames; the input gives {len(context)}")
+    return layout_for(model_config, context.shape, overlap, what)
 
 
 #: models trained on synthetic storms: name → the command that installs a model trained on real radar
@@ -261,7 +291,21 @@ def provenance(model, config: Config, result: ForecastResult, *, source: Path, e
         "align_sha256": model.sha256["align"] if aligned else "none",
         "input_file": Path(source).name, "input_event": int(event), "input_start_frame": int(start),
         "prediff_config": config_to_yaml(_without_machine_paths(model.config)),
+        **tile_attributes(result),
     }
+
+
+def tile_attributes(result: ForecastResult) -> Dict[str, object]:
+    """How a domain larger than the model's frame was forecast (nothing for a single frame)."""
+    layout = result.layout
+    if layout is None:
+        return {}
+    rows, cols = layout.grid
+    attrs = {"tile_windows": f"{rows} x {cols}", "tile_window_px": int(layout.window),
+             "tile_overlap_px": int(layout.overlap)}
+    if result.window_targets is not None:  # alignment_target_vil is then their mean
+        attrs["alignment_target_vil_windows"] = [float(v * 255.0) for v in result.window_targets]
+    return attrs
 
 
 def reference_time_of(context_times, reference: Optional[dt.datetime], source: Path) -> dt.datetime:

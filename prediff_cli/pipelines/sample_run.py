@@ -23,7 +23,8 @@ from prediff.runtime import setup_runtime
 from prediff.visualization.animation import write_forecast_gif
 from prediff.visualization.summary import write_summary_png
 
-from .forecast import AlignmentRequest, model_label, model_lines, provenance, reference_time_of, run_forecast
+from .forecast import (AlignmentRequest, check_context, model_label, model_lines, provenance, reference_time_of,
+                       run_forecast)
 from .model import Checkpoints, Model, load_model
 from .precision import check_precision_request
 from .sampler import solver_timesteps
@@ -37,15 +38,17 @@ def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"),
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
                reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
-               output_grid: str = "model", progress_factory: Optional[Callable[[int], Callable]] = None,
+               output_grid: str = "model", progress_factory: Optional[Callable[..., Callable]] = None,
                notify: Optional[Callable[[str], None]] = None, command: str = "prediff sample") -> dict:
     """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file; or
     the newest frames of a folder, glob or list of files holding one time each) into `out`; `grid` (a `--grid`
     text) places the input on the map; `output_grid` ("model" or "input") is the grid the forecast is written on.
     `model` is a model's name or folder, or a `Model` already loaded (then `checkpoints` and `allow_mismatch` are
     not used, and its compiled networks are reused across calls). `notify` receives the lines to show before
-    sampling (how the input was read, the model); `command` is recorded in the file's history. Returns the run
-    report."""
+    sampling (how the input was read, the model); `command` is recorded in the file's history. Frames larger than
+    the model's (on the model's grid) are forecast in overlapping windows (`sample.tile_overlap`);
+    `progress_factory(total, windows=n)` returns the callable advanced once per solver step (total over all
+    windows). Returns the run report."""
     if output_grid not in OUTPUT_GRIDS:
         raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
@@ -54,16 +57,7 @@ def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"),
         model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align, allow_mismatch=allow_mismatch)
     settings = forecast_config(loaded.config, config, sets, values)
     s = settings.sample
-    t_in, size = loaded.config.unet.input_shape[0], loaded.config.data.img_size
-    if radar.context.shape[1:] != (size, size):
-        h, w = radar.context.shape[1:]
-        if radar.grid is None:
-            raise InputError(f"{radar.source}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop the "
-                             "input, or place it on the map with --grid)")
-        raise InputError(f"{radar.source}: on the model's 3 km grid the input covers {h}x{w} pixels; the model "
-                         f"forecasts {size}x{size} (crop the input)")
-    if len(radar.context) != t_in:
-        raise InputError(f"the model expects {t_in} context frames; the input gives {len(radar.context)}")
+    layout = check_context(loaded.config, radar.context, s.tile_overlap, what=f"{radar.source}: the frames")
     if s.align != "none" and not loaded.has_align:
         loaded.network("align")  # raises the one line that says why the model has none
     if s.align_oracle is not None and radar.truth is None:
@@ -76,7 +70,9 @@ def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"),
     setup_runtime(settings.device, settings.seed)
     evaluations = len(solver_timesteps(s.sampler, s.steps, loaded.config.diffusion.timesteps))
     calls = -(-s.samples // (s.member_batch or s.samples))
-    progress = progress_factory(evaluations * calls) if progress_factory else None
+    progress = None
+    if progress_factory:
+        progress = progress_factory(evaluations * calls * layout.count, windows=layout.count)
     result = run_forecast(loaded, settings, radar.context, radar.truth, progress)
     attrs = provenance(loaded, settings, result, source=radar.source, event=event, start=start, command=command)
     out = Path(out)
@@ -103,6 +99,7 @@ def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"),
         "input_coverage": None if radar.placement is None else round(radar.placement.coverage, 4),
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
         "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name, "input_notes": radar.notes,
+        "windows": layout.count, "tile_overlap": int(s.tile_overlap) if layout.count > 1 else None,
     }
     atomic_write_text(out / "run.json", json.dumps(report, indent=2, sort_keys=True))
     return report
