@@ -4,28 +4,31 @@
     python -m benchmarks.tiled_forecast --seams [--overlaps 0 16 32 48 64] [--modes 0 1 2] [--members 4]
                                         [--steps 10] [--cases 2] [--domain 256 384]
 
-Cost (default): the windows a `--km` × `--km` domain (3 km pixels) needs at each overlap, and the seconds of one
-window of an aligned `--members`-member forecast with the sampler of each model's config: measured with the bundled
-demo model (a whole tiled forecast of two windows, warm, divided by two; `per_window_over_single` compares it with
-a warm forecast of one 128 × 128 frame), and with random-weight networks of the `sevirlr` preset (encoding,
-decoding and `--timed-steps` solver steps at its member batch, extrapolated to its 20 DPM-Solver++ steps as
-`benchmarks.sample` does). `extrapolated_s` = windows × per-window seconds. `domain_noise_per_window_s`: what
-drawing each window's noise on the `--km` domain's latent grid adds to a window (`noise_draws` draws of all
-members, timed without networks), and `domain_noise_share` that over the window's seconds.
+Cost (default): the windows a `--km` × `--km` domain (3 km pixels) needs at each overlap, and the cost of an
+aligned `--members`-member forecast with the sampler of each model's config. With the bundled demo model: warm
+forecasts of one 128 × 128 frame and of a two-window domain, in wall-clock and in the process's CPU seconds (the
+steadier measure on a shared machine); their difference is a window's cost (`per_window_*`), what is left of the
+single forecast is paid once per forecast (`per_call_cpu_s`), and `extrapolated_over_single_cpu` is the `--km`
+domain's forecast over a single frame's. With random-weight networks of the `sevirlr` preset: encoding, decoding
+and `--timed-steps` solver steps at its member batch, extrapolated to its 20 DPM-Solver++ steps as
+`benchmarks.sample` does. `extrapolated_s` = the `--km` domain's forecast in wall-clock seconds.
+`domain_noise_per_window_s`: what drawing each window's noise on the `--km` domain's latent grid adds to a window
+(`noise_draws` draws of all members, timed without networks), and `domain_noise_share` that over a window's seconds.
 
 `--seams`: the bundled demo model on `--cases` synthetic domains of `--domain` pixels (256 × 384; three synthetic
-events overlaid, truth known), forecast at each `--overlaps` value in each of three ways (`--modes`): 0, prediff's — windows forecast one
-after another, every member's noise drawn on the whole domain's latent grid and cut per window; 1, the same with
-each window drawing its own noise (as if each were forecast alone); 2, all windows denoised together as one latent
-field, blended after every solver step (as panorama diffusion does). Per setting: `edge_step_ratio` — the mean step
-between neighbouring pixels across window edges over that inside single windows (1 = the seams are invisible in
-the statistic), and `largest_edge_line_ratio`, `inside_p98_ratio` — the largest edge line and the 98th percentile
-of the lines inside windows on that scale; `edge_to_beside` (mean) and `largest_edge_to_beside` — each edge line's
-step over the mean step of the lines within 4 pixels of it (a seam stands out from its neighbours: > 1); `overlap_mismatch` — RMS difference of two neighbouring windows'
-members where they overlap, over the RMS of the members there (0 = the windows agree); `overlap_spread` — the
-members' standard deviation in the overlaps over that of the unblended windows there (below 1: blending averaged
-disagreeing members away); `mae` — mean absolute error of the
-ensemble mean against the truth (digital VIL); `windows` and `seconds`.
+events overlaid, truth known), forecast at each `--overlaps` value in each of three ways (`--modes`): 0, prediff's
+— windows forecast one after another, every member's noise drawn on the whole domain's latent grid and cut per
+window; 1, the same with each window drawing its own noise (as if each were forecast alone); 2, all windows
+denoised together as one latent field, blended after every solver step (as panorama diffusion does). Per setting:
+`edge_step_ratio` — the mean step between neighbouring pixels across window edges over that inside single windows
+(1 = the seams are invisible in the statistic), and `largest_edge_line_ratio`, `inside_p98_ratio` — the largest
+edge line and the 98th percentile of the lines inside windows on that scale; `edge_to_beside` (mean) and
+`largest_edge_to_beside` — each edge line's step over the mean step of the lines within 4 pixels of it (a seam
+stands out from its neighbours: > 1); `overlap_mismatch` — RMS difference of two neighbouring windows' members
+where they overlap, over the RMS of the members there (0 = the windows agree); `overlap_spread` — the members'
+standard deviation in the overlaps over that of the unblended windows there (below 1: blending averaged
+disagreeing members away); `mae` — mean absolute error of the ensemble mean against the truth (digital VIL);
+`windows` and `seconds`.
 """
 from __future__ import annotations
 
@@ -52,8 +55,8 @@ def noise_draws(sample, diffusion_timesteps: int) -> int:
 
 
 def window_noise_s(target_shape, members: int, km: float, step: int, repeats: int = 3) -> float:
-    """Seconds one draw of `members` members' noise takes for one window of a `km` × `km` domain (the whole
-    domain's latent planes drawn, the window's part kept), over the same draw for a lone window: the extra cost of
+    """CPU seconds one draw of `members` members' noise takes for one window of a `km` × `km` domain (the whole
+    domain's latent planes drawn, the window's part kept) beyond the same draw for a lone window: the extra cost of
     cutting each window's noise from the domain's. Medians of `repeats`."""
     import time
 
@@ -68,9 +71,9 @@ def window_noise_s(target_shape, members: int, km: float, step: int, repeats: in
         times = []
         for k in range(repeats):
             rng = np.random.default_rng(k)
-            start = time.perf_counter()
+            start = time.process_time()
             fn(rng)
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         return sorted(times)[len(times) // 2]
 
     whole = median(lambda rng: cut.draw(rng, members, target_shape))
@@ -79,9 +82,12 @@ def window_noise_s(target_shape, members: int, km: float, step: int, repeats: in
 
 
 def demo_window_cost(members: int, km: float) -> dict:
-    """Seconds of the demo model's configured forecast (aligned), warm: one 128 × 128 frame (`single_s`), and per
-    window of a two-window domain (`per_window_s`); their ratio; the extra seconds per window of drawing each
-    window's noise on the latent grid of a `km` × `km` domain, and that over `per_window_s`."""
+    """The demo model's configured forecast (aligned), warm: one 128 × 128 frame (`single`) and a domain of two
+    windows (`tiled`), each timed in wall-clock and in this process's CPU seconds (all threads; on a shared machine
+    CPU seconds are the steadier measure). A window's cost is the difference (`per_window`), the rest of a call
+    (`per_call`: setting up the encoder, sampler and decoder) is paid once per forecast; `extrapolated` is a `km`
+    domain's forecast from them. `domain_noise_per_window_s`: what drawing each window's noise on the `km` domain's
+    latent grid adds to a window (timed without networks), `domain_noise_share` that over a window's CPU seconds."""
     import time
 
     import numpy as np
@@ -89,7 +95,7 @@ def demo_window_cost(members: int, km: float) -> dict:
     import prediff
     from prediff.config.forecast_settings import forecast_config
     from prediff.pipelines.forecast import run_forecast
-    from prediff.pipelines.tiled_forecast import model_window
+    from prediff.pipelines.tiled_forecast import model_window, tile_layout
     from prediff.runtime import setup_runtime
 
     model = prediff.load_model("demo")
@@ -98,19 +104,33 @@ def demo_window_cost(members: int, km: float) -> dict:
     rng = np.random.default_rng(0)
     context = rng.random((7, 128, 128 + 96), dtype=np.float32) * 0.3
     run_forecast(model, settings, context[:, :, :128], None)  # compiles
-    start = time.perf_counter()
-    run_forecast(model, settings, context[:, :, :128], None)
-    single = time.perf_counter() - start
-    start = time.perf_counter()
-    result = run_forecast(model, settings, context, None)
-    per_window = (time.perf_counter() - start) / result.layout.count
+
+    def timed_run(frames):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run_forecast(model, settings, frames, None)
+        return time.perf_counter() - wall, time.process_time() - cpu, result
+
+    single_wall, single_cpu, _ = timed_run(context[:, :, :128])
+    tiled_wall, tiled_cpu, result = timed_run(context)
+    windows = result.layout.count
+    per_window_cpu = (tiled_cpu - single_cpu) / (windows - 1)
+    per_call_cpu = single_cpu - per_window_cpu
+    per_window_wall = (tiled_wall - single_wall) / (windows - 1)
     s = settings.sample
     draws = noise_draws(s, model.config.diffusion.timesteps)
     noise = draws * window_noise_s(model.config.unet.target_shape, members, km, model_window(model.config)[1])
+    side = int(round(km / KM_PER_PIXEL))
+    n = tile_layout(side, side, 128, s.tile_overlap, model_window(model.config)[1]).count
     return {"model": "demo", "members": members, "sampler": f"{s.sampler}-{s.steps}", "member_batch": s.member_batch,
-            "single_s": round(single, 2), "windows_timed": result.layout.count, "per_window_s": round(per_window, 2),
-            "per_window_over_single": round(per_window / single, 3), "noise_draws": draws,
-            "domain_noise_per_window_s": round(noise, 3), "domain_noise_share": round(noise / per_window, 4)}
+            "single_wall_s": round(single_wall, 2), "single_cpu_s": round(single_cpu, 2),
+            "windows_timed": windows, "tiled_wall_s": round(tiled_wall, 2), "tiled_cpu_s": round(tiled_cpu, 2),
+            "tiled_over_single_cpu": round(tiled_cpu / single_cpu, 3),
+            "per_window_cpu_s": round(per_window_cpu, 2), "per_call_cpu_s": round(per_call_cpu, 2),
+            "per_window_s": round(per_window_wall, 2),
+            "extrapolated_s": round(single_wall + (n - 1) * per_window_wall, 1),
+            "extrapolated_over_single_cpu": round((per_call_cpu + n * per_window_cpu) / single_cpu, 2),
+            "noise_draws": draws, "domain_noise_per_window_s": round(noise, 3),
+            "domain_noise_share": round(noise / per_window_cpu, 4)}
 
 
 def sevirlr_window_cost(members: int, timed_steps: int, km: float) -> dict:
@@ -147,7 +167,7 @@ def cost(members: int, km: float, timed_steps: int, skip_sevirlr: bool) -> dict:
         parts.append(isolated("benchmarks.tiled_forecast", "sevirlr_window_cost", members=members,
                               timed_steps=timed_steps, km=km))
     for part in parts:
-        if "per_window_s" in part:
+        if "per_window_s" in part and "extrapolated_s" not in part:
             part["extrapolated_s"] = round(part["per_window_s"] * out["windows"], 1)
         out["models"].append(part)
     return out
