@@ -217,7 +217,7 @@ def score_forecast_file(forecast_path: Path, truth_path: Path, event: Optional[i
     if radar.truth is None:
         raise InputError(f"{truth_path} has no frames {start + in_len}..{start + in_len + t - 1} to score against "
                          f"(event {event}, --start {start})")
-    if fc.grid is None:  # without a map grid the forecast's rows run as the input's did: compare them that way
+    if fc.grid is None and radar.grid is None:  # no map grid: the forecast's rows run as the input's did
         radar.context, radar.truth = radar.orientation.apply(radar.context), radar.orientation.apply(radar.truth)
     _check_same_case(fc, radar, truth_path, event, start)
     evaluation = Evaluation(config.score, config.seed, fvd_note=FVD_ONE_CASE)
