@@ -40,7 +40,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from prediff.data.vil_scale import digital_to_kg_m2, kg_m2_to_digital
+from prediff.vil_scale import digital_to_kg_m2, kg_m2_to_digital
 from prediff.errors import ConfigError, InputError
 
 from .inputs import check_context, check_leads

@@ -19,7 +19,7 @@ import numpy as np
 from prediff.errors import InputError
 from prediff.io.grid import grid_from_cf
 
-from .vil_scale import kg_m2_to_digital, scale_of_units
+from prediff.vil_scale import kg_m2_to_digital, scale_of_units
 
 FRAME_MINUTES = 10
 MAX_SIDE, MAX_FRAMES = 4096, 100_000

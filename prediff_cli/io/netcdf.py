@@ -32,8 +32,8 @@ import xarray as xr
 
 from prediff.errors import InputError
 
-from prediff.data.vil_scale import DECODE_COMMENT, DIGITAL_UNITS, PHYSICAL_UNITS, digital_to_kg_m2
-from prediff.verification.exceedance import exceedance_probability
+from prediff.vil_scale import DECODE_COMMENT, DIGITAL_UNITS, PHYSICAL_UNITS, digital_to_kg_m2
+from prediff.exceedance import exceedance_probability
 
 from .atomic import atomic_path
 from .grid import grid_from_cf
