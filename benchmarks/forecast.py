@@ -5,7 +5,7 @@
 
 Prints JSON with: the measured fp32 matmul rate (GFLOP/s, best of compiled 2048² and 4096² matmuls); UNet forward
 seconds at batch 1 and batch `members` (and their ratio to the matmul floor, using the official network's 653 GFLOP
-per member forward measured with the official code, reference in issue 8); VAE seconds per encoded and per decoded
+per member forward measured with the official code); VAE seconds per encoded and per decoded
 frame and the encode-7 + decode-(6·members) total against its conv FLOP floor (counted from the network's own Conv2d
 shapes as PyTorch computes them: the decoder's upsampling convolutions at 9 taps per output pixel, where prediff's
 fused upsampling kernel does 4, so the VAE can come in under its floor); one guided solver step at the member batch (`--member-batch`, default the preset's `sample.member_batch`, 0
@@ -14,7 +14,7 @@ from the VAE part plus ⌈members / member batch⌉ × steps guided steps — wi
 loops timed for `--timed-steps` steps and extrapolated) next to the official sampler's sequential DDPM-1000 (members
 one at a time: 8 × (coding of one member + 1000 one-member steps)). Each part runs in its own process.
 
-`--official FILE` takes the JSON printed by `../shared/tools/bench_official.py` (the official PyTorch networks) run
+`--official FILE` takes a JSON object of the official PyTorch networks' timings (`unet_forward_b1_s`, ...) run
 in the same session on the same machine, copies it under `official`, and adds `vs_official`: our time over the
 official one for the UNet forward at batch 1 and at batch 8, and for the VAE encoding 7 frames and decoding 6
 (> 1: slower than PyTorch).
@@ -25,7 +25,7 @@ import argparse
 
 from benchmarks.measure import emit, isolated
 
-UNET_GFLOP_PER_MEMBER = 653.0  # official CuboidTransformerUNet forward at the paper configuration (issue 8)
+UNET_GFLOP_PER_MEMBER = 653.0  # the official CuboidTransformerUNet forward at the paper size, counted on its code
 
 
 def matmul_rate(sizes=(2048, 4096), repeats: int = 8) -> dict:
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--timed-steps", type=int, default=3)
     parser.add_argument("--skip-batch1", action="store_true")
     parser.add_argument("--official", type=argparse.FileType("r"), default=None,
-                        help="JSON of ../shared/tools/bench_official.py from the same session")
+                        help="JSON of the official PyTorch networks' timings from the same session")
     args = parser.parse_args()
     reference = None  # the official networks' figures
     if args.official is not None:
@@ -151,7 +151,7 @@ def main() -> None:
         except ValueError as err:
             parser.error(f"--official {args.official.name}: not JSON ({err})")
         if not isinstance(reference, dict):
-            parser.error(f"--official {args.official.name}: expected the JSON object bench_official.py prints")
+            parser.error(f"--official {args.official.name}: expected a JSON object of timings")
     m = args.members
     if args.member_batch is None:
         from prediff.config import load_config

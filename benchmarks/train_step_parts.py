@@ -7,7 +7,7 @@ runs `--steps` optimizer steps on random sequences and times every graph launch 
 (each launch's outputs are read back before the clock stops, which adds a little to every part):
 
 - `vae_encode`: the frozen VAE encoding the micro-batch's 13 frames (not part of the network's forward + backward
-  that `../shared/tools/bench_official.py` times);
+  that a timing of the official PyTorch code measures);
 - `stem_forward`, `blocks_forward`, `head` (loss + its gradient), `blocks_backward` (each block recomputed and
   differentiated), `stem_backward`: the blockwise gradient (`prediff.pipelines.training.blockwise`), with the
   block parts also split by UNet level;

@@ -1,7 +1,7 @@
 """The process environment MindSpore needs, applied once, before MindSpore is first imported.
 
 * `ONEDNN_MAX_CPU_ISA=AVX2`: on AVX-512 CPUs MindSpore's oneDNN otherwise picks a near-reference 3x3 convolution,
-  100-250x slower (shared/reference/mindspore-cpu-notes.md);
+  100-250x slower (measured; see docs/performance-history.md);
 * `OMP_WAIT_POLICY=PASSIVE`: the fused kernels' OpenMP threads sleep between calls instead of spinning, which
   otherwise takes the cores from MindSpore's own thread pool running the next operators (measured on 2 cores: the
   `small` VAE trainer 0.60 → 0.28 s a step, README command one's 20 denoising steps 31.8 → 20.0 s);

@@ -1,4 +1,4 @@
-"""SEVIR's VIL scales: digital X (0–255, what the model sees ×1/255) ↔ physical VIL in kg m⁻² (conventions.md).
+"""SEVIR's VIL scales: digital X (0–255, what the model sees ×1/255) ↔ physical VIL in kg m⁻² (docs/formats.md).
 
 Decoding (SEVIR paper supplement, eq. 2): X ≤ 5 → 0; 5 < X ≤ 18 → (X − 2) / 90.66; X > 18 → exp((X − 83.9) / 38.9).
 Encoding is its inverse on each branch: v ≤ 3 / 90.66 (what X = 5 would decode to) → 0; up to 16 / 90.66 (X = 18

@@ -1,8 +1,6 @@
 """`prediff sample`: reproducible ensembles, alignment that moves the forecast, CF-NetCDF, GIF, clean failures."""
 import datetime as dt
 import hashlib
-import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -225,19 +223,6 @@ def test_inference_export_samples_like_the_training_checkpoint(tmp_path, radar_f
         exported += [f"--{'align-net' if component == 'align' else component}", str(path)]
     fc = _sample(radar_file, tmp_path / "out", exported, "--align", "none")
     np.testing.assert_array_equal(fc.forecast, plain[1].forecast)
-
-
-@pytest.mark.slow
-def test_bundled_demo_model_forecasts_the_example_file(tmp_path, repo_root):
-    """README command one: no checkpoint options → the bundled demo model forecasts examples/radar.h5."""
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["sample", "--input", str(repo_root / "examples" / "radar.h5"), "--out", str(out),
-                                      "--samples", "2", "--steps", "4", "--align", "avg_x"])
-    assert result.exit_code == 0, result.output
-    fc = read_forecast(out / "forecast.nc")
-    assert fc.forecast.shape == (2, 6, 128, 128) and np.isfinite(fc.forecast).all()
-    used = json.loads((out / "run.json").read_text())["checkpoints"]
-    assert {k: Path(v).parent.name for k, v in used.items()} == {"vae": "demo", "unet": "demo", "align": "demo"}
 
 
 @pytest.mark.parametrize("sampler,steps,expected", [("dpmpp", None, 20), ("dpmpp", 7, 7), ("ddim", None, 50),

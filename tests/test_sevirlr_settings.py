@@ -1,6 +1,6 @@
 """The `sevirlr` model's settings equal the official inference configuration that accompanied the published weights
-(gaozhihan/PreDiff: scripts/prediff/sevirlr/prediff_sevirlr_v1.yaml and the VAE / alignment cfgs). The README's
-table "Forecast with the published PreDiff" lists the same fields and sources."""
+(gaozhihan/PreDiff: scripts/prediff/sevirlr/prediff_sevirlr_v1.yaml and the VAE / alignment cfgs). The table of
+docs/published-weights.md ("The model's settings") lists the same fields and sources."""
 import pytest
 
 from prediff.config import load_config
@@ -59,6 +59,6 @@ def test_sevirlr_matches_the_official_inference_config(key, value, source):
 
 def test_sevirlr_sampling_defaults():
     """Ours, not the official code's: DPM-Solver++(2M) in SDE form, 20 steps; 4 members per UNet call keep an
-    8-member aligned paper-size forecast inside 16 GB (13.1 GB measured, README)."""
+    8-member aligned paper-size forecast inside 16 GB (13.1 GB measured, docs/performance-history.md)."""
     s = load_config("sevirlr").sample
     assert (s.sampler, s.steps, s.eta, s.member_batch, s.samples) == ("dpmpp", 20, 1.0, 4, 8)

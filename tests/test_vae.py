@@ -40,7 +40,7 @@ def _max_diff(a, b):
 
 
 def _expected_official_shapes(cfg):
-    """Official state_dict key → shape, derived independently from the spec's block tables (§2.2-2.4)."""
+    """Official state_dict key → shape, derived independently from the official block layout."""
     chans, lpb, lat = list(cfg["block_out_channels"]), cfg["layers_per_block"], cfg["latent_channels"]
     out = {}
 

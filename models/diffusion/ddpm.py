@@ -1,4 +1,4 @@
-"""One ancestral DDPM step, as the official `p_sample` (reference spec §4.4)."""
+"""One ancestral DDPM step, as the official `p_sample` (official `latent_diffusion.py`)."""
 from __future__ import annotations
 
 from mindspore import ops

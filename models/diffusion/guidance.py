@@ -1,4 +1,4 @@
-"""Knowledge-alignment guidance (reference spec §5.4).
+"""Knowledge-alignment guidance (gaozhihan/PreDiff `diffusion/knowledge_alignment/sevir.py`).
 
 The alignment network U(z_t, t) predicts each target frame's mean intensity; with an anticipated value ŷ per
 member, F(z_t) measures the disagreement and every denoising step moves the posterior mean down its gradient:

@@ -1,4 +1,4 @@
-"""Forward noising and the ε-prediction training loss (reference spec §4.3)."""
+"""Forward noising and the ε-prediction training loss (official `latent_diffusion.py`, `p_losses`)."""
 from __future__ import annotations
 
 from mindspore import ops

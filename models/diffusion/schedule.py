@@ -1,4 +1,4 @@
-"""The noise schedule (reference spec §4.1), computed in float64 and cast to float32 like the official code.
+"""The noise schedule (official `make_beta_schedule`), computed in float64 and cast to float32 like the official code.
 
 "linear" means linear in √β (β_i = (√start + (√end − √start)·i/(T−1))²); "sqrt_linear" is linear in β;
 "cosine" is Nichol & Dhariwal's schedule with offset s. With α_t = 1 − β_t and ᾱ_t = Π α_s:

@@ -1,4 +1,4 @@
-"""`NoisyCuboidTransformerEncoder`: the knowledge-alignment network U(z_t, t) (reference spec §5.1).
+"""`NoisyCuboidTransformerEncoder`: the knowledge-alignment network U(z_t, t) (official `models.py`).
 
 The UNet's encoder half on the noisy target latent alone (no context, no observation channel), then a per-frame
 attention-pool readout: the last `out_len` frames of the deepest level, (B·T, C, h·w) tokens → GroupNorm →

@@ -1,4 +1,4 @@
-"""Attention-pool readout of the alignment network (CLIP-style, reference spec §5.1).
+"""Attention-pool readout of the alignment network (CLIP-style, official `AttentionPool3d`).
 
 Tokens (N, C, L) → prepend their mean as token 0 → add a learned positional embedding (C, L+1) → 1×1 conv to
 q|k|v → multi-head attention (q and k both scaled by head_dim^−¼, heads contiguous within each of q, k, v) →

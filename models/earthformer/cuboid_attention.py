@@ -1,4 +1,4 @@
-"""Cuboid self-attention with relative position bias (reference spec §3.3; Earthformer, NeurIPS 2022).
+"""Cuboid self-attention with relative position bias (official `cuboid_transformer.py`; Earthformer, NeurIPS 2022).
 
 The (T, H, W) grid is cut into non-overlapping cuboids of size (bT, bH, bW); attention runs inside each cuboid,
 all cuboids in parallel. Axis strategy "l" (local) splits an axis of length L as (L/b, b) — contiguous blocks;

@@ -1,4 +1,4 @@
-"""Timestep and position embeddings (reference spec §3.3)."""
+"""Timestep and position embeddings (official `models/utils.py` and `PosEmbed`)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Initialisation modes of the official Earthformer code (reference spec §3.4), as MindSpore initializers.
+"""Initialisation modes of the official Earthformer code (`apply_initialization`), as MindSpore initializers.
 
 Linear "0": N(0, 1/fan_in) (PyTorch kaiming_normal, fan_in, linear gain), bias 0; "2": weight and bias 0.
 Norms: weight 1, bias 0. Embedding tables and relative-position tables: N(0, 0.02²) (the official truncation at

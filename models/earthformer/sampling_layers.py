@@ -1,4 +1,4 @@
-"""Patch merging (down) and nearest + conv (up) between the UNet levels (reference spec §3.3)."""
+"""Patch merging (down) and nearest + conv (up) between the UNet levels (`PatchMerging3D`, `Upsample3DLayer`)."""
 from __future__ import annotations
 
 from typing import Sequence, Tuple

@@ -1,4 +1,4 @@
-"""`TimeEmbedResBlock` (reference spec §3.3): a 3-D conv residual block with an optional timestep bias.
+"""`TimeEmbedResBlock` (official `models/time_embed.py`): a 3-D conv residual block with an optional timestep bias.
 
     h = Conv3d(SiLU(GN(x)));  h += Linear(SiLU(emb)) (per channel);  h = Conv3d(Drop(SiLU(GN(h))));  out = skip(x) + h
 

@@ -1,4 +1,4 @@
-"""`CuboidTransformerUNet`: PreDiff's latent denoiser (reference spec §3).
+"""`CuboidTransformerUNet`: PreDiff's latent denoiser (gaozhihan/PreDiff `cuboid_transformer_unet.py`).
 
 Forward, with x the noisy target latent (B, T_out, H, W, C), t (B,) and cond the context latent (B, T_in, H, W, C):
 1. concatenate along time, context first → (B, T, H, W, C), T = T_in + T_out;

@@ -1,7 +1,7 @@
 // Direct 3x3(x3) float32 convolution for MindSpore `ops.Custom(func_type="aot")` (see models/kernels/conv.py).
 //
 // MindSpore's oneDNN convolutions run at 60-85 % of its matmul rate under the ONEDNN_MAX_CPU_ISA=AVX2 cap that
-// the AVX-512 CPUs need (README, Performance), and they are 61 % of the paper-size UNet's FLOPs. This kernel
+// the AVX-512 CPUs need (docs/performance-history.md), and they are 61 % of the paper-size UNet's FLOPs. This kernel
 // computes stride-1, "same"-padded convolutions with 3x3 spatial taps and 3 or 1 temporal taps as an implicit
 // GEMM: the input is copied once into a zero-padded buffer, so that every tap of every output position is a
 // fixed offset from that position; each micro-tile keeps 6 output channels x 16 output positions (two runs of 8

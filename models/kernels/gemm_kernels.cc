@@ -1,7 +1,7 @@
 // float32 matrix products of the linear layers (`kernels.Dense`, models/kernels/dense.py) on AVX-512 CPUs, for
 // MindSpore `ops.Custom(func_type="aot")`.
 //
-// MindSpore's oneDNN matmul has to stay capped at AVX2 on the AVX-512 machines (README, Performance), and at the
+// MindSpore's oneDNN matmul has to stay capped at AVX2 on AVX-512 machines (docs/performance-history.md), and at the
 // paper-size UNet's shapes it runs at 80-200 GFLOP/s depending on the shape and on which operand is transposed:
 // the weight gradient dy^T x of the FFN's widening layer at 80-90 GFLOP/s, the same FLOPs in x w^T at 150-190.
 // These kernels compute all three products of a linear layer y = x w^T + b with one blocked GEMM:

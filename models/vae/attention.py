@@ -1,4 +1,4 @@
-"""Single-head spatial self-attention of the VAE mid block (official `AttentionBlock`, spec §2.1)."""
+"""Single-head spatial self-attention of the VAE mid block (official `AttentionBlock`)."""
 from __future__ import annotations
 
 import math

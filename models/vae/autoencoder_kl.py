@@ -1,4 +1,4 @@
-"""Frame-wise KL autoencoder of PreDiff (official `prediff.taming.AutoencoderKL`, spec §2.2-2.4).
+"""Frame-wise KL autoencoder of PreDiff (official `prediff.taming.AutoencoderKL`).
 
 Layout NCHW; sequences are folded as (B·T, C, H, W) by the caller. With k = len(block_out_channels)
 the latent grid is H / 2^(k-1) (128 → 16 for the paper's four blocks).

@@ -1,4 +1,4 @@
-"""Convolutional building blocks of the PreDiff VAE (diffusers-0.13 `AutoencoderKL` layout, spec §2.1).
+"""Convolutional building blocks of the PreDiff VAE (diffusers-0.13 `AutoencoderKL` layout).
 
 Every cell keeps the attribute names of the official module, so its parameters carry the official
 state_dict names (MindSpore's GroupNorm leaves are `gamma`/`beta` instead of `weight`/`bias`).

@@ -1,4 +1,4 @@
-"""PatchGAN discriminator of the VAE loss (official taming `NLayerDiscriminator` with BatchNorm, spec §2.6)."""
+"""PatchGAN discriminator of the VAE loss (official taming `NLayerDiscriminator` with BatchNorm)."""
 from __future__ import annotations
 
 from mindspore import Tensor, nn

@@ -3,7 +3,7 @@
 `moments` is the encoder output (N, 2·L, ...): channels [0, L) are the mean, [L, 2L) the raw log-variance.
 Every helper takes tensors and returns tensors, so it can be called inside `ms.jit` and inside
 differentiated functions. The log-variance is clamped to [-30, 20] exactly like the official
-`DiagonalGaussianDistribution` (spec §2.3).
+`DiagonalGaussianDistribution` (official `utils/distributions.py`).
 """
 from __future__ import annotations
 

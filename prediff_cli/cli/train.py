@@ -43,11 +43,11 @@ MsrunTimeoutOpt = Annotated[int, typer.Option(
 
 COMMANDS = {
     # command name: (component, default run dir, help)
-    "train-vae": ("vae", "runs/vae", "Train the frame VAE: L1 + KL + hinge PatchGAN (reference spec §2.5)."),
+    "train-vae": ("vae", "runs/vae", "Train the frame VAE: L1 + KL + hinge PatchGAN."),
     "train-diffusion": ("unet", "runs/diffusion",
-                        "Train the latent Earthformer-UNet on a frozen VAE: ε-prediction (spec §4)."),
+                        "Train the latent Earthformer-UNet on a frozen VAE: ε-prediction."),
     "train-align": ("align", "runs/align",
-                    "Train the knowledge-alignment network on a frozen VAE: average intensity (spec §5)."),
+                    "Train the knowledge-alignment network on a frozen VAE: average intensity."),
 }
 
 

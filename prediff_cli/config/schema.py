@@ -2,8 +2,8 @@
 
 One `Config` object describes a whole experiment: the dataset, the three networks (as the *official*
 constructor arguments, so that published PyTorch weights map one to one), the diffusion schedule, the
-three trainers, the sampler and the scorer. Defaults are the paper's SEVIR-LR configuration (reference
-spec §2-5); the presets `tiny`, `small`, `demo` and `sevirlr` override what differs.
+three trainers, the sampler and the scorer. Defaults are the paper's SEVIR-LR configuration (official
+`prediff_sevirlr_v1.yaml`); the presets `tiny`, `small`, `demo` and `sevirlr` override what differs.
 
 Model sections are converted to plain dicts with `model_kwargs()`; that dict is exactly what
 `models.build(component, kwargs)` takes and what checkpoints embed.
@@ -21,7 +21,7 @@ from typing import Literal, Optional, Tuple
 
 @dataclass(frozen=True)
 class DataConfig:
-    """SEVIR-LR dataset layout and sequence cutting (reference spec §1)."""
+    """SEVIR-LR dataset layout and sequence cutting (official `sevir_dataloader.py`)."""
 
     root: Optional[str] = None  # dataset root holding CATALOG.csv and data/vil/YEAR/*.h5
     img_size: int = 128  # frame height = width, pixels (3 km each)
@@ -46,7 +46,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """`AutoencoderKL` constructor arguments (reference spec §2)."""
+    """`AutoencoderKL` constructor arguments (official `vae_sevirlr_v1.yaml`)."""
 
     in_channels: int = 1
     out_channels: int = 1
@@ -61,7 +61,7 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """`CuboidTransformerUNet` constructor arguments (reference spec §3.1). Shapes are (T, H, W, C)."""
+    """`CuboidTransformerUNet` constructor arguments (`model.latent_model`). Shapes are (T, H, W, C)."""
 
     input_shape: Tuple[int, ...] = (7, 16, 16, 64)
     target_shape: Tuple[int, ...] = (6, 16, 16, 64)
@@ -111,7 +111,7 @@ class UNetConfig:
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """`NoisyCuboidTransformerEncoder` constructor arguments (reference spec §5.1)."""
+    """`NoisyCuboidTransformerEncoder` constructor arguments (`model.align.model_args`)."""
 
     input_shape: Tuple[int, ...] = (6, 16, 16, 64)
     out_channels: int = 1
@@ -160,7 +160,7 @@ class AlignConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Latent-diffusion settings (reference spec §4)."""
+    """Latent-diffusion settings (official `model.diffusion`)."""
 
     timesteps: int = 1000
     beta_schedule: Literal["linear", "sqrt_linear", "cosine"] = "linear"  # "linear" is linear in sqrt(beta)
@@ -168,7 +168,7 @@ class DiffusionConfig:
     linear_end: float = 2e-2
     cosine_s: float = 8e-3
     parameterization: Literal["eps"] = "eps"
-    learn_logvar: bool = True  # learned per-timestep log-variance in the training loss (§4.3)
+    learn_logvar: bool = True  # learned per-timestep log-variance in the training loss (official `learn_logvar`)
     logvar_init: float = 0.0
     scale_factor: float = 1.0  # latent scale applied to target latents
 
@@ -184,7 +184,7 @@ BLOCKWISE_RECOMPUTE = 3
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings shared by the three trainers (reference spec §2.7, §4.6, §5.3)."""
+    """Optimisation settings shared by the three trainers (docs/training.md)."""
 
     steps: int = 1000  # total optimizer steps
     micro_batch_size: int = 2  # sequences (or frames, for the VAE) per forward pass
@@ -271,7 +271,7 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Verification settings (`prediff score`, reference spec §6)."""
+    """Verification settings (`prediff score`, docs/scoring.md)."""
 
     thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # digital VIL, compared with >=
     eps: float = 1e-4

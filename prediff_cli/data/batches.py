@@ -6,7 +6,7 @@ order, so ranks see disjoint items and the same number of batches. Augmentation 
 seeded by (seed, epoch, item), so any batch can be rebuilt exactly — this is what makes a resumed run see the
 same data as an uninterrupted one.
 
-Augmentation (reference spec §1.6), one transform per sequence applied to all its frames:
+Augmentation (official `sevir_torch_wrap.py`), one transform per sequence applied to all its frames:
 "0" none; "1" horizontal and vertical flips (p = ½ each) and a rotation by a uniform angle in [−180°, 180°]
 (nearest neighbour, zero fill); "2" the flips and a rotation by a multiple of 90°.
 """

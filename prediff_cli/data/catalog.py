@@ -1,4 +1,4 @@
-"""SEVIR's CATALOG.csv: event selection exactly as the official loader does (reference spec §1.2).
+"""SEVIR's CATALOG.csv: event selection exactly as the official loader does (`sevir_dataloader.py`).
 
 1. keep rows with `time_utc` in (start, end] when given;
 2. keep rows with `pct_missing == 0`;

@@ -1,4 +1,4 @@
-"""The SEVIR-LR dataset: events cut into sequences, split as the official code does (reference spec §1.3-1.5).
+"""The SEVIR-LR dataset: events cut into sequences, split as the official code does (`sevir_dataloader.py`).
 
 * An event of `raw_seq_len` frames gives `n = 1 + (raw_seq_len − seq_len) // stride` sequences; sequence k covers
   raw frames [k·stride, k·stride + seq_len). With 25 frames, 13-frame sequences and stride 6: 3 per event.

@@ -1,4 +1,4 @@
-"""Ensemble forecasts as CF-1.8 NetCDF (conventions.md).
+"""Ensemble forecasts as CF-1.8 NetCDF (docs/formats.md).
 
 Layout (CF-1.8; checked with cfchecks and the IOOS compliance-checker):
 * `vil(member, time, y, x)` float32 on the SEVIR *digital* scale 0–255 (units "1"; the comment gives the

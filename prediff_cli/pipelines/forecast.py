@@ -118,7 +118,7 @@ class Forecaster:
         return [[(b, s, min(per_call, m - s))] for b in range(sequences) for s in range(0, m, per_call)]
 
     def context_latents(self, contexts: np.ndarray) -> np.ndarray:
-        """(B, T_in, H, W) on 0–1 → posterior means (B, T_in, h, w, L) (spec §4.2: the context uses the mean)."""
+        """(B, T_in, H, W) on 0–1 → posterior means (B, T_in, h, w, L) (the context uses the mean)."""
         return split_moments(self.encode(Tensor(contexts[..., None].astype(np.float32))))[0].asnumpy()
 
     def run(self, contexts: np.ndarray, y_hat: Optional[np.ndarray], seeds,

@@ -1,4 +1,4 @@
-"""Frame-wise VAE coding of NTHWC sequences (reference spec §4.2).
+"""Frame-wise VAE coding of NTHWC sequences (docs/design.md).
 
 PreDiff's VAE works on single frames; sequences are folded as (N·T, C, H, W). These cells do the folding so the
 rest of the pipeline speaks NTHWC everywhere: pixels (B, T, H, W, 1) on 0–1 ↔ latents (B, T, h, w, L).

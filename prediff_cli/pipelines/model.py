@@ -61,8 +61,35 @@ def _build(ckpt: Checkpoint, source: Path):
 
 @dataclass
 class Model:
-    """A loaded model. `config` is the UNet checkpoint's config (the model's own settings); `paths` and `sha256`
-    name the checkpoint files; `vae`, `unet`, `align` are the networks (built on first access)."""
+    """A loaded model: the three networks of one PreDiff model, their settings and the digests of their files.
+
+    Made by `load_model`; its networks are built from the checkpoints on first use, so loading is cheap and a
+    model used without alignment never builds its alignment network.
+
+    Attributes
+    ----------
+    name : str
+        The name or folder it was loaded by ("custom" when only checkpoint files were given).
+    paths : Checkpoints
+        The checkpoint files (`paths.vae`, `paths.unet`, `paths.align`; `align` None when the model has none).
+    config : prediff.config.Config
+        The model's own settings, stored in its UNet checkpoint: the networks, the diffusion schedule and the
+        default forecast settings (`config.sample`) that `forecast` starts from.
+    sha256 : dict of str to str
+        Component ("vae", "unet", "align") → SHA-256 of its checkpoint file, as recorded in forecasts.
+    vae, unet, align : mindspore.nn.Cell
+        The networks, in inference mode (`align` is None for a model without an alignment network).
+    has_align : bool
+        Whether the model can forecast with knowledge alignment (`align="avg_x"`).
+
+    Examples
+    --------
+    >>> import prediff
+    >>> model = prediff.load_model("demo")
+    >>> fc = model.forecast(prediff.read_radar("examples/radar.h5"), samples=2, steps=4, seed=0)
+    >>> fc["vil"].shape                        # (member, time, y, x), digital VIL 0-255
+    (2, 6, 128, 128)
+    """
 
     name: str
     paths: Checkpoints
@@ -105,8 +132,22 @@ class Model:
         return self.network("align") if self.has_align else None
 
     def forecast(self, context, **options):
-        """Ensemble forecast as an `xarray.Dataset` (the NetCDF that `prediff sample` writes); see
-        `prediff.api.forecast` for the arguments."""
+        """An ensemble forecast from `context`, as an `xarray.Dataset`: `prediff.forecast(self, context, ...)`.
+
+        Parameters
+        ----------
+        context : RadarInput or array_like
+            The observed frames: what `prediff.read_radar` returns, or an array as `prediff.forecast` takes it.
+        **options
+            The keyword options of `prediff.forecast` (`samples`, `sampler`, `steps`, `eta`, `align`, `seed`, ...).
+
+        Returns
+        -------
+        xarray.Dataset
+            The variables, coordinates and attributes of the `forecast.nc` that `prediff sample` writes: `vil`
+            (member, time, y, x) on the digital scale 0–255, `vil_kg_m2` in kg m-2, `exceedance_probability`
+            (threshold, time, y, x), the context frames, valid times and the map grid.
+        """
         # the API module sits above the pipelines (it imports them): importing it here keeps the layers one-way
         from prediff.api import forecast
 
@@ -114,8 +155,31 @@ class Model:
 
 
 def load_model(name_or_dir="demo", *, vae=None, unet=None, align=None, allow_mismatch: bool = False) -> Model:
-    """Read a model's checkpoints (a name, a folder, and/or per-network checkpoint files) and check that the UNet
-    and the alignment network were trained on the VAE (unless `allow_mismatch`)."""
+    """Load a model: its three checkpoints, checked against each other.
+
+    Parameters
+    ----------
+    name_or_dir : str or path-like, default "demo"
+        A model name that `prediff models` lists (the bundled "demo", or a folder under `$PREDIFF_HOME/models/`
+        such as "sevirlr") or the path of a model folder holding vae.ckpt, unet.ckpt and (optionally) align.ckpt.
+    vae, unet, align : path-like, optional
+        Checkpoint files that replace the model's networks one by one (the `--vae`, `--unet`, `--align-net`
+        options); when both `vae` and `unet` are given, `name_or_dir` only supplies the alignment network, if any.
+    allow_mismatch : bool, default False
+        Accept a UNet or alignment network whose checkpoint records another VAE than the one given.
+
+    Returns
+    -------
+    Model
+        The model; its networks are built on first use.
+
+    Raises
+    ------
+    prediff.errors.InputError
+        An unknown name (the message lists the installed ones), a missing or unreadable checkpoint, networks
+        whose shapes do not fit together, or (without `allow_mismatch`) a UNet or alignment network trained on
+        another VAE.
+    """
     folder = None
     if vae is None or unet is None or align is None:  # the model fills what the per-network options leave out
         try:

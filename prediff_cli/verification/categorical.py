@@ -1,6 +1,6 @@
 """Categorical (yes/no) scores of VIL exceedance: hits, misses, false alarms → CSI, POD, SUCR, bias.
 
-Same definitions as the official PreDiff metric `SEVIRSkillScore` (reference spec §6.1), mode "0":
+Same definitions as the official PreDiff metric `SEVIRSkillScore` (`datasets/sevir/evaluation.py`), mode "0":
 
 * both fields are brought to the 0–255 digital scale (`x * 255` in float32, not clipped) and, for the pooled
   variants, max-pooled with kernel = stride = s (see `pooling`);

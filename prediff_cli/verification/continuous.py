@@ -1,6 +1,6 @@
 """Mean squared and mean absolute error on the 0–1 scale.
 
-As torchmetrics' `MeanSquaredError` / `MeanAbsoluteError` in the official evaluation (reference spec §6.3): one
+As torchmetrics' `MeanSquaredError` / `MeanAbsoluteError` in the official evaluation (`train_sevirlr_prediff.py`): one
 global mean over every element of every batch (sums and counts are accumulated, so batch sizes do not weight the
 result), not the mean of per-batch means. For an ensemble every member counts as a forecast, i.e. the result is
 the mean over members of each member's error; the error of the ensemble mean is a separate score (see `scorer`).

@@ -1,6 +1,6 @@
 """Continuous ranked probability score (CRPS) of an ensemble, on the 0–1 scale, optionally after max pooling.
 
-Per pixel, with members x_1..x_M and observation y (reference spec §6.5 gives the general form):
+Per pixel, with members x_1..x_M and observation y (Gneiting & Raftery 2007):
 
     CRPS = (1/M) Σ_m |x_m − y|  −  ½ · D,    Σ_pairs = Σ_{m<m'} |x_m − x_m'|
 
@@ -9,7 +9,7 @@ Per pixel, with members x_1..x_M and observation y (reference spec §6.5 gives t
   estimate of the CRPS of the distribution the members are drawn from (an ensemble is not penalised for being
   small). For M = 1 there are no pairs and the term is 0, so the CRPS of a single member is its MAE.
 * `crps_standard`: D = mean over all M² ordered pairs (m = m' included), i.e. CRPS = E|X−y| − Σ_pairs / M²:
-  the CRPS of the empirical distribution of the members (the form in spec §6.5, used by e.g. properscoring);
+  the CRPS of the empirical distribution of the members (the form used by e.g. properscoring);
   also equal to the MAE for M = 1, larger than the fair value by Σ_pairs / (M²(M−1)).
 
 Both are averaged over all pixels, cases and lead times (sums and counts streamed, per lead time kept).

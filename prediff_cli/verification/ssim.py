@@ -1,7 +1,7 @@
 """Structural similarity (SSIM) of forecast and observed frames, per frame, averaged.
 
-Settings of the official evaluation (torchmetrics 1.2.0 `StructuralSimilarityIndexMeasure` defaults, reference
-spec §6.4): Gaussian window 11×11 with σ = 1.5, k1 = 0.01, k2 = 0.03. torchmetrics 1.2.0 reflect-pads by 5 pixels,
+Settings of the official evaluation (torchmetrics 1.2.0 `StructuralSimilarityIndexMeasure` with its
+defaults): Gaussian window 11×11 with σ = 1.5, k1 = 0.01, k2 = 0.03. torchmetrics 1.2.0 reflect-pads by 5 pixels,
 filters, then crops those 5 pixels again, so its SSIM map covers exactly the pixels whose whole window lies inside
 the frame ("valid" region, 118×118 of 128×128; the MindSpore port's OpenCV version does the same); the map is
 averaged per frame, then over all frames. Here the same valid region is computed directly. (Later torchmetrics

@@ -1,9 +1,9 @@
-"""The SEVIR VIL colormap (reference spec §7.1) as a palette: digital VIL (0–255) → colour index → RGB, and the
+"""The SEVIR VIL colormap (`sevir_cmap.py`) as a palette: digital VIL (0–255) → colour index → RGB, and the
 probability palette of the exceedance panels.
 
 Levels 0, 16, 31, 59, 74, 100, 133, 160, 181, 219, 255 bound 10 bins (the official levels); values below 0 take
 the "under" colour (= the first bin's), above 255 the "over" colour (= the last bin's), NaN the "bad" colour.
-Two colours differ from the official table, for legibility (README, "Pictures"): the no-echo bin [0, 16) is drawn
+Two colours differ from the official table, for legibility (docs/formats.md): the no-echo bin [0, 16) is drawn
 in a light grey close to the light background (officially (77, 77, 77)), and [74, 100) is a darker green
 (0, 50, 0) (officially (10, 75, 10), hard to tell from [59, 74)'s (10, 105, 10)): the four greens now step down in
 lightness by 13–21 CIELAB L* units each.

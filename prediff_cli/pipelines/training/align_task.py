@@ -1,4 +1,4 @@
-"""train-align: the knowledge-alignment network on a frozen VAE (reference spec §5.2-5.3).
+"""train-align: the knowledge-alignment network on a frozen VAE (docs/training.md).
 
 Target = per-frame mean intensity of the target frames in pixel space on 0–1, (B, T_out, 1). Input = the noisy
 latent z_t of a posterior sample of the target frames at t ~ U{0..T-1}. Loss = MSE (MAE is logged too).

@@ -1,8 +1,8 @@
-"""train-diffusion: the latent Earthformer-UNet on a frozen VAE (reference spec §4.2-4.6).
+"""train-diffusion: the latent Earthformer-UNet on a frozen VAE (docs/training.md).
 
 Per micro-batch: context latents = posterior *mean* of the 7 context frames; target latents = a posterior
 *sample* of the 6 target frames (× scale_factor); t ~ U{0..T-1}, ε ~ N(0, I) drawn on the host from the step's
-generator; loss = ε-MSE, optionally weighted by a learned per-timestep log-variance (spec §4.3).
+generator; loss = ε-MSE, optionally weighted by a learned per-timestep log-variance (official `p_losses`).
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class DiffusionTask(LatentTask):
                                  keep_linear_outputs=self.section.keep_linear_outputs)
 
     def trained_params(self) -> List[Parameter]:
-        # the learned log-variance (spec §4.3) after the UNet's weights: optimizer state is keyed by position
+        # the learned log-variance after the UNet's weights: optimizer state is keyed by position
         extra = [self.loss_cell.logvar] if self.loss_cell.learn_logvar else []
         return list(self.net.trainable_params()) + extra
 

@@ -1,4 +1,4 @@
-"""Exponential moving average of network weights (reference spec §4.5).
+"""Exponential moving average of network weights (official `LitEma`).
 
 `decay_n = min(decay, (1 + n) / (10 + n))` after n updates, as the official LitEma, so early averages are not
 dominated by the random initialisation. The update runs compiled, with no host round trip.

@@ -34,7 +34,7 @@ class EncodedBatch:
 
 
 def average_intensity(frames: np.ndarray) -> np.ndarray:
-    """(B, T, H, W, C) on 0–1 → per-frame mean (B, T, 1), the alignment target (spec §5.2)."""
+    """(B, T, H, W, C) on 0–1 → per-frame mean (B, T, 1), the alignment target."""
     return frames.mean(axis=(2, 3, 4), dtype=np.float64).astype(np.float32)[..., None]
 
 

@@ -1,4 +1,4 @@
-"""Learning rate as a pure function of the optimizer step (reference spec §2.7, §4.6, §5.3).
+"""Learning rate as a pure function of the optimizer step (docs/training.md).
 
 Linear warm-up over `round(warmup_ratio · total)` steps from `warmup_min_lr_ratio · lr` to `lr`, then cosine
 annealing to `min_lr_ratio · lr` over the remaining steps. Because it depends on nothing but the step, a resumed

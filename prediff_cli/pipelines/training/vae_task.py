@@ -1,4 +1,4 @@
-"""train-vae: the frame VAE with L1 + KL + hinge PatchGAN (reference spec §2.5-2.7).
+"""train-vae: the frame VAE with L1 + KL + hinge PatchGAN (docs/training.md).
 
 Generator loss (per micro-batch of frames x, sampled posterior):
     nll = Σ|x − x̂| / B,   kl = Σ KL / B,   g = −mean(D(x̂))
@@ -7,7 +7,7 @@ Generator loss (per micro-batch of frames x, sampled posterior):
 Discriminator loss: disc_factor·½·(mean relu(1 − D(x)) + mean relu(1 + D(x̂))), x̂ detached.
 disc_factor = 1 from `disc_start` on, else 0 (the discriminator is not stepped before then: with a zero loss and
 no weight decay its Adam update would be zero anyway). The official NLL's learnable log-variance is never
-optimised (spec §2.5), so it is the plain L1 sum here. No LPIPS (its weight is 0 for 1-channel data).
+optimised (official `contperceptual.py`), so it is the plain L1 sum here. No LPIPS (its weight is 0 for 1-channel data).
 """
 from __future__ import annotations
 
