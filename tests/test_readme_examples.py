@@ -85,7 +85,7 @@ def _radar_netcdf(path: Path, radar_file: Path, variable: str) -> None:
     of the synthetic radar file."""
     import h5py
 
-    from prediff.data.vil_scale import digital_to_kg_m2
+    from prediff.vil_scale import digital_to_kg_m2
 
     with h5py.File(radar_file) as h5:
         frames = np.moveaxis(h5["vil"][0], -1, 0)[:13].astype(np.float32)
