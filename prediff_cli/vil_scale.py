@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from prediff.errors import InputError
+
 LINEAR_SLOPE, LINEAR_OFFSET = 90.66, 2.0
 LOG_SCALE, LOG_OFFSET = 38.9, 83.9
 NO_ECHO_MAX, LINEAR_MAX = 5.0, 18.0
@@ -56,3 +58,39 @@ def scale_of_units(units: Optional[str]) -> Optional[str]:
     if text in _SPELLINGS_DIGITAL:
         return "digital"
     return None
+
+
+#: the scales an array without units can be given in (the Python API's `scale=`): name → how it is read
+ARRAY_SCALES = {"0-1": "unit", "digital": "digital", "kg m-2": "physical"}
+#: physical VIL above this is not VIL (the digital scale saturates at 81 kg m-2; no storm holds more than ~120)
+PHYSICAL_MAX = 200.0
+#: a float sequence whose scale (0-1 or 0-255) is told by its maximum is scanned only up to this many values
+MAX_SCAN_VALUES = 1 << 28
+
+
+def to_model_scale(values, scale: str, what: str, hint: str = "") -> np.ndarray:
+    """VIL `values` (any shape) on `scale` — "unit" (0–1), "digital" (SEVIR 0–255) or "physical" (kg m⁻²) — to
+    the model's 0–1 scale (float32). Missing, negative or out-of-scale values are refused in one line naming `what`;
+    `hint` is added to the out-of-scale message."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return v.astype(np.float32)
+    if not np.all(np.isfinite(v)):
+        raise InputError(f"{what} has missing, NaN or infinite values")
+    low, high = float(v.min()), float(v.max())
+    if low < 0:
+        raise InputError(f"{what} has negative values (min {low:g}); VIL is >= 0")
+    top, name = {"unit": (1.0, "0-1"), "digital": (DIGITAL_MAX, "digital 0-255"),
+                 "physical": (PHYSICAL_MAX, PHYSICAL_UNITS)}[scale]
+    if high > top:
+        raise InputError(f"{what} exceeds the {name} scale (max {high:g}, at most {top:g}){hint}")
+    if scale == "physical":
+        return kg_m2_to_digital(v) / np.float32(DIGITAL_MAX)
+    return (v / DIGITAL_MAX if scale == "digital" else v).astype(np.float32)
+
+
+def check_scan_size(values: int, what: str, remedy: str) -> None:
+    """Refuse, before reading anything, a scale scan over more than `MAX_SCAN_VALUES` values."""
+    if values > MAX_SCAN_VALUES:
+        raise InputError(f"{what} declares {values:,} values; telling 0-1 from 0-255 by their maximum would read "
+                         f"them all (at most {MAX_SCAN_VALUES:,}): {remedy}")

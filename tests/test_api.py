@@ -62,6 +62,9 @@ def test_api_forecast_equals_the_file_sample_writes(tmp_path, radar_file, tiny_r
     for name in written.variables:
         np.testing.assert_array_equal(fc[name].values, written[name].values)
         np.testing.assert_equal(fc[name].attrs, written[name].attrs)  # attrs hold arrays (valid_range)
-    np.testing.assert_equal(dict(fc.attrs), dict(written.attrs))
+    assert fc.attrs["history"].endswith("prediff Python API (prediff.forecast)")
+    assert written.attrs["history"].split(": ", 1)[1].startswith("prediff sample --input ")
+    np.testing.assert_equal({k: v for k, v in fc.attrs.items() if k != "history"},
+                            {k: v for k, v in written.attrs.items() if k != "history"})
     scores = prediff.score(fc, prediff.read_radar(radar_file))
     assert set(scores["baselines"]) == {"persistence", "optical_flow", "steps"} and 0 <= scores["csi"]["avg"] <= 1

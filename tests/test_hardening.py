@@ -211,7 +211,7 @@ def test_forecast_time_is_decoded_with_cf_rules(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(with_time=False), "has no 'time' variable"),
-    (dict(time_units=None, reference=False), "'time' has no CF time units"),
+    (dict(time_units=None, reference=False), "has no CF time units"),
     (dict(time_units="minutes since yesterday"), "cannot decode 'time'"),
 ])
 def test_forecast_without_usable_times_gives_one_line(tmp_path, radar_file, kwargs, message):

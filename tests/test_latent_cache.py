@@ -119,8 +119,9 @@ def test_bad_flags_are_refused_and_non_finite_slots_are_encoded_again(tmp_path):
     fp = fingerprint("w" * 64, ["a"], (8, 8, 1))
     cache = LatentCache.open(tmp_path, fp, SHAPE)
     moments, intensity = _slots(3)
-    moments[1, 2, 3, 0] = np.nan
     cache.put([1, 2, 3], 1, moments, intensity)
+    slot = 2 * SHAPE.orientations + 1  # frame 2, orientation 1
+    os.pwrite(cache._fds["moments.f32"], np.float32(np.nan).tobytes(), 4 * slot * SHAPE.slot + 4 * 7)
     assert cache.get([1, 2, 3], 1) is None  # filled, but not finite: a miss
     assert cache.get([1], 1) is not None
     os.pwrite(cache._fds["filled.u8"], bytes([7]), 0)
@@ -222,3 +223,137 @@ def test_the_vae_trainer_refuses_a_latent_cache(tmp_path, synthetic_root):
     cfg = load_config("tiny", values={"data.root": str(synthetic_root), "train_vae.latent_cache": str(tmp_path)})
     with pytest.raises(ConfigError, match="train_vae.latent_cache"):
         run_training(TrainRequest("vae", cfg, tmp_path / "run", steps=1))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a cache is a file from outside: no device, FIFO or symlink is read or written, no implausible slot is trained on
+
+_OPEN_IN_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # a read that never ends fails here, not on the machine
+from prediff.errors import InputError
+from prediff.io.latent_cache import CacheShape, LatentCache
+try:
+    LatentCache.open(sys.argv[1], sys.argv[2], CacheShape(frames=5, orientations=8, moments=(4, 4, 2)))
+except InputError as exc:
+    print("REFUSED", exc)
+else:
+    print("OPENED")
+"""
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "/dev/urandom", "fifo"])
+def test_a_meta_json_that_never_ends_or_blocks_is_refused_at_once(tmp_path, kind):
+    import subprocess
+    import sys
+
+    fp = fingerprint("w" * 64, ["a"], (8, 8, 1))
+    LatentCache.open(tmp_path, fp, SHAPE).close()
+    meta = tmp_path / fp[:16] / "meta.json"
+    meta.unlink()
+    if kind == "fifo":
+        os.mkfifo(meta)
+    else:
+        meta.symlink_to(kind)
+    try:
+        child = subprocess.run([sys.executable, "-c", _OPEN_IN_CHILD, str(tmp_path), fp], capture_output=True,
+                               text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"opening a cache whose meta.json is {kind} did not return within 60 s")
+    assert child.returncode == 0, child.stderr[-2000:]
+    line = child.stdout.strip()
+    assert line.startswith("REFUSED") and "meta.json" in line and "delete that folder" in line and "\n" not in line
+    assert ("symbolic link" in line) if kind != "fifo" else ("FIFO" in line)
+
+
+@pytest.mark.parametrize("name", ["moments.f32", "intensity.f32", "filled.u8", "meta.json", "folder"])
+def test_nothing_in_the_cache_is_read_or_written_through_a_symlink(tmp_path, name):
+    fp = fingerprint("w" * 64, ["a"], (8, 8, 1))
+    root = tmp_path / "cache"
+    cache = LatentCache.open(root, fp, SHAPE)
+    cache.put([0, 1], 3, *_slots(4, 2))
+    cache.close()
+    folder = root / fp[:16]
+    outside = tmp_path / "outside"
+    if name == "folder":  # the whole cache folder replaced by a link to a copy elsewhere
+        folder.rename(outside)
+        folder.symlink_to(outside)
+        before = (outside / "filled.u8").read_bytes()
+    else:
+        outside.write_bytes((folder / name).read_bytes())
+        before = outside.read_bytes()
+        (folder / name).unlink()
+        (folder / name).symlink_to(outside)
+    with pytest.raises(InputError) as err:
+        LatentCache.open(root, fp, SHAPE)
+    assert "symbolic link" in str(err.value) and "delete that folder" in str(err.value)
+    after = (outside / "filled.u8").read_bytes() if name == "folder" else outside.read_bytes()
+    assert after == before
+
+
+@pytest.mark.parametrize("damage", ["hole", "huge mean", "huge log-variance", "tiny log-variance", "intensity"])
+def test_filled_slots_with_implausible_values_are_encoded_again(tmp_path, damage):
+    from prediff.io.latent_cache import LOGVAR_RANGE, MEAN_LIMIT
+
+    fp = fingerprint("w" * 64, ["a"], (8, 8, 1))
+    cache = LatentCache.open(tmp_path, fp, SHAPE)
+    moments, intensity = _slots(5, 1)
+    moments[..., 1:] = -12.0  # (h, w, 2L) with L = 1: channel 1 is the log-variance of a sharp posterior
+    slot = 4 * SHAPE.orientations + 6  # frame 4, orientation 6
+    if damage == "hole":  # flagged, but the data never reached the sparse file: it reads as zeros
+        os.pwrite(cache._fds["filled.u8"], bytes([1]), slot)
+        assert cache.get([4], 6) is None
+    else:
+        bad_moments, bad_intensity = moments.copy(), intensity.copy()
+        if damage == "huge mean":
+            bad_moments[0, 1, 2, 0] = 1e30
+        elif damage == "huge log-variance":
+            bad_moments[0, 3, 0, 1] = LOGVAR_RANGE[1] * 2
+        elif damage == "tiny log-variance":
+            bad_moments[0, 0, 0, 1] = LOGVAR_RANGE[0] * 2
+        else:
+            bad_intensity[0] = 5.0
+        cache.put([4], 6, bad_moments, bad_intensity)  # not stored: an encoding the cache would not give back
+        assert cache.filled() == 0 and cache.get([4], 6) is None
+        cache.put([4], 6, moments, intensity)
+        assert cache.get([4], 6) is not None
+        # the same values written into the filled slot behind the cache's back: a miss, encoded again
+        os.pwrite(cache._fds["moments.f32"], bad_moments.astype("<f4").tobytes(), 4 * slot * SHAPE.slot)
+        os.pwrite(cache._fds["intensity.f32"], bad_intensity.astype("<f4").tobytes(), 4 * 4)
+        assert cache.get([4], 6) is None
+    # values at the bounds are an encoder's
+    edge = moments.copy()
+    edge[0, 0, 0, 0], edge[0, 0, 1, 0] = MEAN_LIMIT, -MEAN_LIMIT
+    edge[0, 1, 0, 1], edge[0, 1, 1, 1] = LOGVAR_RANGE
+    cache.put([4], 6, edge, np.array([1.0], np.float32))
+    assert np.array_equal(cache.get([4], 6)[0], edge)
+
+
+def test_a_refused_cache_leaves_the_run_folder_as_it_was(tmp_path, tiny_runs, synthetic_root):
+    from typer.testing import CliRunner
+
+    from prediff.cli.app import app
+
+    runner = CliRunner()
+    cache_root = tmp_path / "cache"
+    args = ["train-align", "--config", "tiny", "--data", str(synthetic_root), "--vae",
+            str(tiny_runs["vae"][0] / "last.ckpt"), "--set", "train_align.log_every=1", "--latent-cache",
+            str(cache_root)]
+    run = tmp_path / "run"
+    first = runner.invoke(app, args + ["--steps", "1", "--run-dir", str(run)])
+    assert first.exit_code == 0, first.output
+    (folder,) = [p for p in cache_root.iterdir() if not p.name.startswith(".")]
+    with open(folder / "filled.u8", "r+b") as fh:  # a flag no prediff writes, in a slot no step reads first
+        fh.seek(0, os.SEEK_END)
+        fh.seek(fh.tell() - 1)
+        fh.write(bytes([9]))
+    written = {name: os.stat(run / name) for name in ("config.yaml", "metrics.jsonl")}
+    resumed = runner.invoke(app, args + ["--steps", "2", "--run-dir", str(run), "--resume"])
+    assert resumed.exit_code == 2 and "slot flag 9" in resumed.output and "Traceback" not in resumed.output
+    for name, before in written.items():
+        after = os.stat(run / name)
+        assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns,
+                                                                    before.st_size), name
+    fresh = runner.invoke(app, args + ["--steps", "1", "--run-dir", str(tmp_path / "fresh")])
+    assert fresh.exit_code == 2 and "slot flag 9" in fresh.output
+    assert not (tmp_path / "fresh").exists()

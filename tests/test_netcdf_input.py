@@ -100,7 +100,7 @@ def test_netcdf_digital_and_other_time_units(tmp_path, radar_file):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(minutes=np.arange(13) * 5.0), "5 minutes apart; the model needs 10-minute frames"),
+    (dict(minutes=np.arange(13) * 6.0), "6 minutes apart; the model needs 10-minute frames"),
     (dict(minutes=np.r_[0, 10, 20, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130]), "gap in the context"),
     (dict(units="mm h-1"), "units 'mm h-1'"),
     (dict(name="precip"), "no variable 'vil' (found: precip)"),
@@ -127,7 +127,7 @@ def test_netcdf_shape_and_content_refusals(tmp_path):
     with netCDF4.Dataset(flat, "w", format="NETCDF3_CLASSIC") as ds:
         ds.createDimension("y", 8)
         ds.createVariable("vil", "f4", ("y",))
-    with pytest.raises(InputError, match=r"expected \(time, y, x\)"):
+    with pytest.raises(InputError, match=r"none of which is its time or x dimension"):
         read_radar_input(flat)
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"not a radar file at all")
@@ -155,14 +155,16 @@ def test_other_grid_mappings_are_read_with_pyproj(tmp_path):
     attrs = {"grid_mapping_name": "polar_stereographic", "straight_vertical_longitude_from_pole": 10.0,
              "latitude_of_projection_origin": 90.0, "standard_parallel": 60.0, "false_easting": 0.0,
              "false_northing": 0.0}
-    x, y = np.arange(128) * 1000.0, -3.6e6 + np.arange(128) * 1000.0  # y ascending: south row first
+    x, y = np.arange(128) * 1000.0, -3.6e6 + np.arange(128) * 1000.0  # y ascending: turned north-up when read
     path = _write(tmp_path / "ps.nc", np.zeros((13, 128, 128), np.float32), mapping=("polar", attrs, x, y, []))
     radar = read_radar_input(path)
     source = radar.placement.input_grid
     assert isinstance(source, Grid) and source.mapping_name == "polar_stereographic"
-    np.testing.assert_array_equal(source.coordinates(128, 128)[1], y)
+    np.testing.assert_array_equal(source.coordinates(128, 128)[1], y[::-1])
+    assert radar.orientation.flip_y and not radar.orientation.flip_x
     lat, lon = source.lat_lon()
     assert 56 < lat.mean() < 58 and 10 < lon.mean() < 12
+    assert lat[0].mean() > lat[-1].mean()  # row 0 north, as the frames
     assert radar.grid.mapping_name == "lambert_azimuthal_equal_area" and radar.context.shape == (7, 128, 128)
 
 

@@ -11,7 +11,7 @@ from typing_extensions import Annotated
 
 from prediff import __version__
 from prediff.cli import (convert_weights, download, export_model, import_mindearth, info, models, sample, score,
-                         train)
+                         train, watch)
 from prediff.cli.reporting import fail
 
 def _flags_without_type(display_type_rich):
@@ -27,6 +27,22 @@ def _flags_without_type(display_type_rich):
 if hasattr(typer.core, "TyperOption") and hasattr(typer.core.TyperOption, "display_type_rich") and not getattr(
         typer.core.TyperOption.display_type_rich, "_prediff_flags", False):
     typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
+
+
+def _arguments_named_by_metavar(display_type_rich):
+    """An argument given a metavar (its choices, or what it names) shows that, without a `<str>` type column."""
+    @functools.wraps(display_type_rich)
+    def display(self, ctx):
+        return None if getattr(self, "metavar", None) else display_type_rich(self, ctx)
+
+    display._prediff_metavar = True
+    return display
+
+
+if hasattr(typer.core, "TyperArgument") and hasattr(typer.core.TyperArgument, "display_type_rich") and not getattr(
+        typer.core.TyperArgument.display_type_rich, "_prediff_metavar", False):
+    typer.core.TyperArgument.display_type_rich = _arguments_named_by_metavar(
+        typer.core.TyperArgument.display_type_rich)
 
 app = typer.Typer(
     name="prediff",
@@ -49,7 +65,8 @@ def _root(version: Annotated[Optional[bool], typer.Option(
     """Probabilistic precipitation nowcasting with PreDiff."""
 
 
-for _module in (info, download, train, sample, score, models, export_model, import_mindearth, convert_weights):
+for _module in (info, download, train, sample, watch, score, models, export_model, import_mindearth,
+                convert_weights):
     _module.register(app)
 
 

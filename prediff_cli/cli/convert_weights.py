@@ -22,8 +22,9 @@ def register(app: typer.Typer) -> None:
     @app.command("convert-weights")
     @guarded
     def convert_weights_cmd(
-        src: Annotated[Path, typer.Argument(help="Official PyTorch state dict (.pt, or .npz with the same keys), or "
-                                                 "a MindEarth PreDiff checkpoint (.ckpt).")],
+        src: Annotated[Path, typer.Argument(metavar="FILE", help="Official PyTorch state dict (.pt, or .npz with the "
+                                                                 "same keys), or a MindEarth PreDiff checkpoint "
+                                                                 "(.ckpt).")],
         component: Annotated[Component, typer.Option("--component", help="Which network the weights belong to.")],
         out: Annotated[Path, typer.Option("--out", help="Destination prediff checkpoint (.ckpt); not replaced "
                                                         "without --overwrite, never the input itself.")],

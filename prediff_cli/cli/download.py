@@ -11,7 +11,6 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
                            TransferSpeedColumn)
 from typing_extensions import Annotated
 
-from prediff.cli.options import SeedOpt
 from prediff.cli.reporting import console, echo, guarded
 
 download_app = typer.Typer(help="Fetch SEVIR-LR or write a synthetic dataset in the same layout.",
@@ -46,8 +45,10 @@ def _file_bars() -> Iterator[Callable[[str, int, Optional[int]], None]]:
 def sevir_lr(
     dest: Annotated[Path, typer.Option("--dest", help="Folder to create for the dataset.")] = Path("datasets/sevirlr"),
     url: Annotated[Optional[str], typer.Option(
-        "--url", help="Archive URL (default: the public S3 archive, or $PREDIFF_SEVIR_LR_URL).")] = None,
-    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the archive.")] = None,
+        "--url", metavar="URL", help="Archive URL (default: the public S3 archive, or $PREDIFF_SEVIR_LR_URL).")
+    ] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the "
+                                                  "archive.")] = None,
 ):
     """Download, verify and unpack SEVIR-LR (resumes an interrupted transfer)."""
     from prediff.data.download import download_sevir_lr, resolve_url
@@ -71,7 +72,7 @@ def sevir_lr(
 def synthetic(
     dest: Annotated[Path, typer.Option("--dest", help="Folder to create for the dataset.")] = Path("datasets/synthetic"),
     events: Annotated[int, typer.Option("--events", min=1, help="Number of storm events.")] = 48,
-    seed: SeedOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the storms.")] = 0,
 ):
     """Write a synthetic dataset in the exact SEVIR-LR layout (same seed → same bytes)."""
     from prediff.data.synthetic import check_destination, summarize, write_synthetic_dataset
@@ -80,7 +81,7 @@ def synthetic(
     with Progress(TextColumn("[bold]synthetic events"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   console=console) as progress:
         task = progress.add_task("events", total=events)
-        write_synthetic_dataset(dest, events=events, seed=0 if seed is None else seed,
+        write_synthetic_dataset(dest, events=events, seed=seed,
                                 progress=lambda done, total: progress.update(task, completed=done))
     files = summarize(dest)
     size = sum(p.stat().st_size for p in Path(dest).rglob("*") if p.is_file())
@@ -104,6 +105,7 @@ class WeightSource(str, Enum):
 @guarded(oom_hint="the conversion holds one network at a time; free memory and run again (downloads resume)")
 def weights(
     model: Annotated[str, typer.Argument(
+        metavar="sevirlr|i3d",
         help="Published model to install (sevirlr), or i3d: the video network of the FVD score.")] = "sevirlr",
     component: Annotated[Component, typer.Option("--component", help="Which network to install.")] = Component.all,
     source: Annotated[Optional[WeightSource], typer.Option(

@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
     @app.command("export-model")
     @guarded
     def export_model_cmd(
-        runs: Annotated[List[Path], typer.Argument(help="Run folders of train-vae, train-diffusion and (optionally) "
-                                                        "train-align, or their .ckpt files.")],
+        runs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folders of train-vae, train-diffusion "
+                                                   "and (optionally) train-align, or their .ckpt files.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (vae.ckpt, unet.ckpt, "
                                                               "align.ckpt).")],
         overwrite: OverwriteOpt = False,

@@ -78,22 +78,32 @@ class StepsDisplay:
             self.progress.stop()
         return False
 
-    def start(self, total: int):
-        """Show the bar with `total` units of work; returns the callable that advances it by one unit."""
+    def start(self, total: int, windows: int = 1):
+        """Show the bar with `total` units of work; returns the callable that advances it by one unit. With
+        `windows` > 1 the work is that many equal parts done one after another (the windows of a large domain),
+        and the description says which one is being worked on ("denoising window 2/6")."""
         if self.task_id is None:
             self.progress.start()
             self.task_id = self.progress.add_task(COMPILING, total=total)
-            self._moved = False
+            self._moved, self._done = False, 0
+            self._windows = max(1, int(windows))
+            self._per_window = max(1, total // self._windows)
         return self.advance
 
+    def _description(self) -> str:
+        if self._windows == 1:
+            return self.title
+        return f"{self.title} window {min(self._done // self._per_window + 1, self._windows)}/{self._windows}"
+
     def _moving(self) -> None:
-        if not self._moved:
+        if not self._moved or self._windows > 1:
             self._moved = True
-            self.progress.update(self.task_id, description=self.title)
+            self.progress.update(self.task_id, description=self._description())
 
     def advance(self, n: int = 1) -> None:
         self._moving()
         self.progress.advance(self.task_id, n)
+        self._done += n
 
     def update(self, done: int, total: int) -> None:
         self.start(total)

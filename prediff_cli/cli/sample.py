@@ -9,11 +9,16 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from prediff.cli.options import JsonOpt, forecast_options
+from prediff.cli.options import DEFAULT_MODEL, JsonOpt, forecast_options, model_default
 from prediff.cli.progress import StepsDisplay
+from prediff.config import load_config
 from prediff.cli.reporting import echo, emit_json, guarded, json_output
 from prediff.errors import InputError
 from prediff.io.grid import GRID_SPEC_HELP
+
+
+#: the default model's exceedance thresholds (its config's), for the help
+_THRESHOLDS = load_config(DEFAULT_MODEL).sample.thresholds
 
 
 def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
@@ -26,7 +31,7 @@ def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
 
 
 def parse_thresholds(text: Optional[str]) -> Optional[tuple]:
-    """'16,74,133' → (16.0, 74.0, 133.0) (digital VIL); None stays None (the config's sample.thresholds)."""
+    """'16,74,133' → (16.0, 74.0, 133.0) (digital VIL); None stays None (the model's sample.thresholds)."""
     if text is None:
         return None
     try:
@@ -49,14 +54,19 @@ def register(app: typer.Typer) -> None:
     @guarded(oom_hint="try fewer --samples or members per call (--set sample.member_batch=N)")
     @forecast_options
     def sample(
+        ctx: typer.Context,
         input: Annotated[Path, typer.Option(
-            "--input", "-i", help="Radar file: HDF5 with a 'vil' dataset, SEVIR (N,H,W,T) or (T,H,W); or CF NetCDF "
-            "(netCDF-3/4) with a (time, y, x) variable, digital (units '1') or physical VIL (units 'kg m-2').")],
+            "--input", "-i", metavar="FILE|DIR|GLOB", help="Radar file: HDF5 with a 'vil' dataset, SEVIR (N,H,W,T) or "
+            "(T,H,W); or CF NetCDF (netCDF-3/4) whose variable has time, y and x dimensions (in any order, told by "
+            "their coordinates), digital (units '1') or physical VIL (units 'kg m-2'). Or a folder, or a quoted glob "
+            "such as 'radar/*.nc', of files holding one time each: the newest frames 10 minutes apart are used. "
+            "5- and 2.5-minute series are thinned to 10 minutes.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("forecast"),
         variable: Annotated[str, typer.Option("--variable", metavar="NAME",
                                               help="Variable (NetCDF) or dataset (HDF5) holding the VIL.")] = "vil",
         event: Annotated[int, typer.Option("--event", min=0, help="Event (first axis of a SEVIR file).")] = 0,
-        start: Annotated[int, typer.Option("--start", min=0, help="First context frame (index along time).")] = 0,
+        start: Annotated[int, typer.Option("--start", min=0, help="First context frame (index along the 10-minute "
+                                           "series of a file).")] = 0,
         reference_time: Annotated[Optional[str], typer.Option(
             "--reference-time", metavar="YYYY-MM-DDTHH:MM", help="UTC of the last context frame, when the input "
             "carries no times (SEVIR catalog, time_utc or a NetCDF time coordinate). (default: from the input)")
@@ -68,26 +78,34 @@ def register(app: typer.Typer) -> None:
         ] = None,
         output_grid: Annotated[OutputGrid, typer.Option(
             "--output-grid", case_sensitive=False, help="Grid of the written forecast: 'model' (the model's 3 km "
-            "LAEA grid that the input was resampled onto) or 'input' (resampled back onto the input's own grid, "
-            "with its grid mapping).")] = OutputGrid.model,
+            "LAEA grid that the input was resampled onto, north-up) or 'input' (resampled back onto the input's own "
+            "grid, with its grid mapping, rows and columns running as in the input).")] = OutputGrid.model,
         thresholds: Annotated[Optional[str], typer.Option(
             "--thresholds", metavar="V1,V2,...", help="Digital VIL thresholds of the exceedance probabilities "
-            "(a pixel counts at >= threshold). (default: the config's sample.thresholds, 16,74,133,160,181,219)")
+            f"(a pixel counts at >= threshold). {model_default(_THRESHOLDS)}")
         ] = None,
+        tile_overlap: Annotated[Optional[int], typer.Option(
+            "--tile-overlap", metavar="PIXELS", min=0, help="Frames larger than the model's 128 x 128 are forecast "
+            "in 128 x 128 windows that overlap by at least this many pixels (a multiple of 8, at most 64), blended "
+            "smoothly. (default: the config's sample.tile_overlap, 32)")] = None,
         json_: JsonOpt = False,
         *, forecast: dict,
     ):
         """Forecast the next 6 frames (60 min) as an ensemble: NetCDF + GIF + PNG in --out."""
+        from prediff.cli.command_line import command_line
         from prediff.pipelines.sample_run import run_sample
 
         levels = parse_thresholds(thresholds)
         if levels is not None:
             forecast["values"]["sample.thresholds"] = levels
+        if tile_overlap is not None:
+            forecast["values"]["sample.tile_overlap"] = tile_overlap
         with json_output(json_):
             with StepsDisplay("denoising") as display:
                 report = run_sample(input, out, event=event, start=start, reference_time=_parse_time(reference_time),
                                     variable=variable, grid=grid, output_grid=OutputGrid(output_grid).value,
-                                    progress_factory=display.start, **forecast)
+                                    progress_factory=display.start, notify=echo, command=command_line(ctx),
+                                    **forecast)
             coverage = report.get("input_coverage")
             if coverage is not None and coverage < 0.995:
                 echo(f"note: the input covers {coverage:.0%} of the model's grid; no echo was assumed beyond it")

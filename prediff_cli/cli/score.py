@@ -1,6 +1,7 @@
 """`prediff score`: skill of a written forecast, or of the model over a whole split, against baselines."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,11 @@ from prediff.cli.options import DataOpt, JsonOpt, forecast_options
 from prediff.cli.progress import StepsDisplay
 from prediff.cli.reporting import console, echo, emit_json, guarded, json_output
 from prediff.errors import InputError
+
+
+#: the splits `--split` offers (`pipelines.score_run.SPLITS`, not imported here: the pipelines load when a command
+#: runs, not when the CLI starts)
+Split = Enum("Split", {"test": "test", "val": "val"}, type=str)
 
 
 def _fmt(value) -> str:
@@ -143,16 +149,25 @@ def register(app: typer.Typer) -> None:
     def score(
         out: Annotated[Path, typer.Option("--out", "-o", help="Folder for scores.json, plots, config.")] = Path("scores"),
         forecast_file: Annotated[Optional[Path], typer.Option(
-            "--forecast", help="Mode 1: a forecast NetCDF written by `prediff sample`.")] = None,
+            "--forecast", metavar="FILE", help="A forecast NetCDF written by `prediff sample`, to score against "
+            "--truth.")] = None,
         truth: Annotated[Optional[Path], typer.Option(
-            "--truth", help="Mode 1: the radar file holding the truth (the frames after the forecast's context).")
+            "--truth", metavar="FILE", help="With --forecast: the radar file holding the truth (the frames after the "
+            "forecast's context).")] = None,
+        variable: Annotated[str, typer.Option(
+            "--variable", metavar="NAME", help="With --forecast: the variable (NetCDF) or dataset (HDF5) of --truth "
+            "holding the VIL.")] = "vil",
+        event: Annotated[Optional[int], typer.Option(
+            "--event", min=0, help="With --forecast: event of the truth file. (default: the one the forecast "
+            "records)")] = None,
+        start: Annotated[Optional[int], typer.Option(
+            "--start", min=0, help="With --forecast: first context frame in the truth file. (default: the one the "
+            "forecast records)")] = None,
+        split: Annotated[Optional[Split], typer.Option(
+            "--split", help="Forecast and score every case of this split of --data, as `prediff sample` would.")
         ] = None,
-        event: Annotated[int, typer.Option("--event", min=0, help="Mode 1: event of the truth file.")] = 0,
-        start: Annotated[int, typer.Option("--start", min=0, help="Mode 1: first context frame in the truth file.")
-                         ] = 0,
-        split: Annotated[Optional[str], typer.Option("--split", help="Mode 2: test or val of --data.")] = None,
-        limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Mode 2: score at most N sequences.")
-                         ] = None,
+        limit: Annotated[Optional[int], typer.Option(
+            "--limit", min=1, help="With --split: score at most N sequences.")] = None,
         data: DataOpt = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted evaluation in --out.")] = False,
         baselines: Annotated[Optional[str], typer.Option(
@@ -167,8 +182,9 @@ def register(app: typer.Typer) -> None:
         *, forecast: dict,
     ):
         """Score forecasts (CSI/POD/SUCR/bias, pooled CSI, MSE/MAE/SSIM, CRPS, FSS, spread-skill, rank histogram,
-        Brier/reliability/ROC) with bootstrap intervals, against persistence, optical-flow extrapolation and STEPS.
-        Mode 2 forecasts each case as `prediff sample` would with the same settings (case i with seed + i)."""
+        Brier/reliability/ROC) with bootstrap intervals, against persistence, optical-flow extrapolation and STEPS:
+        a written forecast (--forecast with --truth), or the model over a split of a dataset (--data with --split),
+        each case forecast as `prediff sample` would with the same settings (case i with seed + i)."""
         from prediff.pipelines.score_run import run_score
 
         values = forecast["values"]
@@ -185,8 +201,8 @@ def register(app: typer.Typer) -> None:
         with json_output(json_):
             with StepsDisplay("scoring", unit="sequences") as display:
                 scores, paths, _ = run_score(out, forecast=forecast_file, truth=truth, event=event, start=start,
-                                             split=split, limit=limit, resume=resume, progress=display.update,
-                                             **forecast)
+                                             variable=variable, split=None if split is None else Split(split).value,
+                                             limit=limit, resume=resume, progress=display.update, **forecast)
             console.print(render_table(scores))
             differences = render_differences(scores)
             if differences is not None:

@@ -265,6 +265,9 @@ class SampleConfig:
     # linear layers and convolutions of the UNet and the VAE: bf16 operands with float32 accumulation ("bf16", CPUs
     # with AVX512_BF16), float32 ("fp32"), or bf16 where the CPU has it and its self-check passes ("auto")
     precision: Precision = "auto"
+    # frames larger than the model's (128 x 128) are forecast in windows of that size overlapping by at least this
+    # many pixels (a multiple of the VAE's 8-pixel downscale, at most half a window), blended smoothly
+    tile_overlap: int = 32
     gif_members: int = 8  # pictures: every member as a panel up to this many, else all as a strip of thumbnails
     thresholds: Tuple[float, ...] = (16, 74, 133, 160, 181, 219)  # exceedance probabilities: digital VIL, >=
 
@@ -384,7 +387,7 @@ LIMITS = {
                   "disc_weight": Range(0.0)},
     SampleConfig: {"samples": Range(1, 4096), "steps": POSITIVE_INT, "eta": FRACTION, "align_target": DIGITAL_VIL,
                    "align_factor": Range(0.0), "align_oracle": Range(0.0), "guide_scale": Range(0.0), "member_batch": NON_NEGATIVE,
-                   "gif_members": NON_NEGATIVE, "thresholds": DIGITAL_VIL},
+                   "tile_overlap": NON_NEGATIVE, "gif_members": NON_NEGATIVE, "thresholds": DIGITAL_VIL},
     ScoreConfig: {"thresholds": DIGITAL_VIL, "eps": POSITIVE, "pools": POSITIVE_INT, "fss_scales": POSITIVE_INT,
                   "fss_thresholds": DIGITAL_VIL, "batch_size": POSITIVE_INT, "rank_min": DIGITAL_VIL,
                   "resamples": Range(1, 100_000), "interval": Range(0.0, 1.0, lo_open=True, hi_open=True)},

@@ -12,7 +12,9 @@ An input on a map grid (`io.grid`) is resampled onto the model's 3 km LAEA grid 
 
 An input without a map grid is taken as it is (its pixels as the model's). `--output-grid input` resamples the
 forecast back onto the input's grid by the same method (`Placement.to_input`), and writes the context frames as
-they were read.
+they were read. Fields are north-up throughout; a forecast written on the input's own pixels (`--output-grid
+input`, or an input without a map grid) has its rows and columns turned back to run as the input's did
+(`written_orientation`); on the model's grid they stay north-up.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from prediff.errors import InputError
 from prediff.io.model_grid import MODEL_SIDE, model_grid_for
+from prediff.io.orientation import Orientation
 from prediff.io.regrid import resample
 
 #: where a forecast is written: on the model's grid, or resampled back onto the input's
@@ -82,3 +85,10 @@ def output_fields(members: np.ndarray, context: np.ndarray, truth: Optional[np.n
     if output_grid == "model" or placement is None:  # no placement: the input's grid is the model's
         return members, context, truth, grid
     return (placement.to_input(members), placement.input_context, placement.input_truth, placement.input_grid)
+
+
+def written_orientation(orientation: Orientation, grid, output_grid: str = "model") -> Orientation:
+    """How the forecast's rows and columns run in the file: as the input's (`orientation`) when it is written on
+    the input's own pixels (`output_grid` "input", or an input without a map grid, `grid` None), else north-up
+    (the model's grid)."""
+    return orientation if output_grid == "input" or grid is None else Orientation()

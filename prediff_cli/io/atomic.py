@@ -58,6 +58,11 @@ def atomic_path(path) -> Iterator[Path]:
     try:
         yield tmp
         commit(tmp, path)
+    except OSError as exc:
+        # the user named `path`, not the temporary name: a failure to write is reported under the name they gave
+        if exc.filename is not None and os.fsdecode(exc.filename) == str(tmp):
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

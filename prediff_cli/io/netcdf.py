@@ -15,9 +15,12 @@ Layout (CF-1.8; checked with cfchecks and the IOOS compliance-checker):
   with `--output-grid input`), so that its name never collides with a data variable; x/y pixel centres in
   metres (the model's grid: y descends, row 0 is north), or longitude/latitude in degrees for a lat/lon grid,
   and 2-D `lat`/`lon` (except on a lat/lon grid, whose x/y are those); without a grid, x/y are pixel indices.
-* Global provenance attributes (prediff version, sampler, steps, alignment, seed, checkpoint hashes, config).
-Nothing time-of-run dependent is written, so the same forecast gives the same bytes. The file is written under a
-temporary name and renamed.
+* Rows and columns: north-up on the model's grid; on the input's grid they run as in the input (`orientation`:
+  the fields are north-up inside prediff and flipped back here when the input's rows ran south to north or its
+  columns east to west), with x/y in the input's order.
+* Global provenance attributes (prediff version, model, sampler, steps, alignment, seed, checkpoint hashes, config)
+  and a CF `history` line (UTC time and command) from the caller. The file is written under a temporary name and
+  renamed.
 """
 from __future__ import annotations
 
@@ -36,7 +39,11 @@ from prediff.vil_scale import DECODE_COMMENT, DIGITAL_UNITS, PHYSICAL_UNITS, dig
 from prediff.exceedance import exceedance_probability
 
 from .atomic import atomic_path
+from .cf_time import decode_cf_times
 from .grid import grid_from_cf
+from .netcdf3_extent import check_netcdf3_complete
+from .orientation import Orientation
+from .untrusted import check_regular_file, open_regular
 
 VIL_COMMENT = DECODE_COMMENT
 #: exceedance thresholds written by default: the six SEVIR CSI thresholds (digital VIL)
@@ -65,10 +72,12 @@ def _minutes_units(reference: dt.datetime) -> str:
 def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, lead_minutes: Sequence[int],
                    context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
                    grid=None, attrs: Optional[Dict[str, object]] = None,
-                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Path:
-    """Write `forecast` (M, T, H, W) on 0–1 to `path`; `context` (T_in, H, W) on 0–1 is stored alongside;
-    `grid` (a `Grid` or `CurvilinearGrid` of H × W pixels) places it on the map; `thresholds` (digital VIL) are
-    those of the exceedance probabilities."""
+                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                   orientation: Optional[Orientation] = None) -> Path:
+    """Write `forecast` (M, T, H, W) on 0–1, north-up, to `path`; `context` (T_in, H, W) on 0–1 is stored
+    alongside; `grid` (a `Grid` or `CurvilinearGrid` of H × W pixels, north-up like the fields) places it on the
+    map; `thresholds` (digital VIL) are those of the exceedance probabilities; `orientation` (the input's, when
+    writing on the input's grid) turns rows and columns back to the input's order."""
     forecast = np.asarray(forecast, dtype=np.float32)
     t = forecast.shape[1]
     lead = np.asarray(lead_minutes, dtype=np.float64)
@@ -77,7 +86,8 @@ def write_forecast(path, forecast: np.ndarray, *, reference_time: dt.datetime, l
     with atomic_path(path) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
             _fill(ds, forecast, reference_time=reference_time, lead=lead, context=context,
-                  context_minutes=context_minutes, grid=grid, attrs=attrs, thresholds=thresholds)
+                  context_minutes=context_minutes, grid=grid, attrs=attrs, thresholds=thresholds,
+                  orientation=orientation)
     return Path(path)
 
 
@@ -104,9 +114,10 @@ _VARIABLE_NAMES = {"member", "time", "forecast_period", "forecast_reference_time
 def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.ndarray,
           context: Optional[np.ndarray] = None, context_minutes: Optional[Sequence[int]] = None,
           grid=None, attrs: Optional[Dict[str, object]] = None,
-          thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
+          thresholds: Sequence[float] = DEFAULT_THRESHOLDS, orientation: Optional[Orientation] = None) -> None:
     """Write the forecast layout (module docstring) into an open, empty netCDF4 dataset."""
     m, t, h, w = forecast.shape
+    turn = orientation or Orientation()
     ds.set_fill_off()
     ds.createDimension("member", m)
     ds.createDimension("time", t)
@@ -138,7 +149,8 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
             grid.mapping_name not in _VARIABLE_NAMES else "crs"
         crs = ds.createVariable(grid_name, "i4", ())
         crs.setncatts(grid.mapping_attrs())
-        x[:], y[:] = grid.coordinates(h, w)
+        xs, ys = grid.coordinates(h, w)
+        x[:], y[:] = turn.apply_x(np.asarray(xs)), turn.apply_y(np.asarray(ys))
         x_attrs, y_attrs = grid.coordinate_attrs()
         x.setncatts(x_attrs)
         y.setncatts(y_attrs)
@@ -147,7 +159,7 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
             for name, values, std, unit in (("lat", lat, "latitude", "degrees_north"),
                                             ("lon", lon, "longitude", "degrees_east")):
                 var = ds.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4)
-                var[:] = np.asarray(values, np.float32)
+                var[:] = turn.apply(np.asarray(values, np.float32))
                 var.setncatts({"standard_name": std, "long_name": std, "units": unit})
             coords += " lat lon"
     else:  # no map position known: pixel indices, still marked as the X and Y axes (CF 4)
@@ -158,7 +170,7 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
 
     def field(name, dims, values, attrs_, chunks):
         var = ds.createVariable(name, "f4", dims, zlib=True, complevel=4, chunksizes=chunks)
-        var[:] = values
+        var[:] = turn.apply(values)
         if grid_name:
             attrs_ = dict(attrs_, grid_mapping=grid_name)
         var.setncatts(attrs_)
@@ -215,7 +227,7 @@ def _fill(ds, forecast: np.ndarray, *, reference_time: dt.datetime, lead: np.nda
             "institution": "prediff", "source": "PreDiff latent diffusion (MindSpore)",
             "references": "Gao et al., PreDiff: Precipitation Nowcasting with Latent Diffusion Models, "
                           "NeurIPS 2023",
-            "history": "created by prediff sample"}
+            "history": "written by prediff"}
     for key, value in {**base, **(attrs or {})}.items():
         if value is None:
             continue
@@ -228,20 +240,14 @@ MAX_VALUES = 1 << 28  # 1 GiB of float32
 
 
 def _decode_times(var, path: Path, name: str) -> list:
-    """CF-decoded datetimes of a time variable (any `<unit> since <date>` with a standard calendar), or one line."""
-    units = getattr(var, "units", None)
-    if not isinstance(units, str) or "since" not in units:
-        raise InputError(f"{path}: {name!r} has no CF time units (like 'minutes since 2019-06-01 12:00:00')")
-    calendar = getattr(var, "calendar", "standard")
-    values = np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan).ravel()
-    if not np.all(np.isfinite(values)):
-        raise InputError(f"{path}: {name!r} holds missing or non-finite times")
+    """CF-decoded datetimes of a time variable (`io.cf_time`: real calendars only, finite values), or one line."""
+    calendar = var.getncattr("calendar") if "calendar" in var.ncattrs() else None
+    units = var.getncattr("units") if "units" in var.ncattrs() else None
     try:
-        decoded = netCDF4.num2date(values, units, calendar if isinstance(calendar, str) else "standard",
-                                   only_use_cftime_datetimes=False, only_use_python_datetimes=True)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InputError(f"{path}: cannot decode {name!r} with units {units!r} ({exc})") from None
-    return [d.replace(tzinfo=None) for d in np.atleast_1d(decoded)]
+        values = np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: {name!r} does not hold numbers") from None
+    return decode_cf_times(values, units, calendar, f"{name!r} in {path}")
 
 
 def _read_values(var, path: Path, expected_dims: tuple) -> np.ndarray:
@@ -255,14 +261,36 @@ def _read_values(var, path: Path, expected_dims: tuple) -> np.ndarray:
     if int(np.prod(shape, dtype=np.int64)) > MAX_VALUES:
         raise InputError(f"{path}: {var.name!r} declares {shape}, more than {MAX_VALUES} values")
     var.set_auto_maskandscale(False)
-    values = np.asarray(var[:], dtype=np.float32)
+    try:
+        values = np.asarray(var[:], dtype=np.float32)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged chunk, an unknown filter, a type that holds no numbers
+        raise InputError(f"{path}: cannot read {var.name!r} ({' '.join(str(exc).split())})") from None
     if not np.all(np.isfinite(values)):
         raise InputError(f"{path}: {var.name!r} contains NaN or infinite values")
     return values / 255.0
 
 
-def _read_grid(ds, path: Path):
-    """The forecast's map grid (the grid mapping named by `vil`, x, y and lat/lon when present), or None."""
+def _orientation(ds, path: Path) -> Orientation:
+    """Which way the file's rows and columns run (its x / y coordinates), to read its fields north-up."""
+    coords = []
+    for name in ("x", "y"):
+        var = ds.variables.get(name)
+        if var is None or var.dimensions != (name,):
+            coords += [None, {}]
+            continue
+        try:
+            coords += [np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan),
+                       {k: var.getncattr(k) for k in var.ncattrs()}]
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{path}: cannot read its {name!r} coordinate ({exc})") from None
+    return Orientation.of(*coords, what=str(path))
+
+
+def _read_grid(ds, path: Path, turn: Orientation):
+    """The forecast's map grid (the grid mapping named by `vil`, x, y and lat/lon when present, turned north-up),
+    or None."""
     name = getattr(ds.variables["vil"], "grid_mapping", None)
     if name is None and "lambert_azimuthal_equal_area" in ds.variables and "lat" in ds.variables:
         name = "lambert_azimuthal_equal_area"  # files of earlier prediff versions
@@ -281,12 +309,13 @@ def _read_grid(ds, path: Path):
         if "lat" in ds.variables and "lon" in ds.variables:
             if ds.variables["lat"].dimensions != ("y", "x") or ds.variables["lon"].dimensions != ("y", "x"):
                 raise ValueError("lat and lon must be (y, x)")
-            lat, lon = np.asarray(ds.variables["lat"][:], np.float64), np.asarray(ds.variables["lon"][:], np.float64)
+            lat, lon = (turn.apply(np.asarray(ds.variables[n][:], np.float64)) for n in ("lat", "lon"))
         mapping = ds.variables[str(name)]
         attrs = {k: mapping.getncattr(k) for k in mapping.ncattrs()}
-        return grid_from_cf(str(name), attrs, x[:], y[:], {k: x.getncattr(k) for k in x.ncattrs()},
-                            {k: y.getncattr(k) for k in y.ncattrs()}, lat, lon)
-    except (KeyError, AttributeError, IndexError, ValueError, TypeError) as exc:
+        return grid_from_cf(str(name), attrs, turn.apply_x(np.asarray(x[:])), turn.apply_y(np.asarray(y[:])),
+                            {k: x.getncattr(k) for k in x.ncattrs()}, {k: y.getncattr(k) for k in y.ncattrs()},
+                            lat, lon)
+    except (KeyError, AttributeError, IndexError, ValueError, TypeError, RuntimeError) as exc:
         raise InputError(f"{path}: its map grid (x, y, {name}) is malformed ({exc})") from None
 
 
@@ -295,16 +324,19 @@ def read_forecast(path) -> ForecastFile:
 
     Times are decoded with CF rules (any `<unit> since <date>`); the reference time is `forecast_reference_time`
     when present, else 10 minutes before the first valid time. Declared sizes are bound-checked
-    before any array is read."""
+    before any array is read; fields are returned north-up whichever way the file's rows run."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"forecast {path} is a directory; expected a NetCDF file written by `prediff sample`")
-    if not path.is_file():
-        raise InputError(f"forecast file not found: {path}")
+    check_regular_file(path, "forecast file")
+    with open_regular(path, "forecast file") as fh:
+        classic = fh.read(3) == b"CDF"
+    if classic:
+        check_netcdf3_complete(path)
     try:
         ds = netCDF4.Dataset(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path} is not a readable NetCDF file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any library failure on an outside file
+        raise InputError(f"{path} is not a readable NetCDF file ({' '.join(str(exc).split())})") from None
     with ds:
         if "vil" not in ds.variables:
             raise InputError(f"{path} is not a prediff forecast: it has no 'vil' variable")
@@ -322,7 +354,9 @@ def read_forecast(path) -> ForecastFile:
         context = None
         if "vil_context" in ds.variables:
             context = _read_values(ds.variables["vil_context"], path, ("context_time", "y", "x"))
-        grid = _read_grid(ds, path)
+        turn = _orientation(ds, path)
+        forecast, context = turn.apply(forecast), turn.apply(context)
+        grid = _read_grid(ds, path, turn)
         attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
     return ForecastFile(forecast=forecast, context=context, reference_time=reference, lead_minutes=lead, times=times,
                         grid=grid, attrs=attrs)

@@ -7,6 +7,7 @@ reported as such. Each function raises `InputError` with one line naming the pat
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -31,38 +32,52 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_regular_file(path, what: str = "file") -> int:
+def check_regular_file(path, what: str = "file", follow_symlinks: bool = True, dir_fd: Optional[int] = None) -> int:
     """Refuse anything but an existing regular file; return its size in bytes.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The file; symlinks are followed (a link to a regular file is fine, a link to `/dev/zero` is not).
+        The file; symlinks are followed (a link to a regular file is fine, a link to `/dev/zero` is not) unless
+        `follow_symlinks` is False, when a symlink is refused whatever it points to.
     what : str
         What the file is, for the message ("input file", "checkpoint", ...).
+    dir_fd : int, optional
+        A directory descriptor that a relative `path` is taken in (as `os.stat` takes it).
     """
     path = Path(path)
     try:
-        info = os.stat(path)
+        info = os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise InputError(f"cannot access {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise InputError(f"{what} {path} is a symbolic link; expected a regular file")
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"{what} {path} is {_kind(info.st_mode)}; expected a regular file")
-    real = os.path.realpath(path)
-    if any(real.startswith(root) for root in _PSEUDO_ROOTS):
-        raise InputError(f"{what} {path} is a system pseudo-file ({real}); expected a regular file")
+    if dir_fd is None:
+        real = os.path.realpath(path)
+        if any(real.startswith(root) for root in _PSEUDO_ROOTS):
+            raise InputError(f"{what} {path} is a system pseudo-file ({real}); expected a regular file")
     return info.st_size
 
 
-def open_regular(path, what: str = "file") -> BinaryIO:
-    """Open a regular file for binary reading, checking the opened descriptor itself (so a path swapped for a FIFO
-    between the check and the open is still refused; `O_NONBLOCK` keeps that open from hanging)."""
-    check_regular_file(path, what)
+def open_regular_fd(path, flags: int = os.O_RDONLY, what: str = "file", follow_symlinks: bool = True,
+                    dir_fd: Optional[int] = None) -> int:
+    """`os.open(path, flags)` of a regular file, checking the opened descriptor itself (so a path swapped for a FIFO
+    between the check and the open is still refused; `O_NONBLOCK` keeps that open from hanging). With
+    `follow_symlinks` False the open itself refuses a symlink (`O_NOFOLLOW`), so nothing is read or written
+    through one. Returns the descriptor (blocking), which the caller closes."""
+    check_regular_file(path, what, follow_symlinks, dir_fd)
+    extra = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        extra |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags | extra, dir_fd=dir_fd)
     except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise InputError(f"{what} {path} is a symbolic link; expected a regular file") from None
         raise InputError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
     try:
         mode = os.fstat(fd).st_mode
@@ -70,13 +85,19 @@ def open_regular(path, what: str = "file") -> BinaryIO:
             raise InputError(f"{what} {path} is {_kind(mode)}; expected a regular file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return fd
     except BaseException:
         os.close(fd)
         raise
 
 
-def read_bounded(path, limit: int, what: str = "file", expected: Optional[int] = None) -> bytes:
+def open_regular(path, what: str = "file", follow_symlinks: bool = True, dir_fd: Optional[int] = None) -> BinaryIO:
+    """Open a regular file for binary reading (see `open_regular_fd`)."""
+    return os.fdopen(open_regular_fd(path, os.O_RDONLY, what, follow_symlinks, dir_fd), "rb")
+
+
+def read_bounded(path, limit: int, what: str = "file", expected: Optional[int] = None,
+                 follow_symlinks: bool = True, dir_fd: Optional[int] = None) -> bytes:
     """The whole content of a regular file of at most `limit` bytes.
 
     Parameters
@@ -85,8 +106,10 @@ def read_bounded(path, limit: int, what: str = "file", expected: Optional[int] =
         Largest size accepted; a larger file is refused before anything is read.
     expected : int, optional
         The exact size the caller knows the file must have; a file that ends early (or runs on) is refused.
+    follow_symlinks, dir_fd
+        As for `open_regular_fd`.
     """
-    with open_regular(path, what) as fh:
+    with open_regular(path, what, follow_symlinks, dir_fd) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > limit:
             raise InputError(f"{what} {path} is {size:,} bytes; at most {limit:,} expected")

@@ -188,17 +188,37 @@ def write_outputs(out: Path, scores: dict, config: Optional[Config] = None,
 # mode 1: a written forecast against the truth frames of the input file
 
 
-def score_forecast_file(forecast_path: Path, truth_path: Path, event: int, start: int,
-                        config: Config) -> Tuple[dict, Dict[str, CaseTable]]:
-    """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path`; (scores, per-case
-    totals)."""
+def _recorded(fc, key: str, given: Optional[int], option: str) -> int:
+    """`given`, else the frame index the forecast file records under `key` (0 when it records none)."""
+    if given is not None:
+        return int(given)
+    value = fc.attrs.get(key, 0)
+    try:
+        number = int(np.asarray(value).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        raise InputError(f"the forecast's {key} attribute {value!r} is not a frame index; give {option}") from None
+    if number < 0 or number != float(np.asarray(value).ravel()[0]):
+        raise InputError(f"the forecast's {key} attribute {value!r} is not a frame index; give {option}")
+    return number
+
+
+def score_forecast_file(forecast_path: Path, truth_path: Path, event: Optional[int], start: Optional[int],
+                        config: Config, variable: str = "vil") -> Tuple[dict, Dict[str, CaseTable]]:
+    """Mode 1: a forecast NetCDF against the frames that follow its context in `truth_path` (`variable` of it);
+    `event` and `start`, when None, are those the forecast file records (`input_event`, `input_start_frame`).
+    Returns (scores, per-case totals)."""
     fc = read_forecast(forecast_path)
     m, t, h, w = fc.forecast.shape
+    event = _recorded(fc, "input_event", event, "--event")
+    start = _recorded(fc, "input_start_frame", start, "--start")
     in_len = fc.context.shape[0] if fc.context is not None else config.data.in_len
-    radar = _on_grid_of(read_radar_input(truth_path, event, start, in_len=in_len, out_len=t), fc.grid)
+    radar = _on_grid_of(read_radar_input(truth_path, event, start, in_len=in_len, out_len=t, variable=variable),
+                        fc.grid)
     if radar.truth is None:
         raise InputError(f"{truth_path} has no frames {start + in_len}..{start + in_len + t - 1} to score against "
                          f"(event {event}, --start {start})")
+    if fc.grid is None:  # without a map grid the forecast's rows run as the input's did: compare them that way
+        radar.context, radar.truth = radar.orientation.apply(radar.context), radar.orientation.apply(radar.truth)
     _check_same_case(fc, radar, truth_path, event, start)
     evaluation = Evaluation(config.score, config.seed, fvd_note=FVD_ONE_CASE)
     evaluation.add(radar.context[None], radar.truth[None], fc.forecast[None], events=[f"{truth_path}#{event}"],

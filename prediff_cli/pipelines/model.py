@@ -25,6 +25,8 @@ from prediff.io.publish import publish_folder, staging_folder
 from .model_store import COMPONENT_FILES, model_folder
 
 OPTION_OF = {"vae": "--vae", "unet": "--unet", "align": "--align-net"}
+#: the name of a model put together from checkpoint files given one by one (--vae/--unet/--align-net)
+CUSTOM = "custom"
 
 
 @dataclass
@@ -69,7 +71,8 @@ class Model:
     Attributes
     ----------
     name : str
-        The name or folder it was loaded by ("custom" when only checkpoint files were given).
+        The name or folder it was loaded by, or `CUSTOM` ("custom") when checkpoint files given one by one
+        replace any of its networks.
     paths : Checkpoints
         The checkpoint files (`paths.vae`, `paths.unet`, `paths.align`; `align` None when the model has none).
     config : prediff.config.Config
@@ -98,6 +101,8 @@ class Model:
     checkpoints: Dict[str, Checkpoint] = field(repr=False)
     dropped: Dict[str, str] = field(default_factory=dict, repr=False)  # component → why the model's file is unused
     _nets: Dict[str, object] = field(default_factory=dict, repr=False)
+    #: (settings, Forecaster) of the last forecast, reused by the next one with the same settings (`forecast`)
+    forecaster_cache: Optional[tuple] = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_networks(cls, config: Config, vae, unet, align=None, name: str = "in-memory") -> "Model":
@@ -224,7 +229,8 @@ def load_model(name_or_dir="demo", *, vae=None, unet=None, align=None, allow_mis
                                   getattr(paths, component), OPTION_OF[component])
     if not unet_ckpt.config:
         raise InputError(f"{paths.unet} carries no config; re-save it with this version of prediff")
-    name = str(name_or_dir) if folder is not None else "custom"
+    # networks given one by one make another model than the named one (and the demo's note would not apply)
+    name = str(name_or_dir) if folder is not None and all(v is None for v in given.values()) else CUSTOM
     return Model(name=name, paths=paths, config=config_from_dict(unet_ckpt.config), sha256=sha256,
                  checkpoints=checkpoints, dropped=dropped)
 

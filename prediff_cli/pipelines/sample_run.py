@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from prediff.config import write_resolved_config
 from prediff.config.forecast_settings import forecast_config
-from prediff.data.model_placement import OUTPUT_GRIDS, output_fields
+from prediff.data.model_placement import OUTPUT_GRIDS, output_fields, written_orientation
 from prediff.data.radar_input import read_radar_input
 from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
@@ -23,8 +23,9 @@ from prediff.runtime import setup_runtime
 from prediff.visualization.animation import write_forecast_gif
 from prediff.visualization.summary import write_summary_png
 
-from .forecast import AlignmentRequest, provenance, reference_time_of, run_forecast
-from .model import Checkpoints, load_model
+from .forecast import (AlignmentRequest, check_context, model_label, model_lines, provenance, reference_time_of,
+                       run_forecast)
+from .model import Checkpoints, Model, load_model
 from .precision import check_precision_request
 from .sampler import solver_timesteps
 
@@ -32,52 +33,57 @@ from .sampler import solver_timesteps
 OUTPUT_NAMES = ("forecast.nc", "forecast.gif", "forecast.png", "run.json", "config.yaml")
 
 
-def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo", event: int = 0, start: int = 0,
+def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"), *,
+               model: Union[str, Model] = "demo", event: int = 0, start: int = 0,
                config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
                checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, overwrite: bool = False,
                reference_time: Optional[dt.datetime] = None, variable: str = "vil", grid: Optional[str] = None,
-               output_grid: str = "model", progress_factory: Optional[Callable[[int], Callable]] = None) -> dict:
-    """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file)
-    into `out`; `grid` (a `--grid` text) places the input on the map; `output_grid` ("model" or "input") is the
-    grid the forecast is written on. Returns the run report."""
+               output_grid: str = "model", progress_factory: Optional[Callable[..., Callable]] = None,
+               notify: Optional[Callable[[str], None]] = None, command: str = "prediff sample") -> dict:
+    """Forecast from frames `start … start+6` of `input` (event `event`; `variable` of an HDF5 or NetCDF file; or
+    the newest frames of a folder, glob or list of files holding one time each) into `out`; `grid` (a `--grid`
+    text) places the input on the map; `output_grid` ("model" or "input") is the grid the forecast is written on.
+    `model` is a model's name or folder, or a `Model` already loaded (then `checkpoints` and `allow_mismatch` are
+    not used, and its compiled networks are reused across calls). `notify` receives the lines to show before
+    sampling (how the input was read, the model); `command` is recorded in the file's history. Frames larger than
+    the model's (on the model's grid) are forecast in overlapping windows (`sample.tile_overlap`);
+    `progress_factory(total, windows=n)` returns the callable advanced once per solver step (total over all
+    windows). Returns the run report."""
     if output_grid not in OUTPUT_GRIDS:
         raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
     radar = read_radar_input(input, event, start, variable=variable, grid=grid)
-    loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,
-                        allow_mismatch=allow_mismatch)
+    loaded = model if isinstance(model, Model) else load_model(
+        model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align, allow_mismatch=allow_mismatch)
     settings = forecast_config(loaded.config, config, sets, values)
     s = settings.sample
-    t_in, size = loaded.config.unet.input_shape[0], loaded.config.data.img_size
-    if radar.context.shape[1:] != (size, size):
-        h, w = radar.context.shape[1:]
-        if radar.grid is None:
-            raise InputError(f"{input}: the frames are {h}x{w} pixels; the model needs {size}x{size} (crop the input, "
-                             "or place it on the map with --grid)")
-        raise InputError(f"{input}: on the model's 3 km grid the input covers {h}x{w} pixels; the model forecasts "
-                         f"{size}x{size} (crop the input)")
-    if len(radar.context) != t_in:
-        raise InputError(f"the model expects {t_in} context frames; the input gives {len(radar.context)}")
+    layout = check_context(loaded.config, radar.context, s.tile_overlap, what=f"{radar.source}: the frames")
     if s.align != "none" and not loaded.has_align:
         loaded.network("align")  # raises the one line that says why the model has none
     if s.align_oracle is not None and radar.truth is None:
         raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
     check_precision_request(s.precision)
-    reference = reference_time_of(radar.context_times, reference_time, input)
+    reference = reference_time_of(radar.context_times, reference_time, radar.source)
+    for line in radar.notes + model_lines(loaded):
+        if notify is not None:
+            notify(line)
     setup_runtime(settings.device, settings.seed)
     evaluations = len(solver_timesteps(s.sampler, s.steps, loaded.config.diffusion.timesteps))
     calls = -(-s.samples // (s.member_batch or s.samples))
-    progress = progress_factory(evaluations * calls) if progress_factory else None
+    progress = None
+    if progress_factory:
+        progress = progress_factory(evaluations * calls * layout.count, windows=layout.count)
     result = run_forecast(loaded, settings, radar.context, radar.truth, progress)
-    attrs = provenance(loaded, settings, result, source=input, event=event, start=start)
+    attrs = provenance(loaded, settings, result, source=radar.source, event=event, start=start, command=command)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     members, context, truth, out_grid = output_fields(result.members, radar.context, radar.truth, radar.grid,
                                                       radar.placement, output_grid)
     nc = write_forecast(out / "forecast.nc", members, reference_time=reference, lead_minutes=result.lead_minutes,
-                        context=context, grid=out_grid, attrs=attrs, thresholds=s.thresholds)
+                        context=context, grid=out_grid, attrs=attrs, thresholds=s.thresholds,
+                        orientation=written_orientation(radar.orientation, radar.grid, output_grid))
     pictures = dict(lead_minutes=result.lead_minutes, max_members=s.gif_members, truth=truth,
-                    reference_time=reference, thresholds=s.thresholds, model_name=loaded.name, grid=out_grid)
+                    reference_time=reference, thresholds=s.thresholds, model_name=model_label(loaded), grid=out_grid)
     gif = write_forecast_gif(out / "forecast.gif", context, members, **pictures)
     png = write_summary_png(out / "forecast.png", context, members, **pictures)
     write_resolved_config(settings, out)
@@ -92,7 +98,8 @@ def run_sample(input: Path, out: Path = Path("forecast"), *, model: str = "demo"
         "grid": None if out_grid is None else out_grid.mapping_name, "output_grid": output_grid,
         "input_coverage": None if radar.placement is None else round(radar.placement.coverage, 4),
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
-        "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name,
+        "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name, "input_notes": radar.notes,
+        "windows": layout.count, "tile_overlap": int(s.tile_overlap) if layout.count > 1 else None,
     }
     atomic_write_text(out / "run.json", json.dumps(report, indent=2, sort_keys=True))
     return report

@@ -31,10 +31,14 @@ from prediff.config.schema import SAMPLERS
 class MemberNoise:
     """Standard-normal noise for a batch of rows, drawn from several generators in row order: `parts` is a list of
     (generator, rows). With one part this is exactly `generator.standard_normal((rows, ...))`, so a sequence's
-    members do not depend on which other sequences share its UNet call."""
+    members do not depend on which other sequences share its UNet call.
 
-    def __init__(self, parts):
+    `cut`, for one window of a larger domain (`LatentCut`): each draw is made on the whole domain's latent grid and
+    the window's part is returned, so that two windows of one member see the same noise where they overlap."""
+
+    def __init__(self, parts, cut: Optional["LatentCut"] = None):
         self.parts = [(rng, int(rows)) for rng, rows in parts]
+        self.cut = cut
 
     @property
     def rows(self) -> int:
@@ -42,8 +46,34 @@ class MemberNoise:
 
     def draw(self, shape) -> np.ndarray:
         """(rows,) + shape float32."""
-        blocks = [rng.standard_normal((rows,) + tuple(shape), dtype=np.float32) for rng, rows in self.parts]
+        if self.cut is not None:
+            blocks = [self.cut.draw(rng, rows, shape) for rng, rows in self.parts]
+        else:
+            blocks = [rng.standard_normal((rows,) + tuple(shape), dtype=np.float32) for rng, rows in self.parts]
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+class LatentCut:
+    """A window (`top`, `left`, in latent cells) of a domain's latent grid of `height` × `width` cells.
+
+    `draw(rng, rows, (T, h, w, L))` takes from `rng` exactly the numbers of `rng.standard_normal((rows, T, height,
+    width, L))`, one (height, width, L) plane at a time so that only one plane is held, and returns the window's
+    (rows, T, h, w, L) part. A window covering the whole domain gets exactly the uncut draw."""
+
+    def __init__(self, height: int, width: int, top: int, left: int):
+        self.height, self.width, self.top, self.left = int(height), int(width), int(top), int(left)
+
+    def draw(self, rng: np.random.Generator, rows: int, shape) -> np.ndarray:
+        frames, h, w, channels = (int(v) for v in shape)
+        if self.top < 0 or self.left < 0 or self.top + h > self.height or self.left + w > self.width:
+            raise ValueError(f"window {h}x{w} at ({self.top}, {self.left}) lies outside the latent grid "
+                             f"{self.height}x{self.width}")
+        out = np.empty((rows, frames, h, w, channels), np.float32)
+        for r in range(rows):
+            for t in range(frames):
+                plane = rng.standard_normal((self.height, self.width, channels), dtype=np.float32)
+                out[r, t] = plane[self.top:self.top + h, self.left:self.left + w]
+        return out
 
 
 class DenoisingNetworks(nn.Cell):

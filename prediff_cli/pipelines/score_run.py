@@ -1,8 +1,9 @@
 """`prediff score` as one plain function: scores.json + plots out.
 
-Mode 1 (`forecast`): a written forecast against the truth frames of a radar file; no model is loaded, the settings
-start from `config` or the built-in defaults. Mode 2 (`split`): the model over a whole split; the settings start,
-as for `prediff sample`, from `config` or the model's own config, so both commands forecast alike.
+With `forecast`: a written forecast against the truth frames of a radar file (its `variable`; the event and start
+frame the forecast records unless given); no model is loaded, the settings start from `config` or the built-in
+defaults. With `split`: the model over a whole split; the settings start, as for `prediff sample`, from `config` or
+the model's own config, so both commands forecast alike.
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from .precision import check_precision_request
 SPLITS = ("test", "val")
 
 
-def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Path] = None, event: int = 0,
-              start: int = 0, split: Optional[str] = None, limit: Optional[int] = None, model: str = "demo",
+def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Path] = None,
+              event: Optional[int] = None, start: Optional[int] = None, variable: str = "vil",
+              split: Optional[str] = None, limit: Optional[int] = None, model: str = "demo",
               config: Optional[str] = None, sets: Sequence[str] = (), values: Optional[Mapping[str, Any]] = None,
               checkpoints: Checkpoints = Checkpoints(), allow_mismatch: bool = False, resume: bool = False,
               overwrite: bool = False,
@@ -38,7 +40,7 @@ def run_score(out: Path, *, forecast: Optional[Path] = None, truth: Optional[Pat
     out = check_output_dir(out, () if resume else ("scores.json",), overwrite, what="scores")
     if forecast is not None:
         settings = forecast_config(Config(), config, sets, values)
-        scores, cases = score_forecast_file(forecast, truth, event, start, settings)
+        scores, cases = score_forecast_file(forecast, truth, event, start, settings, variable=variable)
         return scores, write_outputs(out, scores, settings, cases), settings
 
     loaded = load_model(model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align,

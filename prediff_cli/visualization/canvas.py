@@ -24,6 +24,9 @@ PROBABILITY_BASE = 15  # palette indices 15..24: probability bins
 GRID_LINE, GRID_LINE_COLOR = 25, (90, 90, 90)
 THUMBNAIL_STRIDE = 2  # member thumbnails of a strip: every second pixel, drawn without upscaling
 SCALE = 2  # nearest-neighbour upscaling of the 128-px frames for readability
+# larger domains: drawn at one screen pixel per pixel up to this side, beyond it shrunk by an integer factor
+# keeping each block's largest value (storm cores stay visible), so pictures of any domain stay a few MB
+LARGEST_PANEL = 768
 LABEL_H = 18
 BAR_CELL_W, BAR_H, LEGEND_LABEL_W = 56, 16, 150
 LEGEND_H = 2 * 14 + BAR_H + 8  # title row, bar, second label row
@@ -54,13 +57,33 @@ def draw_text(img: Image.Image, xy, text: str, size: int = 13, fill: int = TEXT)
     draw.text(xy, text, fill=fill, font=font(size))
 
 
-def _paste_index(img: Image.Image, index: np.ndarray, x: int, top: int, lines=None, scale: int = SCALE) -> None:
-    """Draw palette indices (H, W) upscaled `scale` times at (x, top), framed; `lines` (H, W) bool: pixels
-    drawn in the grid-line colour (latitude/longitude lines)."""
+def display_factor(shape) -> tuple:
+    """(up, down): a field of `shape` (H, W) is drawn enlarged `up` times, or shrunk `down` times."""
+    side = max(int(shape[0]), int(shape[1]))
+    if side <= 256:
+        return SCALE, 1
+    return 1, -(-side // LARGEST_PANEL)
+
+
+def _displayed(index: np.ndarray) -> np.ndarray:
+    up, down = display_factor(index.shape)
+    if down > 1:
+        h, w = index.shape
+        padded = np.zeros((-(-h // down) * down, -(-w // down) * down), index.dtype)
+        padded[:h, :w] = index
+        index = padded.reshape(padded.shape[0] // down, down, padded.shape[1] // down, down).max(axis=(1, 3))
+    return np.kron(index, np.ones((up, up), np.uint8)) if up > 1 else index
+
+
+def _paste_index(img: Image.Image, index: np.ndarray, x: int, top: int, lines=None, native: bool = False) -> None:
+    """Draw palette indices (H, W) at (x, top) at their display size (`display_factor`; one image pixel per index
+    when `native`), framed; `lines` (H, W) bool: pixels drawn in the grid-line colour (latitude/longitude lines;
+    kept when a field is shrunk, as the largest index of its block)."""
     index = index.astype(np.uint8)
     if lines is not None:
         index = np.where(lines, GRID_LINE, index).astype(np.uint8)
-    index = np.kron(index, np.ones((scale, scale), np.uint8))
+    if not native:
+        index = _displayed(index)
     h, w = index.shape
     img.paste(Image.frombytes("P", (w, h), np.ascontiguousarray(index).tobytes()), (x, top))
     ImageDraw.Draw(img).rectangle([x - 1, top - 1, x + w, top + h], outline=FRAME)
@@ -73,7 +96,8 @@ def paste_field(img: Image.Image, field01, x: int, y: int, label: str, lines=Non
     draw_text(img, (x + 2, y + 2), label)
     top = y + LABEL_H
     if field01 is None:
-        h, w = shape[0] * SCALE, shape[1] * SCALE
+        w, h = panel_size(shape)
+        h -= LABEL_H
         ImageDraw.Draw(img).rectangle([x, top, x + w - 1, top + h - 1], fill=EMPTY, outline=FRAME)
         return
     _paste_index(img, vil_to_index(np.asarray(field01) * 255.0), x, top, lines)
@@ -81,7 +105,8 @@ def paste_field(img: Image.Image, field01, x: int, y: int, label: str, lines=Non
 
 def paste_probability(img: Image.Image, probability, x: int, y: int, label: str, lines=None,
                       shape=(128, 128)) -> None:
-    """Draw a (H, W) probability field in [0, 1] (or None for an empty panel); 0 is drawn as no echo."""
+    """Draw a (H, W) probability field in [0, 1] (or None for an empty panel of `shape`); 0 is drawn as no
+    echo."""
     if probability is None:
         paste_field(img, None, x, y, label, shape=shape)
         return
@@ -107,23 +132,26 @@ def paste_thumbnail(img: Image.Image, field01, x: int, y: int, label: str) -> No
     if field01 is None:
         return
     index = vil_to_index(np.asarray(field01)[::THUMBNAIL_STRIDE, ::THUMBNAIL_STRIDE] * 255.0)
-    _paste_index(img, index, x, top, scale=1)
+    _paste_index(img, index, x, top, native=True)
 
 
 def draw_graticule_labels(img: Image.Image, labels, x: int, top: int, shape) -> None:
     """Write the latitude/longitude values (`graticule.Graticule.labels`: (row, column, text)) along the left and
     bottom edges of the image panel whose field starts at (x, top)."""
-    h = shape[0] * SCALE
+    up, down = display_factor(shape)
+    h = -(-shape[0] // down) * up
     for row, col, text in labels:
         if col == 0:  # a latitude on the left edge, just above its line
-            draw_text(img, (x + 2, top + row * SCALE - 12), text, size=10)
+            draw_text(img, (x + 2, top + row * up // down - 12), text, size=10)
         else:  # a longitude on the bottom edge, right of its line
-            draw_text(img, (x + col * SCALE + 2, top + h - 12), text, size=10)
+            draw_text(img, (x + col * up // down + 2, top + h - 12), text, size=10)
 
 
 def panel_size(shape) -> tuple:
+    """(width, height) in image pixels of the panel of a (H, W) field, its label included."""
     h, w = shape
-    return w * SCALE, h * SCALE + LABEL_H
+    up, down = display_factor(shape)
+    return -(-w // down) * up, -(-h // down) * up + LABEL_H
 
 
 def _colour_bar(img: Image.Image, x: int, y: int, title: str, colours: Sequence[int], top: Sequence[str],
