@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: folder → import name (editable install: prediff_cli/ is `prediff`, models/ is `prediff_models`)
 PACKAGES = {"prediff_cli": "prediff", "models": "prediff_models"}
 
