@@ -56,7 +56,7 @@ def compare(preset: str, seed: int = 0, batch: int = 1) -> dict:
 
     import prediff_models as models
     from prediff.config import load_config
-    from prediff.pipelines.compile import compiled
+    from prediff.compile import compiled
     from prediff.pipelines.latents import SequenceDecoder
     from prediff_models.kernels import apply_precision
     from prediff_models.kernels import precision as P

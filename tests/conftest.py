@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,9 @@ import pytest
 os.environ.setdefault("MALLOC_ARENA_MAX", "2")
 
 REPO = Path(__file__).resolve().parents[1]
+# the tests live in folders named after the package parts they test; their shared helpers (this file,
+# loopback_server.py) are imported by name from here
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _official_dir() -> Path:

@@ -20,9 +20,9 @@ from __future__ import annotations
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
+from .bf16 import keep_bf16_weight
 from .library import custom_op
-from .precision import keep_bf16_weight
-from .stash import LOAD, OFF, STORE, conv_load_op, store_op, stored
+from .stash import LOAD, OFF, STORE, store_op, stored
 
 
 def convolution_shape(x, w, *rest):
@@ -129,6 +129,19 @@ def _eligible(cell, ndim: int) -> bool:
     return (cell.has_bias and cell.group == 1 and cell.pad_mode == "pad" and all_equal(cell.kernel_size, 3)
             and all_equal(cell.stride, 1) and all_equal(cell.dilation, 1) and all_equal(cell.padding, 1)
             and len(cell.weight.shape) == ndim)
+
+
+def conv_load_op():
+    """`StashLoadConv(x, w, b, slot)` → the stored convolution output, with the convolution's gradients."""
+    grads = convolution_grads()
+    if grads is None:
+        return None
+
+    def bprop(x, w, b, slot, out, dout):
+        dx, dw, db = grads(x, w, dout)
+        return dx, dw, db, ops.zeros_like(slot)
+
+    return custom_op("StashLoadConv", bprop, out_shape=convolution_shape)
 
 
 class Conv3d(nn.Conv3d):

@@ -24,9 +24,9 @@ from mindspore import nn, ops
 
 from mindspore.common import dtype as mstype
 
+from .bf16 import keep_bf16_weight
 from .library import custom_op, library_path, uses_avx512
-from .precision import keep_bf16_weight
-from .stash import LOAD, OFF, STORE, dense_load_op, store_op, stored
+from .stash import LOAD, OFF, STORE, store_op, stored
 
 
 def _forward_shape(x, w, *rest):
@@ -97,6 +97,29 @@ def bf16_dense_op(has_bias: bool):
     """The bf16 forward (`DenseForwardBF16`, or `DenseForwardBF16NoBias`): x (rows, in) float32, w (out, in) bf16
     bits as uint16, [b], → (rows, out) float32; inference only (no gradient). None without the kernel library."""
     return custom_op("DenseForwardBF16" if has_bias else "DenseForwardBF16NoBias", out_shape=_forward_shape)
+
+
+def _dense_shape(x, w, *rest):
+    return [x[0], w[0]]
+
+
+def dense_load_op(has_bias: bool):
+    """`StashLoadDense[Bias](x (rows, in), w (out, in), [b (out)], slot)` → the stored (rows, out) output, with the
+    linear layer's gradients: ∂x = ∂y·w, ∂w = ∂yᵀ·x, ∂b = 1ᵀ·∂y (as `kernels.Dense`: on its GEMM kernels where they
+    run, else MindSpore's matmuls)."""
+    grads = dense_grads()
+    if has_bias:
+        def bprop(x, w, b, slot, out, dout):
+            dx, dw, db = grads(x, w, dout)
+            return dx, dw, db, ops.zeros_like(slot)
+
+        return custom_op("StashLoadDenseBias", bprop, out_shape=_dense_shape)
+
+    def bprop(x, w, slot, out, dout):  # noqa: F811 (one of the two is built)
+        dx, dw, _ = grads(x, w, dout)
+        return dx, dw, ops.zeros_like(slot)
+
+    return custom_op("StashLoadDense", bprop, out_shape=_dense_shape)
 
 
 class _BiasAdd(nn.Cell):

@@ -23,53 +23,21 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from .bf16 import EMULATE_ENV, bf16_round, bf16_to_float32, cpu_has_bf16, emulated, keep_bf16_weight  # noqa: F401
+from .conv import bf16_conv_op
+from .dense import bf16_dense_op
 from .library import library_path, unavailable_reason
 
 PRECISIONS = ("auto", "fp32", "bf16")
-EMULATE_ENV = "PREDIFF_BF16_EMULATE"
 DISABLE_ENV = "PREDIFF_KERNEL_BF16"
 #: the self-check's bar: RMS of (bf16 − float32) relative to the RMS of the float32 result. bf16 rounding of both
 #: operands gives about 3e-3 on its problems; a broken kernel gives O(1).
 SELF_CHECK_TOLERANCE = 2e-2
 
 logger = logging.getLogger("prediff_models.kernels")
-
-
-def bf16_round(values) -> np.ndarray:
-    """float32 values → bf16 bits (uint16), round to nearest even; NaN stays NaN, overflow rounds to infinity.
-    The same rounding as the kernels' packers."""
-    u = np.ascontiguousarray(values, np.float32).view(np.uint32)
-    rounded = ((u.astype(np.uint64) + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-    nan = (u & 0x7FFFFFFF) > 0x7F800000
-    return np.where(nan, ((u >> 16) | 0x40).astype(np.uint16), rounded)
-
-
-def bf16_to_float32(bits) -> np.ndarray:
-    """bf16 bits (uint16) → the float32 values they stand for (exact)."""
-    return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether /proc/cpuinfo reports AVX512_BF16 (with AVX-512F)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return {"avx512f", "avx512_bf16"} <= flags
-
-
-def emulated() -> bool:
-    """Whether `PREDIFF_BF16_EMULATE=1` asks for the emulated bf16 dot product."""
-    return os.environ.get(EMULATE_ENV, "") == "1"
 
 
 @dataclass(frozen=True)
@@ -117,8 +85,6 @@ def run_self_check() -> SelfCheck:
     """Run the bf16 GEMM and convolution kernels on small problems and compare them with float32 (see module)."""
     from mindspore import Tensor
 
-    from .conv import bf16_conv_op
-    from .dense import bf16_dense_op
 
     rng = np.random.default_rng(20240611)
     try:
@@ -197,16 +163,3 @@ def apply_precision(precision: str, *networks) -> int:
             if hasattr(cell, "set_precision"):
                 switched += int(cell.set_precision(precision))
     return switched
-
-
-def keep_bf16_weight(cell) -> None:
-    """Give `cell` (or refresh) `weight_bf16`: a non-trainable uint16 Parameter with its `weight` rounded to bf16 —
-    the weight conversion done once per `set_precision`, not per call."""
-    from mindspore import Parameter, Tensor
-
-    bits = bf16_round(cell.weight.asnumpy())
-    existing = getattr(cell, "weight_bf16", None)
-    if existing is not None and tuple(existing.shape) == bits.shape:
-        existing.set_data(Tensor(bits))
-    else:
-        cell.weight_bf16 = Parameter(Tensor(bits), name=f"{cell.weight.name}_bf16", requires_grad=False)

@@ -51,46 +51,6 @@ def stored(store, y, slot):
     return ops.depend(y, store(y, slot))
 
 
-def conv_load_op():
-    """`StashLoadConv(x, w, b, slot)` → the stored convolution output, with the convolution's gradients."""
-    from .conv import convolution_grads, convolution_shape
-
-    grads = convolution_grads()
-    if grads is None:
-        return None
-
-    def bprop(x, w, b, slot, out, dout):
-        dx, dw, db = grads(x, w, dout)
-        return dx, dw, db, ops.zeros_like(slot)
-
-    return custom_op("StashLoadConv", bprop, out_shape=convolution_shape)
-
-
-def _dense_shape(x, w, *rest):
-    return [x[0], w[0]]
-
-
-def dense_load_op(has_bias: bool):
-    """`StashLoadDense[Bias](x (rows, in), w (out, in), [b (out)], slot)` → the stored (rows, out) output, with the
-    linear layer's gradients: ∂x = ∂y·w, ∂w = ∂yᵀ·x, ∂b = 1ᵀ·∂y (as `kernels.Dense`: on its GEMM kernels where they
-    run, else MindSpore's matmuls)."""
-    from .dense import dense_grads
-
-    grads = dense_grads()
-    if has_bias:
-        def bprop(x, w, b, slot, out, dout):
-            dx, dw, db = grads(x, w, dout)
-            return dx, dw, db, ops.zeros_like(slot)
-
-        return custom_op("StashLoadDenseBias", bprop, out_shape=_dense_shape)
-
-    def bprop(x, w, slot, out, dout):  # noqa: F811 (one of the two is built)
-        dx, dw, _ = grads(x, w, dout)
-        return dx, dw, ops.zeros_like(slot)
-
-    return custom_op("StashLoadDense", bprop, out_shape=_dense_shape)
-
-
 def stashable(cell: nn.Cell) -> bool:
     """Whether `cell` is a layer that can keep its output (see the module docstring)."""
     return callable(getattr(cell, "enable_stash", None)) and cell.can_stash()

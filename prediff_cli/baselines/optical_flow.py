@@ -23,7 +23,7 @@ but it needs OpenCV.
 OpenCV itself (opencv-python-headless, Farnebäck/DIS flow) is a ~50 MB wheel whose releases from 4.12 on require
 NumPy 2, which MindSpore 2.10 cannot use (4.11 would have to be pinned). This estimator needs nothing beyond
 SciPy, takes ~0.06 s per 7×128×128 context, and recovers a translation to a few hundredths of a pixel
-(tests/test_baselines.py).
+(tests/verification/test_baselines.py).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ measured against; here it is pysteps' `nowcasts.steps.forecast` with these choic
   the motion of the `optical_flow` baseline; pysteps' Lucas–Kanade would need OpenCV), handed to pysteps as its
   (x, y) components in pixels per frame interval.
 * **What STEPS sees**: pysteps models rain rate after a logarithmic (dB) transform. VIL is treated the same way:
-  digital VIL (0–255) is decoded to kg m-2 (`data.vil_scale`), transformed with pysteps' `dB_transform` with the
+  digital VIL (0–255) is decoded to kg m-2 (`prediff.vil_scale`), transformed with pysteps' `dB_transform` with the
   no-echo threshold `vil_threshold` = 16 digital (0.15 kg m-2; the lowest CSI threshold and the first echo bin of
   the SEVIR colour map) — pixels below it become `threshold_dB − 5` — and STEPS runs on those dB values with
   `precip_thr` = the threshold in dB. The members are transformed back (below the threshold: 0 kg m-2) and encoded
@@ -40,7 +40,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from prediff.data.vil_scale import digital_to_kg_m2, kg_m2_to_digital
+from prediff.vil_scale import digital_to_kg_m2, kg_m2_to_digital
 from prediff.errors import ConfigError, InputError
 
 from .inputs import check_context, check_leads

@@ -4,7 +4,7 @@ options with the same text and defaults that `prediff COMMAND --help` prints.
     python -m prediff.cli.reference > docs/cli.md          # write it again after changing a command
     python -m prediff.cli.reference --check docs/cli.md    # exit 1 when the file is not what the app says now
 
-tests/test_cli_reference.py runs the check, so the reference cannot drift from the commands.
+tests/cli/test_cli_reference.py runs the check, so the reference cannot drift from the commands.
 """
 from __future__ import annotations
 

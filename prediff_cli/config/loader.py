@@ -100,7 +100,7 @@ def _read_source(source: str, seen: tuple) -> tuple:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     if is_mindearth_config(raw):
-        raw = translate_mindearth_config(raw, str(path))
+        raw = translate_mindearth_config(raw, str(path), check=_built_on_base)
     base = raw.pop("base", None)
     if base is None:
         return raw, name
@@ -108,6 +108,12 @@ def _read_source(source: str, seen: tuple) -> tuple:
     merged = _deep_merge(parent, raw)
     merged.setdefault("preset", parent_name)
     return merged, name
+
+
+def _built_on_base(doc: dict) -> Config:
+    """The config that `doc` (a document naming its `base`) resolves to; raises ConfigError for a bad value."""
+    base, _ = _read_source(str(doc["base"]), seen=())
+    return config_from_dict(_deep_merge(base, {k: v for k, v in doc.items() if k != "base"}))
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

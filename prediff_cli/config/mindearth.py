@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from prediff.errors import ConfigError
 
@@ -115,9 +115,11 @@ class _Translation:
         return out
 
 
-def translate_mindearth_config(raw: Mapping, source: str) -> Dict[str, Any]:
+def translate_mindearth_config(raw: Mapping, source: str, check: Callable[[Dict[str, Any]], Any]) -> Dict[str, Any]:
     """A prediff config document (with `base: sevirlr`) equivalent to the MindEarth config `raw` read from
-    `source`; raises `ConfigError` naming the MindEarth key for anything prediff cannot reproduce."""
+    `source`; raises `ConfigError` naming the MindEarth key for anything prediff cannot reproduce. `check(doc)`
+    builds the config the document describes (the loader's merge onto its base) and raises `ConfigError` for a bad
+    value, which is then reported under its MindEarth name."""
     tr = _Translation(source)
     vae = tr.section(raw, "vae")
     unet_in = tr.section(raw, "latent_model")
@@ -170,7 +172,7 @@ def translate_mindearth_config(raw: Mapping, source: str) -> Dict[str, Any]:
     doc["diffusion"] = {k: diffusion.get(k, default) for k, default in DIFFUSION_DEFAULTS.items()}
     keys.update({f"diffusion.{k}": f"model.diffusion.{k}" for k in DIFFUSION_DEFAULTS})
     doc["data"] = _data_section(raw, vae, unet)
-    _validate(doc, keys, tr)
+    _validate(doc, keys, tr, check)
     return doc
 
 
@@ -197,13 +199,10 @@ def _data_section(raw: Mapping, vae: Mapping, unet: Mapping) -> Dict[str, Any]:
     return data
 
 
-def _validate(doc: Dict[str, Any], keys: Mapping[str, str], tr: _Translation) -> None:
-    """Build the translated config once so a bad value is reported under its MindEarth name."""
-    from .loader import _deep_merge, _read_source, config_from_dict  # the loader imports this module
-
-    base, _ = _read_source(BASE_PRESET, seen=())
+def _validate(doc: Dict[str, Any], keys: Mapping[str, str], tr: _Translation, check) -> None:
+    """Build the translated config once (`check`) so a bad value is reported under its MindEarth name."""
     try:
-        config_from_dict(_deep_merge(base, {k: v for k, v in doc.items() if k != "base"}))
+        check(doc)
     except ConfigError as exc:
         message = str(exc)
         match = re.search(r"config key '([^']+)'", message)

@@ -31,7 +31,7 @@ from .file_format import file_format
 from .frame_times import FRAME_MINUTES, THINNED_STEPS, thinning_note, usual_step
 from .hdf5_input import hdf5_frame
 from .netcdf_input import open_series
-from .vil_scale import to_model_scale
+from prediff.vil_scale import to_model_scale
 
 RADAR_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".netcdf", ".cdf")
 MAX_FILES = 2000

@@ -26,7 +26,7 @@ from prediff.io.grid import Grid
 from .catalog import find_event
 from .frame_times import plan_frames
 from .sevir import FRAME_MINUTES, frame_time
-from .vil_scale import check_scan_size, scale_of_units, to_model_scale
+from prediff.vil_scale import check_scan_size, scale_of_units, to_model_scale
 
 #: bounds on what an input file may declare before frames are read (a crafted file can declare anything)
 MAX_SIDE, MAX_FRAMES = 4096, 100_000

@@ -33,9 +33,9 @@ from prediff.io.grid import grid_from_cf
 from prediff.io.netcdf3_extent import check_netcdf3_complete
 from prediff.io.orientation import ANGLE_UNITS, Orientation
 from prediff.io.untrusted import check_regular_file, open_regular
+from prediff.vil_scale import check_scan_size, scale_of_units
 
 from .cf_axes import Axes, identify_axes
-from .vil_scale import check_scan_size, scale_of_units
 
 MAX_SIDE, MAX_FRAMES = 4096, 100_000
 _LAT_NAMES, _LON_NAMES = ("latitude", "grid_latitude"), ("longitude", "grid_longitude")

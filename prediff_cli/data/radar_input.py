@@ -33,7 +33,7 @@ from .frame_times import plan_frames
 from .hdf5_input import read_hdf5_input
 from .model_placement import Placement, place_on_model_grid
 from .netcdf_input import NetcdfSeries, open_series, unit_scale, xarray_series
-from .vil_scale import to_model_scale
+from prediff.vil_scale import to_model_scale
 
 
 @dataclass

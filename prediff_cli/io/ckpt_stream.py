@@ -6,7 +6,7 @@ the paper-size VAE trainer (weights 0.32 GB, AdamW moments 0.64 GB). This writer
 device just before writing it, so the extra memory is one tensor.
 
 The bytes are those `mindspore.save_checkpoint` writes for the same entries in the same order (checked in
-tests/test_checkpoint_stream.py): a concatenation of serialized `Checkpoint` protobuf messages, one per tensor
+tests/io/test_checkpoint_stream.py): a concatenation of serialized `Checkpoint` protobuf messages, one per tensor
 (the bytes of a tensor above 512 MB are split into 512 MB slices under the same tag, as MindSpore does), each
 holding `tag`, `tensor.dims`, `tensor.tensor_type` (MindSpore's dtype name, e.g. "Float32") and the raw
 little-endian bytes.

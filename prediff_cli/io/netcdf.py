@@ -4,7 +4,7 @@ Layout (CF-1.8; checked with cfchecks and the IOOS compliance-checker):
 * `vil(member, time, y, x)` float32 on the SEVIR *digital* scale 0–255 (units "1"; the comment gives the
   decode to kg m⁻²). Values are the model's output ×255, clipped to [0, 255] (the raw extremes are kept in the
   `raw_min` / `raw_max` attributes); float32 keeps the model's resolution, zlib keeps the file small.
-* `vil_kg_m2(member, time, y, x)`: the same values decoded to physical VIL in kg m-2 (`data.vil_scale`).
+* `vil_kg_m2(member, time, y, x)`: the same values decoded to physical VIL in kg m-2 (`prediff.vil_scale`).
 * `exceedance_probability(threshold, time, y, x)`: the fraction of members with digital VIL ≥ `threshold`
   (digital; `threshold_kg_m2` gives each in kg m-2), the six SEVIR CSI thresholds by default.
 * `vil_context(context_time, y, x)` and `vil_context_kg_m2`: the observed context frames on both scales.
@@ -35,8 +35,8 @@ import xarray as xr
 
 from prediff.errors import InputError
 
-from prediff.data.vil_scale import DECODE_COMMENT, DIGITAL_UNITS, PHYSICAL_UNITS, digital_to_kg_m2
-from prediff.verification.exceedance import exceedance_probability
+from prediff.vil_scale import DECODE_COMMENT, DIGITAL_UNITS, PHYSICAL_UNITS, digital_to_kg_m2
+from prediff.exceedance import exceedance_probability
 
 from .atomic import atomic_path
 from .cf_time import decode_cf_times

@@ -13,7 +13,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from mindspore import Tensor
@@ -21,14 +21,19 @@ from mindspore import Tensor
 import prediff_models.diffusion as D
 from prediff import __version__
 from prediff.config import Config, SampleConfig, config_to_yaml
+from prediff.config.forecast_settings import forecast_config, sample_values
+from prediff.data.model_placement import OUTPUT_GRIDS, output_fields, written_orientation
+from prediff.data.radar_input import RadarInput, read_radar_input
 from prediff.errors import InputError
 from prediff.heap import HeapTrimmer
+from prediff.io.netcdf import forecast_dataset
+from prediff.runtime import setup_runtime
+from prediff.vil_scale import ARRAY_SCALES, to_model_scale
 
 from .latents import jit_decoder, jit_encoder, split_moments
-from .model import CUSTOM, OPTION_OF
-from .model_store import BUNDLED
-from .precision import forecast_precision
-from .sampler import EnsembleSampler, LatentCut, MemberNoise
+from .model_store import BUNDLED, CUSTOM, OPTION_OF
+from .precision import check_precision_request, forecast_precision
+from .sampler import EnsembleSampler, LatentCut, MemberNoise, solver_timesteps
 from .tiled_forecast import TileLayout, forecast_tiled, layout_for
 
 
@@ -316,3 +321,130 @@ def reference_time_of(context_times, reference: Optional[dt.datetime], source: P
         return reference
     raise InputError(f"{source} carries no timestamps (not in a SEVIR catalog tree and no time_utc); pass "
                      "--reference-time YYYY-MM-DDTHH:MM (UTC of the last context frame)")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The forecast job that `prediff sample`, `prediff watch`, `prediff.forecast` and `Model.forecast` share.
+
+
+@dataclass
+class ForecastProduct:
+    """A forecast ready to be written: `members` (M, T_out, H, W), `context` (T_in, H, W) and `truth` (or None) on
+    0–1 on the output grid `grid` (None without a map grid), rows as `orientation` says; `attrs` the provenance of
+    the NetCDF; `result` the forecast on the model's grid, `settings` the resolved config."""
+
+    result: ForecastResult
+    settings: Config
+    reference_time: dt.datetime
+    members: np.ndarray
+    context: np.ndarray
+    truth: Optional[np.ndarray]
+    grid: object
+    orientation: object
+    attrs: dict
+    windows: int
+
+
+def forecast_radar(model, radar: RadarInput, settings: Config, *, reference_time: Optional[dt.datetime] = None,
+                   output_grid: str = "model", progress_factory: Optional[Callable[..., Callable]] = None,
+                   notify: Optional[Callable[[str], None]] = None,
+                   command: Optional[str] = None) -> ForecastProduct:
+    """Check that `model` can forecast `radar` with `settings`, then forecast it (eqs. 1–4 of the paper through
+    `run_forecast`) and place the members on the output grid.
+
+    Every refusal happens before any sampling: an output grid other than "model" or "input", frames the model
+    cannot take (`check_context`), alignment without an alignment network, `align_oracle` without truth, bf16
+    where it cannot run, and an input without usable times and no `reference_time`. `notify` receives the lines
+    to show before sampling (how the input was read, the model); `progress_factory(total, windows=n)` returns the
+    callable advanced once per solver step; `command` goes into the file's history."""
+    if output_grid not in OUTPUT_GRIDS:
+        raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
+    s = settings.sample
+    layout = check_context(model.config, radar.context, s.tile_overlap, what=f"{radar.source}: the frames")
+    if s.align != "none" and not model.has_align:
+        model.network("align")  # raises the one line that says why the model has none
+    if s.align_oracle is not None and radar.truth is None:
+        raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
+    check_precision_request(s.precision)
+    reference = reference_time_of(radar.context_times, reference_time, radar.source)
+    for line in radar.notes + model_lines(model):
+        if notify is not None:
+            notify(line)
+    setup_runtime(settings.device, settings.seed)
+    progress = None
+    if progress_factory is not None:
+        evaluations = len(solver_timesteps(s.sampler, s.steps, model.config.diffusion.timesteps))
+        calls = -(-s.samples // (s.member_batch or s.samples))
+        progress = progress_factory(evaluations * calls * layout.count, windows=layout.count)
+    result = run_forecast(model, settings, radar.context, radar.truth, progress)
+    attrs = provenance(model, settings, result, source=radar.source, event=radar.event, start=radar.start,
+                       **({} if command is None else {"command": command}))
+    members, context, truth, grid = output_fields(result.members, radar.context, radar.truth, radar.grid,
+                                                  radar.placement, output_grid)
+    return ForecastProduct(result=result, settings=settings, reference_time=reference, members=members,
+                           context=context, truth=truth, grid=grid, attrs=attrs, windows=layout.count,
+                           orientation=written_orientation(radar.orientation, radar.grid, output_grid))
+
+
+def as_radar(context, truth=None, reference_time: Optional[dt.datetime] = None, scale: Optional[str] = None,
+             variable: str = "vil") -> RadarInput:
+    """The API's `context` as a `RadarInput`: one already read, an xarray object read as a NetCDF file is, or a
+    NumPy array (T, H, W) whose `scale` is said ("0-1", "digital", "kg m-2")."""
+    if isinstance(context, RadarInput):
+        return context
+    if hasattr(context, "dims") and hasattr(context, "attrs"):  # an xarray DataArray or Dataset
+        return read_radar_input(context, variable=variable)
+    if scale not in ARRAY_SCALES:
+        raise InputError(f"a NumPy array carries no units: give its scale, scale='0-1', 'digital' (SEVIR 0-255) or "
+                         f"'kg m-2' (got {scale!r}); or pass an xarray DataArray with a units attribute")
+    frames = np.asarray(context)
+    if frames.ndim != 3 or frames.dtype.kind not in "uif":
+        raise InputError(f"context must be (T, H, W) numbers (frames oldest first, row 0 north), got shape "
+                         f"{frames.shape} of {frames.dtype}")
+    kind = ARRAY_SCALES[scale]
+    context = to_model_scale(frames, kind, "the context array", hint=f" with scale={scale!r}")
+    if truth is not None:
+        truth = to_model_scale(np.asarray(truth), kind, "the truth array", hint=f" with scale={scale!r}")
+    times = None
+    if reference_time is not None:
+        times = [reference_time - dt.timedelta(minutes=10 * k) for k in range(len(frames) - 1, -1, -1)]
+    return RadarInput(context=context, truth=truth, context_times=times, grid=None, source="array", event=0,
+                      start=0)
+
+
+def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional[str] = None,
+             steps: Optional[int] = None, eta: Optional[float] = None, align: Optional[str] = None,
+             align_target: Optional[float] = None, align_factor: Optional[float] = None,
+             align_oracle: Optional[float] = None, guide_scale: Optional[float] = None,
+             couple_members: Optional[bool] = None, member_batch: Optional[int] = None, seed: Optional[int] = None,
+             precision: Optional[str] = None,
+             thresholds: Optional[Sequence[float]] = None, config: Optional[str] = None, sets: Sequence[str] = (),
+             truth=None, scale: Optional[str] = None, variable: str = "vil", tile_overlap: Optional[int] = None,
+             reference_time: Optional[dt.datetime] = None, output_grid: str = "model",
+             progress: Optional[Callable[[], None]] = None):
+    """An ensemble forecast as an `xarray.Dataset` with the variables, coordinates and attributes of the NetCDF
+    that `prediff sample` writes.
+
+    `context` is a `RadarInput` (from `read_radar`); an xarray DataArray or Dataset (`variable` in it), read as a
+    NetCDF file is (units, dimensions, times and map grid from its metadata); or a NumPy array (T_in, H, W), oldest
+    frame first, row 0 north, 10 minutes apart, whose `scale` must be said: "0-1", "digital" (SEVIR 0–255) or
+    "kg m-2" (values outside it are refused). Without times in the input, `reference_time` (UTC of the last frame)
+    is needed; `truth` (same scale) only for `align_oracle`. `output_grid`: "model" (the model's 3 km grid,
+    north-up) or "input" (resampled back onto the input's own map grid, rows running as the input's). Frames
+    larger than the model's 128 pixels (on the model's grid) are forecast in 128 x 128 windows overlapping by at
+    least `tile_overlap` pixels (default: the config's sample.tile_overlap) and blended."""
+    radar = as_radar(context, truth, reference_time, scale, variable)
+    values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
+                           align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
+                           guide_scale=guide_scale, couple_members=couple_members, precision=precision)
+    values.update({k: v for k, v in (("sample.member_batch", member_batch), ("seed", seed),
+                                     ("sample.tile_overlap", tile_overlap)) if v is not None})
+    if thresholds is not None:  # digital VIL levels of the exceedance probabilities
+        values["sample.thresholds"] = tuple(float(v) for v in thresholds)
+    settings = forecast_config(model.config, config, sets, values)
+    product = forecast_radar(model, radar, settings, reference_time=reference_time, output_grid=output_grid,
+                             progress_factory=None if progress is None else (lambda total, windows=1: progress))
+    return forecast_dataset(product.members, reference_time=product.reference_time,
+                            lead_minutes=product.result.lead_minutes, context=product.context, grid=product.grid,
+                            attrs=product.attrs, thresholds=settings.sample.thresholds,
+                            orientation=product.orientation)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mindspore import nn, ops
 
-from prediff.pipelines.compile import compiled
+from prediff.compile import compiled
 
 
 class SequenceEncoder(nn.Cell):

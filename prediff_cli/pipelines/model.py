@@ -22,11 +22,8 @@ from prediff.io.checkpoint import (Checkpoint, file_sha256, inference_checkpoint
 from prediff.io.output_dir import check_output_dir
 from prediff.io.publish import publish_folder, staging_folder
 
-from .model_store import COMPONENT_FILES, model_folder
-
-OPTION_OF = {"vae": "--vae", "unet": "--unet", "align": "--align-net"}
-#: the name of a model put together from checkpoint files given one by one (--vae/--unet/--align-net)
-CUSTOM = "custom"
+from .forecast import forecast
+from .model_store import COMPONENT_FILES, CUSTOM, OPTION_OF, model_folder
 
 
 @dataclass
@@ -153,9 +150,6 @@ class Model:
             (member, time, y, x) on the digital scale 0–255, `vil_kg_m2` in kg m-2, `exceedance_probability`
             (threshold, time, y, x), the context frames, valid times and the map grid.
         """
-        # the API module sits above the pipelines (it imports them): importing it here keeps the layers one-way
-        from prediff.api import forecast
-
         return forecast(self, context, **options)
 
 

@@ -112,3 +112,9 @@ def list_models() -> Tuple[List[dict], List[Tuple[str, str]]]:
         rows.append({"name": name, "folder": str(folder), "networks": present, "unet_step": unet.meta.get("step"),
                      "preset": (unet.config or {}).get("preset")})
     return rows, skipped
+
+
+#: the command-line option that gives each component's checkpoint file
+OPTION_OF = {"vae": "--vae", "unet": "--unet", "align": "--align-net"}
+#: the name of a model put together from checkpoint files given one by one (--vae/--unet/--align-net)
+CUSTOM = "custom"

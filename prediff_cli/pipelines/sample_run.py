@@ -13,21 +13,15 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from prediff.config import write_resolved_config
 from prediff.config.forecast_settings import forecast_config
-from prediff.data.model_placement import OUTPUT_GRIDS, output_fields, written_orientation
 from prediff.data.radar_input import read_radar_input
-from prediff.errors import InputError
 from prediff.io.atomic import atomic_write_text
 from prediff.io.netcdf import write_forecast
 from prediff.io.output_dir import check_output_dir
-from prediff.runtime import setup_runtime
 from prediff.visualization.animation import write_forecast_gif
 from prediff.visualization.summary import write_summary_png
 
-from .forecast import (AlignmentRequest, check_context, model_label, model_lines, provenance, reference_time_of,
-                       run_forecast)
+from .forecast import AlignmentRequest, forecast_radar, model_label
 from .model import Checkpoints, Model, load_model
-from .precision import check_precision_request
-from .sampler import solver_timesteps
 
 #: what `prediff sample` writes into --out
 OUTPUT_NAMES = ("forecast.nc", "forecast.gif", "forecast.png", "run.json", "config.yaml")
@@ -49,39 +43,21 @@ def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"),
     the model's (on the model's grid) are forecast in overlapping windows (`sample.tile_overlap`);
     `progress_factory(total, windows=n)` returns the callable advanced once per solver step (total over all
     windows). Returns the run report."""
-    if output_grid not in OUTPUT_GRIDS:
-        raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
     check_output_dir(out, OUTPUT_NAMES, overwrite, what="a forecast")
     radar = read_radar_input(input, event, start, variable=variable, grid=grid)
     loaded = model if isinstance(model, Model) else load_model(
         model, vae=checkpoints.vae, unet=checkpoints.unet, align=checkpoints.align, allow_mismatch=allow_mismatch)
     settings = forecast_config(loaded.config, config, sets, values)
     s = settings.sample
-    layout = check_context(loaded.config, radar.context, s.tile_overlap, what=f"{radar.source}: the frames")
-    if s.align != "none" and not loaded.has_align:
-        loaded.network("align")  # raises the one line that says why the model has none
-    if s.align_oracle is not None and radar.truth is None:
-        raise InputError("--align-oracle needs the truth frames, but the input has none after the context")
-    check_precision_request(s.precision)
-    reference = reference_time_of(radar.context_times, reference_time, radar.source)
-    for line in radar.notes + model_lines(loaded):
-        if notify is not None:
-            notify(line)
-    setup_runtime(settings.device, settings.seed)
-    evaluations = len(solver_timesteps(s.sampler, s.steps, loaded.config.diffusion.timesteps))
-    calls = -(-s.samples // (s.member_batch or s.samples))
-    progress = None
-    if progress_factory:
-        progress = progress_factory(evaluations * calls * layout.count, windows=layout.count)
-    result = run_forecast(loaded, settings, radar.context, radar.truth, progress)
-    attrs = provenance(loaded, settings, result, source=radar.source, event=event, start=start, command=command)
+    product = forecast_radar(loaded, radar, settings, reference_time=reference_time, output_grid=output_grid,
+                             progress_factory=progress_factory, notify=notify, command=command)
+    result, reference, members, context, truth, out_grid = (product.result, product.reference_time, product.members,
+                                                            product.context, product.truth, product.grid)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    members, context, truth, out_grid = output_fields(result.members, radar.context, radar.truth, radar.grid,
-                                                      radar.placement, output_grid)
     nc = write_forecast(out / "forecast.nc", members, reference_time=reference, lead_minutes=result.lead_minutes,
-                        context=context, grid=out_grid, attrs=attrs, thresholds=s.thresholds,
-                        orientation=written_orientation(radar.orientation, radar.grid, output_grid))
+                        context=context, grid=out_grid, attrs=product.attrs, thresholds=s.thresholds,
+                        orientation=product.orientation)
     pictures = dict(lead_minutes=result.lead_minutes, max_members=s.gif_members, truth=truth,
                     reference_time=reference, thresholds=s.thresholds, model_name=model_label(loaded), grid=out_grid)
     gif = write_forecast_gif(out / "forecast.gif", context, members, **pictures)
@@ -99,7 +75,7 @@ def run_sample(input: Union[Path, Sequence[Path]], out: Path = Path("forecast"),
         "input_coverage": None if radar.placement is None else round(radar.placement.coverage, 4),
         "checkpoints": {k: str(v) for k, v in vars(loaded.paths).items() if v is not None},
         "sha256": loaded.sha256, "seed": settings.seed, "model": loaded.name, "input_notes": radar.notes,
-        "windows": layout.count, "tile_overlap": int(s.tile_overlap) if layout.count > 1 else None,
+        "windows": product.windows, "tile_overlap": int(s.tile_overlap) if product.windows > 1 else None,
     }
     atomic_write_text(out / "run.json", json.dumps(report, indent=2, sort_keys=True))
     return report

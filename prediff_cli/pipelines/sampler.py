@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 from mindspore import Tensor, nn
 
-from prediff.pipelines.compile import compiled
+from prediff.compile import compiled
 
 import prediff_models.diffusion as D
 

@@ -150,7 +150,7 @@ def plot_reliability(results: Mapping[str, Mapping], path, *, title: Optional[st
 
 
 def _kg_m2(key: str) -> str:
-    from prediff.data.vil_scale import digital_to_kg_m2
+    from prediff.vil_scale import digital_to_kg_m2
 
     return f"{float(digital_to_kg_m2(float(key))):.2g}"
 

@@ -98,7 +98,7 @@ class VideoFeatures:
     in chunks of `chunk` sequences."""
 
     def __init__(self, net, chunk: int = CHUNK, source: Optional[str] = None):
-        from prediff.pipelines.compile import compiled
+        from prediff.compile import compiled
 
         self.net, self.chunk, self.source = net, int(chunk), source
         net.set_train(False)

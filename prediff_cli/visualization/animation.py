@@ -22,7 +22,7 @@ import numpy as np
 
 from prediff.io.atomic import atomic_path
 
-from prediff.verification.exceedance import exceedance_probability
+from prediff.exceedance import exceedance_probability
 
 from .canvas import (LABEL_H, LEGEND_H, draw_graticule_labels, draw_legend, draw_probability_legend, draw_text,
                      grid_layout, legend_width, new_image, panel_size, paste_field, paste_probability,

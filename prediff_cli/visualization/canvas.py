@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from prediff.data.vil_scale import digital_to_kg_m2
+from prediff.vil_scale import digital_to_kg_m2
 
 from .colormap import (LEVELS, PROBABILITY_COLORS, PROBABILITY_LEVELS, level_labels_kg_m2, palette,
                        probability_to_bin, vil_to_index)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prediff.data.vil_scale import digital_to_kg_m2
+from prediff.vil_scale import digital_to_kg_m2
 
 LEVELS = (0, 16, 31, 59, 74, 100, 133, 160, 181, 219, 255)
 BAD = (0, 0, 0)

@@ -14,7 +14,7 @@ import numpy as np
 
 from prediff.io.atomic import atomic_path
 
-from prediff.verification.exceedance import exceedance_probability
+from prediff.exceedance import exceedance_probability
 
 from .animation import DEFAULT_MAX_MEMBERS, strip_layout
 from .canvas import (LABEL_H, LEGEND_H, draw_graticule_labels, draw_legend, draw_probability_legend, draw_text,

@@ -29,7 +29,7 @@ from typing import Callable, List, Sequence, Tuple
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, ops
 
-from prediff.pipelines.compile import compiled
+from prediff.compile import compiled
 from prediff_models.kernels.stash import LOAD, STORE, ActivationStash
 
 

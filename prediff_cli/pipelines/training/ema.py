@@ -11,7 +11,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
-from prediff.pipelines.compile import compiled
+from prediff.compile import compiled
 
 
 class EMA:

@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
-from prediff.pipelines.compile import compiled
+from prediff.compile import compiled
 from prediff_models.keyed_dropout import KeyedDropout
 from prediff_models.kernels import SquareSum
 

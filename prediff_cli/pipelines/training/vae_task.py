@@ -17,7 +17,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import ParameterTuple, Tensor, nn, ops
 
-from prediff.pipelines.compile import compiled
+from prediff.compile import compiled
 
 from prediff.config import Config
 from prediff.io.checkpoint import net_weights

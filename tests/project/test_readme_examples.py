@@ -2,8 +2,8 @@
 members and steps), the README's xarray lines read what the own-file command wrote, every `prediff ...` line of a
 bash block names a command and options that exist, and every Python block is valid Python.
 
-The README's Python API example runs in tests/test_api.py; the test command is checked against .ci/run in
-tests/test_readme_contract.py."""
+The README's Python API example runs in tests/pipelines/test_api.py; the test command is checked against .ci/run in
+tests/project/test_readme_contract.py."""
 import datetime as dt
 import json
 import re
@@ -85,7 +85,7 @@ def _radar_netcdf(path: Path, radar_file: Path, variable: str) -> None:
     of the synthetic radar file."""
     import h5py
 
-    from prediff.data.vil_scale import digital_to_kg_m2
+    from prediff.vil_scale import digital_to_kg_m2
 
     with h5py.File(radar_file) as h5:
         frames = np.moveaxis(h5["vil"][0], -1, 0)[:13].astype(np.float32)

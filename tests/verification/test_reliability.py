@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prediff.verification import Contingency, RankHistogram, Scorer
-from prediff.verification.exceedance import exceedance_probability
+from prediff.exceedance import exceedance_probability
 from prediff.verification.reliability import ExceedanceReliability, brier_decomposition, roc_area
 from prediff.verification.plots import plot_reliability
 

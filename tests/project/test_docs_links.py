@@ -1,6 +1,6 @@
 """Documentation that leads somewhere: no citation of a document users do not have, no work-item language in what
 users read, relative links and their anchors that resolve. (docs/design.md's layer list is read by
-tests/test_layers.py.)"""
+tests/project/test_layers.py.)"""
 import re
 import subprocess
 from pathlib import Path

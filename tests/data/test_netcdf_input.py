@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prediff.data.radar_input import read_radar_input
-from prediff.data.vil_scale import digital_to_kg_m2, kg_m2_to_digital, scale_of_units
+from prediff.vil_scale import digital_to_kg_m2, kg_m2_to_digital, scale_of_units
 from prediff.errors import InputError
 from prediff.io.grid import Grid, grid_from_spec
 

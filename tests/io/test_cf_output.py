@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from prediff.data.vil_scale import digital_to_kg_m2
+from prediff.vil_scale import digital_to_kg_m2
 from prediff.io.grid import grid_from_spec
 from prediff.io.netcdf import read_forecast, write_forecast
 

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from prediff.io.netcdf import DEFAULT_THRESHOLDS, forecast_dataset, write_forecast
-from prediff.verification.exceedance import exceedance_probability
+from prediff.exceedance import exceedance_probability
 
 
 def test_fraction_of_members_at_or_above_each_threshold():

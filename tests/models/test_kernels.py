@@ -16,7 +16,7 @@ from mindspore import Tensor, nn
 from prediff_models.kernels import (ChannelsFirst, ChannelsLast, Gelu, GroupNorm, LayerNorm, library_path,
                             unavailable_reason)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 rng = np.random.default_rng(0)
 
 

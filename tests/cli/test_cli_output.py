@@ -69,7 +69,7 @@ def test_netcdf3_in_kg_m2_with_grid_forecasts_end_to_end_and_json_is_alone_on_st
     """The issue's "done when": a netCDF-3 10-minute series in kg m-2, placed with --grid, forecast with --json."""
     import h5py
 
-    from prediff.data.vil_scale import digital_to_kg_m2
+    from prediff.vil_scale import digital_to_kg_m2
 
     with h5py.File(repo_root / "examples" / "radar.h5") as h5:
         digital = np.moveaxis(h5["vil"][0], -1, 0)[:13].astype(np.float32)

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from prediff.data.radar_input import read_radar_input
-from prediff.data.vil_scale import digital_to_kg_m2, kg_m2_to_digital
+from prediff.vil_scale import digital_to_kg_m2, kg_m2_to_digital
 from prediff.errors import InputError
 from prediff.io.netcdf import read_forecast, write_forecast
 
@@ -235,7 +235,7 @@ def test_api_numpy_array_needs_its_scale_and_values_inside_it():
 
 
 def test_api_reads_arrays_on_each_scale_and_xarray_objects_like_files(tmp_path):
-    from prediff.api import _as_radar
+    from prediff.pipelines.forecast import as_radar as _as_radar
 
     digital = _storms(t=7)
     kg = digital_to_kg_m2(digital)

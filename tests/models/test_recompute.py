@@ -55,7 +55,7 @@ def test_recomputed_backward_gives_the_same_loss_and_gradients_with_dropout_on(l
     from mindspore import Tensor, ops
 
     from prediff.config import load_config
-    from prediff.pipelines.compile import compiled
+    from prediff.compile import compiled
     from prediff.pipelines.training.train_step import StepDropout
 
     cfg = load_config("tiny")

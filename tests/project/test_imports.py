@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: folder → import name (editable install: prediff_cli/ is `prediff`, models/ is `prediff_models`)
 PACKAGES = {"prediff_cli": "prediff", "models": "prediff_models"}
 HEAVY = ("mindspore", "netCDF4", "matplotlib", "scipy", "xarray")

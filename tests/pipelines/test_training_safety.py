@@ -217,7 +217,7 @@ class _Dropped(nn.Cell):
 
 
 def test_step_dropout_masks_are_functions_of_the_key():
-    from prediff.pipelines.compile import compiled
+    from prediff.compile import compiled
 
     net = _Dropped()
     names = [n for n, _ in net.parameters_and_names()]

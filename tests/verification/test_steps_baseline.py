@@ -9,7 +9,7 @@ import pytest
 from prediff.baselines import get_baseline
 from prediff.baselines.optical_flow import estimate_motion
 from prediff.config import ScoreConfig
-from prediff.data.vil_scale import digital_to_kg_m2, kg_m2_to_digital
+from prediff.vil_scale import digital_to_kg_m2, kg_m2_to_digital
 from prediff.errors import ConfigError, InputError
 
 SIZE = 64
