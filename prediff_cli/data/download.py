@@ -30,7 +30,8 @@ import h5py
 
 from prediff.errors import DownloadError
 from prediff.io.atomic import fsync_dir
-from prediff.io.http_fetch import LocalError, Progress, check_url, disk_error, fetch, one_line, sha256_of
+from prediff.io.http_fetch import (LocalError, Progress, check_url, disk_error, fetch, make_parents, one_line,
+                                   sha256_of)
 
 DEFAULT_URL = "https://deep-earth.s3.amazonaws.com/datasets/sevir_lr.zip"
 URL_ENV = "PREDIFF_SEVIR_LR_URL"
@@ -147,20 +148,6 @@ def extract(archive: Path, dest: Path) -> int:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _make_parents(folder: Path) -> list:
-    """Create `folder` and its missing ancestors; returns the ones created, deepest first."""
-    made = []
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        made.append(probe)
-        probe = probe.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise disk_error(exc, folder) from None
-    return made
-
-
 def download_sevir_lr(dest, url: Optional[str] = None, sha256: Optional[str] = None,
                       progress: Optional[Progress] = None) -> int:
     """Download, verify and install SEVIR-LR at `dest`; returns the number of VIL files."""
@@ -169,7 +156,7 @@ def download_sevir_lr(dest, url: Optional[str] = None, sha256: Optional[str] = N
         raise DownloadError(f"destination {dest} already exists; remove it or choose another --dest")
     url = resolve_url(url)
     check_url(url)
-    made = _make_parents(dest.parent)
+    made = make_parents(dest.parent)
     part = dest.with_name(dest.name + ".zip.part")
     try:
         fetch(url, part, progress)

@@ -137,6 +137,21 @@ def disk_error(exc: OSError, where: Path) -> LocalError:
     return LocalError(f"cannot write {where}: {one_line(exc.strerror or exc)}")
 
 
+def make_parents(folder: Path) -> list:
+    """Create `folder` and its missing ancestors for a download; returns the ones created, deepest first (what
+    to remove when the download fails). A failed creation raises `disk_error`'s LocalError."""
+    made = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        made.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise disk_error(exc, folder) from None
+    return made
+
+
 def check_url(url: str) -> None:
     """Raise unless `url` is an http(s) URL with a host; file://, ftp:// and bare paths are refused."""
     if any(ord(c) < 32 or ord(c) == 127 for c in url):

@@ -38,7 +38,7 @@ from prediff.config import load_config, to_plain
 from prediff.errors import DownloadError, InputError
 from prediff.io.atomic import atomic_write_text, fsync_dir
 from prediff.io.checkpoint import file_sha256
-from prediff.io.http_fetch import FetchLimits, disk_error
+from prediff.io.http_fetch import FetchLimits, make_parents
 from prediff.io.sniff import SNIFF_BYTES, describe, markup_kind
 from prediff.io.untrusted import check_regular_file, open_regular
 
@@ -220,16 +220,7 @@ class _Made:
         self.folders: List[Path] = []
 
     def make(self, folder: Path) -> Path:
-        missing = []
-        probe = folder
-        while not probe.exists() and probe != probe.parent:
-            missing.append(probe)
-            probe = probe.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise disk_error(exc, folder) from None
-        self.folders.extend(missing)
+        self.folders.extend(make_parents(folder))
         return folder
 
     def prune(self) -> None:

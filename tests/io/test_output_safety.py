@@ -7,23 +7,11 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_calls import invoke, one_line
 
-from prediff.cli.app import app
 from prediff.errors import PrediffError
 from prediff.io import publish
 from prediff.io.checkpoint import load_checkpoint
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line(result):
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert "Traceback" not in result.output, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

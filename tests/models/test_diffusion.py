@@ -6,6 +6,7 @@ import pytest
 
 import prediff_models as models
 import prediff_models.diffusion as D
+from gaussian_eps import GaussianEps
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
@@ -160,19 +161,6 @@ def test_q_sample_and_loss_known_answers():
     logvar[999] = np.log(2.0)  # sample 2: 4/2 + ln 2
     value = float(D.eps_loss(Tensor(pred), Tensor(target), Tensor(t), Tensor(logvar)).asnumpy())
     assert value == pytest.approx((1.0 + 2.0 + np.log(2.0)) / 2, rel=1e-6)
-
-
-class GaussianEps(nn.Cell):
-    """The exact ε-model for data ~ N(m, s²) elementwise: E[ε | z_t] = √(1−ᾱ)(z − √ᾱ m)/(ᾱ s² + 1 − ᾱ)."""
-
-    def __init__(self, m, s):
-        super().__init__()
-        self.m, self.s2 = m, s * s
-        self.ac = Tensor(D.default_schedule().arrays["alphas_cumprod"])
-
-    def construct(self, z, t, cond):
-        a = D.at(self.ac, t, z.ndim)
-        return ops.sqrt(1 - a) * (z - ops.sqrt(a) * self.m) / (a * self.s2 + 1 - a)
 
 
 def _solve(kind, steps, z_t, model, eta=0.0, seed=0):

@@ -6,23 +6,11 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 import prediff_models.diffusion as D
+from gaussian_eps import GaussianEps
 from prediff_models.diffusion import dpm_solver_3m as M3
 from prediff_models.diffusion import sa_solver as SA
 
 M, S = 0.3, 0.5  # the toy data: N(M, S²) per element
-
-
-class GaussianEps(nn.Cell):
-    """The exact ε-model for data ~ N(m, s²) elementwise: E[ε | z_t] = √(1−ᾱ)(z − √ᾱ m)/(ᾱ s² + 1 − ᾱ)."""
-
-    def __init__(self, m=M, s=S):
-        super().__init__()
-        self.m, self.s2 = m, s * s
-        self.ac = Tensor(D.default_schedule().arrays["alphas_cumprod"])
-
-    def construct(self, z, t, cond):
-        a = D.at(self.ac, t, z.ndim)
-        return ops.sqrt(1 - a) * (z - ops.sqrt(a) * self.m) / (a * self.s2 + 1 - a)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,7 +143,7 @@ def _grid(n, t0=999, t1=199):
 def _solve(kind, ts, z_t, eta=0.0, seed=0, to_data=False):
     """Run the solver's MindSpore step over the timesteps ts, ending at ts[-1] (SA-Solver: with the corrector's
     last correction) or, with `to_data`, at ᾱ = 1."""
-    sched, model = D.default_schedule(), GaussianEps()
+    sched, model = D.default_schedule(), GaussianEps(M, S)
     ac = sched.arrays["alphas_cumprod"].astype(np.float64)
     alpha, sigma = np.sqrt(ac[ts]), np.sqrt(1 - ac[ts])
     rng = np.random.default_rng(seed)
@@ -201,7 +189,7 @@ def test_compiled_solvers_converge_at_their_order():
     z = Tensor(z_t)
     ts = _grid(20)
     for i in range(20):
-        z = D.ddim_step(GaussianEps(), z, int(ts[i]), int(ts[i + 1]), None, ops.zeros_like(z))
+        z = D.ddim_step(GaussianEps(M, S), z, int(ts[i]), int(ts[i + 1]), None, ops.zeros_like(z))
     ddim = np.abs(z.asnumpy() - exact).max()
     assert errors[("3m", 20)] < ddim / 20 and errors[("sa", 20)] < ddim / 20, (errors, ddim)
 
@@ -234,7 +222,7 @@ class MeanAlign(nn.Cell):
 class ToyUNet(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.eps = GaussianEps()
+        self.eps = GaussianEps(M, S)
 
     def construct(self, z, t, cond):
         return self.eps(z, t, cond) + 0.0 * cond.mean()

@@ -11,11 +11,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 import yaml
+from cli_calls import invoke, one_line
 from mindspore import Tensor
-from typer.testing import CliRunner
 
 import prediff_models as models
-from prediff.cli.app import app
 from prediff.config import load_config
 from prediff.errors import ConfigError
 from prediff.io.checkpoint import load_checkpoint, load_weights
@@ -135,17 +134,6 @@ def converted(path, component):
     net = models.build(component, ckpt.model_kwargs)
     load_weights(net, ckpt.model)
     return net, ckpt
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line(result):
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert "Traceback" not in result.output, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
