@@ -262,14 +262,16 @@ def test_output_fields_on_the_input_grid_are_the_members_resampled_back():
         output_fields(members, context, None, model, placement, "native")
 
 
-def _write_polar_input(path, frames, grid):
+def _write_polar_input(path, frames, grid, minutes=None):
+    """A CF NetCDF of `frames` (T, H, W) on 0-1 on the polar grid `grid`, at `minutes` after START (default every
+    10 minutes from START)."""
     t = len(frames)
     with netCDF4.Dataset(path, "w") as ds:
         for dim, n in (("time", t), ("y", grid.shape[0]), ("x", grid.shape[1])):
             ds.createDimension(dim, n)
         time = ds.createVariable("time", "f8", ("time",))
         time.setncatts({"units": f"minutes since {START:%Y-%m-%d %H:%M:%S}", "standard_name": "time"})
-        time[:] = np.arange(t) * 10.0
+        time[:] = np.arange(t) * 10.0 if minutes is None else minutes
         crs = ds.createVariable("stere", "i4", ())
         crs.setncatts(POLAR)
         for dim, values in (("x", grid.x), ("y", grid.y)):
@@ -310,6 +312,41 @@ def test_output_grid_input_end_to_end_puts_the_storm_where_it_is(tmp_path, repo_
         last = ds["vil_context"][-1]
     cx, cy = centre_of_mass_km(np.asarray(first), grid)
     lx, ly = centre_of_mass_km(np.asarray(last), grid)
+    assert np.hypot(cx - lx, cy - ly) < 3 * 3.0
+
+
+@pytest.mark.slow
+def test_a_folder_of_5_minute_700_pixel_polar_files_is_forecast_in_windows_where_the_storm_is(tmp_path, repo_root):
+    """A folder of one-frame polar-stereographic 1 km files of 700 x 700 pixels every 5 minutes (a national
+    composite): the newest 10-minute context is taken from it, the 700 km domain is forecast in overlapping
+    windows, written back on the input grid, and the first forecast frame's centre of mass is within 3 model
+    pixels of the last context frame's, in the input's coordinates."""
+    with h5py.File(repo_root / "examples" / "radar.h5") as h5:
+        event = np.moveaxis(h5["vil"][0], -1, 0)[:7].astype(np.float32)
+    grid = polar_grid(700)
+    sevir_like = grid_from_spec("center=%f,%f" % grid.centre(), 128, 128)
+    tenth, _ = resample(event, sevir_like, grid)
+    tenth = np.nan_to_num(tenth)
+    folder = tmp_path / "composite"
+    folder.mkdir()
+    for k in range(13):  # every 5 minutes: the 10-minute frames and the means between them
+        frame = tenth[k // 2] if k % 2 == 0 else (tenth[k // 2] + tenth[k // 2 + 1]) / 2
+        _write_polar_input(folder / f"comp_{k:02d}.nc", frame[None], grid, minutes=[5.0 * k])
+    out = tmp_path / "fc"
+    result = CliRunner().invoke(app, [
+        "sample", "--input", str(folder), "--out", str(out), "--output-grid", "input", "--samples", "2",
+        "--align", "none", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["output_grid"] == "input" and report["grid"] == "polar_stereographic"
+    assert report["windows"] > 1 and report["tile_overlap"] == 32
+    with netCDF4.Dataset(out / "forecast.nc") as ds:
+        assert ds["vil"].shape == (2, 6, 700, 700) and ds["vil"].grid_mapping == "polar_stereographic"
+        np.testing.assert_allclose(ds["vil_context"][:], tenth, atol=1e-3)
+        first = np.asarray(ds["vil"][:, 0].mean(axis=0))
+        last = np.asarray(ds["vil_context"][-1])
+    cx, cy = centre_of_mass_km(first, grid)
+    lx, ly = centre_of_mass_km(last, grid)
     assert np.hypot(cx - lx, cy - ly) < 3 * 3.0
 
 
