@@ -321,3 +321,19 @@ def test_pictures_of_large_domains_keep_their_shape_and_stay_small(tmp_path):
         png = write_summary_png(tmp_path / f"{h}x{w}.png", context, members, lead_minutes=list(range(10, 70, 10)))
         width, height = Image.open(png).size
         assert width >= 7 * expected[0] and width * height < 60e6
+
+
+def test_the_benchmark_counts_windows_and_noise_draws_as_the_forecast_makes_them():
+    """`benchmarks.tiled_forecast` extrapolates a domain's cost from its windows and its noise draws."""
+    from types import SimpleNamespace
+
+    from benchmarks.tiled_forecast import layouts, noise_draws
+
+    # the table of docs/large-domains.md: 1,024 km (341 px) and 2,048 km (683 px)
+    assert layouts(1024, (0, 16, 32, 48, 64)) == {"0": 9, "16": 9, "32": 16, "48": 16, "64": 25}
+    assert layouts(2048, (0, 32, 64)) == {"0": 36, "32": 49, "64": 100}
+    # the starting noise, and fresh noise at every step only for stochastic samplers
+    assert noise_draws(SimpleNamespace(sampler="dpmpp", steps=20, eta=1.0), 1000) == 21
+    assert noise_draws(SimpleNamespace(sampler="dpmpp", steps=20, eta=0.0), 1000) == 1
+    assert noise_draws(SimpleNamespace(sampler="ddim", steps=50, eta=0.5), 1000) == 51
+    assert noise_draws(SimpleNamespace(sampler="ddpm", steps=50, eta=0.0), 1000) == 1001
