@@ -18,7 +18,7 @@ aligned toward its own anticipated intensity, and its pixels are added to the re
 the same random draw in every window: its noise is drawn from the forecast's seed on the whole domain's latent grid
 and each window takes its part (`sampler.LatentCut`), so two windows start from the same noise where they overlap,
 and their members there differ only by what each window's surroundings change (measured in docs/large-domains.md:
-drawing each window's own noise instead leaves neighbouring windows' members half again as far apart in their
+drawing each window's own noise instead left neighbouring windows' members about three times as far apart in their
 overlap). One window is in the networks at a time, in UNet calls of at most `sample.member_batch` members; what
 grows with the domain is the result (members × 6 × H × W) and one latent plane of noise (H/8 × W/8 × L).
 """

@@ -195,8 +195,8 @@ def test_no_step_at_window_edges_larger_than_inside_the_windows(tiled):
     edges, beside, inside = steps["edges"], steps["beside"], steps["inside"]
     # the mean |difference of neighbouring pixels| across each window edge line (over members, frames and the line)
     # is no larger than across the lines within 4 pixels of it: a seam is a line standing out from its
-    # neighbours. Windows pasted without overlap stand out 6 times on average, 10 at most (docs/large-domains.md);
-    # blended, the benchmark's synthetic domains gave 1.04 on average and 1.36 at most
+    # neighbours. Windows pasted without overlap stood out 5.7 times on average, 6.8 at most; blended, 0.87-1.10
+    # on average and 1.5 at most (benchmarks.tiled_forecast --seams, docs/large-domains.md)
     assert len(edges) == 2 * 2 + 3 * 1 + 2 and inside.size > 100
     assert np.all(edges <= 1.5 * beside), (edges, beside)
     assert np.mean(edges / beside) <= 1.15, (edges, beside)
@@ -321,3 +321,19 @@ def test_pictures_of_large_domains_keep_their_shape_and_stay_small(tmp_path):
         png = write_summary_png(tmp_path / f"{h}x{w}.png", context, members, lead_minutes=list(range(10, 70, 10)))
         width, height = Image.open(png).size
         assert width >= 7 * expected[0] and width * height < 60e6
+
+
+def test_the_benchmark_counts_windows_and_noise_draws_as_the_forecast_makes_them():
+    """`benchmarks.tiled_forecast` extrapolates a domain's cost from its windows and its noise draws."""
+    from types import SimpleNamespace
+
+    from benchmarks.tiled_forecast import layouts, noise_draws
+
+    # the table of docs/large-domains.md: 1,024 km (341 px) and 2,048 km (683 px)
+    assert layouts(1024, (0, 16, 32, 48, 64)) == {"0": 9, "16": 9, "32": 16, "48": 16, "64": 25}
+    assert layouts(2048, (0, 32, 64)) == {"0": 36, "32": 49, "64": 100}
+    # the starting noise, and fresh noise at every step only for stochastic samplers
+    assert noise_draws(SimpleNamespace(sampler="dpmpp", steps=20, eta=1.0), 1000) == 21
+    assert noise_draws(SimpleNamespace(sampler="dpmpp", steps=20, eta=0.0), 1000) == 1
+    assert noise_draws(SimpleNamespace(sampler="ddim", steps=50, eta=0.5), 1000) == 51
+    assert noise_draws(SimpleNamespace(sampler="ddpm", steps=50, eta=0.0), 1000) == 1001
