@@ -345,6 +345,12 @@ class ForecastProduct:
     windows: int
 
 
+def check_output_grid(output_grid: str) -> None:
+    """Refuse an output grid other than "model" or "input", naming the valid ones."""
+    if output_grid not in OUTPUT_GRIDS:
+        raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
+
+
 def forecast_radar(model, radar: RadarInput, settings: Config, *, reference_time: Optional[dt.datetime] = None,
                    output_grid: str = "model", progress_factory: Optional[Callable[..., Callable]] = None,
                    notify: Optional[Callable[[str], None]] = None,
@@ -357,8 +363,7 @@ def forecast_radar(model, radar: RadarInput, settings: Config, *, reference_time
     where it cannot run, and an input without usable times and no `reference_time`. `notify` receives the lines
     to show before sampling (how the input was read, the model); `progress_factory(total, windows=n)` returns the
     callable advanced once per solver step; `command` goes into the file's history."""
-    if output_grid not in OUTPUT_GRIDS:
-        raise InputError(f"unknown output grid {output_grid!r}; valid output grids: {', '.join(OUTPUT_GRIDS)}")
+    check_output_grid(output_grid)
     s = settings.sample
     layout = check_context(model.config, radar.context, s.tile_overlap, what=f"{radar.source}: the frames")
     if s.align != "none" and not model.has_align:
@@ -433,6 +438,7 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
     north-up) or "input" (resampled back onto the input's own map grid, rows running as the input's). Frames
     larger than the model's 128 pixels (on the model's grid) are forecast in 128 x 128 windows overlapping by at
     least `tile_overlap` pixels (default: the config's sample.tile_overlap) and blended."""
+    check_output_grid(output_grid)  # before the context is read: a bad name is refused as such
     radar = as_radar(context, truth, reference_time, scale, variable)
     values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
                            align_target=align_target, align_factor=align_factor, align_oracle=align_oracle,
