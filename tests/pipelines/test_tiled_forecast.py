@@ -282,10 +282,10 @@ def test_the_api_forecasts_an_array_larger_than_the_window_and_refuses_a_smaller
     model, _ = demo
     frames = _domain()[:7, :128, :200] / 255.0
     when = dt.datetime(2024, 5, 1, 12)
-    fc = model.forecast(frames, reference_time=when, samples=1, steps=2, tile_overlap=48)
+    fc = model.forecast(frames, reference_time=when, scale="0-1", samples=1, steps=2, tile_overlap=48)
     assert fc["vil"].shape == (1, 6, 128, 200) and fc.attrs["tile_windows"] == "1 x 2"
     with pytest.raises(InputError, match="100x200 pixels; the model needs at least 128x128"):
-        model.forecast(frames[:, :100], reference_time=when, samples=1, steps=2)
+        model.forecast(frames[:, :100], reference_time=when, scale="0-1", samples=1, steps=2)
 
 
 def test_progress_names_the_window_being_denoised():
