@@ -1,7 +1,7 @@
 """The forecast path at the paper configuration (`sevirlr`) against this machine's fp32 matmul peak.
 
     python -m benchmarks.forecast [--preset sevirlr] [--members 8] [--member-batch N] [--timed-steps 3]
-                                  [--skip-batch1] [--official FILE]
+                                  [--skip-batch1] [--precision fp32|bf16] [--official FILE]
 
 Prints JSON with: the measured fp32 matmul rate (GFLOP/s, best of compiled 2048² and 4096² matmuls); UNet forward
 seconds at batch 1 and batch `members` (and their ratio to the matmul floor, using the official network's 653 GFLOP
@@ -17,7 +17,8 @@ one at a time: 8 × (coding of one member + 1000 one-member steps)). Each part r
 `--official FILE` takes a JSON object of the official PyTorch networks' timings (`unet_forward_b1_s`, ...) run
 in the same session on the same machine, copies it under `official`, and adds `vs_official`: our time over the
 official one for the UNet forward at batch 1 and at batch 8, and for the VAE encoding 7 frames and decoding 6
-(> 1: slower than PyTorch).
+(> 1: slower than PyTorch). With `--precision bf16` the comparison is with the official networks under PyTorch's
+bf16 autocast (the `*_bf16_autocast_s` figures of the reference bf16 benchmark).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def matmul_rate(sizes=(2048, 4096), repeats: int = 8) -> dict:
     return {"gflops_by_size": rates, "gflops": max(rates.values())}
 
 
-def unet_forward(preset: str, batch: int, repeats: int = 2) -> dict:
+def unet_forward(preset: str, batch: int, repeats: int = 2, precision: str = "fp32") -> dict:
     import numpy as np
     import mindspore as ms
     from mindspore import Tensor
@@ -57,10 +58,12 @@ def unet_forward(preset: str, batch: int, repeats: int = 2) -> dict:
     import prediff_models as models
     from benchmarks.measure import timed
     from prediff.config import load_config
+    from prediff_models.kernels import apply_precision
 
     cfg = load_config(preset)
     net = models.build("unet", cfg.model_kwargs("unet"))
     net.set_train(False)
+    apply_precision(precision, net)
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((batch, *cfg.unet.target_shape), dtype=np.float32))
     cond = Tensor(rng.standard_normal((batch, *cfg.unet.input_shape), dtype=np.float32))
@@ -70,7 +73,7 @@ def unet_forward(preset: str, batch: int, repeats: int = 2) -> dict:
     def forward(x, t, cond):
         return net(x, t, cond)
 
-    return {"preset": preset, "batch": batch, **timed(lambda: forward(x, t, cond), repeats)}
+    return {"preset": preset, "batch": batch, "precision": precision, **timed(lambda: forward(x, t, cond), repeats)}
 
 
 def conv_flops(net, x) -> float:
@@ -92,7 +95,7 @@ def conv_flops(net, x) -> float:
     return total[0]
 
 
-def vae_coding(preset: str, members: int, repeats: int = 2) -> dict:
+def vae_coding(preset: str, members: int, repeats: int = 2, precision: str = "fp32") -> dict:
     import numpy as np
     from mindspore import Tensor
 
@@ -100,10 +103,12 @@ def vae_coding(preset: str, members: int, repeats: int = 2) -> dict:
     from benchmarks.measure import timed
     from prediff.config import load_config
     from prediff.pipelines.latents import jit_decoder, jit_encoder
+    from prediff_models.kernels import apply_precision
 
     cfg = load_config(preset)
     vae = models.build("vae", cfg.model_kwargs("vae"))
     vae.set_train(False)
+    apply_precision(precision, vae)
     size, t_in = cfg.data.img_size, cfg.unet.input_shape[0]
     t_out, h, w, c = cfg.unet.target_shape
     rng = np.random.default_rng(0)
@@ -122,10 +127,10 @@ def vae_coding(preset: str, members: int, repeats: int = 2) -> dict:
             "conv_gflop": round((enc_flops * t_in + dec_flops * members * t_out) / 1e9, 1)}
 
 
-def guided_forecast(preset: str, members: int, timed_steps: int) -> dict:
+def guided_forecast(preset: str, members: int, timed_steps: int, precision: str = "fp32") -> dict:
     from benchmarks.sample import build_forecaster, timed_forecast
 
-    forecaster, cfg = build_forecaster(preset, "ddim-50", aligned=True)
+    forecaster, cfg = build_forecaster(preset, "ddim-50", aligned=True, precision=precision)
     r = timed_forecast(forecaster, cfg, members, timed_steps)
     return {"preset": preset, "members": members, "per_step_s": r["per_step_s"],
             "encode_decode_s": r["encode_decode_s"], "timed_steps": r["timed_steps"]}
@@ -139,6 +144,8 @@ def main() -> None:
                         help="members per UNet call in the guided step (default: the preset's sample.member_batch)")
     parser.add_argument("--timed-steps", type=int, default=3)
     parser.add_argument("--skip-batch1", action="store_true")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="the UNet's and VAE's arithmetic (bf16 needs AVX512_BF16 or PREDIFF_BF16_EMULATE=1)")
     parser.add_argument("--official", type=argparse.FileType("r"), default=None,
                         help="JSON of the official PyTorch networks' timings from the same session")
     args = parser.parse_args()
@@ -161,12 +168,13 @@ def main() -> None:
     peak = isolated("benchmarks.forecast", "matmul_rate")
     gflops = peak.get("gflops")
     unet = {} if args.skip_batch1 else {"batch1": isolated("benchmarks.forecast", "unet_forward", preset=args.preset,
-                                                           batch=1)}
-    unet[f"batch{m}"] = isolated("benchmarks.forecast", "unet_forward", preset=args.preset, batch=m)
-    vae = isolated("benchmarks.forecast", "vae_coding", preset=args.preset, members=m)
+                                                           batch=1, precision=args.precision)}
+    unet[f"batch{m}"] = isolated("benchmarks.forecast", "unet_forward", preset=args.preset, batch=m,
+                                 precision=args.precision)
+    vae = isolated("benchmarks.forecast", "vae_coding", preset=args.preset, members=m, precision=args.precision)
     step = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=mb,
-                    timed_steps=args.timed_steps)
-    out = {"benchmark": "forecast", "preset": args.preset, "members": m, "member_batch": mb, "matmul": peak,
+                    timed_steps=args.timed_steps, precision=args.precision)
+    out = {"benchmark": "forecast", "preset": args.preset, "precision": args.precision, "members": m, "member_batch": mb, "matmul": peak,
            "unet_forward": unet, "vae": vae, "guided_step": step}
     if gflops:
         if args.preset == "sevirlr":
@@ -184,7 +192,7 @@ def main() -> None:
                for name, n in (("dpmpp-20", 20), ("ddim-50", 50), ("ddpm-1000", 1000))}
         out["end_to_end_s"] = e2e
         one = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=1,
-                       timed_steps=args.timed_steps)
+                       timed_steps=args.timed_steps, precision=args.precision)
         if "per_step_s" in one:
             official = m * (one["encode_decode_s"] + 1000 * one["per_step_s"])
             out["sequential_ddpm1000_s"] = round(official, 1)
@@ -192,12 +200,22 @@ def main() -> None:
     if reference is not None:
         out["official"] = reference
         ratios = {}
-        for key, name in (("batch1", "unet_fwd_b1_s"), (f"batch{m}", f"unet_fwd_b{m}_s")):
+        # fp32 against the official fp32 figures (as the reference fp32 benchmark names them, else as the bf16 one
+        # does); bf16 against the official networks under bf16 autocast
+        fp32_names = {"unet_fwd_b1_s": "unet_fwd_b1_fp32_s", f"unet_fwd_b{m}_s": f"unet_fwd_b{m}_fp32_s",
+                      "vae_encode7_decode6_s": "vae_encode7_decode6_fp32_s"}
+        for name, other in fp32_names.items():
+            if name not in reference and other in reference:
+                reference = {**reference, name: reference[other]}
+        names = {"fp32": ("unet_fwd_b1_s", f"unet_fwd_b{m}_s", "vae_encode7_decode6_s"),
+                 "bf16": ("unet_fwd_b1_bf16_autocast_s", f"unet_fwd_b{m}_bf16_autocast_s",
+                          "vae_encode7_decode6_bf16_autocast_s")}[args.precision]
+        for key, name in (("batch1", names[0]), (f"batch{m}", names[1])):
             ours, theirs = unet.get(key, {}).get("min_s"), reference.get(name)
             if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0:
                 ratios[f"unet_forward_{key}"] = round(ours / theirs, 2)
         # the official benchmark's VAE unit: encode 7 frames, decode 6 (ours decodes every member's frames)
-        theirs = reference.get("vae_encode7_decode6_s")
+        theirs = reference.get(names[2])
         if "encode_s" in vae and "decode_per_frame_s" in vae and isinstance(theirs, (int, float)) and theirs > 0:
             ours = vae["encode_s"] / vae["encode_frames"] * 7 + vae["decode_per_frame_s"] * 6
             ratios["vae_encode7_decode6"] = round(ours / theirs, 2)

@@ -17,8 +17,9 @@ import argparse
 from benchmarks.measure import emit, isolated
 
 
-def build_forecaster(preset: str, solver: str, aligned: bool):
-    """Random-weight networks of `preset` behind prediff's Forecaster (the path `prediff sample` runs)."""
+def build_forecaster(preset: str, solver: str, aligned: bool, precision: str = "fp32"):
+    """Random-weight networks of `preset` behind prediff's Forecaster (the path `prediff sample` runs), at
+    `precision` ("fp32" or "bf16"; explicit, so that a CPU with AVX512_BF16 does not switch the figures to bf16)."""
     import prediff_models as models
     from prediff.config import load_config
     from prediff.config import SampleConfig
@@ -33,7 +34,7 @@ def build_forecaster(preset: str, solver: str, aligned: bool):
             net.set_train(False)
     name, steps = solver.split("-")
     settings = SampleConfig(sampler=name, steps=int(steps), eta=0.0, align="avg_x" if aligned else "none",
-                            guide_scale=50.0)
+                            guide_scale=50.0, precision=precision)
     return Forecaster(nets, settings), cfg
 
 

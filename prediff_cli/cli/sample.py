@@ -19,6 +19,7 @@ from prediff.io.grid import GRID_SPEC_HELP
 
 #: the default model's exceedance thresholds (its config's), for the help
 _THRESHOLDS = load_config(DEFAULT_MODEL).sample.thresholds
+_TILE_OVERLAP = load_config(DEFAULT_MODEL).sample.tile_overlap
 
 
 def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
@@ -87,7 +88,7 @@ def register(app: typer.Typer) -> None:
         tile_overlap: Annotated[Optional[int], typer.Option(
             "--tile-overlap", metavar="PIXELS", min=0, help="Frames larger than the model's 128 x 128 are forecast "
             "in 128 x 128 windows that overlap by at least this many pixels (a multiple of 8, at most 64), blended "
-            "smoothly. (default: the config's sample.tile_overlap, 32)")] = None,
+            f"smoothly. {model_default(_TILE_OVERLAP)}")] = None,
         json_: JsonOpt = False,
         *, forecast: dict,
     ):

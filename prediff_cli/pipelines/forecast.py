@@ -437,7 +437,7 @@ def forecast(model, context, *, samples: Optional[int] = None, sampler: Optional
     is needed; `truth` (same scale) only for `align_oracle`. `output_grid`: "model" (the model's 3 km grid,
     north-up) or "input" (resampled back onto the input's own map grid, rows running as the input's). Frames
     larger than the model's 128 pixels (on the model's grid) are forecast in 128 x 128 windows overlapping by at
-    least `tile_overlap` pixels (default: the config's sample.tile_overlap) and blended."""
+    least `tile_overlap` pixels (default: the model's `sample.tile_overlap`) and blended."""
     check_output_grid(output_grid)  # before the context is read: a bad name is refused as such
     radar = as_radar(context, truth, reference_time, scale, variable)
     values = sample_values(samples=samples, sampler=sampler, steps=steps, eta=eta, align=align,
