@@ -157,7 +157,7 @@ class CuboidTransformerUNet(nn.Cell):
 
         Each step is (kind, level, cells): "block" → x = self.block(x, t_emb, *cells); "down" / "up" → x = cells[0](x);
         "save" → keep x as the skip of `level`; "add" → x = x + the skip of `level`. Running the steps in order
-        reproduces `construct` exactly (tested).
+        (`run_plan`) reproduces `construct` exactly (tested).
         """
         steps = []
         for i in range(self.num_blocks):
@@ -173,3 +173,29 @@ class CuboidTransformerUNet(nn.Cell):
             if i > 0:
                 steps.append(("up", i, (self.upsample_layers[i - 1],)))
         return steps
+
+    def run_plan(self, x, t_emb, steps=None, run=None):
+        """x, t_emb from `embed` → (the input of `head`, the input x of every step), running `plan()` step by step.
+
+        `steps` (each starting with the plan's kind and level) and `run(step, x, t_emb)`, which computes a "block",
+        "down" or "up" step, stand in for the plan and its cells where a caller runs each step its own way (the
+        per-block gradient runs compiled graphs and keeps the inputs to recompute from); the skips are kept here.
+        """
+        steps = self.plan() if steps is None else steps
+        run = self._run_step if run is None else run
+        kept, skips = [], {}
+        for step in steps:
+            kind, level = step[0], step[1]
+            kept.append(x)
+            if kind == "save":
+                skips[level] = x
+            elif kind == "add":
+                x = x + skips[level]
+            else:
+                x = run(step, x, t_emb)
+        return x, kept
+
+    def _run_step(self, step, x, t_emb):
+        """A "block", "down" or "up" step of `plan()` on its own cells."""
+        kind, _, cells = step
+        return self.block(x, t_emb, *cells) if kind == "block" else cells[0](x)
