@@ -1,6 +1,7 @@
 """A loopback HTTP server for the download tests: serves files from memory on 127.0.0.1 with HTTP Range support and
 once-only faults, and imitates the hosts of the published weights (`FakeDrive`, a SharePoint that lost its files,
 hosts that answer pages or lie about ranges). It stops with the test session (daemon threads) or on `close()`."""
+import contextlib
 import http.server
 import secrets
 import sys
@@ -234,3 +235,22 @@ class FakeDrive:
             return
         self.served.append((file_id, request.headers.get("Range")))
         request.serve_body(self.files[file_id][1])
+
+
+@contextlib.contextmanager
+def weight_hosts(files, monkeypatch, home, routes=None):
+    """The default sources of `prediff download weights` on 127.0.0.1, as every download test meets them: SharePoint
+    (`/sharepoint/`, every link 404), Google Drive (`/drive/`, with its confirmation page; `server.drive`) and the
+    files themselves under any other folder (`/mirror/<name>`). `files`: name → (Drive id, bytes); `routes` are
+    added; `$PREDIFF_HOME` is `home` and no `$PREDIFF_WEIGHTS_URL` mirror is configured. Yields the server."""
+    drive = FakeDrive({file_id: (name, body) for name, (file_id, body) in files.items()})
+    server = Server({name: body for name, (_, body) in files.items()}, routes={**drive.routes(), **(routes or {})})
+    server.drive = drive
+    monkeypatch.setenv("PREDIFF_HOME", str(home))
+    monkeypatch.delenv("PREDIFF_WEIGHTS_URL", raising=False)
+    monkeypatch.setenv("PREDIFF_SHAREPOINT_URL", server.url + "sharepoint/")
+    monkeypatch.setenv("PREDIFF_GDRIVE_URL", server.url + "drive/uc")
+    try:
+        yield server
+    finally:
+        server.close()

@@ -15,7 +15,7 @@ from ..recompute import enable_recompute
 from .attention_pool import AttentionPool3d
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .options import block_widths, check_supported, level_cuboids, level_patterns
-from .sampling_layers import PatchMerging3D
+from .sampling_layers import merging_levels
 from .stack_block import StackCuboidSelfAttentionBlock
 from .time_embed_block import TimeEmbedResBlock
 
@@ -57,12 +57,7 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
         self.pos_embed = PosEmbed(base_units, t, h, w, pos_embed_type)
         self.timestep_embedding = TimestepEmbedding(self.block_units[0], timestep_frequencies)
         self.time_embed = TimeEmbedLayer(self.block_units[0], time_channels)
-        mem_shapes = [(t, h, w, base_units)]
-        downs = []
-        for i in range(self.num_blocks - 1):
-            layer = PatchMerging3D(self.block_units[i], self.block_units[i + 1], factors, down_linear_init_mode)
-            downs.append(layer)
-            mem_shapes.append(layer.out_shape(mem_shapes[-1]))
+        downs, mem_shapes = merging_levels(self.block_units, (t, h, w, base_units), factors, down_linear_init_mode)
         self.mem_shapes = mem_shapes
         if self.num_blocks > 1:
             self.downsample_layers = nn.CellList(downs)

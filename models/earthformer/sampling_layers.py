@@ -1,7 +1,8 @@
-"""Patch merging (down) and nearest + conv (up) between the UNet levels (`PatchMerging3D`, `Upsample3DLayer`)."""
+"""Patch merging (down) and nearest + conv (up) between the UNet levels (`PatchMerging3D`, `merging_levels`,
+`Upsample3DLayer`)."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from mindspore import nn, ops
 
@@ -37,6 +38,18 @@ class PatchMerging3D(nn.Cell):
         x = x.reshape(b, t // dt, dt, h // dh, dh, w // dw, dw, c)
         x = ops.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7)).reshape(b, t // dt, h // dh, w // dw, dt * dh * dw * c)
         return self.reduction(self.norm(x))
+
+
+def merging_levels(block_units: Sequence[int], first_shape: Tuple[int, int, int, int], downsample: Sequence[int],
+                   linear_init_mode: str) -> Tuple[List[PatchMerging3D], List[Tuple[int, int, int, int]]]:
+    """The encoder's way down, which the UNet and the alignment encoder share: the patch merging from each level of
+    widths `block_units` to the next, and the memory shape (T, H, W, C) of every level, the first one's given."""
+    layers, shapes = [], [first_shape]
+    for i in range(len(block_units) - 1):
+        layer = PatchMerging3D(block_units[i], block_units[i + 1], downsample, linear_init_mode)
+        layers.append(layer)
+        shapes.append(layer.out_shape(shapes[-1]))
+    return layers, shapes
 
 
 class Upsample3DLayer(nn.Cell):

@@ -20,7 +20,7 @@ from ..recompute import enable_recompute
 from .embeddings import PosEmbed, TimeEmbedLayer, TimestepEmbedding
 from .init import init_linear
 from .options import block_widths, check_supported, level_cuboids, level_patterns
-from .sampling_layers import PatchMerging3D, Upsample3DLayer
+from .sampling_layers import Upsample3DLayer, merging_levels
 from .stack_block import StackCuboidSelfAttentionBlock
 from .time_embed_block import TimeEmbedResBlock
 
@@ -66,12 +66,8 @@ class CuboidTransformerUNet(nn.Cell):
         self.timestep_embedding = TimestepEmbedding(self.block_units[0], timestep_frequencies)
         self.time_embed = TimeEmbedLayer(self.block_units[0], time_channels)
 
-        mem_shapes = [(t_in + t_out, h, w, base_units)]
-        downs = []
-        for i in range(self.num_blocks - 1):
-            layer = PatchMerging3D(self.block_units[i], self.block_units[i + 1], factors, down_linear_init_mode)
-            downs.append(layer)
-            mem_shapes.append(layer.out_shape(mem_shapes[-1]))
+        downs, mem_shapes = merging_levels(self.block_units, (t_in + t_out, h, w, base_units), factors,
+                                           down_linear_init_mode)
         self.mem_shapes = mem_shapes
         if self.num_blocks > 1:
             self.downsample_layers = nn.CellList(downs)
@@ -157,7 +153,7 @@ class CuboidTransformerUNet(nn.Cell):
 
         Each step is (kind, level, cells): "block" → x = self.block(x, t_emb, *cells); "down" / "up" → x = cells[0](x);
         "save" → keep x as the skip of `level`; "add" → x = x + the skip of `level`. Running the steps in order
-        reproduces `construct` exactly (tested).
+        (`run_plan`) reproduces `construct` exactly (tested).
         """
         steps = []
         for i in range(self.num_blocks):
@@ -173,3 +169,29 @@ class CuboidTransformerUNet(nn.Cell):
             if i > 0:
                 steps.append(("up", i, (self.upsample_layers[i - 1],)))
         return steps
+
+    def run_plan(self, x, t_emb, steps=None, run=None):
+        """x, t_emb from `embed` → (the input of `head`, the input x of every step), running `plan()` step by step.
+
+        `steps` (each starting with the plan's kind and level) and `run(step, x, t_emb)`, which computes a "block",
+        "down" or "up" step, stand in for the plan and its cells where a caller runs each step its own way (the
+        per-block gradient runs compiled graphs and keeps the inputs to recompute from); the skips are kept here.
+        """
+        steps = self.plan() if steps is None else steps
+        run = self._run_step if run is None else run
+        kept, skips = [], {}
+        for step in steps:
+            kind, level = step[0], step[1]
+            kept.append(x)
+            if kind == "save":
+                skips[level] = x
+            elif kind == "add":
+                x = x + skips[level]
+            else:
+                x = run(step, x, t_emb)
+        return x, kept
+
+    def _run_step(self, step, x, t_emb):
+        """A "block", "down" or "up" step of `plan()` on its own cells."""
+        kind, _, cells = step
+        return self.block(x, t_emb, *cells) if kind == "block" else cells[0](x)

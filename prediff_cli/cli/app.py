@@ -14,35 +14,29 @@ from prediff.cli import (convert_weights, download, export_model, import_mindear
                          train, watch)
 from prediff.cli.reporting import fail
 
-def _flags_without_type(display_type_rich):
-    """On/off options are shown as flags in --help, not with a `<bool>` type column (Typer ≥ 0.2x prints one)."""
+
+def _hide_type_column(cls_name: str, marker: str, hidden) -> None:
+    """Typer ≥ 0.2x prints a type column (`<bool>`, `<str>`) in --help for every parameter: patch the class's
+    `display_type_rich` to show none where `hidden(parameter)`. `marker` keeps a second import from wrapping it
+    twice."""
+    cls = getattr(typer.core, cls_name, None)
+    if not hasattr(cls, "display_type_rich") or getattr(cls.display_type_rich, marker, False):
+        return
+    display_type_rich = cls.display_type_rich
+
     @functools.wraps(display_type_rich)
     def display(self, ctx):
-        return None if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+        return None if hidden(self) else display_type_rich(self, ctx)
 
-    display._prediff_flags = True
-    return display
-
-
-if hasattr(typer.core, "TyperOption") and hasattr(typer.core.TyperOption, "display_type_rich") and not getattr(
-        typer.core.TyperOption.display_type_rich, "_prediff_flags", False):
-    typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
+    setattr(display, marker, True)
+    cls.display_type_rich = display
 
 
-def _arguments_named_by_metavar(display_type_rich):
-    """An argument given a metavar (its choices, or what it names) shows that, without a `<str>` type column."""
-    @functools.wraps(display_type_rich)
-    def display(self, ctx):
-        return None if getattr(self, "metavar", None) else display_type_rich(self, ctx)
+# on/off options are shown as flags, not with a `<bool>` type column
+_hide_type_column("TyperOption", "_prediff_flags", lambda option: getattr(option, "is_flag", False))
+# an argument given a metavar (its choices, or what it names) shows that, without a `<str>` type column
+_hide_type_column("TyperArgument", "_prediff_metavar", lambda argument: getattr(argument, "metavar", None))
 
-    display._prediff_metavar = True
-    return display
-
-
-if hasattr(typer.core, "TyperArgument") and hasattr(typer.core.TyperArgument, "display_type_rich") and not getattr(
-        typer.core.TyperArgument.display_type_rich, "_prediff_metavar", False):
-    typer.core.TyperArgument.display_type_rich = _arguments_named_by_metavar(
-        typer.core.TyperArgument.display_type_rich)
 
 app = typer.Typer(
     name="prediff",

@@ -60,12 +60,18 @@ class VAEConfig:
 
 
 @dataclass(frozen=True)
-class UNetConfig:
-    """`CuboidTransformerUNet` constructor arguments (`model.latent_model`). Shapes are (T, H, W, C)."""
+class _CuboidNetworkConfig:
+    """Constructor arguments that the UNet and the alignment encoder share: both are stacks of the same official
+    Earthformer cuboid-attention blocks, so their layer, weight-initialisation and timestep-embedding settings are
+    listed once, here. Shapes are (T, H, W, C).
 
-    input_shape: Tuple[int, ...] = (7, 16, 16, 64)
-    target_shape: Tuple[int, ...] = (6, 16, 16, 64)
-    base_units: int = 256
+    `input_shape`, `base_units` and `depth` have no default here: each network's section re-declares them with its
+    own, which keeps their place at the head of the section (in `to_plain`, YAML and checkpoints); its other
+    arguments follow these."""
+
+    input_shape: Tuple[int, ...]
+    base_units: int
+    depth: Tuple[int, ...]
     block_units: Optional[Tuple[int, ...]] = None  # widths of the levels (None: base_units × downsample^(level·alpha))
     scale_alpha: float = 1.0
     num_heads: int = 4
@@ -74,14 +80,7 @@ class UNetConfig:
     ffn_drop: float = 0.1
     downsample: int = 2
     downsample_type: Literal["patch_merge"] = "patch_merge"
-    upsample_type: Literal["upsample"] = "upsample"
-    upsample_kernel_size: int = 3
-    depth: Tuple[int, ...] = (4, 4)
-    block_attn_patterns: Tuple[str, ...] = ("axial", "axial")
     num_global_vectors: int = 0
-    use_global_vector_ffn: bool = False
-    use_global_self_attn: bool = True
-    separate_global_qkv: bool = True
     global_dim_ratio: int = 1
     ffn_activation: Literal["gelu"] = "gelu"
     gated_ffn: bool = False
@@ -97,65 +96,51 @@ class UNetConfig:
     attn_proj_linear_init_mode: str = "2"
     conv_init_mode: str = "0"
     down_linear_init_mode: str = "0"
-    up_linear_init_mode: str = "0"
     global_proj_linear_init_mode: str = "2"
     norm_init_mode: str = "0"
     time_embed_channels_mult: int = 4
     time_embed_use_scale_shift_norm: bool = False
     time_embed_dropout: float = 0.0
-    unet_res_connect: bool = True
     # the timestep sinusoid's frequencies: "official" (PyTorch's float32 exp) or "mindearth" (MindSpore's float32 exp,
     # as MindEarth's port computes them; set by a MindEarth YAML, see docs/mindearth.md)
     timestep_frequencies: Literal["official", "mindearth"] = "official"
 
 
 @dataclass(frozen=True)
-class AlignConfig:
+class UNetConfig(_CuboidNetworkConfig):
+    """`CuboidTransformerUNet` constructor arguments (`model.latent_model`)."""
+
+    input_shape: Tuple[int, ...] = (7, 16, 16, 64)
+    base_units: int = 256
+    depth: Tuple[int, ...] = (4, 4)
+    target_shape: Tuple[int, ...] = (6, 16, 16, 64)
+    upsample_type: Literal["upsample"] = "upsample"
+    upsample_kernel_size: int = 3
+    block_attn_patterns: Tuple[str, ...] = ("axial", "axial")
+    use_global_vector_ffn: bool = False
+    use_global_self_attn: bool = True
+    separate_global_qkv: bool = True
+    up_linear_init_mode: str = "0"
+    unet_res_connect: bool = True
+
+
+@dataclass(frozen=True)
+class AlignConfig(_CuboidNetworkConfig):
     """`NoisyCuboidTransformerEncoder` constructor arguments (`model.align.model_args`)."""
 
     input_shape: Tuple[int, ...] = (6, 16, 16, 64)
-    out_channels: int = 1
     base_units: int = 128
-    block_units: Optional[Tuple[int, ...]] = None
-    scale_alpha: float = 1.0
     depth: Tuple[int, ...] = (1, 1)
-    downsample: int = 2
-    downsample_type: Literal["patch_merge"] = "patch_merge"
+    out_channels: int = 1
     block_attn_patterns: str = "axial"
-    num_heads: int = 4
-    attn_drop: float = 0.1
-    proj_drop: float = 0.1
-    ffn_drop: float = 0.1
-    ffn_activation: Literal["gelu"] = "gelu"
-    gated_ffn: bool = False
-    norm_layer: Literal["layer_norm"] = "layer_norm"
-    use_inter_ffn: bool = True
-    hierarchical_pos_embed: bool = False
-    pos_embed_type: Literal["t+h+w"] = "t+h+w"
-    padding_type: Literal["zeros"] = "zeros"
-    checkpoint_level: int = 0
-    use_relative_pos: bool = True
-    self_attn_use_final_proj: bool = True
-    num_global_vectors: int = 0
     use_global_vector_ffn: bool = True
     use_global_self_attn: bool = False
     separate_global_qkv: bool = False
-    global_dim_ratio: int = 1
-    attn_linear_init_mode: str = "0"
-    ffn_linear_init_mode: str = "0"
-    ffn2_linear_init_mode: str = "2"
-    attn_proj_linear_init_mode: str = "2"
-    conv_init_mode: str = "0"
-    down_linear_init_mode: str = "0"
-    global_proj_linear_init_mode: str = "2"
-    norm_init_mode: str = "0"
-    time_embed_channels_mult: int = 4
-    time_embed_use_scale_shift_norm: bool = False
-    time_embed_dropout: float = 0.0
+    use_inter_ffn: bool = True
+    hierarchical_pos_embed: bool = False
     pool: Literal["attention"] = "attention"
     readout_seq: bool = True
     out_len: int = 6
-    timestep_frequencies: Literal["official", "mindearth"] = "official"  # as in UNetConfig
 
 
 @dataclass(frozen=True)

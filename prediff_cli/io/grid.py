@@ -151,6 +151,15 @@ def geodetic_of(crs: CRS) -> CRS:
     return crs.geodetic_crs if crs.geodetic_crs is not None else crs
 
 
+def _freeze_coordinates(grid, names: Tuple[str, ...]) -> None:
+    """Store the fields `names` of the frozen dataclass `grid` as read-only float64 copies: a grid is frozen, so
+    neither the caller's arrays nor the grid's own may move its pixels afterwards."""
+    for name in names:
+        values = np.array(getattr(grid, name), dtype=np.float64)
+        values.setflags(write=False)
+        object.__setattr__(grid, name, values)
+
+
 @dataclass(frozen=True, eq=False)
 class Grid:
     """A rectilinear map grid: pixel centres `x` (W,) and `y` (H,) in `crs` (metres for a projected CRS, degrees
@@ -163,10 +172,7 @@ class Grid:
     cf_attrs: Optional[Dict[str, object]] = None
 
     def __post_init__(self):
-        for name in ("x", "y"):
-            values = np.array(getattr(self, name), dtype=np.float64)
-            values.setflags(write=False)
-            object.__setattr__(self, name, values)
+        _freeze_coordinates(self, ("x", "y"))
 
     # -- construction ----------------------------------------------------------------------------------------------
     @classmethod
@@ -294,21 +300,11 @@ class Grid:
         lon, lat = transform(self.crs, geodetic_of(self.crs), [x], [y])
         return float(lat[0]), float(lon[0])
 
-    @property
-    def llcrnrlat(self) -> float:
-        return self._corner(0)[0]
-
-    @property
-    def llcrnrlon(self) -> float:
-        return self._corner(0)[1]
-
-    @property
-    def urcrnrlat(self) -> float:
-        return self._corner(1)[0]
-
-    @property
-    def urcrnrlon(self) -> float:
-        return self._corner(1)[1]
+    # the SEVIR catalog's corner columns
+    llcrnrlat = property(lambda self: self._corner(0)[0])
+    llcrnrlon = property(lambda self: self._corner(0)[1])
+    urcrnrlat = property(lambda self: self._corner(1)[0])
+    urcrnrlon = property(lambda self: self._corner(1)[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -321,10 +317,7 @@ class CurvilinearGrid:
     crs: CRS
 
     def __post_init__(self):
-        for name in ("lat", "lon"):
-            values = np.array(getattr(self, name), dtype=np.float64)
-            values.setflags(write=False)
-            object.__setattr__(self, name, values)
+        _freeze_coordinates(self, ("lat", "lon"))
 
     @property
     def shape(self) -> Tuple[int, int]:

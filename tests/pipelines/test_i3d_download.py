@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from loopback_server import FakeDrive, Server
+from loopback_server import weight_hosts
 from typer.testing import CliRunner
 
 from prediff.cli.app import app
@@ -40,15 +40,8 @@ def official(official_dir, tmp_path_factory):
 def server(official, monkeypatch, tmp_path):
     """SharePoint (every link 404) and Google Drive (its confirmation page, then the file) on 127.0.0.1; the mirror
     path `/mirror/<name>` serves the file directly."""
-    drive = FakeDrive({DRIVE_ID: (NAME, official[1])})
-    srv = Server({NAME: official[1]}, routes=drive.routes())
-    srv.drive = drive
-    monkeypatch.setenv("PREDIFF_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("PREDIFF_WEIGHTS_URL", raising=False)
-    monkeypatch.setenv("PREDIFF_SHAREPOINT_URL", srv.url + "sharepoint/")
-    monkeypatch.setenv("PREDIFF_GDRIVE_URL", srv.url + "drive/uc")
-    yield srv
-    srv.close()
+    with weight_hosts({NAME: (DRIVE_ID, official[1])}, monkeypatch, tmp_path / "home") as srv:
+        yield srv
 
 
 def _download(*args):

@@ -13,7 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from loopback_server import FakeDrive, Server, page_route
+from loopback_server import Server, page_route, weight_hosts
 from typer.testing import CliRunner
 
 import prediff_models as models
@@ -53,17 +53,10 @@ def _tiny_release(official, **sizes):
 def hosts(official, monkeypatch, tmp_path):
     """The default sources on 127.0.0.1 — SharePoint (`/sharepoint/`, every link 404) and Google Drive (`/drive/`,
     with its confirmation page) — and mirrors under `/mirror/` (the files), `/mirror-html/` (an error page)."""
-    drive = FakeDrive({FILES[c].gdrive: (NAMES[c], body) for c, (_, body, _) in official.items()})
-    srv = Server({NAMES[c]: body for c, (_, body, _) in official.items()},
-                 routes={**drive.routes(), "/mirror-html/": page_route(ERROR_PAGE)})
-    srv.drive = drive
     monkeypatch.setitem(pw.RELEASES, "sevirlr", _tiny_release(official))
-    monkeypatch.setenv("PREDIFF_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("PREDIFF_WEIGHTS_URL", raising=False)
-    monkeypatch.setenv("PREDIFF_SHAREPOINT_URL", srv.url + "sharepoint/")
-    monkeypatch.setenv("PREDIFF_GDRIVE_URL", srv.url + "drive/uc")
-    yield srv
-    srv.close()
+    files = {NAMES[c]: (FILES[c].gdrive, body) for c, (_, body, _) in official.items()}
+    with weight_hosts(files, monkeypatch, tmp_path / "home", routes={"/mirror-html/": page_route(ERROR_PAGE)}) as srv:
+        yield srv
 
 
 def _download(*args):

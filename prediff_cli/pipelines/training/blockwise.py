@@ -77,15 +77,16 @@ class BlockwiseGradient:
     """`(key?, *inputs) → (outputs, grads)`, like `value_and_grad(loss_cell, None, params, has_aux=True)`.
 
     `stem(*inputs) → (x, t_emb)` and `head(x, *inputs) → (loss, *aux)` are the parts of the loss before and after
-    the UNet's plan; `unet` supplies `plan()`, `block()`, `embed_cells()` and `head_cells()`; `head_params` are
-    further trained parameters that only the head uses (the learned log-variance); `params` fixes the order of the
-    returned gradients.
+    the UNet's plan; `unet` supplies `plan()`, `run_plan()`, `block()`, `embed_cells()` and `head_cells()`;
+    `head_params` are further trained parameters that only the head uses (the learned log-variance); `params` fixes
+    the order of the returned gradients.
     `keyed` wraps a function so that it first assigns the dropout key it takes as its leading input (`StepDropout.
     keyed`), or leaves it unchanged (no dropout: then no key is passed).
     """
 
     def __init__(self, unet, stem: Callable, head: Callable, params: Sequence[Parameter], *, keyed: Callable,
                  has_key: bool, head_params: Sequence[Parameter] = (), keep_linear_outputs: bool = False):
+        self.unet = unet
         self.params = list(params)
         self.stashes = []
         self.has_key = has_key
@@ -124,19 +125,12 @@ class BlockwiseGradient:
         inputs = args[1:] if self.has_key else args
         # 1. forward without gradients, keeping each step's input
         x, t_emb = self._stem_fwd(*key, *inputs)
-        kept: List = []
-        skips = {}
-        for kind, level, fwd, _, _ in self.steps:
-            kept.append(x)
-            if kind == "save":
-                skips[level] = x
-            elif kind == "add":
-                x = x + skips[level]
-            elif kind == "block":
-                x = fwd(*key, x, t_emb)
-            else:
-                x = fwd(*key, x)
-        del skips
+
+        def run(step, h, emb):  # a step's compiled forward graph
+            kind, _, fwd, _, _ = step
+            return fwd(*key, h, emb) if kind == "block" else fwd(*key, h)
+
+        x, kept = self.unet.run_plan(x, t_emb, self.steps, run)
         # 2. the head: loss, aux, ∂loss/∂x, its parameters' gradients
         outputs, (dx, head_grads) = self._head(*key, x, *inputs)
         grads: List = [None] * len(self.params)
