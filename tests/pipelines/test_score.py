@@ -175,7 +175,8 @@ def test_split_evaluation_forecasts_each_case_as_sample_does(tmp_path, synthetic
 
     monkeypatch.setattr(F.Forecaster, "run", capture)
     models = Checkpoints(ckpts["vae"], ckpts["unet"], ckpts["align"])
-    run_score(tmp_path / "scores", split="test", limit=3, checkpoints=models, sets=SETTINGS,
+    run_score(tmp_path / "scores", split="test", limit=3, checkpoints=models,
+              sets=SETTINGS + ["score.baselines=[persistence]"],  # the members are the subject here, not the baselines
               values={"data.root": str(synthetic_root), "seed": 40})
     scored = np.concatenate(captured)  # (3, 3, 6, H, W): batches of 2 and 1 cases
     assert scored.shape[:2] == (3, 3)
