@@ -333,6 +333,7 @@ def test_output_grid_input_end_to_end_puts_the_storm_where_it_is(tmp_path, repo_
     _assert_the_storm_stays_put(tmp_path / "fc", grid)
 
 
+@pytest.mark.compiled
 @pytest.mark.slow
 def test_a_folder_of_5_minute_700_pixel_polar_files_is_forecast_in_windows_where_the_storm_is(tmp_path, repo_root):
     """A folder of one-frame polar-stereographic 1 km files of 700 x 700 pixels every 5 minutes (a national

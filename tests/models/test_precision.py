@@ -47,6 +47,7 @@ def demo(repo_root):
     return prediff.load_model("demo"), prediff.read_radar(repo_root / "examples" / "radar.h5")
 
 
+@pytest.mark.compiled
 @pytest.mark.skipif(library_path() is None, reason="the fused CPU kernels are not built here")
 def test_forecasts_record_the_precision_that_ran(demo, monkeypatch):
     """Same seed, same settings: the fp32 and the bf16 forecast differ (the bf16 path did run inside the compiled

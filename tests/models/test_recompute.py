@@ -49,6 +49,7 @@ def test_levels_mark_attention_and_ffn_then_the_convolution_blocks():
         enable_recompute(nn.Dense(2, 2), 3)
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("level", [1, 2])
 def test_recomputed_backward_gives_the_same_loss_and_gradients_with_dropout_on(level):
     import mindspore as ms
@@ -144,6 +145,7 @@ def test_unet_plan_reproduces_its_forward():
     assert kinds.count("down") == kinds.count("up") == kinds.count("save") == kinds.count("add") == n - 1
 
 
+@pytest.mark.compiled
 def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accumulation():
     """Three identical UNets, one trained with the whole loss in one graph, one block by block (recompute 3), one
     block by block keeping the linear layers' and convolutions' outputs (`keep_linear_outputs`): after two optimizer

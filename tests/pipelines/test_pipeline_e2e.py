@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from prediff.cli.app import app
 from prediff.io.checkpoint import load_checkpoint
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.compiled]  # the chain as users run it: compiled
 
 STEPS = "6"
 

@@ -7,6 +7,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from conftest import compiled_mode
 
 from prediff.errors import InputError
 from prediff.pipelines.tiled_forecast import (axis_weights, seam_boundaries, seam_steps, tile_layout,
@@ -165,7 +166,7 @@ def tiled(demo):
     model, settings = demo
     frames = _domain() / 255.0
     spy, calls = _Spy(), []
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, compiled_mode():  # 12 windows: compiled is faster
         spy.install(mp)
         result = run_forecast(model, settings, frames[:7], frames[7:], lambda: calls.append(1))
     return frames, result, spy, len(calls)
@@ -202,6 +203,7 @@ def test_no_step_at_window_edges_larger_than_inside_the_windows(tiled):
     assert np.mean(edges / beside) <= 1.15, (edges, beside)
 
 
+@pytest.mark.compiled
 def test_a_storm_crossing_a_window_edge_stays_one_storm_where_a_single_window_puts_it(tiled, demo):
     from scipy import ndimage
 
@@ -231,6 +233,7 @@ def test_a_storm_crossing_a_window_edge_stays_one_storm_where_a_single_window_pu
     assert np.abs(tiled_centre - alone_centre).max() <= 2.0, (tiled_centre, alone_centre)
 
 
+@pytest.mark.compiled
 def test_one_window_through_the_tiled_path_is_exactly_the_single_frame_forecast(demo):
     """A window covering the whole domain draws the same noise as a plain forecast: the same members."""
     from prediff.pipelines.forecast import AlignmentRequest, Forecaster, alignment_target

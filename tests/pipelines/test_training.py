@@ -119,6 +119,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, synthetic_root, tiny_
         assert all(np.array_equal(getattr(left, group)[k], getattr(right, group)[k]) for k in getattr(left, group))
 
 
+@pytest.mark.compiled
 def test_blockwise_unet_trainer_follows_the_single_graph_one(tmp_path, synthetic_root, tiny_runs):
     """`train_diffusion.recompute: 3` (the UNet differentiated block by block) trains the same run: the loss it logs
     at step 5 (after four updates, dropout and the learned log-variance included) is the one the shared tiny run,

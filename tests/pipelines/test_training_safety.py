@@ -216,6 +216,7 @@ class _Dropped(nn.Cell):
         return self.inner(self.dense(x))
 
 
+@pytest.mark.compiled
 def test_step_dropout_masks_are_functions_of_the_key():
     from prediff.compile import compiled
 
