@@ -145,7 +145,8 @@ def test_unet_plan_reproduces_its_forward():
     assert kinds.count("down") == kinds.count("up") == kinds.count("save") == kinds.count("add") == n - 1
 
 
-@pytest.mark.compiled
+# eager, as most tests (three compiled trainings cost 2.5 minutes); the compiled block-by-block trainer is checked
+# against a compiled single-graph run in tests/pipelines/test_training.py
 def test_blockwise_train_step_equals_the_single_graph_step_with_dropout_and_accumulation():
     """Three identical UNets, one trained with the whole loss in one graph, one block by block (recompute 3), one
     block by block keeping the linear layers' and convolutions' outputs (`keep_linear_outputs`): after two optimizer
