@@ -1,9 +1,10 @@
-"""The examples of the README and docs/ run: the demo command and the own-file command forecast (with fewer
-members and steps), the README's xarray lines read what the own-file command wrote, every `prediff ...` line of a
-bash block names a command and options that exist, and every Python block is valid Python.
+"""The commands of the README and docs/ run: the demo command and the own-file command forecast (with fewer
+members and steps), the README's xarray lines read what the own-file command wrote, and every `prediff ...` line of
+a bash block names a command and options that exist.
 
-The README's Python API example runs in tests/pipelines/test_api.py; the test command is checked against .ci/run in
-tests/project/test_readme_contract.py."""
+Every Python block of the README and docs/ runs in tests/project/test_doc_examples.py (the README's Python API
+example also in tests/pipelines/test_api.py, beside a user's own `models` package); the test command is checked
+against .ci/run in tests/project/test_readme_contract.py."""
 import json
 import shlex
 from pathlib import Path
@@ -136,10 +137,3 @@ def test_checker_catches_an_unknown_option(repo_root):
     assert name == "prediff sample" and [o for o in options if o not in known] == ["--sampels"]
     with pytest.raises(AssertionError, match="no command 'smaple'"):
         _command_and_options(group, ctx, ["smaple"])
-
-
-def test_every_documented_python_block_is_valid_python(repo_root):
-    found = [(d.name, b) for d in documents(repo_root) for b in blocks(d.read_text(), "python")]
-    assert len(found) >= 4
-    for name, block in found:
-        compile(block, name, "exec")
