@@ -1,19 +1,18 @@
 """The Python API: the README's example runs as written, from a folder that has a `models/` package of its own."""
 import os
-import re
 import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from doc_blocks import blocks
 
 
 def _readme_example(repo_root) -> str:
     section = (repo_root / "README.md").read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)\n```", section, re.S)
-    assert len(blocks) == 1
-    return blocks[0]
+    (block,) = blocks(section, "python")
+    return block
 
 
 @pytest.mark.slow

@@ -1,18 +1,17 @@
-"""The examples of the README and docs/ run: the demo command and the own-file command forecast (with fewer
-members and steps), the README's xarray lines read what the own-file command wrote, every `prediff ...` line of a
-bash block names a command and options that exist, and every Python block is valid Python.
+"""The commands of the README and docs/ run: the demo command and the own-file command forecast (with fewer
+members and steps), the README's xarray lines read what the own-file command wrote, and every `prediff ...` line of
+a bash block names a command and options that exist.
 
-The README's Python API example runs in tests/pipelines/test_api.py; the test command is checked against .ci/run in
-tests/project/test_readme_contract.py."""
-import datetime as dt
+Every Python block of the README and docs/ runs in tests/project/test_doc_examples.py (the README's Python API
+example also in tests/pipelines/test_api.py, beside a user's own `models` package); the test command is checked
+against .ci/run in tests/project/test_readme_contract.py."""
 import json
-import re
 import shlex
 from pathlib import Path
 
-import netCDF4
 import numpy as np
 import pytest
+from doc_blocks import blocks, documents, radar_netcdf
 from typer.testing import CliRunner
 
 from prediff.cli.app import app
@@ -25,15 +24,11 @@ def _section(text: str, title: str) -> str:
     return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
-def _blocks(text: str, language: str) -> list:
-    return re.findall(rf"```{language}\n(.*?)\n```", text, re.S)
-
-
 def prediff_commands(text: str) -> list:
     """The argument lists of every `prediff ...` command in the bash blocks of a Markdown text (continuation lines
     joined, comments dropped, `a && b` split; a `.venv/bin/prediff` counts too)."""
     commands = []
-    for block in _blocks(text, "bash"):
+    for block in blocks(text, "bash"):
         for line in block.replace("\\\n", " ").splitlines():
             for part in line.split("&&"):
                 words = shlex.split(part, comments=True)
@@ -44,10 +39,6 @@ def prediff_commands(text: str) -> list:
 
 def _readme(repo_root) -> str:
     return (repo_root / "README.md").read_text()
-
-
-def _documents(repo_root) -> list:
-    return [repo_root / "README.md", *sorted((repo_root / "docs").glob("*.md"))]
 
 
 def test_readme_commands_are_found(repo_root):
@@ -80,26 +71,6 @@ def test_readme_demo_command_forecasts_with_the_bundled_model(tmp_path, repo_roo
     assert run["alignment"].startswith("avg_x")
 
 
-def _radar_netcdf(path: Path, radar_file: Path, variable: str) -> None:
-    """13 frames of `variable(time, y, x)` in kg m-2 with a CF time coordinate and no map grid, from the first event
-    of the synthetic radar file."""
-    import h5py
-
-    from prediff.vil_scale import digital_to_kg_m2
-
-    with h5py.File(radar_file) as h5:
-        frames = np.moveaxis(h5["vil"][0], -1, 0)[:13].astype(np.float32)
-    with netCDF4.Dataset(path, "w") as ds:
-        for dim, n in (("time", 13), ("y", 128), ("x", 128)):
-            ds.createDimension(dim, n)
-        time = ds.createVariable("time", "f8", ("time",))
-        time.setncatts({"units": "minutes since 2019-07-01 18:00:00", "standard_name": "time", "axis": "T"})
-        time[:] = np.arange(13) * 10.0
-        vil = ds.createVariable(variable, "f4", ("time", "y", "x"))
-        vil.units = "kg m-2"
-        vil[:] = digital_to_kg_m2(frames)
-
-
 @pytest.mark.slow
 def test_readme_own_file_command_and_its_xarray_lines(tmp_path, repo_root, radar_file, tiny_runs, monkeypatch):
     """The README's forecast from your own file: its command on a CF NetCDF file named as it names it (the tiny
@@ -108,7 +79,7 @@ def test_readme_own_file_command_and_its_xarray_lines(tmp_path, repo_root, radar
     (command,) = prediff_commands(readme)
     words = dict(zip(command, command[1:]))
     monkeypatch.chdir(tmp_path)
-    _radar_netcdf(tmp_path / words["--input"], radar_file, words["--variable"])
+    radar_netcdf(tmp_path / words["--input"], radar_file, words["--variable"])
     nets = [f"--{'align-net' if c == 'align' else c}" for c in ("vae", "unet", "align")]
     ckpts = [arg for c, opt in zip(("vae", "unet", "align"), nets) for arg in (opt, str(tiny_runs[c][0] / "last.ckpt"))]
     result = CliRunner().invoke(app, [*command, *CHEAP, *ckpts])
@@ -116,7 +87,7 @@ def test_readme_own_file_command_and_its_xarray_lines(tmp_path, repo_root, radar
     written = tmp_path / words["--out"] / "forecast.nc"
     assert written.is_file()
 
-    (lines,) = _blocks(readme, "python")
+    (lines,) = blocks(readme, "python")
     scope = {}
     exec(compile(lines, "README.md", "exec"), scope)  # noqa: S102 (the documented lines, as a user runs them)
     p30 = scope["p30"]
@@ -146,7 +117,7 @@ def test_every_documented_command_names_real_options(repo_root):
     group = typer.main.get_command(app)
     ctx = group.make_context("prediff", [], resilient_parsing=True)
     checked = 0
-    for document in _documents(repo_root):
+    for document in documents(repo_root):
         for words in prediff_commands(document.read_text()):
             command, sub_ctx, name, options = _command_and_options(group, ctx, words)
             known = {o for p in command.get_params(sub_ctx) for o in (*p.opts, *p.secondary_opts)}
@@ -166,10 +137,3 @@ def test_checker_catches_an_unknown_option(repo_root):
     assert name == "prediff sample" and [o for o in options if o not in known] == ["--sampels"]
     with pytest.raises(AssertionError, match="no command 'smaple'"):
         _command_and_options(group, ctx, ["smaple"])
-
-
-def test_every_documented_python_block_is_valid_python(repo_root):
-    blocks = [(d.name, b) for d in _documents(repo_root) for b in _blocks(d.read_text(), "python")]
-    assert len(blocks) >= 4
-    for name, block in blocks:
-        compile(block, name, "exec")
