@@ -23,8 +23,8 @@ os.environ.setdefault("MALLOC_ARENA_MAX", "2")
 # MindSpore runs eagerly (PyNative) in the tests unless a test is marked `compiled`: compiling a graph costs 10-60 s
 # and most tests make a handful of network calls, which run faster eagerly (the whole suite about 40 % faster).
 # The compiled path is what users run, so it is tested where it matters: the tests marked `compiled` (graph-only
-# behaviour such as recomputation and keyed dropout inside a graph, the bf16 kernels in a graph, the end-to-end
-# chain, many-call forecasts) and the shared trained fixtures below, built compiled. Tests that compare graph and
+# behaviour such as recomputation and keyed dropout inside a graph, the bf16 kernels in a graph, many-call
+# forecasts) and the shared trained fixtures below, built compiled. Tests that compare graph and
 # eager results call `mindspore.jit` themselves. `PREDIFF_JIT=1 pytest ...` runs everything compiled.
 os.environ.setdefault("PREDIFF_JIT", "0")
 
