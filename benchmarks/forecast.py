@@ -174,8 +174,8 @@ def main() -> None:
     vae = isolated("benchmarks.forecast", "vae_coding", preset=args.preset, members=m, precision=args.precision)
     step = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=mb,
                     timed_steps=args.timed_steps, precision=args.precision)
-    out = {"benchmark": "forecast", "preset": args.preset, "precision": args.precision, "members": m, "member_batch": mb, "matmul": peak,
-           "unet_forward": unet, "vae": vae, "guided_step": step}
+    out = {"benchmark": "forecast", "preset": args.preset, "precision": args.precision, "members": m,
+           "member_batch": mb, "matmul": peak, "unet_forward": unet, "vae": vae, "guided_step": step}
     if gflops:
         if args.preset == "sevirlr":
             for key, r in unet.items():
@@ -200,22 +200,22 @@ def main() -> None:
     if reference is not None:
         out["official"] = reference
         ratios = {}
-        # fp32 against the official fp32 figures (as the reference fp32 benchmark names them, else as the bf16 one
-        # does); bf16 against the official networks under bf16 autocast
-        fp32_names = {"unet_fwd_b1_s": "unet_fwd_b1_fp32_s", f"unet_fwd_b{m}_s": f"unet_fwd_b{m}_fp32_s",
-                      "vae_encode7_decode6_s": "vae_encode7_decode6_fp32_s"}
-        for name, other in fp32_names.items():
-            if name not in reference and other in reference:
-                reference = {**reference, name: reference[other]}
-        names = {"fp32": ("unet_fwd_b1_s", f"unet_fwd_b{m}_s", "vae_encode7_decode6_s"),
-                 "bf16": ("unet_fwd_b1_bf16_autocast_s", f"unet_fwd_b{m}_bf16_autocast_s",
-                          "vae_encode7_decode6_bf16_autocast_s")}[args.precision]
+        # fp32 against the official fp32 figures (named as the reference fp32 benchmark names them, or as the bf16
+        # one does); bf16 against the official networks under bf16 autocast
+        names = {"fp32": (("unet_fwd_b1_s", "unet_fwd_b1_fp32_s"), (f"unet_fwd_b{m}_s", f"unet_fwd_b{m}_fp32_s"),
+                          ("vae_encode7_decode6_s", "vae_encode7_decode6_fp32_s")),
+                 "bf16": (("unet_fwd_b1_bf16_autocast_s",), (f"unet_fwd_b{m}_bf16_autocast_s",),
+                          ("vae_encode7_decode6_bf16_autocast_s",))}[args.precision]
+
+        def official_figure(candidates):
+            return next((reference[n] for n in candidates if n in reference), None)
+
         for key, name in (("batch1", names[0]), (f"batch{m}", names[1])):
-            ours, theirs = unet.get(key, {}).get("min_s"), reference.get(name)
+            ours, theirs = unet.get(key, {}).get("min_s"), official_figure(name)
             if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0:
                 ratios[f"unet_forward_{key}"] = round(ours / theirs, 2)
         # the official benchmark's VAE unit: encode 7 frames, decode 6 (ours decodes every member's frames)
-        theirs = reference.get(names[2])
+        theirs = official_figure(names[2])
         if "encode_s" in vae and "decode_per_frame_s" in vae and isinstance(theirs, (int, float)) and theirs > 0:
             ours = vae["encode_s"] / vae["encode_frames"] * 7 + vae["decode_per_frame_s"] * 6
             ratios["vae_encode7_decode6"] = round(ours / theirs, 2)

@@ -17,9 +17,8 @@ from prediff.errors import InputError
 from prediff.io.grid import GRID_SPEC_HELP
 
 
-#: the default model's exceedance thresholds (its config's), for the help
-_THRESHOLDS = load_config(DEFAULT_MODEL).sample.thresholds
-_TILE_OVERLAP = load_config(DEFAULT_MODEL).sample.tile_overlap
+#: the default model's forecast settings (its config's), for the help
+_DEFAULTS = load_config(DEFAULT_MODEL).sample
 
 
 def _parse_time(text: Optional[str]) -> Optional[dt.datetime]:
@@ -83,12 +82,12 @@ def register(app: typer.Typer) -> None:
             "grid, with its grid mapping, rows and columns running as in the input).")] = OutputGrid.model,
         thresholds: Annotated[Optional[str], typer.Option(
             "--thresholds", metavar="V1,V2,...", help="Digital VIL thresholds of the exceedance probabilities "
-            f"(a pixel counts at >= threshold). {model_default(_THRESHOLDS)}")
+            f"(a pixel counts at >= threshold). {model_default(_DEFAULTS.thresholds)}")
         ] = None,
         tile_overlap: Annotated[Optional[int], typer.Option(
             "--tile-overlap", metavar="PIXELS", min=0, help="Frames larger than the model's 128 x 128 are forecast "
             "in 128 x 128 windows that overlap by at least this many pixels (a multiple of 8, at most 64), blended "
-            f"smoothly. {model_default(_TILE_OVERLAP)}")] = None,
+            f"smoothly. {model_default(_DEFAULTS.tile_overlap)}")] = None,
         json_: JsonOpt = False,
         *, forecast: dict,
     ):
