@@ -10,7 +10,8 @@ frame and the encode-7 + decode-(6·members) total against its conv FLOP floor (
 shapes as PyTorch computes them: the decoder's upsampling convolutions at 9 taps per output pixel, where prediff's
 fused upsampling kernel does 4, so the VAE can come in under its floor); one guided solver step at the member batch (`--member-batch`, default the preset's `sample.member_batch`, 0
 = all members in one call); and end-to-end seconds for an aligned `members`-member forecast — encode-7 + decode-all
-from the VAE part plus ⌈members / member batch⌉ × steps guided steps — with dpmpp-20, DDIM-50 and DDPM-1000 (solver
+from the VAE part plus ⌈members / member batch⌉ × steps guided steps — with the preset's own solver and steps,
+dpmpp-20, DDIM-50 and DDPM-1000 (solver
 loops timed for `--timed-steps` steps and extrapolated) next to the official sampler's sequential DDPM-1000 (members
 one at a time: 8 × (coding of one member + 1000 one-member steps)). Each part runs in its own process.
 
@@ -160,9 +161,10 @@ def main() -> None:
         if not isinstance(reference, dict):
             parser.error(f"--official {args.official.name}: expected a JSON object of timings")
     m = args.members
+    from prediff.config import load_config
+    preset_sample = load_config(args.preset).sample
     if args.member_batch is None:
-        from prediff.config import load_config
-        args.member_batch = load_config(args.preset).sample.member_batch
+        args.member_batch = preset_sample.member_batch
     mb = min(args.member_batch or m, m)
     chunks = -(-m // mb)
     peak = isolated("benchmarks.forecast", "matmul_rate")
@@ -188,8 +190,9 @@ def main() -> None:
     if "per_step_s" in step and "decode_s" in vae:
         coding, per = vae["encode_s"] + vae["decode_s"], step["per_step_s"]
         step["per_member_step_s"] = round(per / mb, 3)
-        e2e = {name: round(coding + chunks * n * per, 1)
-               for name, n in (("dpmpp-20", 20), ("ddim-50", 50), ("ddpm-1000", 1000))}
+        solvers = {f"{preset_sample.sampler}-{preset_sample.steps}": preset_sample.steps,  # the preset's own
+                   "dpmpp-20": 20, "ddim-50": 50, "ddpm-1000": 1000}
+        e2e = {name: round(coding + chunks * n * per, 1) for name, n in solvers.items()}
         out["end_to_end_s"] = e2e
         one = isolated("benchmarks.forecast", "guided_forecast", preset=args.preset, members=1,
                        timed_steps=args.timed_steps, precision=args.precision)

@@ -44,14 +44,17 @@ def emulated() -> bool:
     return os.environ.get(EMULATE_ENV, "") == "1"
 
 
-def keep_bf16_weight(cell) -> None:
-    """Give `cell` (or refresh) `weight_bf16`: a non-trainable uint16 Parameter with its `weight` rounded to bf16 —
-    the weight conversion done once per `set_precision`, not per call."""
+def keep_bf16_weight(cell, layout=None) -> None:
+    """Give `cell` (or refresh) `weight_bf16`: a non-trainable Parameter with its `weight` rounded to bf16 (uint16
+    bits, or `layout(bits)` — a kernel's packed form of them) — the weight conversion done once per
+    `set_precision`, not per call."""
     from mindspore import Parameter, Tensor
 
     bits = bf16_round(cell.weight.asnumpy())
+    if layout is not None:
+        bits = layout(bits)
     existing = getattr(cell, "weight_bf16", None)
-    if existing is not None and tuple(existing.shape) == bits.shape:
+    if existing is not None and tuple(existing.shape) == bits.shape and existing.dtype == Tensor(bits).dtype:
         existing.set_data(Tensor(bits))
     else:
         cell.weight_bf16 = Parameter(Tensor(bits), name=f"{cell.weight.name}_bf16", requires_grad=False)

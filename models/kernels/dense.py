@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 from mindspore.common import dtype as mstype
@@ -93,10 +94,30 @@ def _gemm_forward(has_bias: bool):
     return custom_op("DenseForwardNoBias", bprop, out_shape=_forward_shape)
 
 
-def bf16_dense_op(has_bias: bool):
-    """The bf16 forward (`DenseForwardBF16`, or `DenseForwardBF16NoBias`): x (rows, in) float32, w (out, in) bf16
-    bits as uint16, [b], → (rows, out) float32; inference only (no gradient). None without the kernel library."""
-    return custom_op("DenseForwardBF16" if has_bias else "DenseForwardBF16NoBias", out_shape=_forward_shape)
+#: output columns per panel of the bf16 GEMM's packed weight (its micro-tile width, kNR in gemm_kernels.cc)
+PANEL_COLUMNS = 32
+
+
+def pack_bf16_panels(bits: np.ndarray) -> np.ndarray:
+    """A linear layer's bf16 weight (out, in) uint16 → wᵀ as the bf16 GEMM's column panels, (⌈out/32⌉, ⌈in/2⌉, 32)
+    uint32: word [q, r, j] holds w[32q + j, 2r] in its low half and w[32q + j, 2r + 1] in its high half (zeros
+    beyond out and in) — the layout the kernel's micro-tile reads, made once per layer instead of on every call."""
+    out, k = bits.shape
+    panels, words = -(-out // PANEL_COLUMNS), -(-k // 2)
+    padded = np.zeros((panels * PANEL_COLUMNS, 2 * words), np.uint32)
+    padded[:out, :k] = bits
+    pairs = padded[:, 0::2] | (padded[:, 1::2] << 16)  # (out', words)
+    return np.ascontiguousarray(pairs.reshape(panels, PANEL_COLUMNS, words).transpose(0, 2, 1))
+
+
+def bf16_dense_op(has_bias: bool, out_features: int):
+    """The bf16 forward (`DenseForwardBF16`, or `DenseForwardBF16NoBias`): x (rows, in) float32, the weight as
+    `pack_bf16_panels` gives it, [b], → (rows, out_features) float32; inference only (no gradient). None without
+    the kernel library."""
+    def shape(x, *rest):
+        return [x[0], out_features]
+
+    return custom_op("DenseForwardBF16" if has_bias else "DenseForwardBF16NoBias", out_shape=shape)
 
 
 def _dense_shape(x, w, *rest):
@@ -151,9 +172,9 @@ class Dense(nn.Dense):
         `precision`); "fp32": float32 again. Returns whether the layer now computes in bf16."""
         self.bf16 = False
         if precision == "bf16" and self.activation is None and ms.get_context("device_target") == "CPU":
-            self._bf16_op = self._bf16_op or bf16_dense_op(self.has_bias)
+            self._bf16_op = self._bf16_op or bf16_dense_op(self.has_bias, self.out_channels)
             if self._bf16_op is not None:
-                keep_bf16_weight(self)
+                keep_bf16_weight(self, pack_bf16_panels)
                 self.bf16 = True
         return self.bf16
 

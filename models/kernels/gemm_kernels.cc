@@ -176,9 +176,14 @@ __attribute__((target("avx512f"))) void micro_tile(const float *__restrict ap, c
 // zero); pack_b(k0, kc, n0, nr, dst) writes dst[k][kNR] likewise. k0 is always a multiple of kKC. kPerWord reduction
 // indices share one 32-bit word of a pack (2 for bf16 pairs: dst[k / 2][...], an odd last index paired with zero),
 // and `tile(ap, bp, words, c, ldc, mr, nr, bias, first)` is the micro-tile (`micro_tile` for float32).
+//
+// `prepacked_b`, when given, holds every column panel of B already in that layout for the whole reduction -
+// prepacked_b[(q * prepacked_words + word) * kNR + j] for column panel q - and `pack_b` is not called: the weights of
+// a layer in inference are packed once (for the bf16 forward, on the Python side) instead of on every call.
 template <int64_t kPerWord, class PackA, class PackB, class Tile>
 void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n, int64_t k, const float *bias,
-                  float *c, bool accumulate, const Tile &tile) {
+                  float *c, bool accumulate, const Tile &tile, const float *prepacked_b = nullptr,
+                  int64_t prepacked_words = 0) {
   thread_local Scratch b_buffer;
   const int64_t col_panels = (n + kNR - 1) / kNR, row_panels = (m + kMR - 1) / kMR;
   const int64_t threads = std::max(1, omp_get_max_threads());
@@ -187,16 +192,21 @@ void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n
   blocks = std::min(row_panels, (blocks + threads - 1) / threads * threads);
   const int64_t panels_per_block = (row_panels + blocks - 1) / blocks;
   blocks = (row_panels + panels_per_block - 1) / panels_per_block;
-  float *bp = b_buffer.get(size_t(col_panels) * kKC * kNR);
+  float *packed = prepacked_b ? nullptr : b_buffer.get(size_t(col_panels) * kKC * kNR);
   bool failed = false;
   for (int64_t k0 = 0; k0 < k; k0 += kKC) {
     const int64_t kc = std::min(kKC, k - k0), words = (kc + kPerWord - 1) / kPerWord;
     const bool first = k0 == 0 && !accumulate;
+    // column panel q of this chunk starts at bp + q * b_stride
+    const float *bp = prepacked_b ? prepacked_b + (k0 / kPerWord) * kNR : packed;
+    const int64_t b_stride = prepacked_b ? prepacked_words * kNR : words * kNR;
 #pragma omp parallel
     {
+      if (!prepacked_b) {
 #pragma omp for schedule(static)
-      for (int64_t q = 0; q < col_panels; ++q)
-        pack_b(k0, kc, q * kNR, std::min(kNR, n - q * kNR), bp + q * words * kNR);
+        for (int64_t q = 0; q < col_panels; ++q)
+          pack_b(k0, kc, q * kNR, std::min(kNR, n - q * kNR), packed + q * words * kNR);
+      }
       thread_local Scratch a_buffer;
       float *ap = nullptr;
       try {
@@ -214,7 +224,7 @@ void gemm_blocked(const PackA &pack_a, const PackB &pack_b, int64_t m, int64_t n
         for (int64_t q = 0; q < col_panels; ++q) {
           const int64_t nr = std::min(kNR, n - q * kNR);
           for (int64_t p = p0; p < p1; ++p)
-            tile(ap + (p - p0) * words * kMR, bp + q * words * kNR, words, c + p * kMR * n + q * kNR, n,
+            tile(ap + (p - p0) * words * kMR, bp + q * b_stride, words, c + p * kMR * n + q * kNR, n,
                  std::min(kMR, m - p * kMR), nr, bias ? bias + q * kNR : nullptr, first);
         }
       }
@@ -232,7 +242,8 @@ void gemm(const Operand &a, const Operand &b, int64_t m, int64_t n, int64_t k, c
 
 // ---------------------------------------------------------------------------------------------------------------
 // bf16 operands (bf16.h): the forward product of a linear layer, y = x w^T + b, with x rounded to bf16 as it is
-// packed, w already bf16, and float32 accumulation. Packs hold pairs of reduction indices per 32-bit word.
+// packed, w already bf16 and packed (once per layer), and float32 accumulation. Packs hold pairs of reduction indices
+// per 32-bit word.
 
 // Rows m0 .. m0+mr-1 of x (rows contiguous along the reduction, row stride ld), reduction indices k0 .. k0+kc-1,
 // rounded to bf16 into dst[k / 2][kMR] pairs (rows past mr and an odd last index are zeros).
@@ -253,20 +264,6 @@ void pack_x_bf16(const float *x, int64_t ld, int64_t m0, int64_t mr, int64_t k0,
   for (; w + 8 <= words; w += 8) pack_a_panel8([&](int i) { return row(i) + w; }, out + w * kMR);
   for (; w < words; ++w)
     for (int64_t i = 0; i < kMR; ++i) std::memcpy(dst + w * kMR + i, rows[i] + 2 * w, 4);
-}
-
-// Columns n0 .. n0+nr-1 of w^T (w: (n, k) bf16 rows), reduction indices k0 .. k0+kc-1, into dst[k / 2][kNR] pairs.
-// Shared by all threads and reused by every row panel: plain loops suffice.
-void pack_wt_bf16(const uint16_t *w, int64_t k, int64_t k0, int64_t kc, int64_t n0, int64_t nr, uint32_t *dst) {
-  const int64_t words = (kc + 1) / 2;
-  if (nr < kNR) std::memset(dst, 0, sizeof(uint32_t) * words * kNR);
-  for (int64_t j = 0; j < nr; ++j) {
-    const uint16_t *src = w + (n0 + j) * k + k0;
-    for (int64_t q = 0; q < words; ++q) {
-      const uint32_t lo = src[2 * q], hi = 2 * q + 1 < kc ? src[2 * q + 1] : 0;
-      dst[q * kNR + j] = lo | (hi << 16);
-    }
-  }
 }
 
 // C[0:mr, 0:nr] (row stride ldc) = (first ? bias : C) + acc, from a 12 x 32 float32 tile held in memory.
@@ -336,19 +333,21 @@ void micro_tile_bf16_emulated(const float *ap_, const float *bp_, int64_t words,
   store_tile(out, c, ldc, mr, nr, bias, first);
 }
 
-// y (rows x out) = x (rows x in, float32) w^T (w: out x in, bf16) (+ bias).
-void gemm_x_wt_bf16(const float *x, const uint16_t *w, int64_t rows, int64_t out, int64_t in, const float *bias,
+// y (rows x out) = x (rows x in, float32) w^T (+ bias), with w^T given as bf16 column panels (`panels`: for column
+// panel q of 32 output columns, word r, column j: w[32q + j][2r] | w[32q + j][2r + 1] << 16, zero beyond out and in -
+// the layout `pack_b` would write for the whole reduction; packed once per layer by prediff_models.kernels.dense).
+void gemm_x_wt_bf16(const float *x, const uint32_t *panels, int64_t rows, int64_t out, int64_t in, const float *bias,
                     float *y) {
   auto pack_a = [&](int64_t m0, int64_t mr, int64_t k0, int64_t kc, float *dst) {
     pack_x_bf16(x, in, m0, mr, k0, kc, reinterpret_cast<uint32_t *>(dst));
   };
-  auto pack_b = [&](int64_t k0, int64_t kc, int64_t n0, int64_t nr, float *dst) {
-    pack_wt_bf16(w, in, k0, kc, n0, nr, reinterpret_cast<uint32_t *>(dst));
-  };
+  auto no_pack_b = [](int64_t, int64_t, int64_t, int64_t, float *) {};
+  const float *bp = reinterpret_cast<const float *>(panels);  // 32-bit words, moved bit for bit
+  const int64_t words = (in + 1) / 2;
   if (prediff_kernels::bf16_emulated())
-    gemm_blocked<2>(pack_a, pack_b, rows, out, in, bias, y, false, micro_tile_bf16_emulated);
+    gemm_blocked<2>(pack_a, no_pack_b, rows, out, in, bias, y, false, micro_tile_bf16_emulated, bp, words);
   else
-    gemm_blocked<2>(pack_a, pack_b, rows, out, in, bias, y, false, micro_tile_bf16);
+    gemm_blocked<2>(pack_a, no_pack_b, rows, out, in, bias, y, false, micro_tile_bf16, bp, words);
 }
 
 }  // namespace
@@ -411,17 +410,20 @@ int guarded(Fn fn) {
   return 0;
 }
 
-// The bf16 forward: params x (rows, in) float32, w (out, in) bf16 bits (uint16), [b (out) float32], y (rows, out).
+// The bf16 forward: params x (rows, in) float32, w^T as bf16 column panels (ceil(out / 32), ceil(in / 2), 32)
+// uint32 (see gemm_x_wt_bf16), [b (out) float32], y (rows, out).
 int dense_forward_bf16(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool with_bias) {
-  if (nparam != (with_bias ? 4 : 3) || ndims[0] != 2 || ndims[1] != 2) return 1;
-  if (dtypes == nullptr || std::strcmp(dtypes[0], "float32") != 0 || std::strcmp(dtypes[1], "uint16") != 0) return 1;
-  const int64_t rows = shapes[0][0], in = shapes[0][1], out = shapes[1][0];
+  if (nparam != (with_bias ? 4 : 3) || ndims[0] != 2 || ndims[1] != 3) return 1;
+  if (dtypes == nullptr || std::strcmp(dtypes[0], "float32") != 0 || std::strcmp(dtypes[1], "uint32") != 0) return 1;
   const int y = with_bias ? 3 : 2;
-  if (!is_2d(ndims, shapes, 1, out, in) || !is_2d(ndims, shapes, y, rows, out)) return 1;
+  if (ndims[y] != 2) return 1;
+  const int64_t rows = shapes[0][0], in = shapes[0][1], out = shapes[y][1];
+  if (rows <= 0 || in <= 0 || out <= 0 || shapes[y][0] != rows) return 1;
+  if (shapes[1][0] != (out + kNR - 1) / kNR || shapes[1][1] != (in + 1) / 2 || shapes[1][2] != kNR) return 1;
   if (with_bias && (ndims[2] != 1 || shapes[2][0] != out)) return 1;
   if (!prediff_kernels::bf16_wanted()) return 3;
   const float *x = static_cast<const float *>(params[0]);
-  const uint16_t *w = static_cast<const uint16_t *>(params[1]);
+  const uint32_t *w = static_cast<const uint32_t *>(params[1]);
   const float *bias = with_bias ? static_cast<const float *>(params[2]) : nullptr;
   try {
     gemm_x_wt_bf16(x, w, rows, out, in, bias, static_cast<float *>(params[y]));
@@ -456,8 +458,9 @@ int DenseForwardNoBias(int nparam, void **params, int *ndims, int64_t **shapes, 
   return dense_forward(nparam, params, ndims, shapes, false);
 }
 
-// y = x w^T + b with bf16 operands and float32 accumulation (bf16.h). params: x (rows, in) float32, w (out, in)
-// uint16 (bf16 bits), b (out) float32, y (rows, out) float32. Returns 3 where the bf16 kernels do not run.
+// y = x w^T + b with bf16 operands and float32 accumulation (bf16.h). params: x (rows, in) float32, w^T as bf16
+// column panels (ceil(out / 32), ceil(in / 2), 32) uint32, b (out) float32, y (rows, out) float32. Returns 3 where
+// the bf16 kernels do not run.
 int DenseForwardBF16(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
   return dense_forward_bf16(nparam, params, ndims, shapes, dtypes, true);
 }

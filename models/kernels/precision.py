@@ -28,7 +28,7 @@ import numpy as np
 
 from .bf16 import EMULATE_ENV, bf16_round, bf16_to_float32, cpu_has_bf16, emulated, keep_bf16_weight  # noqa: F401
 from .conv import bf16_conv_op
-from .dense import bf16_dense_op
+from .dense import bf16_dense_op, pack_bf16_panels
 from .library import library_path, unavailable_reason
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -89,7 +89,7 @@ def run_self_check() -> SelfCheck:
     rng = np.random.default_rng(20240611)
     try:
         x, w, b, reference = _dense_problem(rng)
-        result = bf16_dense_op(True)(Tensor(x), Tensor(bf16_round(w)), Tensor(b)).asnumpy()
+        result = bf16_dense_op(True, w.shape[0])(Tensor(x), Tensor(pack_bf16_panels(bf16_round(w))), Tensor(b)).asnumpy()
         dense = _relative_rms(result, reference)
         x, w, b, reference = _conv_problem(rng)
         result = bf16_conv_op()(Tensor(x), Tensor(bf16_round(w)), Tensor(b)).asnumpy()

@@ -31,6 +31,7 @@ def _layer(dim, heads, cuboid, data_shape, strategy=("l", "l", "l"), rel=True, s
     (8, 1, (2, 3, 2), (5, 7, 4), ("l", "l", "l"), True),      # padding on T and H (5 → 6, 7 → 9)
     (16, 2, (2, 2, 2), (4, 4, 6), ("d", "l", "d"), True),     # dilated T and W
     (16, 2, (3, 2, 1), (4, 3, 3), ("d", "d", "l"), False),    # dilated with padding, no relative bias
+    (16, 2, (4, 5, 1), (4, 5, 6), ("l", "l", "l"), True),     # 20 keys: two and then one group of 8 scores
 ])
 def test_fused_core_equals_the_reorder_formulation(dim, heads, cuboid, data_shape, strategy, rel):
     from mindspore import Tensor

@@ -16,7 +16,7 @@ from mindspore import Tensor
 from prediff_models.kernels import Conv2d, Conv3d, Dense, UpsampleConv2d, library_path
 from prediff_models.kernels import precision as P
 from prediff_models.kernels.conv import bf16_conv_op
-from prediff_models.kernels.dense import bf16_dense_op
+from prediff_models.kernels.dense import bf16_dense_op, pack_bf16_panels
 
 pytestmark = pytest.mark.skipif(library_path() is None, reason="the fused CPU kernels are not built here")
 
@@ -61,8 +61,8 @@ def test_rounding_is_round_to_nearest_even():
 
 
 def _dense(x, w, b):
-    op = bf16_dense_op(b is not None)
-    args = (Tensor(x), Tensor(P.bf16_round(w))) + (() if b is None else (Tensor(b),))
+    op = bf16_dense_op(b is not None, w.shape[0])
+    args = (Tensor(x), Tensor(pack_bf16_panels(P.bf16_round(w)))) + (() if b is None else (Tensor(b),))
     return op(*args).asnumpy()
 
 
@@ -199,7 +199,10 @@ def test_bf16_weight_copy_follows_the_weight(monkeypatch):
     copy = dense.weight_bf16
     dense.weight.set_data(Tensor(np.full((3, 4), 0.5, np.float32)))
     dense.set_precision("bf16")
-    assert dense.weight_bf16 is copy and (P.bf16_to_float32(copy.asnumpy()) == 0.5).all()
+    assert dense.weight_bf16 is copy
+    words = copy.asnumpy()  # (1 panel, 2 words, 32 columns): columns 0-2 hold the weight, the rest is padding
+    halves = np.stack([words & 0xFFFF, words >> 16], axis=-1).astype(np.uint16)  # (1, 2, 32, 2): [., r, j, half]
+    assert (P.bf16_to_float32(halves[0, :, :3]) == 0.5).all() and (halves[0, :, 3:] == 0).all()
     assert not copy.requires_grad and copy.name.endswith("_bf16")
 
 
