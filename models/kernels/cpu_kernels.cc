@@ -163,49 +163,6 @@ struct CuboidPlan {
   }
 };
 
-// Queries scored together by the attention forward: each key value loaded is used kQueryBlock times.
-constexpr int64_t kQueryBlock = 4;
-
-// score[e * vpad + j] = q[e] . k_j for the kQueryBlock queries q[e] (hc values each) and the vpad keys of
-// kt[d * vpad + j] (vpad a multiple of 8): 8 keys per register, two register columns and four queries at a time,
-// so that eight independent sums hide the multiply-add latency and no horizontal sum is needed.
-inline void query_block_scores(const float *const *q, const float *kt, int64_t hc, int64_t vpad, float *score) {
-  for (int64_t j0 = 0; j0 < vpad; j0 += 16) {
-    const bool two = j0 + 8 < vpad;
-    __m256 a0[kQueryBlock], a1[kQueryBlock];
-    for (int e = 0; e < kQueryBlock; ++e) a0[e] = a1[e] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hc; ++d) {
-      const float *row = kt + d * vpad + j0;
-      const __m256 k0 = _mm256_loadu_ps(row), k1 = two ? _mm256_loadu_ps(row + 8) : _mm256_setzero_ps();
-      for (int e = 0; e < kQueryBlock; ++e) {
-        const __m256 qd = _mm256_broadcast_ss(q[e] + d);
-        a0[e] = _mm256_fmadd_ps(qd, k0, a0[e]);
-        a1[e] = _mm256_fmadd_ps(qd, k1, a1[e]);
-      }
-    }
-    for (int e = 0; e < kQueryBlock; ++e) {
-      _mm256_storeu_ps(score + e * vpad + j0, a0[e]);
-      if (two) _mm256_storeu_ps(score + e * vpad + j0 + 8, a1[e]);
-    }
-  }
-}
-
-// s[j] (the dot products q . k_j, j < vol) := exp(s_j - max s) with s_j = dot * scale + bias_row[j]; returns the sum.
-inline float exp_scores(float *s, const float *bias_row, float scale, int64_t vol) {
-  float top = -INFINITY;
-  for (int64_t j = 0; j < vol; ++j) {
-    s[j] = std::fma(s[j], scale, bias_row[j]);
-    top = s[j] > top ? s[j] : top;
-  }
-  float total = 0.0f;
-#pragma omp simd reduction(+ : total)
-  for (int64_t j = 0; j < vol; ++j) {
-    s[j] = exp_nonpositive(s[j] - top);
-    total += s[j];
-  }
-  return total;
-}
-
 // Fills `plan` from the shapes and meta; non-zero (the kernel's error code) when they do not fit together.
 int plan_cuboids(const int64_t *qkv_shape, const int64_t *bias_shape, const float *meta, CuboidPlan *plan) {
   plan->batch = qkv_shape[0];
@@ -625,58 +582,38 @@ int CuboidAttention(int nparam, void **params, int *ndims, int64_t **shapes, con
   const int status = plan_cuboids(shapes[0], shapes[1], meta, &plan);
   if (status) return status;
   const int64_t c = plan.c, c3 = 3 * c, hc = plan.hc, vol = plan.vol, heads = plan.heads;
-  const int64_t vpad = (vol + 7) / 8 * 8;
 #pragma omp parallel
   {
-    // per thread: the token rows of one cuboid (-1 = padding), its real positions, the keys of one head transposed
-    // (zero for padded keys and the columns past vol), the scores of a block of queries, one output row
+    // per thread: the token rows of one cuboid (-1 = padding) and one row of scores
     int64_t *rows = new int64_t[vol];
-    int64_t *real = new int64_t[vol];
-    float *kt = new float[hc * vpad];
-    float *score = new float[kQueryBlock * vpad];
+    float *score = new float[vol];
     float *acc = new float[hc];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t job = 0; job < plan.batch * plan.cuboids; ++job) {
       plan.cuboid_rows(job, rows);
-      int64_t reals = 0;
-      for (int64_t i = 0; i < vol; ++i)
-        if (rows[i] >= 0) real[reals++] = i;  // a padded query's output is cut away
       for (int64_t h = 0; h < heads; ++h) {
         const float *bias_h = bias + h * vol * vol;
-        for (int64_t j = 0; j < vpad; ++j) {
-          const float *k = j < vol && rows[j] >= 0 ? qkv + rows[j] * c3 + c + h * hc : nullptr;
-          for (int64_t d = 0; d < hc; ++d) kt[d * vpad + j] = k ? k[d] : 0.0f;
-        }
-        for (int64_t b = 0; b < reals; b += kQueryBlock) {
-          const int64_t nq = std::min(kQueryBlock, reals - b);
-          const float *q[kQueryBlock];
-          for (int64_t e = 0; e < kQueryBlock; ++e)  // a short block repeats its first query (results unused)
-            q[e] = qkv + rows[real[b + (e < nq ? e : 0)]] * c3 + h * hc;
-          query_block_scores(q, kt, hc, vpad, score);
-          for (int64_t e = 0; e < nq; ++e) {
-            const int64_t i = real[b + e];
-            float *s = score + e * vpad;
-            const float total = exp_scores(s, bias_h + i * vol, plan.scale, vol);
-            for (int64_t d = 0; d < hc; ++d) acc[d] = 0.0f;
-            const uint32_t base = static_cast<uint32_t>(((job * heads + h) * vol + i) * vol);
-            for (int64_t j = 0; j < vol; ++j) {
-              if (rows[j] < 0) continue;
-              const float p = drop.active() ? s[j] * drop.factor(base, j) : s[j];
-              const float *v = qkv + rows[j] * c3 + 2 * c + h * hc;
+        for (int64_t i = 0; i < vol; ++i) {
+          if (rows[i] < 0) continue;  // a padded query's output is cut away
+          const float *q = qkv + rows[i] * c3 + h * hc;
+          const float total = plan.row_exp_scores(qkv, bias_h + i * vol, rows, q, h, score);
+          for (int64_t d = 0; d < hc; ++d) acc[d] = 0.0f;
+          const uint32_t base = static_cast<uint32_t>(((job * heads + h) * vol + i) * vol);
+          for (int64_t j = 0; j < vol; ++j) {
+            if (rows[j] < 0) continue;
+            const float p = drop.active() ? score[j] * drop.factor(base, j) : score[j];
+            const float *v = qkv + rows[j] * c3 + 2 * c + h * hc;
 #pragma omp simd
-              for (int64_t d = 0; d < hc; ++d) acc[d] = std::fma(p, v[d], acc[d]);
-            }
-            float *o = out + rows[i] * c + h * hc;
-            const float inv = 1.0f / total;
-#pragma omp simd
-            for (int64_t d = 0; d < hc; ++d) o[d] = acc[d] * inv;
+            for (int64_t d = 0; d < hc; ++d) acc[d] = std::fma(p, v[d], acc[d]);
           }
+          float *o = out + rows[i] * c + h * hc;
+          const float inv = 1.0f / total;
+#pragma omp simd
+          for (int64_t d = 0; d < hc; ++d) o[d] = acc[d] * inv;
         }
       }
     }
     delete[] rows;
-    delete[] real;
-    delete[] kt;
     delete[] score;
     delete[] acc;
   }
