@@ -85,7 +85,8 @@ def watch_cycles(model: str, cycles: int, poll: float, sets: list) -> dict:
                 result.update(run_watch(radar, out, keep=2, poll=poll, settle=0.5, model=loaded, sets=sets,
                                         notify=lines.append, stop=stop))
             except BaseException as exc:  # reported below, not lost in the thread
-                errors.append(repr(exc))
+                import traceback
+                errors.append(repr(exc) + " " + traceback.format_exc()[-1500:].replace("\n", " | "))
 
         thread = threading.Thread(target=work)
         thread.start()

@@ -96,7 +96,7 @@ FORECAST_OPTIONS = {
     "samples": (_option(Optional[int], "--samples", "-n", min=1,
                         help=f"Ensemble members {model_default(_SAMPLE.samples)}."), None),
     "sampler": (_option(Optional[Sampler], "--sampler", help="ddim (fast), dpmpp (DPM-Solver++(2M), 20 steps), "
-                        "dpmpp3m (DPM-Solver++(3M), 15 steps), sasolver (SA-Solver, 15 steps), ddpm (faithful, 1000 "
+                        "dpmpp3m (DPM-Solver++(3M), 4 steps), sasolver (SA-Solver, 5 steps), ddpm (faithful, 1000 "
                         f"steps) {model_default(_SAMPLE.sampler)}."), None),
     "steps": (_option(Optional[int], "--steps", min=1, help="Solver steps, not ddpm "
                       f"{model_default(_SAMPLE.steps)[:-1]}; the sampler's usual count, "

@@ -229,7 +229,7 @@ ALIGN_MODES: Tuple[str, ...] = typing.get_args(AlignMode)
 PRECISIONS: Tuple[str, ...] = typing.get_args(Precision)
 
 # solver steps taken when a config's sampler is changed without also setting the steps (ddpm runs every timestep)
-DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000, "dpmpp3m": 15, "sasolver": 15}
+DEFAULT_SOLVER_STEPS = {"ddim": 50, "dpmpp": 20, "ddpm": 1000, "dpmpp3m": 4, "sasolver": 5}
 
 
 @dataclass(frozen=True)

@@ -290,14 +290,23 @@ def provenance(model, config: Config, result: ForecastResult, *, source: Path, e
         "alignment_target_vil": float(result.y_hat * 255.0) if aligned else "none",
         "guide_scale": float(s.guide_scale) if aligned else 0.0,
         "members_coupled": int(bool(s.couple_members)), "seed": int(config.seed),
-        "vae_checkpoint": Path(model.paths.vae).name, "vae_sha256": model.sha256["vae"],
-        "unet_checkpoint": Path(model.paths.unet).name, "unet_sha256": model.sha256["unet"],
-        "align_checkpoint": Path(model.paths.align).name if aligned else "none",
-        "align_sha256": model.sha256["align"] if aligned else "none",
+        **{f"{c}_{key}": value for c in ("vae", "unet", "align")
+           for key, value in _component_source(model, c, used=c != "align" or aligned).items()},
         "input_file": Path(source).name, "input_event": int(event), "input_start_frame": int(start),
         "prediff_config": config_to_yaml(_without_machine_paths(model.config)),
         **tile_attributes(result),
     }
+
+
+def _component_source(model, component: str, used: bool) -> Dict[str, str]:
+    """{"checkpoint": file name, "sha256": its digest} of a network of `model`; "none" for one not used, "in-memory"
+    for networks built in the process (`Model.from_networks`: no file)."""
+    if not used:
+        return {"checkpoint": "none", "sha256": "none"}
+    path = getattr(model.paths, component, None)
+    if path is None:
+        return {"checkpoint": "in-memory", "sha256": "none"}
+    return {"checkpoint": Path(path).name, "sha256": model.sha256[component]}
 
 
 def tile_attributes(result: ForecastResult) -> Dict[str, object]:

@@ -67,3 +67,20 @@ def test_api_forecast_equals_the_file_sample_writes(tmp_path, radar_file, tiny_r
                             {k: v for k, v in written.attrs.items() if k != "history"})
     scores = prediff.score(fc, prediff.read_radar(radar_file))
     assert set(scores["baselines"]) == {"persistence", "optical_flow", "steps"} and 0 <= scores["csi"]["avg"] <= 1
+
+
+def test_a_model_of_networks_built_in_the_process_forecasts_and_says_so(radar_file, tiny_runs):
+    """`Model.from_networks` (benchmarks, experiments) has no checkpoint files: its forecast records "in-memory"
+    where a loaded model names its files."""
+    import prediff as prediff
+    from prediff.pipelines.model import Model
+
+    ckpt = {k: v[0] / "last.ckpt" for k, v in tiny_runs.items()}
+    loaded = prediff.load_model(vae=ckpt["vae"], unet=ckpt["unet"], align=ckpt["align"])
+    built = Model.from_networks(loaded.config, loaded.vae, loaded.unet, loaded.align)
+    fc = built.forecast(prediff.read_radar(radar_file), samples=1, steps=1, align="avg_x", seed=0)
+    assert fc.attrs["vae_checkpoint"] == fc.attrs["unet_checkpoint"] == fc.attrs["align_checkpoint"] == "in-memory"
+    assert fc.attrs["unet_sha256"] == "none" and fc.attrs["model_weights_sha256"] == "none"
+    reference = loaded.forecast(prediff.read_radar(radar_file), samples=1, steps=1, align="avg_x", seed=0)
+    assert reference.attrs["unet_checkpoint"] == "last.ckpt"
+    np.testing.assert_array_equal(fc["vil"].values, reference["vil"].values)

@@ -239,8 +239,8 @@ def test_inference_export_samples_like_the_training_checkpoint(tmp_path, radar_f
 
 
 @pytest.mark.parametrize("sampler,steps,expected", [("dpmpp", None, 20), ("dpmpp", 7, 7), ("ddim", None, 50),
-                                                    ("ddpm", None, 1000), ("dpmpp3m", None, 15),
-                                                    ("sasolver", None, 15), ("sasolver", 9, 9)])
+                                                    ("ddpm", None, 1000), ("dpmpp3m", None, 4),
+                                                    ("sasolver", None, 5), ("sasolver", 9, 9)])
 def test_choosing_a_sampler_brings_its_default_step_count(sampler, steps, expected):
     from prediff.config.forecast_settings import sample_values
     from prediff.config import load_config, override_config
@@ -254,7 +254,7 @@ def test_choosing_a_sampler_brings_its_default_step_count(sampler, steps, expect
     assert via_set.sample.steps == (33 if sampler == "ddim" else DEFAULTS[sampler])
 
 
-DEFAULTS = {"dpmpp": 20, "ddim": 50, "ddpm": 1000, "dpmpp3m": 15, "sasolver": 15}
+DEFAULTS = {"dpmpp": 20, "ddim": 50, "ddpm": 1000, "dpmpp3m": 4, "sasolver": 5}
 
 
 def test_sample_refuses_to_replace_a_forecast_unless_asked(tmp_path, radar_file, ckpts, plain):

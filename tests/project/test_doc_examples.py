@@ -83,7 +83,7 @@ def _cap_forecasts(patch: pytest.MonkeyPatch) -> list:
 
     def capped_forecast(self, context, **options):
         asked.append(dict(options))
-        for key in ("samples", "steps"):  # None or absent: the model's own (8 members, 20 steps for the demo)
+        for key in ("samples", "steps"):  # None or absent: the model's own (8 members, 4 steps for the demo)
             options[key] = min(options.get(key) or CHEAP, CHEAP)
         return forecast(self, context, **options)
 
