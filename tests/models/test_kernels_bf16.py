@@ -88,6 +88,24 @@ def test_bf16_gemm_matches_the_emulation(mode, rows, k, n, bias):
     assert np.abs(y - (x.astype(np.float64) @ w.T.astype(np.float64) + (0.0 if b is None else b))).max() > 0  # bf16
 
 
+def test_packed_weight_layout_and_a_weight_of_another_shape_is_refused(monkeypatch):
+    """Word [q, r, j] of the packed weight holds w[32q + j, 2r] (low half) and w[32q + j, 2r + 1] (high half); the
+    kernel checks the packed shape against x and y, so an unpacked or mis-sized weight is an error, not a read
+    past its end."""
+    monkeypatch.setenv(P.EMULATE_ENV, "1")
+    bits = np.arange(1, 35 * 5 + 1, dtype=np.uint16).reshape(35, 5)
+    packed = pack_bf16_panels(bits)
+    assert packed.shape == (2, 3, 32) and packed.dtype == np.uint32
+    assert packed[1, 1, 2] == bits[34, 2] | (np.uint32(bits[34, 3]) << 16)
+    assert packed[1, 2, 2] == bits[34, 4] and (packed[1, :, 3:] == 0).all()
+    x = Tensor(np.ones((4, 5), np.float32))
+    op = bf16_dense_op(False, 35)
+    assert op(x, Tensor(packed)).shape == (4, 35)
+    for wrong in (Tensor(bits), Tensor(pack_bf16_panels(bits[:, :4])), Tensor(pack_bf16_panels(bits[:31]))):
+        with pytest.raises(Exception):
+            op(x, wrong).asnumpy()
+
+
 @pytest.mark.parametrize("mode", MODES, indirect=True)
 def test_bf16_gemm_rounds_activations_like_numpy(mode):
     """With w = I (exact in bf16) the product returns the packed activations: the C++ packer's rounding is the
