@@ -51,10 +51,9 @@ def keep_bf16_weight(cell, layout=None) -> None:
     from mindspore import Parameter, Tensor
 
     bits = bf16_round(cell.weight.asnumpy())
-    if layout is not None:
-        bits = layout(bits)
+    value = Tensor(bits if layout is None else layout(bits))
     existing = getattr(cell, "weight_bf16", None)
-    if existing is not None and tuple(existing.shape) == bits.shape and existing.dtype == Tensor(bits).dtype:
-        existing.set_data(Tensor(bits))
+    if existing is not None and existing.shape == value.shape and existing.dtype == value.dtype:
+        existing.set_data(value)
     else:
-        cell.weight_bf16 = Parameter(Tensor(bits), name=f"{cell.weight.name}_bf16", requires_grad=False)
+        cell.weight_bf16 = Parameter(value, name=f"{cell.weight.name}_bf16", requires_grad=False)
